@@ -1,0 +1,22 @@
+// load_model: import + normalize, errors carry the file name.
+#include "api/load.h"
+
+#include "edgequant/error.h"
+#include "onnx/onnx_io.h"
+#include "passes/pass.h"
+
+namespace edgequant {
+
+std::unique_ptr<Graph> load_model(const std::string& path, bool normalize) {
+  auto g = import_onnx(path);
+  if (normalize) {
+    try {
+      normalize_graph(*g);
+    } catch (Error& e) {
+      throw e.add_context(path);
+    }
+  }
+  return g;
+}
+
+}  // namespace edgequant

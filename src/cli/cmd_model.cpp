@@ -1,0 +1,147 @@
+// `edgequant info` and `edgequant run`: look at a model, run float inference.
+#include <ATen/ATen.h>
+
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "api/load.h"
+#include "cli/commands.h"
+#include "data/npy.h"
+#include "exec/executor.h"
+#include "exec/kernel.h"
+#include "onnx/onnx_io.h"
+
+namespace edgequant::cli {
+
+namespace {
+
+std::string type_str(const Value* v) {
+  std::string s = dtype_name(v->dtype);
+  if (!v->shape) return s + " [?]";
+  s += " [";
+  for (size_t i = 0; i < v->shape->size(); ++i) {
+    if (i) s += ",";
+    int64_t d = (*v->shape)[i];
+    s += d >= 0 ? std::to_string(d) : (i < v->dim_names.size() && !v->dim_names[i].empty() ? v->dim_names[i] : "?");
+  }
+  return s + "]";
+}
+
+void info(const std::string& path, bool json_out, bool raw) {
+  auto g = load_model(path, !raw);
+  std::map<std::string, int> histogram;
+  std::vector<std::string> unsupported;
+  for (const auto& op : g->ops()) {
+    ++histogram[op->type];
+    if (!exec::find_kernel_factory(op->type) || !op->domain.empty()) unsupported.push_back(op->describe());
+  }
+  size_t params = 0, bytes = 0;
+  for (const auto& v : g->values())
+    if (v->is_constant() && !v->consumers.empty()) {
+      params += static_cast<size_t>(v->data->numel());
+      bytes += v->data->nbytes();
+    }
+  if (json_out) {
+    nlohmann::json j;
+    j["model"] = path;
+    j["opset"] = g->opset;
+    j["producer"] = g->producer_name;
+    for (const Value* v : g->inputs) j["inputs"].push_back({{"name", v->name}, {"type", type_str(v)}});
+    for (const Value* v : g->outputs) j["outputs"].push_back({{"name", v->name}, {"type", type_str(v)}});
+    j["ops"] = histogram;
+    j["op_count"] = g->ops().size();
+    j["parameters"] = params;
+    j["parameter_bytes"] = bytes;
+    j["unsupported"] = unsupported;
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::cout << "model: " << path << "\n";
+  std::cout << "opset: " << g->opset << "   producer: " << (g->producer_name.empty() ? "?" : g->producer_name)
+            << "   ir_version: " << g->ir_version << "\n";
+  std::cout << "inputs:\n";
+  for (const Value* v : g->inputs) std::cout << "  " << v->name << "  " << type_str(v) << "\n";
+  std::cout << "outputs:\n";
+  for (const Value* v : g->outputs) std::cout << "  " << v->name << "  " << type_str(v) << "\n";
+  std::cout << "ops (" << g->ops().size() << (raw ? ", as stored" : ", after normalisation") << "):\n";
+  for (const auto& [type, n] : histogram) std::cout << "  " << std::left << std::setw(24) << type << n << "\n";
+  std::cout << "parameters: " << params << " (" << std::fixed << std::setprecision(2) << bytes / 1048576.0 << " MiB)\n";
+  std::cout << "unsupported: " << (unsupported.empty() ? "none" : "") << "\n";
+  for (const auto& u : unsupported) std::cout << "  " << u << "\n";
+}
+
+void run(const std::string& model, const std::vector<std::string>& input_args, const std::string& output) {
+  auto g = load_model(model);
+  std::map<std::string, Tensor> feeds;
+  for (const auto& arg : input_args) {
+    auto eq = arg.find('=');
+    std::string name = eq == std::string::npos ? "" : arg.substr(0, eq);
+    std::string file = eq == std::string::npos ? arg : arg.substr(eq + 1);
+    if (file.size() > 4 && file.substr(file.size() - 4) == ".npz") {
+      for (auto& [key, t] : read_npz(file)) feeds[key] = std::move(t);
+      continue;
+    }
+    if (name.empty()) {
+      if (g->inputs.size() != 1)
+        fail(ErrorCode::InvalidInput, "--input " + arg + ": the model has " + std::to_string(g->inputs.size()) +
+                                          " inputs, name them as NAME=FILE.npy");
+      name = g->inputs[0]->name;
+    }
+    feeds[name] = read_npy(file);
+  }
+  std::vector<at::Tensor> inputs;
+  for (const Value* v : g->inputs) {
+    auto it = feeds.find(v->name);
+    if (it == feeds.end()) fail(ErrorCode::InvalidInput, "no data given for model input '" + v->name + "'");
+    inputs.push_back(exec::to_aten(it->second));
+    feeds.erase(it);
+  }
+  if (!feeds.empty()) fail(ErrorCode::InvalidInput, "the model has no input named '" + feeds.begin()->first + "'");
+  exec::Executor executor(*g);
+  std::vector<at::Tensor> outs = executor.run(inputs);
+  NamedTensors named;
+  for (size_t i = 0; i < outs.size(); ++i) named.emplace_back(g->outputs[i]->name, exec::to_ir_tensor(outs[i]));
+  if (output.size() > 4 && output.substr(output.size() - 4) == ".npy") {
+    if (named.size() != 1) fail(ErrorCode::InvalidInput, output + ": the model has several outputs, write a .npz");
+    write_npy(output, named[0].second);
+  } else {
+    write_npz(output, named);
+  }
+  for (const auto& [name, t] : named) std::cout << name << "  " << dtype_name(t.dtype()) << " " << shape_str(t.shape()) << "\n";
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app, Action& action) {
+  auto* info_cmd = app.add_subcommand("info", "Inputs, outputs, opset, op histogram, parameters, unsupported ops");
+  static std::string info_model;
+  static bool info_json = false, info_raw = false;
+  info_cmd->add_option("model", info_model, "ONNX model")->required();
+  info_cmd->add_flag("--json", info_json, "machine-readable output");
+  info_cmd->add_flag("--raw", info_raw, "show the graph as stored, before normalisation");
+  info_cmd->callback([&action] { action = [] { info(info_model, info_json, info_raw); }; });
+
+  auto* run_cmd = app.add_subcommand("run", "Float inference: .npy/.npz in, .npz (or .npy) out");
+  static std::string run_model, run_output;
+  static std::vector<std::string> run_inputs;
+  run_cmd->add_option("model", run_model, "ONNX model")->required();
+  run_cmd->add_option("--input,-i", run_inputs, "NAME=FILE.npy, FILE.npy (single-input models) or FILE.npz")->required();
+  run_cmd->add_option("--output,-o", run_output, "output .npz (or .npy for one output)")->required();
+  run_cmd->callback([&action] { action = [] { run(run_model, run_inputs, run_output); }; });
+
+  auto* export_cmd = app.add_subcommand("export-onnx", "Write the normalised float graph as ONNX");
+  static std::string ex_model, ex_out;
+  export_cmd->add_option("model", ex_model, "ONNX model")->required();
+  export_cmd->add_option("--output,-o", ex_out, "output .onnx")->required();
+  export_cmd->callback([&action] {
+    action = [] {
+      auto g = load_model(ex_model);
+      export_onnx(*g, ex_out);
+      std::cout << "wrote " << ex_out << " (" << g->ops().size() << " ops)\n";
+    };
+  });
+}
+
+}  // namespace edgequant::cli

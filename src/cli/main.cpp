@@ -1,0 +1,36 @@
+// edgequant command line: exit 0 on success, 2 for bad input (one error line), 1 for internal faults.
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "edgequant/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"EdgeQuant: quantize float ONNX models for edge chips"};
+  app.require_subcommand(1);
+  edgequant::cli::Action action;
+  edgequant::cli::add_model_commands(app, action);
+  edgequant::cli::add_quantize_commands(app, action);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  try {
+    action();
+    return 0;
+  } catch (const edgequant::Error& e) {
+    std::cerr << "edgequant: error: " << e.what() << "\n";
+    return e.is_user_error() ? 2 : 1;
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    std::cerr << "edgequant: internal error: " << msg.substr(0, msg.find('\n')) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "edgequant: internal error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,11 @@
+// Whole-file reads and atomic writes (temp file + rename: no partial outputs on failure).
+#pragma once
+#include <string>
+
+namespace edgequant {
+
+std::string read_file(const std::string& path);  // throws InvalidInput naming the path
+void write_file_atomic(const std::string& path, const std::string& bytes);
+void make_directories(const std::string& path);
+
+}  // namespace edgequant

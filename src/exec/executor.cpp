@@ -1,0 +1,185 @@
+// Executor: kernel preparation, slot-indexed environment, freeing of dead intermediates.
+#include "exec/executor.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <thread>
+
+#include "exec/kernel.h"
+
+namespace edgequant::exec {
+
+namespace {
+struct PreparedOp {
+  const Op* op;
+  Kernel kernel;
+  std::vector<int> in_slots, out_slots;  // -1 for omitted optional values
+  std::vector<int> free_after;           // slots whose last reader is this op
+};
+}  // namespace
+
+struct Executor::Impl {
+  const Graph& graph;
+  ExecOptions options;
+  std::unordered_map<const Value*, int> slot;
+  std::vector<const Value*> slot_value;
+  std::vector<at::Tensor> constants;  // by slot; undefined for non-constants
+  std::vector<PreparedOp> ops;
+  std::unordered_map<const Op*, size_t> op_index;
+  std::vector<int> input_slots, output_slots;
+
+  explicit Impl(const Graph& g, ExecOptions o) : graph(g), options(o) {}
+
+  int slot_of(const Value* v) {
+    if (!v) return -1;
+    auto it = slot.find(v);
+    if (it != slot.end()) return it->second;
+    int s = static_cast<int>(slot_value.size());
+    slot[v] = s;
+    slot_value.push_back(v);
+    constants.emplace_back();
+    if (v->is_constant()) constants[s] = view_tensor(*v->data).to(options.device);
+    return s;
+  }
+
+  std::vector<at::Tensor> gather_inputs(const PreparedOp& p, const std::vector<at::Tensor>& env) const {
+    std::vector<at::Tensor> in(p.in_slots.size());
+    for (size_t i = 0; i < in.size(); ++i) {
+      int s = p.in_slots[i];
+      if (s < 0) continue;
+      in[i] = constants[s].defined() ? constants[s] : env[s];
+    }
+    return in;
+  }
+
+  void execute(const PreparedOp& p, std::vector<at::Tensor>& env, const ExecHooks* hooks) {
+    std::vector<at::Tensor> in = gather_inputs(p, env);
+    for (size_t i = 0; i < in.size(); ++i)
+      if (p.in_slots[i] >= 0 && !in[i].defined())
+        fail(ErrorCode::Internal, p.op->describe() + ": input '" + slot_value[p.in_slots[i]]->name + "' was not computed");
+    if (hooks && hooks->before_op) hooks->before_op(*p.op, in);
+    std::vector<at::Tensor> out;
+    try {
+      out = p.kernel(in);
+    } catch (Error& e) {
+      throw;
+    } catch (const c10::Error& e) {
+      std::string msg = e.what_without_backtrace();
+      throw Error(ErrorCode::InvalidInput, p.op->describe() + ": " + msg.substr(0, msg.find('\n')));
+    }
+    if (hooks && hooks->after_op) hooks->after_op(*p.op, out);
+    for (size_t i = 0; i < p.out_slots.size() && i < out.size(); ++i)
+      if (p.out_slots[i] >= 0) env[p.out_slots[i]] = out[i];
+  }
+};
+
+Executor::Executor(const Graph& graph, ExecOptions options) : impl_(std::make_unique<Impl>(graph, options)) {
+  int threads = options.num_threads > 0 ? options.num_threads : static_cast<int>(std::thread::hardware_concurrency());
+  if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(threads);
+  Impl& m = *impl_;
+  for (Value* v : graph.inputs) m.input_slots.push_back(m.slot_of(v));
+  for (const auto& op : graph.ops()) {
+    KernelFactory factory = find_kernel_factory(op->type);
+    if (!factory || !(op->domain.empty() || op->domain == "ai.onnx"))
+      fail(ErrorCode::Unsupported, op->describe() + ": op type '" + (op->domain.empty() ? "" : op->domain + ".") +
+                                       op->type + "' is not supported (opset " + std::to_string(graph.opset) + ")");
+    PreparedOp p{op.get(), factory(*op, graph.opset), {}, {}, {}};
+    for (Value* v : op->inputs) p.in_slots.push_back(m.slot_of(v));
+    for (Value* v : op->outputs) p.out_slots.push_back(m.slot_of(v));
+    m.op_index[op.get()] = m.ops.size();
+    m.ops.push_back(std::move(p));
+  }
+  for (Value* v : graph.outputs) m.output_slots.push_back(m.slot_of(v));
+  // Conv weights in channels_last let oneDNN run NHWC end to end.
+  if (options.channels_last)
+    for (const auto& p : m.ops)
+      if ((p.op->type == "Conv") && p.in_slots.size() > 1 && p.in_slots[1] >= 0) {
+        at::Tensor& w = m.constants[p.in_slots[1]];
+        if (w.defined() && w.dim() == 4) w = w.contiguous(at::MemoryFormat::ChannelsLast);
+      }
+  // Free each intermediate after its last reader so peak memory stays at the live set.
+  std::vector<int> last_use(m.slot_value.size(), -1);
+  for (size_t i = 0; i < m.ops.size(); ++i)
+    for (int s : m.ops[i].in_slots)
+      if (s >= 0) last_use[s] = static_cast<int>(i);
+  std::vector<bool> keep(m.slot_value.size(), false);
+  for (int s : m.output_slots) keep[s] = true;
+  for (size_t s = 0; s < last_use.size(); ++s)
+    if (last_use[s] >= 0 && !keep[s] && !m.constants[s].defined()) m.ops[last_use[s]].free_after.push_back(static_cast<int>(s));
+}
+
+Executor::~Executor() = default;
+
+const Graph& Executor::graph() const { return impl_->graph; }
+
+void Executor::check_input(const Value* input, const at::Tensor& t) const {
+  const std::string where = "input '" + input->name + "'";
+  if (input->dtype != DType::Undefined && to_scalar_type(input->dtype) != t.scalar_type())
+    fail(ErrorCode::InvalidInput, where + " has dtype " + dtype_name(from_scalar_type(t.scalar_type())) +
+                                      ", the model expects " + dtype_name(input->dtype));
+  if (!input->shape) return;
+  const Shape& want = *input->shape;
+  bool ok = static_cast<int64_t>(want.size()) == t.dim();
+  for (size_t i = 0; ok && i < want.size(); ++i) ok = want[i] < 0 || want[i] == t.size(static_cast<int64_t>(i));
+  if (!ok) {
+    Shape got(t.sizes().begin(), t.sizes().end());
+    fail(ErrorCode::InvalidInput, where + " has shape " + shape_str(got) + ", the model expects " + shape_str(want));
+  }
+}
+
+std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, const ExecHooks* hooks) {
+  Impl& m = *impl_;
+  const Graph& g = m.graph;
+  if (inputs.size() != g.inputs.size())
+    fail(ErrorCode::InvalidInput, "the model has " + std::to_string(g.inputs.size()) + " inputs, got " +
+                                      std::to_string(inputs.size()));
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> env(m.slot_value.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    check_input(g.inputs[i], inputs[i]);
+    env[m.input_slots[i]] = inputs[i].to(m.options.device);
+  }
+  for (const PreparedOp& p : m.ops) {
+    m.execute(p, env, hooks);
+    for (int s : p.free_after) env[s].reset();
+  }
+  std::vector<at::Tensor> out;
+  for (int s : m.output_slots) out.push_back(m.constants[s].defined() ? m.constants[s] : env[s]);
+  return out;
+}
+
+void Executor::run_ops(const std::vector<const Op*>& ops, ValueTensors& env_map, const ExecHooks* hooks) {
+  Impl& m = *impl_;
+  std::vector<at::Tensor> env(m.slot_value.size());
+  for (const auto& kv : env_map) {
+    auto it = m.slot.find(kv.first);
+    if (it != m.slot.end()) env[it->second] = kv.second;
+  }
+  for (const Op* op : ops) {
+    auto it = m.op_index.find(op);
+    if (it == m.op_index.end()) fail(ErrorCode::Internal, op->describe() + " is not in the executor's graph");
+    const PreparedOp& p = m.ops[it->second];
+    m.execute(p, env, hooks);
+    for (size_t i = 0; i < p.out_slots.size(); ++i)
+      if (p.out_slots[i] >= 0) env_map[m.slot_value[p.out_slots[i]]] = env[p.out_slots[i]];
+  }
+}
+
+at::Tensor Executor::constant(const Value* value) const {
+  auto it = impl_->slot.find(value);
+  if (it == impl_->slot.end() || !impl_->constants[it->second].defined())
+    fail(ErrorCode::Internal, "'" + value->name + "' is not a constant of the executor's graph");
+  return impl_->constants[it->second];
+}
+
+void Executor::set_constant(const Value* value, const at::Tensor& tensor) {
+  auto it = impl_->slot.find(value);
+  if (it == impl_->slot.end()) fail(ErrorCode::Internal, "'" + value->name + "' is not in the executor's graph");
+  impl_->constants[it->second] = tensor.to(impl_->options.device);
+}
+
+at::Tensor to_aten(const Tensor& t) { return view_tensor(t).clone(); }
+
+}  // namespace edgequant::exec

@@ -1,0 +1,60 @@
+// The float executor: runs a Graph (or any block of its ops) on LibTorch, CPU or CUDA through
+// the same code. Hooks see every op's inputs before it runs and its outputs after, and may
+// replace them: calibration observes, quantized simulation fake-quantizes, block-wise training
+// substitutes block inputs, all without touching the executor.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "ir/graph.h"
+
+namespace edgequant::exec {
+
+struct ExecOptions {
+  c10::Device device = c10::Device(c10::kCPU);
+  int num_threads = 0;         // 0: every core
+  bool channels_last = true;   // store 4-D conv weights NHWC so oneDNN takes its fast path
+};
+
+using ValueTensors = std::unordered_map<const Value*, at::Tensor>;
+
+struct ExecHooks {
+  // Before an op runs; may replace entries of `inputs` (fake-quantized weights, substitutions).
+  std::function<void(const Op& op, std::vector<at::Tensor>& inputs)> before_op;
+  // After an op runs; may observe or replace its outputs.
+  std::function<void(const Op& op, std::vector<at::Tensor>& outputs)> after_op;
+};
+
+class Executor {
+ public:
+  // Prepares every op's kernel; throws Unsupported/InvalidModel naming the op.
+  explicit Executor(const Graph& graph, ExecOptions options = {});
+  ~Executor();
+
+  const Graph& graph() const;
+  // Inputs in graph-input order; validates dtype and shape. Returns graph outputs in order.
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const ExecHooks* hooks = nullptr);
+  // Runs `ops` (in the given order). `env` must hold every non-constant value they read that
+  // is not produced inside the block; their outputs are added to `env`.
+  void run_ops(const std::vector<const Op*>& ops, ValueTensors& env, const ExecHooks* hooks = nullptr);
+  // The device tensor of a constant (initializer) value.
+  at::Tensor constant(const Value* value) const;
+  // Replaces a constant's tensor for later runs (e.g. trained or fake-quantized weights).
+  void set_constant(const Value* value, const at::Tensor& tensor);
+  // Checks an input tensor against the graph input's dtype and static dims.
+  void check_input(const Value* input, const at::Tensor& tensor) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Parses ONNX conformance-style inputs into ATen (copy).
+at::Tensor to_aten(const Tensor& t);
+
+}  // namespace edgequant::exec

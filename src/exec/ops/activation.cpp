@@ -1,0 +1,112 @@
+// Pointwise activations and the softmax family.
+#include <ATen/ATen.h>
+
+#include <limits>
+
+#include "exec/ops/factories.h"
+
+namespace edgequant::exec {
+
+Kernel make_unary(const Op& op, int64_t) {
+  using Fn = at::Tensor (*)(const at::Tensor&);
+  static const std::map<std::string, Fn> fns = {
+      {"Relu", [](const at::Tensor& x) { return at::relu(x); }},
+      {"Sigmoid", [](const at::Tensor& x) { return at::sigmoid(x); }},
+      {"Tanh", [](const at::Tensor& x) { return at::tanh(x); }},
+      {"Exp", [](const at::Tensor& x) { return at::exp(x); }},
+      {"Log", [](const at::Tensor& x) { return at::log(x); }},
+      {"Sqrt", [](const at::Tensor& x) { return at::sqrt(x); }},
+      {"Erf", [](const at::Tensor& x) { return at::erf(x); }},
+      {"Abs", [](const at::Tensor& x) { return at::abs(x); }},
+      {"Neg", [](const at::Tensor& x) { return at::neg(x); }},
+      {"Floor", [](const at::Tensor& x) { return at::floor(x); }},
+      {"Ceil", [](const at::Tensor& x) { return at::ceil(x); }},
+      {"Round", [](const at::Tensor& x) { return at::round(x); }},  // half to even, as ONNX
+      {"Reciprocal", [](const at::Tensor& x) { return at::reciprocal(x); }},
+      {"Sin", [](const at::Tensor& x) { return at::sin(x); }},
+      {"Cos", [](const at::Tensor& x) { return at::cos(x); }},
+      {"Not", [](const at::Tensor& x) { return at::logical_not(x); }},
+      {"Softplus", [](const at::Tensor& x) { return at::log1p(at::exp(x)); }},
+      {"Softsign", [](const at::Tensor& x) { return x / (1 + at::abs(x)); }},
+  };
+  auto it = fns.find(op.type);
+  if (it == fns.end()) unsupported(op, "not a unary op");
+  Fn fn = it->second;
+  return [fn](const Tensors& in) -> Tensors { return {fn(in[0])}; };
+}
+
+Kernel make_leaky_relu(const Op& op, int64_t) {
+  double alpha = op.attr_float("alpha", 0.01f);
+  return [alpha](const Tensors& in) -> Tensors { return {at::leaky_relu(in[0], alpha)}; };
+}
+
+Kernel make_elu(const Op& op, int64_t) {
+  double alpha = op.attr_float("alpha", 1.0f);
+  return [alpha](const Tensors& in) -> Tensors { return {at::elu(in[0], alpha)}; };
+}
+
+Kernel make_selu(const Op& op, int64_t) {
+  double alpha = op.attr_float("alpha", 1.67326319217681884765625f);
+  double gamma = op.attr_float("gamma", 1.05070102214813232421875f);
+  return [alpha, gamma](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    return {at::where(x > 0, x * gamma, (at::exp(x) - 1) * (alpha * gamma))};
+  };
+}
+
+Kernel make_prelu(const Op&, int64_t) {
+  return [](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    at::Tensor slope = in[1];
+    // A per-channel slope of shape [C] (old exporters) applies along axis 1, not the last axis.
+    if (slope.dim() == 1 && x.dim() > 2 && slope.size(0) == x.size(1) && slope.size(0) != x.size(-1)) {
+      std::vector<int64_t> shape(static_cast<size_t>(x.dim() - 1), 1);
+      shape[0] = slope.size(0);
+      slope = slope.reshape(shape);
+    }
+    return {at::where(x < 0, x * slope, x)};
+  };
+}
+
+Kernel make_clip(const Op& op, int64_t opset) {
+  if (opset < 11) {
+    double lo = op.attr_float("min", -std::numeric_limits<float>::infinity());
+    double hi = op.attr_float("max", std::numeric_limits<float>::infinity());
+    return [lo, hi](const Tensors& in) -> Tensors { return {at::clamp(in[0], lo, hi)}; };
+  }
+  return [](const Tensors& in) -> Tensors {
+    at::Tensor y = in[0];
+    if (in.size() > 1 && in[1].defined()) y = at::maximum(y, in[1].to(y.scalar_type()));
+    if (in.size() > 2 && in[2].defined()) y = at::minimum(y, in[2].to(y.scalar_type()));
+    return {y.is_same(in[0]) ? y.clone() : y};
+  };
+}
+
+Kernel make_hard_sigmoid(const Op& op, int64_t) {
+  double alpha = op.attr_float("alpha", 0.2f), beta = op.attr_float("beta", 0.5f);
+  return [alpha, beta](const Tensors& in) -> Tensors { return {at::clamp(in[0] * alpha + beta, 0.0, 1.0)}; };
+}
+
+Kernel make_hard_swish(const Op&, int64_t) {
+  return [](const Tensors& in) -> Tensors { return {in[0] * at::clamp(in[0] / 6.0 + 0.5, 0.0, 1.0)}; };
+}
+
+Kernel make_softmax(const Op& op, int64_t opset) {
+  bool log = op.type == "LogSoftmax";
+  bool legacy = opset < 13;  // before 13 the input is coerced to 2-D at `axis`
+  int64_t axis = op.attr_int("axis", legacy ? 1 : -1);
+  Op desc = op;
+  return [log, legacy, axis, desc](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    int64_t a = normalize_axis(axis, std::max<int64_t>(x.dim(), 1), desc);
+    if (!legacy) return {log ? at::log_softmax(x, a) : at::softmax(x, a)};
+    auto sizes = x.sizes();
+    int64_t outer = 1;
+    for (int64_t i = 0; i < a; ++i) outer *= sizes[i];
+    at::Tensor flat = x.reshape({outer, -1});
+    at::Tensor y = log ? at::log_softmax(flat, 1) : at::softmax(flat, 1);
+    return {y.reshape(sizes)};
+  };
+}
+
+}  // namespace edgequant::exec

@@ -1,0 +1,48 @@
+// Normalisation ops (inference form).
+#include <ATen/ATen.h>
+
+#include "exec/ops/factories.h"
+
+namespace edgequant::exec {
+
+Kernel make_batch_norm(const Op& op, int64_t opset) {
+  if (op.attr_int("training_mode", 0) != 0) unsupported(op, "training_mode=1");
+  if (opset < 7 && op.attr_int("spatial", 1) != 1) unsupported(op, "spatial=0");
+  for (size_t i = 1; i < op.outputs.size(); ++i)
+    if (op.outputs[i]) unsupported(op, "training outputs (running mean/var)");
+  double eps = op.attr_float("epsilon", 1e-5f);
+  return [eps](const Tensors& in) -> Tensors {
+    return {at::batch_norm(in[0], in[1], in[2], in[3], in[4], false, 0.0, eps, false)};
+  };
+}
+
+Kernel make_layer_norm(const Op& op, int64_t) {
+  int64_t axis = op.attr_int("axis", -1);
+  double eps = op.attr_float("epsilon", 1e-5f);
+  bool want_stats = (op.outputs.size() > 1 && op.outputs[1]) || (op.outputs.size() > 2 && op.outputs[2]);
+  std::string where = op.describe();
+  return [=](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    int64_t a = normalize_axis(axis, x.dim(), where);
+    std::vector<int64_t> norm_shape(x.sizes().begin() + a, x.sizes().end());
+    at::Tensor bias = in.size() > 2 ? in[2] : at::Tensor();
+    if (!want_stats) return {at::layer_norm(x, norm_shape, in[1], bias, eps)};
+    std::vector<int64_t> dims;
+    for (int64_t d = a; d < x.dim(); ++d) dims.push_back(d);
+    at::Tensor xf = x.to(at::kFloat);
+    at::Tensor mean = xf.mean(dims, true);
+    at::Tensor inv_std = at::rsqrt((xf - mean).pow(2).mean(dims, true) + eps);
+    at::Tensor y = (xf - mean) * inv_std * in[1];
+    if (bias.defined()) y = y + bias;
+    return {y.to(x.scalar_type()), mean, inv_std};
+  };
+}
+
+Kernel make_instance_norm(const Op& op, int64_t) {
+  double eps = op.attr_float("epsilon", 1e-5f);
+  return [eps](const Tensors& in) -> Tensors {
+    return {at::instance_norm(in[0], in[1], in[2], {}, {}, true, 0.0, eps, false)};
+  };
+}
+
+}  // namespace edgequant::exec

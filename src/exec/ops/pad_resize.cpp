@@ -1,0 +1,169 @@
+// Pad (constant/reflect/edge) and Resize/Upsample (nearest, linear) with every coordinate
+// transformation mode the torch and TF exporters write.
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "exec/ops/factories.h"
+
+namespace edgequant::exec {
+
+Kernel make_pad(const Op& op, int64_t opset) {
+  std::string mode = op.attr_string("mode", "constant");
+  if (mode != "constant" && mode != "reflect" && mode != "edge") unsupported(op, "Pad mode '" + mode + "'");
+  bool legacy = opset < 11;
+  std::vector<int64_t> pads_attr = op.attr_ints(opset < 2 ? "paddings" : "pads");
+  double value_attr = op.attr_float("value", 0.0f);
+  std::string where = op.describe();
+  return [=](const Tensors& in) -> Tensors {
+    at::Tensor x = in[0];
+    int64_t rank = x.dim();
+    std::vector<int64_t> raw = legacy ? pads_attr : int_values(in[1]);
+    std::vector<int64_t> axes;
+    if (!legacy && in.size() > 3 && in[3].defined()) axes = int_values(in[3]);
+    if (axes.empty())
+      for (int64_t d = 0; d < rank; ++d) axes.push_back(d);
+    size_t n = axes.size();
+    if (raw.size() != 2 * n) fail(ErrorCode::InvalidModel, where + ": pads has " + std::to_string(raw.size()) +
+                                                               " values, expected " + std::to_string(2 * n));
+    std::vector<int64_t> begin(rank, 0), end(rank, 0);
+    for (size_t i = 0; i < n; ++i) {
+      int64_t a = normalize_axis(axes[i], rank, where);
+      begin[a] = raw[i];
+      end[a] = raw[i + n];
+    }
+    if (mode == "constant") {
+      double value = value_attr;
+      if (!legacy && in.size() > 2 && in[2].defined() && in[2].numel() > 0) value = in[2].item<double>();
+      std::vector<int64_t> list;
+      for (int64_t d = rank; d-- > 0;) {
+        list.push_back(begin[d]);
+        list.push_back(end[d]);
+      }
+      return {at::constant_pad_nd(x, list, value)};
+    }
+    // reflect/edge: gather along each padded axis with mirrored or clamped source indices.
+    for (int64_t d = 0; d < rank; ++d) {
+      if (begin[d] == 0 && end[d] == 0) continue;
+      int64_t len = x.size(d);
+      auto idx = at::arange(-begin[d], len + end[d], at::kLong);
+      if (mode == "edge") {
+        idx = idx.clamp(0, len - 1);
+      } else {
+        idx = at::where(idx < 0, -idx, idx);
+        idx = at::where(idx >= len, 2 * (len - 1) - idx, idx);
+      }
+      x = x.index_select(d, idx.to(x.device()));
+    }
+    return {x};
+  };
+}
+
+namespace {
+enum class Coord { HalfPixel, PytorchHalfPixel, AlignCorners, Asymmetric, TfHalfPixelForNn };
+enum class Nearest { RoundPreferFloor, RoundPreferCeil, Floor, Ceil };
+
+// `out` is the resized length as ONNX defines it: in * scale (unfloored) when scales are given.
+double source_coord(Coord mode, int64_t o, int64_t in, double out, double scale) {
+  switch (mode) {
+    case Coord::HalfPixel: return (o + 0.5) / scale - 0.5;
+    case Coord::PytorchHalfPixel: return out > 1 ? (o + 0.5) / scale - 0.5 : 0.0;
+    case Coord::AlignCorners: return out == 1 ? 0.0 : o * double(in - 1) / (out - 1);
+    case Coord::Asymmetric: return o / scale;
+    case Coord::TfHalfPixelForNn: return (o + 0.5) / scale;
+  }
+  return 0;
+}
+
+int64_t nearest_index(Nearest mode, double x) {
+  double f = std::floor(x);
+  bool half = std::abs(x - f - 0.5) < 1e-9;
+  switch (mode) {
+    case Nearest::RoundPreferFloor: return static_cast<int64_t>(half ? f : std::round(x));
+    case Nearest::RoundPreferCeil: return static_cast<int64_t>(half ? f + 1 : std::round(x));
+    case Nearest::Floor: return static_cast<int64_t>(f);
+    case Nearest::Ceil: return static_cast<int64_t>(std::ceil(x));
+  }
+  return 0;
+}
+}  // namespace
+
+Kernel make_resize(const Op& op, int64_t opset) {
+  bool upsample = op.type == "Upsample";
+  std::string mode = op.attr_string("mode", "nearest");
+  if (mode == "bilinear") mode = "linear";
+  if (mode != "nearest" && mode != "linear") unsupported(op, "Resize mode '" + mode + "'");
+  // Upsample and Resize-10 have no coordinate attribute: they map o -> o / scale.
+  bool legacy = upsample || opset < 11;
+  std::string cname = legacy ? "asymmetric" : op.attr_string("coordinate_transformation_mode", "half_pixel");
+  Coord coord;
+  if (cname == "half_pixel") coord = Coord::HalfPixel;
+  else if (cname == "pytorch_half_pixel") coord = Coord::PytorchHalfPixel;
+  else if (cname == "align_corners") coord = Coord::AlignCorners;
+  else if (cname == "asymmetric") coord = Coord::Asymmetric;
+  else if (cname == "tf_half_pixel_for_nn") coord = Coord::TfHalfPixelForNn;
+  else unsupported(op, "coordinate_transformation_mode '" + cname + "'");
+  std::string nname = legacy ? "floor" : op.attr_string("nearest_mode", "round_prefer_floor");
+  Nearest nearest;
+  if (nname == "round_prefer_floor") nearest = Nearest::RoundPreferFloor;
+  else if (nname == "round_prefer_ceil") nearest = Nearest::RoundPreferCeil;
+  else if (nname == "floor") nearest = Nearest::Floor;
+  else if (nname == "ceil") nearest = Nearest::Ceil;
+  else unsupported(op, "nearest_mode '" + nname + "'");
+  if (op.attr_int("antialias", 0) != 0) unsupported(op, "antialias=1");
+  if (op.has_attr("axes")) unsupported(op, "the axes attribute");
+  std::vector<float> scales_attr = op.attr_floats("scales");
+  size_t scales_index = upsample || opset < 11 ? 1 : 2, sizes_index = 3;
+  bool linear = mode == "linear";
+  return [=](const Tensors& in) -> Tensors {
+    at::Tensor x = in[0];
+    int64_t rank = x.dim();
+    std::vector<double> scales(scales_attr.begin(), scales_attr.end());
+    std::vector<int64_t> sizes;
+    if (in.size() > sizes_index && in[sizes_index].defined() && in[sizes_index].numel() > 0)
+      sizes = int_values(in[sizes_index]);
+    else if (in.size() > scales_index && in[scales_index].defined() && in[scales_index].numel() > 0) {
+      at::Tensor s = in[scales_index].to(at::kCPU).to(at::kDouble).contiguous();
+      scales.assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+    }
+    for (int64_t d = 0; d < rank; ++d) {
+      int64_t len = x.size(d), out;
+      double scale, resized;
+      if (!sizes.empty()) {
+        out = sizes[d];
+        scale = double(out) / double(len);
+        resized = double(out);
+      } else {
+        scale = scales.at(d);
+        resized = len * scale;
+        out = static_cast<int64_t>(std::floor(resized));
+      }
+      if (out == len && scale == 1.0) continue;
+      auto dev = at::TensorOptions().device(x.device());
+      if (!linear) {
+        std::vector<int64_t> idx(out);
+        for (int64_t o = 0; o < out; ++o)
+          idx[o] = std::clamp<int64_t>(nearest_index(nearest, source_coord(coord, o, len, resized, scale)), 0, len - 1);
+        x = x.index_select(d, at::tensor(idx, dev.dtype(at::kLong)));
+        continue;
+      }
+      std::vector<int64_t> i0(out), i1(out);
+      std::vector<float> w(out);
+      for (int64_t o = 0; o < out; ++o) {
+        double c = std::clamp(source_coord(coord, o, len, resized, scale), 0.0, double(len - 1));
+        i0[o] = static_cast<int64_t>(std::floor(c));
+        i1[o] = std::min(i0[o] + 1, len - 1);
+        w[o] = static_cast<float>(c - i0[o]);
+      }
+      std::vector<int64_t> wshape(rank, 1);
+      wshape[d] = out;
+      at::Tensor wt = at::tensor(w, dev.dtype(at::kFloat)).reshape(wshape).to(x.scalar_type());
+      at::Tensor a = x.index_select(d, at::tensor(i0, dev.dtype(at::kLong)));
+      at::Tensor b = x.index_select(d, at::tensor(i1, dev.dtype(at::kLong)));
+      x = a + (b - a) * wt;
+    }
+    return {x.is_same(in[0]) ? x.clone() : x};
+  };
+}
+
+}  // namespace edgequant::exec

@@ -1,0 +1,180 @@
+// ONNX model -> Graph. Protobuf parsing and shape inference are libonnx's; this file maps
+// the proto onto the IR and reports malformed graphs by file and node.
+#include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "edgequant/error.h"
+#include "onnx/onnx_io.h"
+
+namespace edgequant {
+
+namespace {
+
+void apply_type(Value* v, const onnx::TypeProto& type) {
+  if (type.value_case() != onnx::TypeProto::kTensorType && type.value_case() != onnx::TypeProto::VALUE_NOT_SET)
+    fail(ErrorCode::Unsupported, "value '" + v->name + "' is a sequence, map or optional (only tensors are supported)");
+  if (!type.has_tensor_type()) return;
+  const auto& tt = type.tensor_type();
+  if (tt.elem_type() != 0) v->dtype = static_cast<DType>(tt.elem_type());
+  if (!tt.has_shape()) return;
+  Shape shape;
+  std::vector<std::string> names;
+  for (const auto& d : tt.shape().dim()) {
+    shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
+    names.push_back(d.has_dim_param() ? d.dim_param() : "");
+  }
+  v->shape = shape;
+  v->dim_names = names;
+}
+
+Attribute convert_attribute(const onnx::AttributeProto& a, const std::string& where) {
+  switch (a.type()) {
+    case onnx::AttributeProto::FLOAT: return a.f();
+    case onnx::AttributeProto::INT: return static_cast<int64_t>(a.i());
+    case onnx::AttributeProto::STRING: return a.s();
+    case onnx::AttributeProto::INTS: return std::vector<int64_t>(a.ints().begin(), a.ints().end());
+    case onnx::AttributeProto::FLOATS: return std::vector<float>(a.floats().begin(), a.floats().end());
+    case onnx::AttributeProto::STRINGS: return std::vector<std::string>(a.strings().begin(), a.strings().end());
+    case onnx::AttributeProto::TENSOR: return tensor_from_proto(a.t());
+    case onnx::AttributeProto::GRAPH:
+    case onnx::AttributeProto::GRAPHS:
+      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' is a subgraph (control flow is not supported)");
+    default:
+      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' has an unsupported type");
+  }
+}
+
+// Constant nodes (paddle2onnx and torch write weights this way) become initializers.
+Tensor constant_node_value(const onnx::NodeProto& node, const std::string& where, const std::string& base_dir) {
+  for (const auto& a : node.attribute()) {
+    const std::string& n = a.name();
+    if (n == "value") return tensor_from_proto(a.t(), base_dir);
+    if (n == "value_float") return Tensor::from_vector<float>(DType::Float32, {}, {a.f()});
+    if (n == "value_floats")
+      return Tensor::from_vector(DType::Float32, {a.floats_size()}, std::vector<float>(a.floats().begin(), a.floats().end()));
+    if (n == "value_int") return Tensor::from_vector<int64_t>(DType::Int64, {}, {a.i()});
+    if (n == "value_ints")
+      return Tensor::from_vector(DType::Int64, {a.ints_size()}, std::vector<int64_t>(a.ints().begin(), a.ints().end()));
+    fail(ErrorCode::Unsupported, where + ": Constant attribute '" + n + "' is not supported");
+  }
+  fail(ErrorCode::InvalidModel, where + ": Constant node without a value");
+}
+
+}  // namespace
+
+std::unique_ptr<Graph> import_onnx(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(ErrorCode::InvalidModel, path + ": cannot open file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  onnx::ModelProto model;
+  if (!model.ParseFromString(ss.str()))
+    fail(ErrorCode::InvalidModel, path + ": not an ONNX model (protobuf parsing failed: the file is truncated or not ONNX)");
+  if (!model.has_graph() || model.ir_version() <= 0 || model.opset_import_size() == 0)
+    fail(ErrorCode::InvalidModel, path + ": not an ONNX model (no graph, ir_version or opset_import)");
+  std::string base_dir = ".";
+  auto slash = path.find_last_of('/');
+  if (slash != std::string::npos) base_dir = path.substr(0, slash);
+  try {
+    return import_onnx_model(model, base_dir);
+  } catch (Error& e) {
+    throw e.add_context(path);
+  }
+}
+
+std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir) {
+  auto g = std::make_unique<Graph>();
+  int64_t opset = -1;
+  for (const auto& o : model.opset_import()) {
+    if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
+    else g->extra_opsets[o.domain()] = o.version();
+  }
+  if (opset < 1 || opset > 17)
+    fail(ErrorCode::Unsupported, "opset " + std::to_string(opset) + " of the default domain is not supported (supported: 1-17)");
+  g->opset = opset;
+  g->ir_version = model.ir_version();
+  g->producer_name = model.producer_name();
+  const onnx::GraphProto& gp0 = model.graph();
+  g->name = gp0.name().empty() ? "graph" : gp0.name();
+  // Shape inference only adds value_info; a model it cannot fully infer still imports.
+  try {
+    onnx::shape_inference::InferShapes(model);
+  } catch (const std::exception&) {
+  }
+  const onnx::GraphProto& gp = model.graph();
+  if (gp.sparse_initializer_size() > 0) fail(ErrorCode::Unsupported, "sparse initializers are not supported");
+
+  for (const auto& init : gp.initializer()) {
+    try {
+      g->add_constant(init.name(), tensor_from_proto(init, base_dir));
+    } catch (Error& e) {
+      throw e.add_context("initializer '" + init.name() + "'");
+    }
+  }
+  for (const auto& in : gp.input()) {
+    if (Value* existing = g->find_value(in.name())) {
+      if (existing->is_constant()) continue;  // IR < 4 lists initializers as inputs too
+      fail(ErrorCode::InvalidModel, "graph input '" + in.name() + "' is declared twice");
+    }
+    Value* v = g->add_value(in.name());
+    apply_type(v, in.type());
+    g->inputs.push_back(v);
+  }
+
+  // Pass 1: every node output exists as a value, so node order in the file does not matter.
+  std::vector<const onnx::NodeProto*> nodes;
+  for (int i = 0; i < gp.node_size(); ++i) {
+    const auto& node = gp.node(i);
+    std::string where = "node '" + (node.name().empty() ? node.output_size() ? node.output(0) : std::to_string(i) : node.name()) +
+                        "' (" + node.op_type() + ")";
+    if (node.op_type() == "Constant" && (node.domain().empty() || node.domain() == "ai.onnx")) {
+      if (node.output_size() != 1) fail(ErrorCode::InvalidModel, where + ": Constant must have one output");
+      g->add_constant(node.output(0), constant_node_value(node, where, base_dir));
+      continue;
+    }
+    for (const auto& out : node.output())
+      if (!out.empty()) g->add_value(out);
+    nodes.push_back(&node);
+  }
+  // Pass 2: ops.
+  int counter = 0;
+  for (const auto* node : nodes) {
+    std::string name = node->name();
+    if (name.empty() || g->find_op(name)) name = g->unique_name(node->op_type() + "_" + std::to_string(counter));
+    ++counter;
+    std::string where = "node '" + name + "' (" + node->op_type() + ")";
+    std::vector<Value*> ins, outs;
+    for (const auto& in : node->input()) {
+      if (in.empty()) {
+        ins.push_back(nullptr);
+        continue;
+      }
+      Value* v = g->find_value(in);
+      if (!v)
+        fail(ErrorCode::InvalidModel, where + " reads '" + in +
+                                          "', which is neither a graph input, an initializer nor any node's output");
+      ins.push_back(v);
+    }
+    for (const auto& out : node->output()) outs.push_back(out.empty() ? nullptr : g->find_value(out));
+    Op* op = g->add_op(node->op_type(), name, ins, outs);
+    op->domain = node->domain() == "ai.onnx" ? "" : node->domain();
+    for (const auto& a : node->attribute()) op->attrs[a.name()] = convert_attribute(a, where);
+  }
+  for (const auto& out : gp.output()) {
+    Value* v = g->find_value(out.name());
+    if (!v) fail(ErrorCode::InvalidModel, "graph output '" + out.name() + "' is never produced");
+    apply_type(v, out.type());
+    g->outputs.push_back(v);
+  }
+  for (const auto& vi : gp.value_info())
+    if (Value* v = g->find_value(vi.name()))
+      if (!v->is_constant()) apply_type(v, vi.type());
+  g->topo_sort();
+  g->verify();
+  return g;
+}
+
+}  // namespace edgequant

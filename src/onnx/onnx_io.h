@@ -1,0 +1,31 @@
+// ONNX <-> IR through Debian's libonnx protobuf classes and its shape inference.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "ir/graph.h"
+
+namespace onnx {
+class ModelProto;
+class TensorProto;
+}  // namespace onnx
+
+namespace edgequant {
+
+// Reads an ONNX file (opsets 6-17; initializers, Constant-node weights, external data,
+// symbolic dims). Errors name the file. Constant nodes become initializers.
+std::unique_ptr<Graph> import_onnx(const std::string& path);
+// From an in-memory model; `base_dir` resolves external-data files.
+std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir);
+
+// Writes the graph as an ONNX model (atomically: temp file, then rename).
+void export_onnx(const Graph& graph, const std::string& path);
+void graph_to_model(const Graph& graph, onnx::ModelProto& model);
+
+// TensorProto <-> Tensor (raw_data or typed fields; external data resolved against base_dir).
+Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base_dir = "");
+void tensor_to_proto(const Tensor& tensor, onnx::TensorProto& proto);
+// Reads a serialized TensorProto file (the conformance suite's input_N.pb / output_N.pb).
+Tensor read_tensor_pb(const std::string& path);
+
+}  // namespace edgequant

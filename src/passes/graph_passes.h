@@ -1,0 +1,29 @@
+// Declarations of the graph-level passes (one implementation file each).
+#pragma once
+#include "passes/pass.h"
+
+namespace edgequant {
+
+// Identity and inference-time Dropout forward their input (unless they feed a graph output).
+class RemoveIdentityPass : public Pass {
+ public:
+  const char* name() const override { return "remove-identity"; }
+  PassResult run(Graph& graph, PassContext& context) override;
+};
+
+// Evaluates ops whose inputs are all constants (and Shape/Gather on static dims), as
+// torch.onnx.export's Shape->Gather->Unsqueeze->Concat->Reshape chains need.
+class FoldConstantsPass : public Pass {
+ public:
+  const char* name() const override { return "fold-constants"; }
+  PassResult run(Graph& graph, PassContext& context) override;
+};
+
+// Folds BatchNormalization into a preceding Conv/ConvTranspose/Gemm that feeds only it.
+class FoldBatchNormPass : public Pass {
+ public:
+  const char* name() const override { return "fold-batchnorm"; }
+  PassResult run(Graph& graph, PassContext& context) override;
+};
+
+}  // namespace edgequant

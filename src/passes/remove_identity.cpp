@@ -1,0 +1,26 @@
+// RemoveIdentityPass: bypass Identity and Dropout.
+#include "passes/graph_passes.h"
+
+namespace edgequant {
+
+PassResult RemoveIdentityPass::run(Graph& graph, PassContext&) {
+  PassResult result;
+  std::vector<Op*> candidates;
+  for (const auto& op : graph.ops())
+    if (op->type == "Identity" || op->type == "Dropout") candidates.push_back(op.get());
+  for (Op* op : candidates) {
+    Value* in = op->input(0);
+    Value* out = op->outputs.empty() ? nullptr : op->outputs[0];
+    bool mask_used = op->outputs.size() > 1 && op->outputs[1] &&
+                     (!op->outputs[1]->consumers.empty() || is_graph_output(graph, op->outputs[1]));
+    // Keeping graph-output names stable matters more than one less op.
+    if (!in || !out || mask_used || is_graph_output(graph, out)) continue;
+    graph.replace_uses(out, in);
+    graph.remove_op(op);
+    ++result.rewrites;
+  }
+  result.changed = result.rewrites > 0;
+  return result;
+}
+
+}  // namespace edgequant

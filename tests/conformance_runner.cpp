@@ -1,0 +1,143 @@
+// Runs the ONNX conformance cases (libonnx-testdata: node/, pytorch-converted/, ...) whose ops
+// are all supported, compares with the stored outputs (rtol 1e-4, atol 1e-5), and prints
+// ran/passed/skipped counts, every skip with its reason, and supported ops lacking a passing case.
+// Exit status 1 if any executed case fails or a supported op has no passing case.
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include "api/load.h"
+#include "edgequant/error.h"
+#include "exec/executor.h"
+#include "exec/kernel.h"
+#include "onnx/onnx_io.h"
+#include "passes/pass.h"
+
+namespace fs = std::filesystem;
+using namespace edgequant;
+
+namespace {
+struct Outcome {
+  enum Kind { Pass, Fail, Skip } kind;
+  std::string reason;
+};
+
+std::vector<std::string> sorted_files(const fs::path& dir, const std::string& prefix) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end(), [](const std::string& a, const std::string& b) {
+    auto num = [](const std::string& s) { return std::stoi(s.substr(s.find_last_of('_') + 1)); };
+    return num(a) < num(b);
+  });
+  return files;
+}
+
+Outcome run_case(const fs::path& dir, std::set<std::string>& ops_seen) {
+  std::unique_ptr<Graph> g;
+  try {
+    g = import_onnx((dir / "model.onnx").string());
+  } catch (const Error& e) {
+    return {Outcome::Skip, e.message()};
+  }
+  std::set<std::string> missing;
+  for (const auto& op : g->ops())
+    if (!exec::find_kernel_factory(op->type) || !op->domain.empty()) missing.insert(op->type);
+  if (!missing.empty()) {
+    std::string r = "unsupported op";
+    for (const auto& m : missing) r += " " + m;
+    return {Outcome::Skip, r};
+  }
+  std::set<std::string> types;
+  for (const auto& op : g->ops()) types.insert(op->type);
+  fs::path data = dir / "test_data_set_0";
+  if (!fs::exists(data)) return {Outcome::Skip, "no test_data_set_0"};
+  try {
+    normalize_graph(*g);
+    exec::Executor ex(*g);
+    std::vector<at::Tensor> inputs;
+    for (const auto& f : sorted_files(data, "input_")) inputs.push_back(exec::to_aten(read_tensor_pb(f)));
+    if (inputs.size() != g->inputs.size())
+      return {Outcome::Skip, "test data has " + std::to_string(inputs.size()) + " inputs, model " +
+                                 std::to_string(g->inputs.size()) + " (optional inputs given as data)"};
+    auto outs = ex.run(inputs);
+    auto expected = sorted_files(data, "output_");
+    if (expected.size() != outs.size()) return {Outcome::Fail, "output count differs"};
+    for (size_t i = 0; i < outs.size(); ++i) {
+      at::Tensor want = exec::to_aten(read_tensor_pb(expected[i]));
+      at::Tensor got = outs[i].to(at::kCPU);
+      if (got.sizes() != want.sizes()) {
+        std::ostringstream s;
+        s << "output " << i << " shape " << got.sizes() << " != " << want.sizes();
+        return {Outcome::Fail, s.str()};
+      }
+      if (got.scalar_type() != want.scalar_type()) {
+        std::ostringstream s;
+        s << "output " << i << " dtype " << got.scalar_type() << " != " << want.scalar_type();
+        return {Outcome::Fail, s.str()};
+      }
+      bool ok = at::isFloatingType(want.scalar_type())
+                    ? at::allclose(got.to(at::kDouble), want.to(at::kDouble), 1e-4, 1e-5, /*equal_nan=*/true)
+                    : at::equal(got, want);
+      if (!ok) {
+        double err = (got.to(at::kDouble) - want.to(at::kDouble)).abs().max().item<double>();
+        return {Outcome::Fail, "output " + std::to_string(i) + " differs (max abs error " + std::to_string(err) + ")"};
+      }
+    }
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Unsupported) return {Outcome::Skip, e.message()};
+    return {Outcome::Fail, e.what()};
+  } catch (const std::exception& e) {
+    return {Outcome::Fail, std::string("exception: ") + e.what()};
+  }
+  ops_seen.insert(types.begin(), types.end());
+  return {Outcome::Pass, ""};
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: eq_conformance DIR... (each DIR holds one folder per case)\n";
+    return 2;
+  }
+  int ran = 0, passed = 0, skipped = 0;
+  std::vector<std::string> failures, skips;
+  std::set<std::string> ops_passing;
+  for (int a = 1; a < argc; ++a) {
+    if (!fs::exists(argv[a])) {
+      std::cerr << argv[a] << ": no such directory (install libonnx-testdata)\n";
+      return 2;
+    }
+    std::vector<fs::path> cases;
+    for (const auto& e : fs::directory_iterator(argv[a]))
+      if (fs::exists(e.path() / "model.onnx")) cases.push_back(e.path());
+    std::sort(cases.begin(), cases.end());
+    for (const auto& c : cases) {
+      Outcome o = run_case(c, ops_passing);
+      std::string name = c.parent_path().filename().string() + "/" + c.filename().string();
+      if (o.kind == Outcome::Skip) {
+        ++skipped;
+        skips.push_back(name + ": " + o.reason);
+        continue;
+      }
+      ++ran;
+      if (o.kind == Outcome::Pass) ++passed;
+      else failures.push_back(name + ": " + o.reason);
+    }
+  }
+  std::cout << "skipped cases:\n";
+  for (const auto& s : skips) std::cout << "  SKIP " << s << "\n";
+  for (const auto& f : failures) std::cout << "  FAIL " << f << "\n";
+  std::vector<std::string> uncovered;
+  for (const auto& op : exec::supported_op_types())
+    if (!ops_passing.count(op)) uncovered.push_back(op);
+  std::cout << "supported ops without a passing case:" << (uncovered.empty() ? " none" : "");
+  for (const auto& u : uncovered) std::cout << " " << u;
+  std::cout << "\nconformance: ran " << ran << ", passed " << passed << ", failed " << failures.size() << ", skipped "
+            << skipped << "\n";
+  return failures.empty() && uncovered.empty() ? 0 : 1;
+}
