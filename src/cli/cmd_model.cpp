@@ -99,8 +99,13 @@ void run(const std::string& model, const std::vector<std::string>& input_args, c
     feeds.erase(it);
   }
   if (!feeds.empty()) fail(ErrorCode::InvalidInput, "the model has no input named '" + feeds.begin()->first + "'");
-  exec::Executor executor(*g);
-  std::vector<at::Tensor> outs = executor.run(inputs);
+  std::vector<at::Tensor> outs;
+  try {
+    exec::Executor executor(*g);
+    outs = executor.run(inputs);
+  } catch (Error& e) {
+    throw e.add_context(model);
+  }
   NamedTensors named;
   for (size_t i = 0; i < outs.size(); ++i) named.emplace_back(g->outputs[i]->name, exec::to_ir_tensor(outs[i]));
   if (output.size() > 4 && output.substr(output.size() - 4) == ".npy") {

@@ -1,0 +1,120 @@
+// Bad input never crashes: one error line naming the file/node/op, exit status 2, no output file.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "data/npy.h"
+#include "test_util.h"
+
+using namespace edgequant;
+using namespace edgequant::testing;
+namespace fs = std::filesystem;
+
+namespace {
+std::string tmp(const std::string& name) { return (fs::temp_directory_path() / ("eq_bad_" + name)).string(); }
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+void expect_user_error(const CommandResult& r, const std::vector<std::string>& mentions) {
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(lines(r.output), 1) << r.output;
+  for (const auto& m : mentions) EXPECT_NE(r.output.find(m), std::string::npos) << "missing '" << m << "' in: " << r.output;
+}
+
+std::string write_input(const std::string& name, const Tensor& t) {
+  std::string p = tmp(name);
+  write_npy(p, t);
+  return p;
+}
+
+TEST(BadInput, TruncatedModel) {
+  std::ifstream in(fixture("models/resnet_style_op13.onnx"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::string path = tmp("truncated.onnx");
+  std::ofstream(path, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  expect_user_error(run_command(cli() + " info " + path), {path, "truncated"});
+}
+
+TEST(BadInput, NotAnOnnxFile) {
+  std::string path = tmp("text.onnx");
+  std::ofstream(path) << "this is not a model\n";
+  expect_user_error(run_command(cli() + " info " + path), {path, "not an ONNX model"});
+}
+
+TEST(BadInput, MissingFile) { expect_user_error(run_command(cli() + " info /nonexistent/m.onnx"), {"/nonexistent/m.onnx"}); }
+
+TEST(BadInput, GraphWithCycle) {
+  ModelBuilder b;
+  b.input("x", {1}).output("b");
+  b.node("Add", {"x", "b"}, {"a"}, "first");
+  b.node("Relu", {"a"}, {"b"}, "second");
+  std::string path = b.save(tmp("cycle.onnx"));
+  expect_user_error(run_command(cli() + " info " + path), {path, "cycle"});
+}
+
+TEST(BadInput, DanglingInput) {
+  ModelBuilder b;
+  b.input("x", {1}).output("y");
+  b.node("Add", {"x", "ghost"}, {"y"}, "adder");
+  std::string path = b.save(tmp("dangling.onnx"));
+  expect_user_error(run_command(cli() + " info " + path), {path, "adder", "ghost"});
+}
+
+TEST(BadInput, UnsupportedOpNamesNodeTypeAndOpset) {
+  ModelBuilder b(13);
+  b.input("x", {1, 4}).output("y");
+  b.node("Hardmax", {"x"}, {"y"}, "hm");
+  std::string path = b.save(tmp("unsupported.onnx"));
+  // info lists it and succeeds; run refuses with one line.
+  auto info = run_command(cli() + " info " + path);
+  EXPECT_EQ(info.status, 0);
+  EXPECT_NE(info.output.find("Hardmax"), std::string::npos);
+  std::string in = write_input("x4.npy", Tensor(DType::Float32, {1, 4}));
+  std::string out = tmp("unsupported_out.npz");
+  fs::remove(out);
+  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + out), {path, "hm", "Hardmax", "opset 13"});
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(BadInput, UnsupportedAttributeValue) {
+  ModelBuilder b(13);
+  b.input("x", {1, 1, 2, 2}).output("y");
+  b.initializer("scales", {4}, {1, 1, 2, 2});
+  auto& n = b.node("Resize", {"x", "", "scales"}, {"y"}, "up");
+  auto* a = n.add_attribute();
+  a->set_name("mode");
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s("cubic");
+  std::string path = b.save(tmp("cubic.onnx"));
+  std::string in = write_input("x1122.npy", Tensor(DType::Float32, {1, 1, 2, 2}));
+  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + tmp("cubic_out.npz")), {"up", "cubic"});
+}
+
+TEST(BadInput, WrongInputShapeAndDtype) {
+  std::string model = fixture("models/resnet_style_op13.onnx");
+  std::string out = tmp("shape_out.npz");
+  fs::remove(out);
+  std::string bad_shape = write_input("small.npy", Tensor(DType::Float32, {1, 3, 32, 32}));
+  expect_user_error(run_command(cli() + " run " + model + " -i " + bad_shape + " -o " + out),
+                    {"input 'input'", "[1,3,32,32]", "[?,3,64,64]"});
+  std::string bad_type = write_input("f64.npy", Tensor(DType::Float64, {1, 3, 64, 64}));
+  expect_user_error(run_command(cli() + " run " + model + " -i " + bad_type + " -o " + out), {"float64", "float32"});
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(Cli, RunWritesNpzWithOutputNames) {
+  std::string out = tmp("ok.npz");
+  auto r = run_command(cli() + " run " + fixture("models/detection_head_op13.onnx") + " -i " +
+                       fixture("models/detection_head_input.npy") + " -o " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto tensors = read_npz(out);
+  ASSERT_EQ(tensors.size(), 1u);
+  EXPECT_EQ(tensors[0].first, "output");
+  EXPECT_EQ(tensors[0].second.shape(), (Shape{2, 3840, 9}));
+}
+}  // namespace

@@ -1,0 +1,143 @@
+// Import: Constant-node weights, external data, and the normalisation passes on hand-built graphs
+// whose expected outputs are computed by hand.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "api/load.h"
+#include "exec/executor.h"
+#include "onnx/onnx_io.h"
+#include "test_util.h"
+
+using namespace edgequant;
+using edgequant::testing::ModelBuilder;
+namespace fs = std::filesystem;
+
+namespace {
+std::string tmp(const std::string& name) { return (fs::temp_directory_path() / name).string(); }
+
+TEST(Import, ConstantNodeWeightsBecomeInitializers) {
+  // y = x * W + B with W and B given as Constant nodes (paddle2onnx style).
+  ModelBuilder b;
+  b.input("x", {1, 2}).output("y");
+  ModelBuilder::attr_tensor(b.node("Constant", {}, {"W"}), "value", {2, 2}, {1, 2, 3, 4});
+  ModelBuilder::attr_tensor(b.node("Constant", {}, {"B"}), "value", {2}, {10, 20});
+  b.node("MatMul", {"x", "W"}, {"xw"});
+  b.node("Add", {"xw", "B"}, {"y"});
+  auto g = import_onnx(b.save(tmp("constnode.onnx")));
+  EXPECT_EQ(g->ops().size(), 2u);
+  ASSERT_TRUE(g->find_value("W")->is_constant());
+  exec::Executor ex(*g);
+  at::Tensor y = ex.run({at::tensor({1.0f, 1.0f}).reshape({1, 2})})[0];
+  EXPECT_TRUE(at::equal(y, at::tensor({14.0f, 26.0f}).reshape({1, 2})));  // [1+3+10, 2+4+20]
+}
+
+TEST(Import, ExternalDataIsRead) {
+  fs::path dir = fs::temp_directory_path() / "eq_external";
+  fs::create_directories(dir);
+  std::vector<float> w = {2, -1, 0.5f, 4};
+  {
+    std::ofstream f(dir / "weights.bin", std::ios::binary);
+    f.write("padding!", 8);
+    f.write(reinterpret_cast<const char*>(w.data()), 16);
+  }
+  ModelBuilder b;
+  b.input("x", {1, 4}).output("y");
+  auto* t = b.model().mutable_graph()->add_initializer();
+  t->set_name("w");
+  t->set_data_type(onnx::TensorProto::FLOAT);
+  t->add_dims(4);
+  t->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto add_kv = [&](const std::string& k, const std::string& v) {
+    auto* e = t->add_external_data();
+    e->set_key(k);
+    e->set_value(v);
+  };
+  add_kv("location", "weights.bin");
+  add_kv("offset", "8");
+  add_kv("length", "16");
+  b.node("Mul", {"x", "w"}, {"y"});
+  auto g = import_onnx(b.save((dir / "model.onnx").string()));
+  exec::Executor ex(*g);
+  at::Tensor y = ex.run({at::ones({1, 4})})[0];
+  EXPECT_TRUE(at::equal(y, at::tensor({2.0f, -1.0f, 0.5f, 4.0f}).reshape({1, 4})));
+}
+
+TEST(Normalize, FoldsBatchNormIntoConvExactly) {
+  // Conv 1x1 (w=2, b=1) then BN(gamma=3, beta=0.5, mean=1, var=3, eps=1): y = (2x+1-1)*3/2+0.5 = 3x+0.5
+  ModelBuilder b;
+  b.input("x", {1, 1, 2, 2}).output("y");
+  b.initializer("w", {1, 1, 1, 1}, {2}).initializer("b", {1}, {1});
+  b.initializer("g", {1}, {3}).initializer("beta", {1}, {0.5f}).initializer("m", {1}, {1}).initializer("v", {1}, {3});
+  b.node("Conv", {"x", "w", "b"}, {"c"});
+  auto& bn = b.node("BatchNormalization", {"c", "g", "beta", "m", "v"}, {"y"});
+  auto* eps = bn.add_attribute();
+  eps->set_name("epsilon");
+  eps->set_type(onnx::AttributeProto::FLOAT);
+  eps->set_f(1.0f);
+  auto g = load_model(b.save(tmp("bnfold.onnx")));
+  ASSERT_EQ(g->ops().size(), 1u);
+  EXPECT_EQ(g->ops()[0]->type, "Conv");
+  EXPECT_EQ(g->outputs[0]->name, "y");
+  exec::Executor ex(*g);
+  at::Tensor y = ex.run({at::tensor({0.0f, 1.0f, 2.0f, -1.0f}).reshape({1, 1, 2, 2})})[0];
+  EXPECT_TRUE(at::allclose(y, at::tensor({0.5f, 3.5f, 6.5f, -2.5f}).reshape({1, 1, 2, 2})));
+}
+
+TEST(Normalize, FoldsShapeComputationAndDropsIdentity) {
+  // Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 1)), [-1])) on a static [2,3,4] input.
+  ModelBuilder b;
+  b.input("x", {2, 3, 4}).output("y");
+  b.initializer_i64("idx", {}, {1}).initializer_i64("axes", {1}, {0}).initializer_i64("minus1", {1}, {-1});
+  b.node("Identity", {"x"}, {"xi"});
+  b.node("Shape", {"xi"}, {"s"});
+  b.node("Gather", {"s", "idx"}, {"d1"});
+  b.node("Unsqueeze", {"d1", "axes"}, {"d1u"});
+  b.node("Concat", {"d1u", "minus1"}, {"shape"}).add_attribute()->CopyFrom([] {
+    onnx::AttributeProto a;
+    a.set_name("axis");
+    a.set_type(onnx::AttributeProto::INT);
+    a.set_i(0);
+    return a;
+  }());
+  b.node("Reshape", {"xi", "shape"}, {"y"});
+  auto g = load_model(b.save(tmp("shapefold.onnx")));
+  ASSERT_EQ(g->ops().size(), 1u);
+  EXPECT_EQ(g->ops()[0]->type, "Reshape");
+  auto shape = g->ops()[0]->input(1)->data->to_int64s();
+  EXPECT_EQ(shape, (std::vector<int64_t>{3, -1}));
+}
+
+TEST(Executor, HooksObserveAndSubstitute) {
+  auto g = load_model(edgequant::testing::fixture("models/resnet_style_op13.onnx"));
+  exec::Executor ex(*g);
+  at::Tensor x = at::randn({1, 3, 64, 64}, at::TensorOptions().dtype(at::kFloat));
+  int observed = 0;
+  exec::ExecHooks observe;
+  observe.after_op = [&](const Op&, std::vector<at::Tensor>&) { ++observed; };
+  at::Tensor y = ex.run({x}, &observe)[0];
+  EXPECT_EQ(observed, static_cast<int>(g->ops().size()));
+
+  // Zeroing the last Gemm's input leaves only its bias.
+  const Op* gemm = nullptr;
+  for (const auto& op : g->ops())
+    if (op->type == "Gemm") gemm = op.get();
+  ASSERT_NE(gemm, nullptr);
+  exec::ExecHooks zero;
+  zero.before_op = [&](const Op& op, std::vector<at::Tensor>& in) {
+    if (&op == gemm) in[0] = at::zeros_like(in[0]);
+  };
+  at::Tensor y0 = ex.run({x}, &zero)[0];
+  EXPECT_TRUE(at::allclose(y0[0], ex.constant(gemm->input(2))));
+
+  // Running a block with a substituted input equals the same computation in a full run.
+  exec::ValueTensors env;
+  std::vector<const Op*> block;
+  for (const auto& op : g->ops()) block.push_back(op.get());
+  env[g->inputs[0]] = x;
+  ex.run_ops(block, env);
+  EXPECT_TRUE(at::equal(env.at(g->outputs[0]), y));
+}
+}  // namespace
