@@ -28,9 +28,4 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# ONNX Runtime (reference runtime for exported ONNX). Its install script would download CUDA
-# files, so it is skipped; the package already ships libonnxruntime for linux-x64.
-if [ ! -d tools/ort/node_modules/onnxruntime-node ]; then
-  (cd tools/ort && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --silent)
-fi
 echo "install-deps: all dependencies present"

@@ -15,6 +15,9 @@ namespace {
 struct PreparedOp {
   const Op* op;
   Kernel kernel;
+  // Relu/Clip applied in place when nothing else reads the input (no hooks, last use):
+  // saves an allocation and a memory pass per activation.
+  std::function<void(at::Tensor&)> inplace;
   std::vector<int> in_slots, out_slots;  // -1 for omitted optional values
   std::vector<int> free_after;           // slots whose last reader is this op
 };
@@ -29,6 +32,7 @@ struct Executor::Impl {
   std::vector<PreparedOp> ops;
   std::unordered_map<const Op*, size_t> op_index;
   std::vector<int> input_slots, output_slots;
+  std::vector<bool> is_input;
 
   explicit Impl(const Graph& g, ExecOptions o) : graph(g), options(o) {}
 
@@ -54,7 +58,44 @@ struct Executor::Impl {
     return in;
   }
 
+  std::function<void(at::Tensor&)> inplace_kernel(const Op& op, int64_t opset) const {
+    if (op.outputs.size() != 1 || !op.outputs[0]) return nullptr;
+    if (op.type == "Relu") return [](at::Tensor& t) { t.relu_(); };
+    if (op.type != "Clip") return nullptr;
+    c10::optional<at::Scalar> lo, hi;
+    if (opset < 11) {
+      if (op.has_attr("min")) lo = op.attr_float("min", 0);
+      if (op.has_attr("max")) hi = op.attr_float("max", 0);
+    } else {
+      auto bound = [&](size_t i, c10::optional<at::Scalar>& out) {
+        const Value* v = op.input(i);
+        if (!v) return true;
+        if (!v->is_constant()) return false;
+        out = constants[slot.at(v)].item();
+        return true;
+      };
+      if (!bound(1, lo) || !bound(2, hi)) return nullptr;
+    }
+    if (!lo && !hi) return nullptr;
+    return [lo, hi](at::Tensor& t) { t.clamp_(lo, hi); };
+  }
+
+  bool can_run_inplace(const PreparedOp& p, const std::vector<at::Tensor>& env, const ExecHooks* hooks) const {
+    if (!p.inplace || hooks || p.in_slots.empty() || p.in_slots[0] < 0) return false;
+    int s = p.in_slots[0];
+    if (constants[s].defined() || !env[s].defined() || is_input[s]) return false;
+    for (int f : p.free_after)
+      if (f == s) return true;
+    return false;
+  }
+
   void execute(const PreparedOp& p, std::vector<at::Tensor>& env, const ExecHooks* hooks) {
+    if (can_run_inplace(p, env, hooks)) {
+      at::Tensor t = env[p.in_slots[0]];
+      p.inplace(t);
+      env[p.out_slots[0]] = t;
+      return;
+    }
     std::vector<at::Tensor> in = gather_inputs(p, env);
     for (size_t i = 0; i < in.size(); ++i)
       if (p.in_slots[i] >= 0 && !in[i].defined())
@@ -85,7 +126,7 @@ Executor::Executor(const Graph& graph, ExecOptions options) : impl_(std::make_un
     if (!factory || !(op->domain.empty() || op->domain == "ai.onnx"))
       fail(ErrorCode::Unsupported, op->describe() + ": op type '" + (op->domain.empty() ? "" : op->domain + ".") +
                                        op->type + "' is not supported (opset " + std::to_string(graph.opset) + ")");
-    PreparedOp p{op.get(), factory(*op, graph.opset), {}, {}, {}};
+    PreparedOp p{op.get(), factory(*op, graph.opset), nullptr, {}, {}, {}};
     for (Value* v : op->inputs) p.in_slots.push_back(m.slot_of(v));
     for (Value* v : op->outputs) p.out_slots.push_back(m.slot_of(v));
     m.op_index[op.get()] = m.ops.size();
@@ -104,6 +145,9 @@ Executor::Executor(const Graph& graph, ExecOptions options) : impl_(std::make_un
   for (size_t i = 0; i < m.ops.size(); ++i)
     for (int s : m.ops[i].in_slots)
       if (s >= 0) last_use[s] = static_cast<int>(i);
+  m.is_input.assign(m.slot_value.size(), false);
+  for (int s : m.input_slots) m.is_input[s] = true;
+  for (auto& p : m.ops) p.inplace = m.inplace_kernel(*p.op, graph.opset);
   std::vector<bool> keep(m.slot_value.size(), false);
   for (int s : m.output_slots) keep[s] = true;
   for (size_t s = 0; s < last_use.size(); ++s)
