@@ -1,8 +1,58 @@
-// `edgequant quantize` and `edgequant evaluate` (PTQ), see issue 3.
+// `edgequant quantize` (PTQ: calibrate, simulate, analyse) and `edgequant evaluate`.
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "api/load.h"
+#include "api/quantize.h"
 #include "cli/commands.h"
+#include "quant/plan_io.h"
+#include "edgequant/error.h"
 
 namespace edgequant::cli {
 
-void add_quantize_commands(CLI::App&, Action&) {}
+void add_quantize_commands(CLI::App& app, Action& action) {
+  static QuantizeOptions q;
+  auto* qc = app.add_subcommand("quantize", "Post-training quantization for a target, with error analysis");
+  qc->add_option("model", q.model, "float ONNX model")->required();
+  qc->add_option("--target,-t", q.target, "target name (targets/*.yaml) or a target .yaml file")->required();
+  qc->add_option("--calib,-c", q.calib, "calibration data: IDX file, .npy/.npz, image folder")->required();
+  qc->add_option("--calib-steps", q.calib_steps, "number of calibration batches (default 32)");
+  qc->add_option("--batch-size", q.batch_size, "calibration batch size (default 32)");
+  qc->add_option("--calib-algorithm", q.calib_algorithm, "minmax | percentile | kl | mse (default: the target's)");
+  qc->add_option("--setting,-s", q.setting_file, "setting file (YAML or JSON), see docs/settings.md");
+  qc->add_option("--out,-o", q.out_dir, "output directory")->required();
+  qc->callback([&action] { action = [] { run_quantize(q, std::cout); }; });
+
+  static std::string model, dir, data, setting_file;
+  static int64_t batch = 100, limit = 0;
+  auto* ec = app.add_subcommand("evaluate", "Float vs quantized top-1/top-5 on labeled data");
+  ec->add_option("model", model, "float ONNX model")->required();
+  ec->add_option("--quantized,-q", dir, "directory written by 'edgequant quantize'")->required();
+  ec->add_option("--data,-d", data, "labeled data: IDX images (labels beside), ImageFolder, .npz with 'labels'")->required();
+  ec->add_option("--setting,-s", setting_file, "setting for preprocessing (default: the one saved in the directory)");
+  ec->add_option("--batch-size", batch, "batch size (default 100)");
+  ec->add_option("--limit", limit, "evaluate only the first N samples");
+  ec->callback([&action] {
+    action = [] {
+      auto g = load_model(model);
+      QuantPlan plan = quant::read_plan(dir + "/quant_config.json");
+      for (const auto& [name, c] : plan.values)
+        if (!g->find_value(name))
+          fail(ErrorCode::InvalidInput, dir + "/quant_config.json: tensor '" + name + "' is not in " + model +
+                                            " (quantized from a different model?)");
+      std::string sf = setting_file.empty() && std::filesystem::exists(dir + "/setting.yaml") ? dir + "/setting.yaml" : setting_file;
+      Setting s = sf.empty() ? Setting{} : load_setting(sf);
+      auto ds = open_dataset(data, s.preprocess);
+      auto [f, qa] = evaluate_accuracy(*g, plan, *ds, batch, limit);
+      std::cout << std::fixed << std::setprecision(2) << "samples: " << f.samples << "   target: " << plan.target_name
+                << "\n"
+                << "              top-1    top-5\n"
+                << "float       " << std::setw(7) << f.top1 << "  " << std::setw(7) << f.top5 << "\n"
+                << "quantized   " << std::setw(7) << qa.top1 << "  " << std::setw(7) << qa.top5 << "\n"
+                << "delta       " << std::setw(7) << qa.top1 - f.top1 << "  " << std::setw(7) << qa.top5 - f.top5 << "\n";
+    };
+  });
+}
 
 }  // namespace edgequant::cli

@@ -1,0 +1,259 @@
+// Error analysis implementation.
+#include "analysis/error_analysis.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "core/progress.h"
+#include "quant/quantizer.h"
+
+namespace edgequant::analysis {
+
+using Clock = std::chrono::steady_clock;
+
+void Moments::add(const at::Tensor& x_in) {
+  if (x_in.numel() == 0) return;
+  at::Tensor x = x_in.to(at::kDouble);
+  double n = static_cast<double>(x.numel());
+  at::Tensor x2 = x * x;
+  double s1 = x.sum().item<double>(), s2 = x2.sum().item<double>();
+  double s3 = (x2 * x).sum().item<double>(), s4 = (x2 * x2).sum().item<double>();
+  double lo = x.min().item<double>(), hi = x.max().item<double>();
+  min = count == 0 ? lo : std::min(min, lo);
+  max = count == 0 ? hi : std::max(max, hi);
+  count += n;
+  sum += s1;
+  sum2 += s2;
+  sum3 += s3;
+  sum4 += s4;
+}
+
+double Moments::mean() const { return count ? sum / count : 0; }
+double Moments::std() const {
+  if (!count) return 0;
+  double m = mean();
+  return std::sqrt(std::max(0.0, sum2 / count - m * m));
+}
+double Moments::skewness() const {
+  double s = std(), m = mean();
+  if (s <= 0) return 0;
+  double m3 = sum3 / count - 3 * m * sum2 / count + 2 * m * m * m;
+  return m3 / (s * s * s);
+}
+double Moments::kurtosis() const {
+  double s = std(), m = mean();
+  if (s <= 0) return 0;
+  double m4 = sum4 / count - 4 * m * sum3 / count + 6 * m * m * sum2 / count - 3 * m * m * m * m;
+  return m4 / (s * s * s * s);
+}
+nlohmann::json Moments::to_json() const {
+  return {{"mean", mean()}, {"std", std()}, {"skewness", skewness()}, {"kurtosis", kurtosis()}, {"min", min}, {"max", max}};
+}
+
+void accumulate_noise_ratio(const at::Tensor& f_in, const at::Tensor& q_in, double& acc, int64_t& count) {
+  at::Tensor f = f_in.to(at::kFloat), q = q_in.to(at::kFloat);
+  int64_t n = f.dim() > 0 ? f.size(0) : 1;
+  at::Tensor fr = f.reshape({n, -1}), qr = q.reshape({n, -1});
+  at::Tensor noise = (qr - fr).pow(2).sum(1).to(at::kDouble), signal = fr.pow(2).sum(1).to(at::kDouble);
+  at::Tensor valid = signal > 0;
+  acc += (noise / signal.clamp_min(1e-30)).masked_select(valid).sum().item<double>();
+  count += valid.sum().item<int64_t>();
+}
+
+std::vector<UnitReport> analysis_units(const Graph& g, const QuantPlan& plan) {
+  std::vector<UnitReport> units;
+  for (const auto& op_ptr : g.ops()) {
+    const Op* op = op_ptr.get();
+    const Value* out = op->outputs.empty() ? nullptr : op->outputs[0];
+    const QuantConfig* oc = out ? plan.find(out->name) : nullptr;
+    bool has_weight = quant::is_compute_op(op->type) && op->input(1) && plan.find(op->input(1)->name);
+    bool owns_output = oc && oc->state == QuantState::Quantized;
+    if (oc && oc->state == QuantState::Passive) continue;
+    if (!has_weight && !owns_output && !(oc && oc->state == QuantState::Fused)) continue;
+    // A fused activation is measured as part of its producer's unit.
+    if (owns_output && op->input(0) && plan.find(op->input(0)->name) &&
+        plan.find(op->input(0)->name)->state == QuantState::Fused)
+      continue;
+    UnitReport u;
+    u.op = op->name;
+    u.type = op->type;
+    u.ops = {op};
+    u.value = out ? out->name : "";
+    if (oc && oc->state == QuantState::Fused) {
+      const Op* act = sole_consumer(g, out);
+      u.ops.push_back(act);
+      u.type += "+" + act->type;
+      u.value = act->outputs[0]->name;
+      oc = plan.find(u.value);
+    }
+    if (oc) {
+      u.bits = oc->bits;
+      if (oc->has_scale()) {
+        u.hist_min = oc->range_min;
+        u.hist_max = oc->range_max;
+      }
+    }
+    units.push_back(u);
+  }
+  return units;
+}
+
+AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSimulator& sim, const QuantPlan& plan,
+                       const std::vector<at::Tensor>& batches, bool graphwise, bool layerwise) {
+  at::NoGradGuard no_grad;
+  AnalysisReport report;
+  report.units = analysis_units(g, plan);
+  std::unordered_map<const Value*, size_t> unit_of_value;
+  for (size_t i = 0; i < report.units.size(); ++i)
+    if (const Value* v = g.find_value(report.units[i].value)) unit_of_value[v] = i;
+  for (const auto& b : batches) report.samples += b.size(0);
+  for (auto& u : report.units) u.histogram.assign(32, 0.0);
+
+  std::vector<const Op*> order;
+  for (const auto& op : g.ops()) order.push_back(op.get());
+
+  // Float pass time (for the cost ratios the benchmark reports).
+  auto t0 = Clock::now();
+  for (const auto& b : batches) ex.run({b});
+  report.float_pass_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  if (graphwise) {
+    auto start = Clock::now();
+    std::vector<double> acc(report.units.size(), 0.0);
+    std::vector<int64_t> cnt(report.units.size(), 0);
+    double out_acc = 0;
+    int64_t out_cnt = 0;
+    Progress progress("graphwise analysis", static_cast<int64_t>(batches.size()));
+    for (const auto& b : batches) {
+      std::unordered_map<const Value*, at::Tensor> float_out;
+      exec::ExecHooks capture;
+      capture.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
+        for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i)
+          if (unit_of_value.count(op.outputs[i])) float_out[op.outputs[i]] = outs[i];
+      };
+      std::vector<at::Tensor> yf = ex.run({b}, &capture);
+      exec::ExecHooks compare;
+      compare.before_op = [&](const Op& op, std::vector<at::Tensor>& in) { sim.before_op(op, in, nullptr); };
+      compare.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
+        sim.after_op(op, outs, nullptr);
+        for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i) {
+          auto it = unit_of_value.find(op.outputs[i]);
+          if (it == unit_of_value.end()) continue;
+          UnitReport& u = report.units[it->second];
+          const at::Tensor& f = float_out.at(op.outputs[i]);
+          accumulate_noise_ratio(f, outs[i], acc[it->second], cnt[it->second]);
+          u.float_stats.add(f);
+          u.quant_stats.add(outs[i]);
+          u.noise_stats.add(outs[i] - f);
+          if (u.hist_max > u.hist_min) {
+            at::Tensor h = at::histc(f.to(at::kFloat), 32, u.hist_min, u.hist_max);
+            for (int k = 0; k < 32; ++k) u.histogram[k] += h[k].item<double>();
+          }
+        }
+      };
+      std::vector<at::Tensor> yq = ex.run({b}, &compare);
+      for (size_t i = 0; i < yf.size(); ++i)
+        if (at::isFloatingType(yf[i].scalar_type())) accumulate_noise_ratio(yf[i], yq[i], out_acc, out_cnt);
+      progress.step();
+    }
+    progress.finish();
+    for (size_t i = 0; i < acc.size(); ++i) report.units[i].graphwise = cnt[i] ? acc[i] / cnt[i] : 0.0;
+    report.output_noise_ratio = out_cnt ? out_acc / out_cnt : 0.0;
+    report.graphwise_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  }
+
+  if (layerwise) {
+    auto start = Clock::now();
+    // Ops downstream of each unit (in graph order): all a unit's quantization can change.
+    std::unordered_map<const Op*, size_t> position;
+    for (size_t i = 0; i < order.size(); ++i) position[order[i]] = i;
+    std::vector<std::vector<const Op*>> downstream(report.units.size());
+    for (size_t u = 0; u < report.units.size(); ++u) {
+      std::set<size_t> reach;
+      std::vector<const Op*> stack(report.units[u].ops.begin(), report.units[u].ops.end());
+      while (!stack.empty()) {
+        const Op* op = stack.back();
+        stack.pop_back();
+        if (!reach.insert(position[op]).second) continue;
+        for (const Value* out : op->outputs)
+          if (out)
+            for (const Op* c : out->consumers) stack.push_back(c);
+      }
+      for (size_t p : reach) downstream[u].push_back(order[p]);
+    }
+    std::vector<double> acc(report.units.size(), 0.0);
+    std::vector<int64_t> cnt(report.units.size(), 0);
+    Progress progress("layerwise analysis", static_cast<int64_t>(batches.size() * report.units.size()));
+    for (const auto& b : batches) {
+      exec::ValueTensors cache;  // every float activation of this batch
+      cache[g.inputs[0]] = b;
+      ex.run_ops(order, cache);
+      std::vector<at::Tensor> yf;
+      for (const Value* o : g.outputs) yf.push_back(cache.at(o));
+      for (size_t u = 0; u < report.units.size(); ++u) {
+        std::set<const Op*> only(report.units[u].ops.begin(), report.units[u].ops.end());
+        exec::ExecHooks hooks = sim.hooks(&only);
+        exec::ValueTensors env = cache;  // tensor handles only; the cache itself is untouched
+        ex.run_ops(downstream[u], env, &hooks);
+        for (size_t i = 0; i < g.outputs.size(); ++i)
+          if (at::isFloatingType(yf[i].scalar_type())) accumulate_noise_ratio(yf[i], env.at(g.outputs[i]), acc[u], cnt[u]);
+        progress.step();
+      }
+    }
+    progress.finish();
+    for (size_t i = 0; i < acc.size(); ++i) report.units[i].layerwise = cnt[i] ? acc[i] / cnt[i] : 0.0;
+    report.layerwise_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  }
+  return report;
+}
+
+nlohmann::json AnalysisReport::to_json() const {
+  nlohmann::json j;
+  j["samples"] = samples;
+  j["error_measure"] = "noise:signal power ratio, mean over samples of sum((q-f)^2)/sum(f^2); lower is better";
+  j["output_noise_ratio"] = output_noise_ratio;
+  j["seconds"] = {{"graphwise", graphwise_seconds}, {"layerwise", layerwise_seconds}, {"float_pass", float_pass_seconds}};
+  for (const auto& u : units) {
+    nlohmann::json e = {{"op", u.op}, {"type", u.type}, {"value", u.value}, {"bits", u.bits}};
+    if (u.graphwise >= 0) e["graphwise"] = u.graphwise;
+    if (u.layerwise >= 0) e["layerwise"] = u.layerwise;
+    if (u.float_stats.count > 0) {
+      e["float"] = u.float_stats.to_json();
+      e["quantized"] = u.quant_stats.to_json();
+      e["noise"] = u.noise_stats.to_json();
+      e["histogram"] = {{"min", u.hist_min}, {"max", u.hist_max}, {"counts", u.histogram}};
+    }
+    j["units"].push_back(e);
+  }
+  return j;
+}
+
+std::string AnalysisReport::table(size_t max_rows) const {
+  std::vector<const UnitReport*> sorted;
+  for (const auto& u : units) sorted.push_back(&u);
+  std::sort(sorted.begin(), sorted.end(), [](const UnitReport* a, const UnitReport* b) {
+    double ka = a->graphwise >= 0 ? a->graphwise : a->layerwise, kb = b->graphwise >= 0 ? b->graphwise : b->layerwise;
+    return ka > kb;
+  });
+  std::ostringstream s;
+  s << "rank  " << std::left << std::setw(34) << "op" << std::setw(18) << "type" << std::setw(6) << "bits"
+    << std::right << std::setw(12) << "graphwise" << std::setw(12) << "layerwise" << std::setw(10) << "kurtosis" << "\n";
+  for (size_t i = 0; i < sorted.size() && i < max_rows; ++i) {
+    const UnitReport& u = *sorted[i];
+    std::string name = u.op.size() > 33 ? u.op.substr(0, 30) + "..." : u.op;
+    s << std::left << std::setw(6) << i + 1 << std::setw(34) << name << std::setw(18) << u.type << std::setw(6) << u.bits
+      << std::right << std::fixed << std::setprecision(5) << std::setw(12) << u.graphwise << std::setw(12) << u.layerwise
+      << std::setprecision(2) << std::setw(10) << u.float_stats.kurtosis() << "\n";
+  }
+  if (sorted.size() > max_rows) s << "... " << sorted.size() - max_rows << " more in analysis.json\n";
+  return s.str();
+}
+
+}  // namespace edgequant::analysis

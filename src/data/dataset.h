@@ -1,0 +1,34 @@
+// Calibration and evaluation data: a Dataset yields one float32 model input per sample (no
+// batch dim) and, when labeled, its class. Sources: IDX files (Fashion-MNIST), .npy/.npz
+// arrays, a folder of .npy files, a folder of images (OpenCV), an ImageFolder tree (labels).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/preprocess.h"
+#include "ir/tensor.h"
+
+namespace edgequant {
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  // Float32 sample; throws InvalidInput naming the sample for unreadable data or NaN/Inf.
+  virtual Tensor sample(int64_t index) const = 0;
+  virtual std::string describe(int64_t index) const = 0;  // "sample 3 (cat/001.jpg)"
+  virtual bool has_labels() const { return false; }
+  virtual int64_t label(int64_t) const { return -1; }
+  virtual std::vector<std::string> class_names() const { return {}; }
+};
+
+// `path`: FILE-images-idx3-ubyte[.gz] (labels from the matching labels-idx1 file), FILE.npy
+// ([N, ...]), FILE.npz (arrays concatenated along dim 0; "labels" entry used as labels),
+// or a directory (ImageFolder class subfolders, image files, or .npy files).
+std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess& preprocess);
+
+// Throws InvalidInput naming the sample if any value is NaN or infinite.
+void check_finite(const Tensor& t, const std::string& what);
+
+}  // namespace edgequant

@@ -1,0 +1,307 @@
+// Observer implementations and range -> scale conversion.
+#include "quant/observer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "edgequant/error.h"
+#include "quant/fake_quant.h"
+
+namespace edgequant::quant {
+
+CalibAlgorithm parse_calib_algorithm(const std::string& name) {
+  if (name == "minmax") return CalibAlgorithm::MinMax;
+  if (name == "percentile") return CalibAlgorithm::Percentile;
+  if (name == "kl") return CalibAlgorithm::KL;
+  if (name == "mse") return CalibAlgorithm::MSE;
+  fail(ErrorCode::InvalidSetting, "unknown calib_algorithm '" + name + "' (valid: minmax, percentile, kl, mse)");
+}
+
+const char* calib_algorithm_name(CalibAlgorithm a) {
+  switch (a) {
+    case CalibAlgorithm::MinMax: return "minmax";
+    case CalibAlgorithm::Percentile: return "percentile";
+    case CalibAlgorithm::KL: return "kl";
+    case CalibAlgorithm::MSE: return "mse";
+  }
+  return "?";
+}
+
+namespace {
+class MinMaxObserver : public Observer {
+ public:
+  void observe(const at::Tensor& x) override {
+    if (x.numel() == 0) return;
+    auto [lo, hi] = at::aminmax(x);
+    double l = lo.item<double>(), h = hi.item<double>();
+    min_ = seen_ ? std::min(min_, l) : l;
+    max_ = seen_ ? std::max(max_, h) : h;
+    seen_ = true;
+  }
+  Range finalize(const QuantConfig&) const override { return {min_, max_}; }
+
+ private:
+  double min_ = 0, max_ = 0;
+  bool seen_ = false;
+};
+}  // namespace
+
+std::unique_ptr<Observer> make_observer(CalibAlgorithm algorithm, double percentile) {
+  if (algorithm == CalibAlgorithm::MinMax) return std::make_unique<MinMaxObserver>();
+  return std::make_unique<HistogramObserver>(algorithm, percentile);
+}
+
+double HistogramObserver::total() const {
+  double t = 0;
+  for (int i = 0; i < kBins; ++i) t += pos_[i] + neg_[i];
+  return t;
+}
+
+void HistogramObserver::grow(double new_abs_max) {
+  if (limit_ <= 0) {
+    limit_ = new_abs_max;
+    return;
+  }
+  int factor = 1;
+  while (limit_ * factor < new_abs_max) factor *= 2;
+  if (factor == 1) return;
+  // Doubling the range merges pairs of bins exactly: no count is smeared.
+  for (auto* side : {&pos_, &neg_}) {
+    std::vector<double> merged(kBins, 0.0);
+    for (int i = 0; i < kBins; ++i) merged[i / factor] += (*side)[i];
+    *side = std::move(merged);
+  }
+  limit_ *= factor;
+}
+
+void HistogramObserver::observe(const at::Tensor& x_in) {
+  if (x_in.numel() == 0) return;
+  at::Tensor x = x_in.to(at::kCPU).to(at::kFloat);
+  if (!x.is_non_overlapping_and_dense()) x = x.contiguous();
+  auto [lo, hi] = at::aminmax(x);
+  double l = lo.item<double>(), h = hi.item<double>();
+  min_ = seen_ ? std::min(min_, l) : l;
+  max_ = seen_ ? std::max(max_, h) : h;
+  seen_ = true;
+  double amax = std::max(std::abs(l), std::abs(h));
+  if (amax <= 0) {
+    pos_[0] += static_cast<double>(x.numel());
+    return;
+  }
+  grow(amax);
+  // Element order does not matter for a histogram, so channels_last memory is read as is.
+  const float* p = x.data_ptr<float>();
+  int64_t n = x.numel();
+  double inv = kBins / limit_;
+  int threads = at::get_num_threads();
+  std::vector<std::vector<double>> local(static_cast<size_t>(threads) * 2, std::vector<double>(kBins, 0.0));
+  at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+    int t = at::get_thread_num();
+    auto& lp = local[2 * t];
+    auto& ln = local[2 * t + 1];
+    for (int64_t i = begin; i < end; ++i) {
+      float v = p[i];
+      int b = static_cast<int>(std::fabs(v) * inv);
+      b = b >= kBins ? kBins - 1 : b;
+      (v < 0 ? ln : lp)[b] += 1.0;
+    }
+  });
+  for (int t = 0; t < threads; ++t)
+    for (int i = 0; i < kBins; ++i) {
+      pos_[i] += local[2 * t][i];
+      neg_[i] += local[2 * t + 1][i];
+    }
+}
+
+// Smallest bin edge with at most `tail_count` samples beyond it on this side.
+double HistogramObserver::percentile_threshold(const std::vector<double>& side, double tail_count) const {
+  double beyond = 0;
+  for (int i = kBins - 1; i >= 0; --i) {
+    if (beyond + side[i] > tail_count) return (i + 1) * bin_width();
+    beyond += side[i];
+  }
+  return 0;
+}
+
+// TensorRT entropy calibration on the |x| histogram: for each candidate threshold (multiples of
+// the number of quantization levels), compare the clipped reference distribution P with its
+// quantized version Q and keep the threshold of least KL divergence.
+double HistogramObserver::kl_threshold(int bits) const {
+  std::vector<double> hist(kBins);
+  for (int i = 0; i < kBins; ++i) hist[i] = pos_[i] + neg_[i];
+  // ESP-PPQ zeroes the first 0.2% of bins: the spike of exact zeros (ReLU) would dominate.
+  int skip = std::max(1, kBins / 500);
+  for (int i = 0; i < skip; ++i) hist[i] = 0;
+  int levels = 1 << (bits - 1);
+  double best_kl = std::numeric_limits<double>::infinity();
+  int best_i = kBins;
+  for (int i = levels; i <= kBins; i += levels) {
+    std::vector<double> p(hist.begin(), hist.begin() + i);
+    double outliers = 0;
+    for (int k = i; k < kBins; ++k) outliers += hist[k];
+    p[i - 1] += outliers;
+    double psum = 0;
+    for (double v : p) psum += v;
+    if (psum <= 0) continue;
+    // Q: merge the i bins into `levels` groups, spread each group's mass over its nonzero bins.
+    std::vector<double> q(i, 0.0);
+    double per = double(i) / levels;
+    for (int g = 0; g < levels; ++g) {
+      int start = static_cast<int>(std::floor(g * per)), end = static_cast<int>(std::floor((g + 1) * per));
+      if (g == levels - 1) end = i;
+      double mass = 0;
+      int nonzero = 0;
+      for (int k = start; k < end; ++k) {
+        mass += hist[k];
+        nonzero += hist[k] > 0;
+      }
+      for (int k = start; k < end; ++k)
+        if (hist[k] > 0) q[k] = mass / nonzero;
+    }
+    double qsum = 0;
+    for (double v : q) qsum += v;
+    if (qsum <= 0) continue;
+    double kl = 0;
+    for (int k = 0; k < i; ++k) {
+      if (p[k] <= 0) continue;
+      double pk = p[k] / psum, qk = q[k] > 0 ? q[k] / qsum : 1e-12;
+      kl += pk * std::log(pk / qk);
+    }
+    if (kl < best_kl) {
+      best_kl = kl;
+      best_i = i;
+    }
+  }
+  return (best_i + 0.5) * bin_width();
+}
+
+// The clip whose quantization (with this config's grid, rounding and clamping) has the least
+// expected squared error over the histogram, using bin centres.
+double HistogramObserver::mse_threshold(const QuantConfig& c) const {
+  double amax = std::max(std::abs(min_), std::abs(max_));
+  if (amax <= 0) return 0;
+  int64_t qmax = c.quant_max;
+  std::vector<double> candidates;
+  if (c.scale_kind == ScaleKind::PowerOfTwo) {
+    int e_hi = static_cast<int>(std::ceil(std::log2(amax / qmax)));
+    for (int e = e_hi - 8; e <= e_hi; ++e) candidates.push_back(std::ldexp(1.0, e) * qmax);
+  } else {
+    for (int k = 1; k <= 100; ++k) candidates.push_back(amax * k / 100.0);
+  }
+  double w = bin_width(), best = std::numeric_limits<double>::infinity(), best_t = amax;
+  for (double t : candidates) {
+    double s = t / qmax, err = 0;
+    for (int i = 0; i < kBins; ++i) {
+      double cnt = pos_[i] + neg_[i];
+      if (cnt <= 0) continue;
+      double x = (i + 0.5) * w;
+      double q = std::min(std::floor(x / s + 0.5), double(qmax)) * s;
+      err += cnt * (x - q) * (x - q);
+    }
+    if (err < best) {
+      best = err;
+      best_t = t;
+    }
+  }
+  return best_t;
+}
+
+Range HistogramObserver::finalize(const QuantConfig& c) const {
+  if (!seen_) return {0, 0};
+  double n = total();
+  switch (algorithm_) {
+    case CalibAlgorithm::MinMax: return {min_, max_};
+    case CalibAlgorithm::Percentile: {
+      // The relative epsilon keeps (1 - 0.9999) * 10000 = 0.99999999... from meaning "0 samples".
+      double tail = (1.0 - percentile_) * n * (1 + 1e-9);
+      if (c.symmetric) {
+        std::vector<double> folded(kBins);
+        for (int i = 0; i < kBins; ++i) folded[i] = pos_[i] + neg_[i];
+        double t = std::min(percentile_threshold(folded, tail), std::max(std::abs(min_), std::abs(max_)));
+        return {-t, t};
+      }
+      double hi = std::min(percentile_threshold(pos_, tail), std::max(max_, 0.0));
+      double lo = -std::min(percentile_threshold(neg_, tail), std::max(-min_, 0.0));
+      return {lo, hi};
+    }
+    case CalibAlgorithm::KL:
+    case CalibAlgorithm::MSE: {
+      double t = algorithm_ == CalibAlgorithm::KL ? kl_threshold(c.is_signed || c.symmetric ? c.bits : c.bits + 1)
+                                                  : mse_threshold(c);
+      if (c.symmetric) return {-t, t};
+      return {std::max(min_, -t), std::min(max_, t)};
+    }
+  }
+  return {min_, max_};
+}
+
+std::vector<Range> weight_ranges(const at::Tensor& w_in, const QuantConfig& c, bool mse) {
+  at::Tensor w = w_in.to(at::kCPU).to(at::kFloat).contiguous();
+  bool per_channel = c.granularity == Granularity::PerChannel && w.dim() > 0;
+  at::Tensor rows = per_channel ? w.movedim(c.axis, 0).reshape({w.size(c.axis), -1}) : w.reshape({1, -1});
+  at::Tensor mins = std::get<0>(rows.min(1)), maxs = std::get<0>(rows.max(1));
+  std::vector<Range> out;
+  for (int64_t i = 0; i < rows.size(0); ++i) out.push_back({mins[i].item<double>(), maxs[i].item<double>()});
+  if (!mse || !c.symmetric) return out;
+  // Per channel, try clip ratios (power-of-two grids for power-of-two configs) on the weights.
+  for (int64_t i = 0; i < rows.size(0); ++i) {
+    double amax = std::max(std::abs(out[i].min), std::abs(out[i].max));
+    if (amax <= 0) continue;
+    at::Tensor row = rows[i];
+    std::vector<double> candidates;
+    if (c.scale_kind == ScaleKind::PowerOfTwo) {
+      int e_hi = static_cast<int>(std::ceil(std::log2(amax / c.quant_max)));
+      for (int e = e_hi - 4; e <= e_hi; ++e) candidates.push_back(std::ldexp(1.0, e) * c.quant_max);
+    } else {
+      for (int k = 50; k <= 100; ++k) candidates.push_back(amax * k / 100.0);
+    }
+    double best = std::numeric_limits<double>::infinity(), best_t = amax;
+    for (double t : candidates) {
+      double s = t / c.quant_max;
+      at::Tensor q = at::clamp(round_tensor(row / s, c.rounding), double(c.quant_min), double(c.quant_max)) * s;
+      double err = (q - row).pow(2).sum().item<double>();
+      if (err < best) {
+        best = err;
+        best_t = t;
+      }
+    }
+    out[i] = {-best_t, best_t};
+  }
+  return out;
+}
+
+void set_scale_from_ranges(QuantConfig& c, const std::vector<Range>& ranges, Pow2Rule rule) {
+  c.scales.clear();
+  c.zero_points.clear();
+  double lo_all = 0, hi_all = 0;
+  for (const Range& r : ranges) {
+    double lo = std::min(r.min, 0.0), hi = std::max(r.max, 0.0);
+    lo_all = std::min(lo_all, lo);
+    hi_all = std::max(hi_all, hi);
+    double s;
+    int64_t z = 0;
+    if (c.symmetric) {
+      double amax = std::max(-lo, hi);
+      s = amax / static_cast<double>(c.quant_max);
+      if (!c.is_signed) z = 0;
+    } else {
+      s = (hi - lo) / static_cast<double>(c.quant_max - c.quant_min);
+    }
+    if (!(s > 0) || !std::isfinite(s)) s = 1.0;  // zero range: documented scale 2^0
+    if (c.scale_kind == ScaleKind::PowerOfTwo) s = std::ldexp(1.0, pow2_exponent(s, rule));
+    if (!c.symmetric) {
+      z = static_cast<int64_t>(std::nearbyint(c.quant_min - lo / s));
+      z = std::clamp(z, c.quant_min, c.quant_max);
+    }
+    c.scales.push_back(s);
+    c.zero_points.push_back(z);
+  }
+  c.range_min = lo_all;
+  c.range_max = hi_all;
+}
+
+}  // namespace edgequant::quant

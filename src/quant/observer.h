@@ -1,0 +1,68 @@
+// Calibration observers: observe() once per batch with bounded state (min/max plus a fixed
+// 2x4096-bin histogram that re-bins by powers of two as the range grows), so memory does not
+// depend on the number of calibration samples; finalize() gives the clip range.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ir/quant_config.h"
+
+namespace edgequant::quant {
+
+enum class CalibAlgorithm { MinMax, Percentile, KL, MSE };
+CalibAlgorithm parse_calib_algorithm(const std::string& name);  // throws InvalidSetting
+const char* calib_algorithm_name(CalibAlgorithm a);
+
+struct Range {
+  double min = 0, max = 0;
+};
+
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void observe(const at::Tensor& x) = 0;
+  // The clip range for `config` (bits, symmetry, scale kind decide KL levels and MSE grids).
+  virtual Range finalize(const QuantConfig& config) const = 0;
+};
+
+std::unique_ptr<Observer> make_observer(CalibAlgorithm algorithm, double percentile);
+
+// The histogram state, exposed for tests: bins of width `bin_width` on each side of zero.
+class HistogramObserver : public Observer {
+ public:
+  static constexpr int kBins = 4096;  // per side: 32 * 2^(8-1), ESP-PPQ's KL resolution at 8 bits
+  HistogramObserver(CalibAlgorithm algorithm, double percentile) : algorithm_(algorithm), percentile_(percentile) {}
+  void observe(const at::Tensor& x) override;
+  Range finalize(const QuantConfig& config) const override;
+  double bin_width() const { return limit_ / kBins; }
+  double total() const;
+  const std::vector<double>& positive() const { return pos_; }
+  const std::vector<double>& negative() const { return neg_; }
+  double min() const { return min_; }
+  double max() const { return max_; }
+
+ private:
+  void grow(double new_abs_max);
+  double percentile_threshold(const std::vector<double>& side, double tail_count) const;
+  double kl_threshold(int bits) const;
+  double mse_threshold(const QuantConfig& c) const;
+  CalibAlgorithm algorithm_;
+  double percentile_;
+  double limit_ = 0;  // histogram covers [-limit_, limit_]
+  double min_ = 0, max_ = 0;
+  bool seen_ = false;
+  std::vector<double> pos_ = std::vector<double>(kBins, 0.0), neg_ = std::vector<double>(kBins, 0.0);
+};
+
+// Per-channel (or per-tensor) weight ranges along config.axis: minmax, or the clip minimising
+// the weight's own quantization MSE.
+std::vector<Range> weight_ranges(const at::Tensor& w, const QuantConfig& config, bool mse);
+
+// Sets scales/zero points from ranges (one per channel or one). Power-of-two configs round the
+// exponent by `rule`. A zero range gets scale 1 (2^0): every value is 0 and maps to code 0.
+void set_scale_from_ranges(QuantConfig& c, const std::vector<Range>& ranges, Pow2Rule rule);
+
+}  // namespace edgequant::quant

@@ -1,0 +1,262 @@
+// Quant config assignment (see quantizer.h). Target facts come from the Target; nothing here
+// names a chip.
+#include "quant/quantizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "edgequant/error.h"
+
+namespace edgequant::quant {
+
+bool is_compute_op(const std::string& t) { return t == "Conv" || t == "ConvTranspose" || t == "Gemm" || t == "MatMul"; }
+
+bool is_passive_op(const Op& op) {
+  static const std::set<std::string> kPassive = {"MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
+                                                 "Squeeze", "Unsqueeze", "Slice", "Split", "Pad", "Identity",
+                                                 "Dropout", "Expand", "Tile", "ReduceMax", "ReduceMin", "Gather"};
+  if (kPassive.count(op.type)) return true;
+  // Nearest-neighbour resizing only copies values; linear interpolation makes new ones.
+  return (op.type == "Resize" || op.type == "Upsample") && op.attr_string("mode", "nearest") == "nearest";
+}
+
+bool is_aligned_op(const std::string& t) { return t == "Add" || t == "Sub" || t == "Concat" || t == "Max" || t == "Min" || t == "Sum"; }
+
+std::vector<size_t> data_inputs(const Op& op) {
+  static const std::set<std::string> kAllInputs = {"Add", "Sub", "Mul", "Div", "Concat", "Max", "Min", "Sum", "Mean", "PRelu"};
+  std::vector<size_t> out;
+  if (kAllInputs.count(op.type)) {
+    for (size_t i = 0; i < op.inputs.size(); ++i)
+      if (op.inputs[i]) out.push_back(i);
+  } else if (op.type == "Where") {
+    out = {1, 2};
+  } else if (!op.inputs.empty() && op.inputs[0]) {
+    out.push_back(0);
+  }
+  return out;
+}
+
+namespace {
+
+bool is_float(const Value* v) { return v && (v->dtype == DType::Float32 || v->dtype == DType::Undefined); }
+
+std::string list_names(const std::vector<std::string>& names) {
+  std::string s;
+  size_t shown = std::min<size_t>(names.size(), 40);
+  for (size_t i = 0; i < shown; ++i) s += (i ? ", " : "") + names[i];
+  if (names.size() > shown) s += ", ... (" + std::to_string(names.size()) + " in all)";
+  return s;
+}
+
+QuantConfig make_config(const TensorSpec& spec, int bits, ScaleKind kind, RoundingMode rounding, const std::string& role) {
+  QuantConfig c;
+  c.symmetric = spec.symmetric;
+  c.granularity = spec.granularity;
+  c.scale_kind = kind;
+  c.rounding = rounding;
+  c.role = role;
+  c.set_range(bits, spec.is_signed, spec.narrow_range);
+  return c;
+}
+
+int parse_dispatch_bits(const std::string& op, const std::string& v) {
+  if (v == "float" || v == "fp32") return 0;
+  if (v == "int16" || v == "16") return 16;
+  if (v == "int8" || v == "8") return 8;
+  if (v == "int4" || v == "4") return 4;
+  if (v == "int2" || v == "2") return 2;
+  fail(ErrorCode::InvalidSetting, "dispatching_table: '" + op + "' -> '" + v + "' (valid: int8, int16, int4, int2, float)");
+}
+
+void check_channel_rules(const Graph& g, const Target& t, QuantPlan& plan) {
+  const ChannelRules& r = t.channel_rules;
+  if (!r.enabled) return;
+  bool first_conv = true;
+  for (const auto& op : g.ops()) {
+    bool interesting = is_compute_op(op->type) || op->type.find("Pool") != std::string::npos;
+    if (!interesting) continue;
+    std::string where = op->describe();
+    if (!r.accelerated_ops.count(op->type)) {
+      plan.notes.push_back("CPU fallback: " + where + " is not an accelerated layer type");
+      continue;
+    }
+    const Value* w = op->input(1);
+    if (op->type == "Conv" && w && w->shape && w->shape->size() >= 2) {
+      int64_t group = op->attr_int("group", 1);
+      int64_t out_c = (*w->shape)[0], in_c = (*w->shape)[1] * group;
+      if (first_conv && r.first_conv_in_channels > 0) {
+        if (in_c != r.first_conv_in_channels)
+          plan.notes.push_back("CPU fallback: " + where + " is the first conv and has " + std::to_string(in_c) +
+                               " input channels; the NPU needs exactly " + std::to_string(r.first_conv_in_channels));
+      } else if (r.channel_multiple > 0 && (in_c % r.channel_multiple || out_c % r.channel_multiple)) {
+        plan.notes.push_back("CPU fallback: " + where + " has " + std::to_string(in_c) + " input / " +
+                             std::to_string(out_c) + " output channels; the NPU needs multiples of " +
+                             std::to_string(r.channel_multiple));
+      }
+      first_conv = false;
+    } else if (op->type == "Gemm" && w && w->shape && w->shape->size() == 2 && r.channel_multiple > 0) {
+      int64_t in_f = op->attr_int("transB", 0) ? (*w->shape)[1] : (*w->shape)[0];
+      if (in_f % r.channel_multiple)
+        plan.notes.push_back("CPU fallback: " + where + " has " + std::to_string(in_f) +
+                             " input features; the NPU needs a multiple of " + std::to_string(r.channel_multiple));
+    }
+  }
+}
+
+}  // namespace
+
+QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s) {
+  QuantPlan plan;
+  plan.target_name = t.name;
+  int act_bits = s.activation_bits ? s.activation_bits : t.activation.bits;
+  int w_bits = s.weight_bits ? s.weight_bits : t.conv_weight.bits;
+  auto check_bits = [&](int b, const std::string& what) {
+    if (std::find(t.allowed_bits.begin(), t.allowed_bits.end(), b) == t.allowed_bits.end()) {
+      std::string allowed;
+      for (int a : t.allowed_bits) allowed += (allowed.empty() ? "" : ", ") + std::to_string(a);
+      fail(ErrorCode::InvalidSetting, what + ": " + std::to_string(b) + " bits is not supported by target '" + t.name +
+                                          "' (allowed: " + allowed + ")");
+    }
+  };
+  // Weights may go below the activation width (TI 4/2-bit), activations stay at 8/16.
+  check_bits(w_bits, "weight_bits");
+  if (act_bits != 8 && act_bits != 16) check_bits(act_bits, "activation_bits");
+
+  std::map<const Op*, int> op_bits;  // 0 = float
+  std::vector<std::string> op_names;
+  for (const auto& op : g.ops()) op_names.push_back(op->name);
+  for (const auto& [name, v] : s.dispatching_table) {
+    const Op* op = g.find_op(name);
+    if (!op) fail(ErrorCode::InvalidSetting, "dispatching_table: no op named '" + name + "' (valid: " + list_names(op_names) + ")");
+    int b = parse_dispatch_bits(name, v);
+    if (b) check_bits(b, "dispatching_table '" + name + "'");
+    op_bits[op] = b;
+  }
+  auto bits_of = [&](const Op* op, int fallback) {
+    auto it = op_bits.find(op);
+    return it == op_bits.end() ? fallback : it->second;
+  };
+  auto act_config = [&](int bits) { return make_config(t.activation, bits, t.scale_kind, t.rounding, "activation"); };
+
+  for (const Value* in : g.inputs)
+    if (is_float(in) && in->dtype == DType::Float32) {
+      QuantConfig c = act_config(act_bits);
+      c.role = "input";
+      plan.values[in->name] = c;
+    }
+
+  for (const auto& op_ptr : g.ops()) {
+    const Op* op = op_ptr.get();
+    // A dispatched width applies to the op's weights; activations go no lower than 8 bits.
+    int dispatched = bits_of(op, -1);
+    int bits = dispatched < 0 ? act_bits : (dispatched >= 8 ? dispatched : act_bits);
+    int wb = dispatched > 0 ? dispatched : w_bits;
+    bool keep_float = dispatched == 0 || t.float_ops.count(op->type);
+    // Outputs.
+    for (const Value* out : op->outputs) {
+      if (!out || !is_float(out) || out->is_constant()) continue;
+      if (out->dtype == DType::Undefined && !(is_compute_op(op->type) || op->type == "Relu")) continue;
+      QuantConfig c = act_config(bits);
+      const Value* in0 = op->input(0);
+      const QuantConfig* in_cfg = in0 ? plan.find(in0->name) : nullptr;
+      if (keep_float) {
+        c.state = QuantState::Float;
+      } else if (is_passive_op(*op)) {
+        if (!in_cfg || in_cfg->state == QuantState::Float) {
+          c.state = QuantState::Float;
+        } else {
+          c = *in_cfg;
+          c.state = QuantState::Passive;
+          c.master = in0->name;
+          c.custom_scale = false;
+        }
+      } else if (t.fused_activations.count(op->type) && in0 && in0->producer && is_compute_op(in0->producer->type) &&
+                 sole_consumer(g, in0) == op && in_cfg && in_cfg->state == QuantState::Quantized) {
+        // Conv+activation run as one kernel on the chip: the conv output is never materialised.
+        plan.values[in0->name].state = QuantState::Fused;
+      }
+      plan.values[out->name] = c;
+    }
+    if (keep_float) continue;
+    // Weights and biases of computing ops.
+    if (is_compute_op(op->type) && op->input(1) && op->input(1)->is_constant() &&
+        op->input(1)->data->dtype() == DType::Float32) {
+      const Value* w = op->input(1);
+      const TensorSpec& spec = (op->type == "Conv" || op->type == "ConvTranspose") ? t.conv_weight : t.gemm_weight;
+      ScaleKind kind = wb < 8 ? t.sub8bit_weight_scale_kind : t.scale_kind;
+      QuantConfig c = make_config(spec, wb, kind, t.rounding, "weight");
+      int64_t rank = static_cast<int64_t>(w->data->shape().size());
+      if (op->type == "Conv") c.axis = 0;
+      else if (op->type == "ConvTranspose") {
+        c.axis = 1;
+        if (op->attr_int("group", 1) != 1) c.granularity = Granularity::PerTensor;
+      } else if (op->type == "Gemm") c.axis = op->attr_int("transB", 0) ? 0 : 1;
+      else c.axis = rank - 1;
+      if (rank < 2) c.granularity = Granularity::PerTensor;
+      plan.values[w->name] = c;
+      const Value* b = op->input(2);
+      if (b && b->is_constant() && b->data->dtype() == DType::Float32) {
+        QuantConfig bc;
+        bc.state = QuantState::Passive;  // s_b = s_in * s_w, computed after calibration
+        bc.role = "bias";
+        bc.symmetric = true;
+        bc.scale_kind = ScaleKind::Float;  // a product of scales; power of two when both are
+        bc.rounding = t.rounding;
+        bc.granularity = c.granularity;
+        bc.axis = 0;
+        bc.set_range(t.bias_bits_for(wb), true, false);
+        plan.values[b->name] = bc;
+      }
+    }
+    // Other float constants read as data (Add/Mul operands, PRelu slopes).
+    for (size_t i : data_inputs(*op)) {
+      const Value* v = op->input(i);
+      if (!v || !v->is_constant() || v->data->dtype() != DType::Float32 || plan.find(v->name)) continue;
+      if (is_compute_op(op->type) && i != 0) continue;
+      QuantConfig c = act_config(bits);
+      c.role = "constant";
+      c.symmetric = true;
+      c.set_range(bits, true, false);
+      plan.values[v->name] = c;
+    }
+    // Alignment of elementwise inputs to one scale.
+    if (is_aligned_op(op->type) && s.alignment != Alignment::None && op->outputs.size() == 1 && op->outputs[0]) {
+      QuantConfig* oc = plan.find(op->outputs[0]->name);
+      if (oc && oc->state == QuantState::Quantized) {
+        if (s.alignment == Alignment::AlignToLarge) oc->observer = "align_to_large";
+        for (size_t i : data_inputs(*op)) {
+          const Value* v = op->input(i);
+          const QuantConfig* vc = v ? plan.find(v->name) : nullptr;
+          if (vc && vc->state != QuantState::Float && vc->state != QuantState::Fused)
+            plan.requants.push_back({op->name, static_cast<int>(i), op->outputs[0]->name});
+        }
+      }
+    }
+  }
+
+  // Custom scales ("focused logits"): by op name (its first output) or value name.
+  for (const auto& [name, scale] : s.custom_scales) {
+    std::string value = name;
+    if (const Op* op = g.find_op(name)) value = op->outputs.empty() || !op->outputs[0] ? "" : op->outputs[0]->name;
+    QuantConfig* c = plan.find(value);
+    if (!c || c->state != QuantState::Quantized) {
+      std::vector<std::string> valid;
+      for (const auto& [n, cfg] : plan.values)
+        if (cfg.state == QuantState::Quantized && cfg.role != "weight") valid.push_back(n);
+      fail(ErrorCode::InvalidSetting, "custom_scales: '" + name + "' is not a quantized op output or value (valid: " +
+                                          list_names(valid) + ")");
+    }
+    if (c->scale_kind == ScaleKind::PowerOfTwo && std::abs(std::log2(scale) - std::round(std::log2(scale))) > 1e-9)
+      fail(ErrorCode::InvalidSetting, "custom_scales: '" + name + "' = " + std::to_string(scale) + " is not a power of two, as target '" +
+                                          t.name + "' requires");
+    c->scales = {scale};
+    c->zero_points = {0};
+    c->custom_scale = true;
+    c->observer = "custom";
+  }
+  check_channel_rules(g, t, plan);
+  return plan;
+}
+
+}  // namespace edgequant::quant

@@ -1,0 +1,110 @@
+// Setting parsing (YAML; JSON is valid YAML).
+#include "target/setting.h"
+
+#include "target/yaml_util.h"
+
+namespace edgequant {
+
+namespace {
+constexpr ErrorCode kCode = ErrorCode::InvalidSetting;
+
+// Sections reserved for the optimisation passes of later releases: present means requested.
+const char* kFuturePasses[] = {"equalization_setting", "bias_correction_setting", "tqt_optimization_setting",
+                               "blockwise_reconstruction_setting", "layer_split_setting"};
+
+Alignment parse_alignment(const std::string& s) {
+  if (s == "align_to_output" || s == "Align to Output") return Alignment::AlignToOutput;
+  if (s == "align_to_large" || s == "Align to Large") return Alignment::AlignToLarge;
+  if (s == "none" || s == "None") return Alignment::None;
+  fail(kCode, "alignment must be align_to_output, align_to_large or none, not '" + s + "'");
+}
+}  // namespace
+
+const char* alignment_name(Alignment a) {
+  switch (a) {
+    case Alignment::AlignToOutput: return "align_to_output";
+    case Alignment::AlignToLarge: return "align_to_large";
+    case Alignment::None: return "none";
+  }
+  return "?";
+}
+
+Setting load_setting(const std::string& path) {
+  Setting s;
+  s.file = path;
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    fail(kCode, path + ": cannot open setting file");
+  } catch (const YAML::Exception& e) {
+    fail(kCode, path + ": " + e.what());
+  }
+  try {
+    std::set<std::string> valid = {"calib_algorithm", "percentile", "weight_calib_algorithm", "activation_bits",
+                                   "weight_bits", "alignment", "dispatching_table", "custom_scales", "calib_steps",
+                                   "batch_size", "analysis", "preprocess"};
+    for (const char* f : kFuturePasses) valid.insert(f);
+    check_keys(root, valid, "setting", kCode);
+    for (const char* f : kFuturePasses)
+      if (root[f] && get_or(root[f], "enabled", true, f, kCode))
+        fail(kCode, std::string(f) + " is not implemented in this version (set enabled: false or remove it)");
+    s.calib_algorithm = get_or<std::string>(root, "calib_algorithm", "", "setting", kCode);
+    if (!s.calib_algorithm.empty() && s.calib_algorithm != "minmax" && s.calib_algorithm != "percentile" &&
+        s.calib_algorithm != "kl" && s.calib_algorithm != "mse")
+      fail(kCode, "calib_algorithm must be minmax, percentile, kl or mse, not '" + s.calib_algorithm + "'");
+    s.percentile = get_or(root, "percentile", s.percentile, "setting", kCode);
+    if (!(s.percentile > 0.5 && s.percentile <= 1.0)) fail(kCode, "percentile must be in (0.5, 1]");
+    s.weight_calib_algorithm = get_or(root, "weight_calib_algorithm", s.weight_calib_algorithm, "setting", kCode);
+    if (s.weight_calib_algorithm != "minmax" && s.weight_calib_algorithm != "mse")
+      fail(kCode, "weight_calib_algorithm must be minmax or mse");
+    s.activation_bits = get_or(root, "activation_bits", 0, "setting", kCode);
+    s.weight_bits = get_or(root, "weight_bits", 0, "setting", kCode);
+    if (root["alignment"]) s.alignment = parse_alignment(root["alignment"].as<std::string>());
+    if (root["dispatching_table"])
+      for (const auto& kv : root["dispatching_table"]) s.dispatching_table[kv.first.as<std::string>()] = kv.second.as<std::string>();
+    if (root["custom_scales"])
+      for (const auto& kv : root["custom_scales"]) {
+        double v = kv.second.as<double>();
+        if (!(v > 0)) fail(kCode, "custom_scales: scale of '" + kv.first.as<std::string>() + "' must be positive");
+        s.custom_scales[kv.first.as<std::string>()] = v;
+      }
+    s.calib_steps = get_or(root, "calib_steps", s.calib_steps, "setting", kCode);
+    s.batch_size = get_or(root, "batch_size", s.batch_size, "setting", kCode);
+    if (s.calib_steps < 1 || s.batch_size < 1) fail(kCode, "calib_steps and batch_size must be positive");
+    if (const YAML::Node& a = root["analysis"]) {
+      check_keys(a, {"graphwise", "layerwise", "samples"}, "analysis", kCode);
+      s.analysis.graphwise = get_or(a, "graphwise", true, "analysis", kCode);
+      s.analysis.layerwise = get_or(a, "layerwise", true, "analysis", kCode);
+      s.analysis.samples = get_or(a, "samples", s.analysis.samples, "analysis", kCode);
+    }
+    if (const YAML::Node& p = root["preprocess"]) {
+      check_keys(p, {"resize", "center_crop", "width", "height", "pixel_scale", "mean", "std", "color", "layout"},
+                 "preprocess", kCode);
+      Preprocess& pp = s.preprocess;
+      pp.resize = get_or(p, "resize", 0, "preprocess", kCode);
+      pp.center_crop = get_or(p, "center_crop", 0, "preprocess", kCode);
+      pp.width = get_or(p, "width", 0, "preprocess", kCode);
+      pp.height = get_or(p, "height", 0, "preprocess", kCode);
+      pp.pixel_scale = get_or(p, "pixel_scale", pp.pixel_scale, "preprocess", kCode);
+      pp.mean = get_or(p, "mean", pp.mean, "preprocess", kCode);
+      pp.std = get_or(p, "std", pp.std, "preprocess", kCode);
+      for (double v : pp.std)
+        if (v == 0) fail(kCode, "preprocess.std must not contain 0");
+      auto color = get_or<std::string>(p, "color", "rgb", "preprocess", kCode);
+      if (color != "rgb" && color != "bgr" && color != "gray") fail(kCode, "preprocess.color must be rgb, bgr or gray");
+      pp.bgr = color == "bgr";
+      pp.grayscale = color == "gray";
+      auto layout = get_or<std::string>(p, "layout", "nchw", "preprocess", kCode);
+      if (layout != "nchw" && layout != "nhwc") fail(kCode, "preprocess.layout must be nchw or nhwc");
+      pp.nhwc = layout == "nhwc";
+    }
+  } catch (Error& e) {
+    throw e.add_context(path);
+  } catch (const YAML::Exception& e) {
+    fail(kCode, path + ": " + e.what());
+  }
+  return s;
+}
+
+}  // namespace edgequant

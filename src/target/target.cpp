@@ -1,0 +1,150 @@
+// Target loading and validation from targets/*.yaml.
+#include "target/target.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+
+#include "target/yaml_util.h"
+
+namespace fs = std::filesystem;
+
+namespace edgequant {
+
+namespace {
+constexpr ErrorCode kCode = ErrorCode::InvalidTarget;
+
+Granularity parse_granularity(const std::string& s, const std::string& where) {
+  if (s == "per_tensor") return Granularity::PerTensor;
+  if (s == "per_channel") return Granularity::PerChannel;
+  fail(kCode, where + ": granularity must be per_tensor or per_channel, not '" + s + "'");
+}
+
+TensorSpec parse_spec(const YAML::Node& n, const std::string& where, TensorSpec base) {
+  check_keys(n, {"bits", "signed", "symmetric", "narrow_range", "granularity"}, where, kCode);
+  if (!n) return base;
+  base.bits = get_or(n, "bits", base.bits, where, kCode);
+  base.is_signed = get_or(n, "signed", base.is_signed, where, kCode);
+  base.symmetric = get_or(n, "symmetric", base.symmetric, where, kCode);
+  base.narrow_range = get_or(n, "narrow_range", base.narrow_range, where, kCode);
+  if (n["granularity"]) base.granularity = parse_granularity(n["granularity"].as<std::string>(), where);
+  if (base.bits < 2 || base.bits > 16) fail(kCode, where + ": bits must be 2..16");
+  return base;
+}
+
+Pow2Rule parse_pow2_rule(const std::string& s, const std::string& where) {
+  if (s == "ceil") return Pow2Rule::Ceil;
+  if (s == "nearest") return Pow2Rule::Nearest;
+  if (s == "floor") return Pow2Rule::Floor;
+  fail(kCode, where + ": power-of-two rule must be ceil, nearest or floor, not '" + s + "'");
+}
+
+std::set<std::string> string_set(const YAML::Node& n) {
+  std::set<std::string> out;
+  if (n)
+    for (const auto& v : n) out.insert(v.as<std::string>());
+  return out;
+}
+
+std::vector<std::string> search_dirs() {
+  std::vector<std::string> dirs;
+  if (const char* env = std::getenv("EDGEQUANT_TARGETS")) dirs.push_back(env);
+  dirs.push_back(EQ_TARGETS_DIR);
+  return dirs;
+}
+}  // namespace
+
+int Target::bias_bits_for(int weight_bits) const {
+  auto it = bias_bits.lower_bound(weight_bits);
+  if (it == bias_bits.end()) return bias_bits.empty() ? 32 : bias_bits.rbegin()->second;
+  return it->second;
+}
+
+Pow2Rule Target::pow2_rule_for(const std::string& calib) const {
+  auto it = pow2_rule.find(calib);
+  return it == pow2_rule.end() ? Pow2Rule::Nearest : it->second;
+}
+
+std::string targets_dir() { return search_dirs().front(); }
+
+std::vector<std::string> available_targets() {
+  std::set<std::string> names;
+  for (const auto& d : search_dirs()) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(d, ec))
+      if (e.path().extension() == ".yaml") names.insert(e.path().stem().string());
+  }
+  return {names.begin(), names.end()};
+}
+
+Target load_target(const std::string& name_or_path) {
+  std::string path;
+  bool is_path = name_or_path.find('/') != std::string::npos ||
+                 (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".yaml");
+  if (is_path) {
+    path = name_or_path;
+  } else {
+    for (const auto& d : search_dirs())
+      if (fs::exists(d + "/" + name_or_path + ".yaml")) {
+        path = d + "/" + name_or_path + ".yaml";
+        break;
+      }
+  }
+  if (path.empty() || !fs::exists(path)) {
+    std::string list;
+    for (const auto& n : available_targets()) list += (list.empty() ? "" : ", ") + n;
+    fail(kCode, "unknown target '" + name_or_path + "' (available: " + list + ")");
+  }
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    fail(kCode, path + ": " + e.what());
+  }
+  try {
+    check_keys(root, {"name", "description", "scale", "sub8bit_weight_scale", "rounding", "activation", "conv_weight",
+                      "gemm_weight", "bias_bits", "allowed_bits", "default_calib", "pow2_rule", "float_ops",
+                      "fused_activations", "lut_activations", "channel_rules"},
+               "target", kCode);
+    Target t;
+    t.file = path;
+    t.name = get_or<std::string>(root, "name", fs::path(path).stem().string(), "target", kCode);
+    t.description = get_or<std::string>(root, "description", "", "target", kCode);
+    auto scale = get_or<std::string>(root, "scale", "power_of_two", "target", kCode);
+    if (scale != "power_of_two" && scale != "float") fail(kCode, "scale must be power_of_two or float");
+    t.scale_kind = scale == "float" ? ScaleKind::Float : ScaleKind::PowerOfTwo;
+    auto sub8 = get_or<std::string>(root, "sub8bit_weight_scale", scale, "target", kCode);
+    t.sub8bit_weight_scale_kind = sub8 == "float" ? ScaleKind::Float : ScaleKind::PowerOfTwo;
+    t.rounding = parse_rounding_mode(get_or<std::string>(root, "rounding", "half_even", "target", kCode));
+    t.activation = parse_spec(root["activation"], "activation", TensorSpec{});
+    t.conv_weight = parse_spec(root["conv_weight"], "conv_weight", TensorSpec{});
+    t.gemm_weight = parse_spec(root["gemm_weight"], "gemm_weight", t.conv_weight);
+    if (root["bias_bits"])
+      for (const auto& kv : root["bias_bits"]) t.bias_bits[kv.first.as<int>()] = kv.second.as<int>();
+    if (root["allowed_bits"])
+      for (const auto& b : root["allowed_bits"]) t.allowed_bits.push_back(b.as<int>());
+    else
+      t.allowed_bits = {8, 16};
+    t.default_calib = get_or<std::string>(root, "default_calib", "minmax", "target", kCode);
+    if (root["pow2_rule"])
+      for (const auto& kv : root["pow2_rule"])
+        t.pow2_rule[kv.first.as<std::string>()] = parse_pow2_rule(kv.second.as<std::string>(), "pow2_rule");
+    t.float_ops = string_set(root["float_ops"]);
+    t.fused_activations = string_set(root["fused_activations"]);
+    t.lut_activations = string_set(root["lut_activations"]);
+    if (const YAML::Node& cr = root["channel_rules"]) {
+      check_keys(cr, {"first_conv_in_channels", "channel_multiple", "accelerated_ops"}, "channel_rules", kCode);
+      t.channel_rules.enabled = true;
+      t.channel_rules.first_conv_in_channels = get_or(cr, "first_conv_in_channels", 0, "channel_rules", kCode);
+      t.channel_rules.channel_multiple = get_or(cr, "channel_multiple", 0, "channel_rules", kCode);
+      t.channel_rules.accelerated_ops = string_set(cr["accelerated_ops"]);
+    }
+    return t;
+  } catch (Error& e) {
+    throw e.add_context(path);
+  } catch (const YAML::Exception& e) {
+    fail(kCode, path + ": " + e.what());
+  }
+}
+
+}  // namespace edgequant

@@ -1,0 +1,53 @@
+// A Target is data (targets/<name>.yaml): which tensors a chip quantizes and how. Nothing in
+// C++ names a chip; adding a target is writing a file (CONTRIBUTING.md).
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/intmath.h"
+#include "ir/quant_config.h"
+
+namespace edgequant {
+
+struct TensorSpec {
+  int bits = 8;
+  bool is_signed = true;
+  bool symmetric = true;
+  bool narrow_range = false;  // [-127, 127] instead of [-128, 127] (TFLite weights)
+  Granularity granularity = Granularity::PerTensor;
+};
+
+struct ChannelRules {  // accelerator layout rules (TI NPU); violations fall back to the CPU
+  bool enabled = false;
+  int first_conv_in_channels = 0;  // 0: no rule
+  int channel_multiple = 0;        // conv in/out and FC inputs must be multiples of this
+  std::set<std::string> accelerated_ops;
+};
+
+struct Target {
+  std::string name, description, file;
+  ScaleKind scale_kind = ScaleKind::PowerOfTwo;
+  ScaleKind sub8bit_weight_scale_kind = ScaleKind::PowerOfTwo;  // TI: float multiplier below 8 bits
+  RoundingMode rounding = RoundingMode::HalfEven;
+  TensorSpec activation, conv_weight, gemm_weight;
+  std::map<int, int> bias_bits;  // weight bits -> bias bits (esp32s3: 8 -> 20, 16 -> 40)
+  std::vector<int> allowed_bits;
+  std::string default_calib = "minmax";
+  std::map<std::string, Pow2Rule> pow2_rule;  // per calibrator
+  std::set<std::string> float_ops;            // outputs stay float (Softmax)
+  std::set<std::string> fused_activations;    // fused into the preceding Conv/Gemm
+  std::set<std::string> lut_activations;      // run as lookup tables (documented in reports)
+  ChannelRules channel_rules;
+
+  int bias_bits_for(int weight_bits) const;
+  Pow2Rule pow2_rule_for(const std::string& calib) const;
+};
+
+// NAME (searched in the targets directories) or a path to a .yaml file.
+Target load_target(const std::string& name_or_path);
+std::vector<std::string> available_targets();
+std::string targets_dir();
+
+}  // namespace edgequant

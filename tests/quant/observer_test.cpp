@@ -1,0 +1,170 @@
+// Observers, scale rules and rounding against hand-computed values.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/intmath.h"
+#include "quant/fake_quant.h"
+#include "quant/observer.h"
+
+using namespace edgequant;
+using namespace edgequant::quant;
+
+namespace {
+QuantConfig int8_symmetric(ScaleKind kind, RoundingMode rounding = RoundingMode::HalfEven) {
+  QuantConfig c;
+  c.scale_kind = kind;
+  c.rounding = rounding;
+  c.set_range(8, true, false);
+  return c;
+}
+
+TEST(MinMaxObserver, TracksExtremesAcrossBatches) {
+  auto obs = make_observer(CalibAlgorithm::MinMax, 0.9999);
+  obs->observe(at::tensor({1.0f, -3.0f, 2.0f}));
+  obs->observe(at::tensor({5.0f, 0.0f}));
+  Range r = obs->finalize(int8_symmetric(ScaleKind::Float));
+  EXPECT_DOUBLE_EQ(r.min, -3.0);
+  EXPECT_DOUBLE_EQ(r.max, 5.0);
+}
+
+TEST(ScaleRule, FloatAndPowerOfTwoExponentRounding) {
+  QuantConfig f = int8_symmetric(ScaleKind::Float);
+  set_scale_from_ranges(f, {{-3, 5}}, Pow2Rule::Ceil);
+  EXPECT_DOUBLE_EQ(f.scales[0], 5.0 / 127.0);
+  // log2(5/127) = -4.666: ceil -> 2^-4 (never clips), nearest -> 2^-5.
+  QuantConfig up = int8_symmetric(ScaleKind::PowerOfTwo);
+  set_scale_from_ranges(up, {{-3, 5}}, Pow2Rule::Ceil);
+  EXPECT_DOUBLE_EQ(up.scales[0], 0.0625);
+  EXPECT_EQ(up.exponents()[0], -4);
+  QuantConfig near = int8_symmetric(ScaleKind::PowerOfTwo);
+  set_scale_from_ranges(near, {{-3, 5}}, Pow2Rule::Nearest);
+  EXPECT_DOUBLE_EQ(near.scales[0], 0.03125);
+  // An exact power of two stays put under ceil: 127 * 2^-3 -> 2^-3.
+  QuantConfig exact = int8_symmetric(ScaleKind::PowerOfTwo);
+  set_scale_from_ranges(exact, {{0, 127 * 0.125}}, Pow2Rule::Ceil);
+  EXPECT_DOUBLE_EQ(exact.scales[0], 0.125);
+}
+
+TEST(ScaleRule, AsymmetricUint8ZeroPoint) {
+  QuantConfig c;
+  c.symmetric = false;
+  c.scale_kind = ScaleKind::Float;
+  c.set_range(8, false, false);
+  set_scale_from_ranges(c, {{-1.0, 3.0}}, Pow2Rule::Nearest);
+  EXPECT_DOUBLE_EQ(c.scales[0], 4.0 / 255.0);
+  EXPECT_EQ(c.zero_points[0], 64);  // round(0 - (-1) / (4/255)) = round(63.75)
+}
+
+TEST(ScaleRule, ZeroRangeGetsScaleOne) {
+  auto obs = make_observer(CalibAlgorithm::KL, 0.9999);
+  obs->observe(at::zeros({100}));
+  QuantConfig c = int8_symmetric(ScaleKind::PowerOfTwo);
+  set_scale_from_ranges(c, {obs->finalize(c)}, Pow2Rule::Nearest);
+  EXPECT_DOUBLE_EQ(c.scales[0], 1.0);
+  EXPECT_EQ(c.exponents()[0], 0);
+  EXPECT_TRUE(at::equal(fake_quantize(at::zeros({3}), c), at::zeros({3})));
+}
+
+TEST(PercentileObserver, DropsTheOutlierTail) {
+  // 9999 values of 1.0 and one of 100.0: the 0.9999 percentile excludes exactly the outlier.
+  HistogramObserver obs(CalibAlgorithm::Percentile, 0.9999);
+  at::Tensor x = at::ones({10000});
+  x[0] = 100.0f;
+  obs.observe(x);
+  Range r = obs.finalize(int8_symmetric(ScaleKind::Float));
+  // Bin width 100/4096; 1.0 lies in bin 40, whose upper edge is 41 * 100/4096.
+  EXPECT_DOUBLE_EQ(r.max, 41 * 100.0 / 4096);
+  EXPECT_DOUBLE_EQ(r.min, -r.max);
+}
+
+TEST(HistogramObserver, RebinningByPowersOfTwoKeepsCounts) {
+  HistogramObserver obs(CalibAlgorithm::Percentile, 0.9999);
+  obs.observe(at::tensor({0.5f, -0.25f}));
+  EXPECT_DOUBLE_EQ(obs.bin_width(), 0.5 / 4096);
+  obs.observe(at::tensor({1.9f}));  // range grows 0.5 -> 2.0: bins merge 4 to 1
+  EXPECT_DOUBLE_EQ(obs.bin_width(), 2.0 / 4096);
+  EXPECT_DOUBLE_EQ(obs.total(), 3.0);
+  EXPECT_DOUBLE_EQ(obs.positive()[1023], 1.0);  // 0.5 was in the last of 4096 bins -> bin 1023
+  EXPECT_DOUBLE_EQ(obs.negative()[512], 1.0);   // -0.25 -> bin 2048 -> 512
+}
+
+TEST(KLObserver, UniformDataKeepsTheFullRange) {
+  // With uniform data, clipping only moves mass into the last bin: KL is least (zero) when
+  // nothing is clipped, so the threshold is the full range (plus half a bin).
+  HistogramObserver obs(CalibAlgorithm::KL, 0.9999);
+  obs.observe(at::linspace(-1.0, 1.0, 200001));
+  Range r = obs.finalize(int8_symmetric(ScaleKind::Float));
+  EXPECT_NEAR(r.max, 1.0 + 0.5 / 4096, 1e-9);
+}
+
+TEST(KLObserver, ClipsALongTail) {
+  // Gaussian bulk with rare huge outliers: KL clips far below the maximum.
+  at::manual_seed(0);
+  at::Tensor x = at::randn({200000});
+  x.slice(0, 0, 20).fill_(60.0f);
+  HistogramObserver obs(CalibAlgorithm::KL, 0.9999);
+  obs.observe(x);
+  Range r = obs.finalize(int8_symmetric(ScaleKind::Float));
+  EXPECT_LT(r.max, 20.0);
+  EXPECT_GT(r.max, 3.0);
+}
+
+TEST(MSEObserver, TwoPointDataKeepsItsRange) {
+  HistogramObserver obs(CalibAlgorithm::MSE, 0.9999);
+  obs.observe(at::tensor({-1.0f, 1.0f, 1.0f, -1.0f}));
+  EXPECT_DOUBLE_EQ(obs.finalize(int8_symmetric(ScaleKind::Float)).max, 1.0);
+}
+
+TEST(Rounding, HalfEvenVersusHalfUpAtExactHalves) {
+  at::Tensor x = at::tensor({0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f});
+  at::Tensor even = round_tensor(x, RoundingMode::HalfEven);
+  at::Tensor up = round_tensor(x, RoundingMode::HalfUp);
+  at::Tensor away = round_tensor(x, RoundingMode::HalfAwayFromZero);
+  EXPECT_TRUE(at::equal(even, at::tensor({0.0f, 2.0f, 2.0f, -0.0f, -2.0f, -2.0f})));
+  EXPECT_TRUE(at::equal(up, at::tensor({1.0f, 2.0f, 3.0f, 0.0f, -1.0f, -2.0f})));
+  EXPECT_TRUE(at::equal(away, at::tensor({1.0f, 2.0f, 3.0f, -1.0f, -2.0f, -3.0f})));
+  // The ATen form agrees with core/intmath's scalar definition.
+  for (auto mode : {RoundingMode::HalfEven, RoundingMode::HalfUp, RoundingMode::HalfAwayFromZero, RoundingMode::Floor}) {
+    at::Tensor r = round_tensor(x, mode);
+    for (int64_t i = 0; i < x.numel(); ++i)
+      EXPECT_EQ(r[i].item<float>(), static_cast<float>(round_value(x[i].item<float>(), mode)));
+  }
+}
+
+TEST(FakeQuantize, Esp32s3RoundsHalfUpEsp32p4HalfEven) {
+  // 2.5 and -1.5 codes at scale 2^-4.
+  at::Tensor x = at::tensor({2.5f / 16, -1.5f / 16});
+  QuantConfig s3 = int8_symmetric(ScaleKind::PowerOfTwo, RoundingMode::HalfUp);
+  QuantConfig p4 = int8_symmetric(ScaleKind::PowerOfTwo, RoundingMode::HalfEven);
+  s3.scales = p4.scales = {0.0625};
+  s3.zero_points = p4.zero_points = {0};
+  EXPECT_TRUE(at::equal(quantize_codes(x, s3), at::tensor({3.0f, -1.0f})));
+  EXPECT_TRUE(at::equal(quantize_codes(x, p4), at::tensor({2.0f, -2.0f})));
+  // Clamping at [-128, 127].
+  EXPECT_TRUE(at::equal(quantize_codes(at::tensor({100.0f, -100.0f}), p4), at::tensor({127.0f, -128.0f})));
+}
+
+TEST(FakeQuantize, StraightThroughGradient) {
+  QuantConfig c = int8_symmetric(ScaleKind::PowerOfTwo);
+  c.scales = {0.5};
+  c.zero_points = {0};
+  at::Tensor x = at::tensor({0.3f, 10.0f, 100.0f}).set_requires_grad(true);
+  fake_quantize(x, c).sum().backward();
+  // Inside the range the gradient passes through; beyond 127 * 0.5 it is zero.
+  EXPECT_TRUE(at::equal(x.grad(), at::tensor({1.0f, 1.0f, 0.0f})));
+}
+
+TEST(WeightRanges, PerChannelVersusPerTensor) {
+  at::Tensor w = at::tensor({1.0f, -0.5f, 0.01f, -0.02f}).reshape({2, 2, 1, 1});
+  QuantConfig pc = int8_symmetric(ScaleKind::Float);
+  pc.granularity = Granularity::PerChannel;
+  auto r = weight_ranges(w, pc, false);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_DOUBLE_EQ(r[1].min, -0.02f);
+  EXPECT_DOUBLE_EQ(r[1].max, 0.01f);
+  QuantConfig pt = int8_symmetric(ScaleKind::Float);
+  EXPECT_EQ(weight_ranges(w, pt, false).size(), 1u);
+}
+}  // namespace
