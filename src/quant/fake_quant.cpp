@@ -2,6 +2,7 @@
 #include "quant/fake_quant.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include "edgequant/error.h"
 
@@ -57,7 +58,47 @@ at::Tensor quantize_codes(const at::Tensor& x, const QuantConfig& c) {
   return codes(x, s, z, c.quant_min, c.quant_max, c.rounding);
 }
 
+namespace {
+// One fused pass for the common case (CPU float32, per-tensor, no autograd): the simulator calls
+// this after nearly every op. Same arithmetic as the ATen path: float x / float s, the rounding
+// of core/intmath, clamp, back to float.
+template <RoundingMode kMode>
+void fake_quant_loop(const float* in, float* out, int64_t n, float s, float z, float lo, float hi) {
+  at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float q = static_cast<float>(round_value(in[i] / s, kMode)) + z;
+      q = q < lo ? lo : (q > hi ? hi : q);
+      out[i] = (q - z) * s;
+    }
+  });
+}
+
+bool fused_path_applies(const at::Tensor& x, const QuantConfig& c) {
+  return x.device().is_cpu() && x.scalar_type() == at::kFloat && x.is_non_overlapping_and_dense() &&
+         (c.granularity == Granularity::PerTensor || c.scales.size() == 1) &&
+         !(at::GradMode::is_enabled() && x.requires_grad());
+}
+}  // namespace
+
 at::Tensor fake_quantize(const at::Tensor& x, const QuantConfig& c) {
+  if (fused_path_applies(x, c) && !c.scales.empty()) {
+    at::Tensor out = at::empty_like(x);  // keeps x's memory format (channels_last stays)
+    float s = static_cast<float>(c.scales[0]);
+    float z = c.zero_points.empty() ? 0.0f : static_cast<float>(c.zero_points[0]);
+    float lo = static_cast<float>(c.quant_min), hi = static_cast<float>(c.quant_max);
+    const float* in = x.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    int64_t n = x.numel();
+    switch (c.rounding) {
+      case RoundingMode::HalfEven: fake_quant_loop<RoundingMode::HalfEven>(in, o, n, s, z, lo, hi); break;
+      case RoundingMode::HalfUp: fake_quant_loop<RoundingMode::HalfUp>(in, o, n, s, z, lo, hi); break;
+      case RoundingMode::HalfAwayFromZero: fake_quant_loop<RoundingMode::HalfAwayFromZero>(in, o, n, s, z, lo, hi); break;
+      case RoundingMode::Floor: fake_quant_loop<RoundingMode::Floor>(in, o, n, s, z, lo, hi); break;
+      case RoundingMode::Ceil: fake_quant_loop<RoundingMode::Ceil>(in, o, n, s, z, lo, hi); break;
+      case RoundingMode::TowardZero: fake_quant_loop<RoundingMode::TowardZero>(in, o, n, s, z, lo, hi); break;
+    }
+    return out;
+  }
   auto [s, z] = scale_tensors(c, x.dim(), x.options());
   return fake_quantize(x, s, z, c.quant_min, c.quant_max, c.rounding);
 }

@@ -168,3 +168,23 @@ TEST(WeightRanges, PerChannelVersusPerTensor) {
   EXPECT_EQ(weight_ranges(w, pt, false).size(), 1u);
 }
 }  // namespace
+
+namespace {
+TEST(FakeQuantize, FusedCpuPathMatchesTheAtenPath) {
+  at::manual_seed(1);
+  at::Tensor x = at::randn({4, 8, 5, 5}).contiguous(at::MemoryFormat::ChannelsLast) * 3;
+  for (auto mode : {RoundingMode::HalfEven, RoundingMode::HalfUp, RoundingMode::HalfAwayFromZero, RoundingMode::Floor}) {
+    QuantConfig c;
+    c.rounding = mode;
+    c.symmetric = false;
+    c.set_range(8, false, false);
+    c.scales = {0.0371};
+    c.zero_points = {117};
+    auto [s, z] = scale_tensors(c, x.dim(), x.options());
+    at::Tensor fused = fake_quantize(x, c);
+    at::Tensor aten = fake_quantize(x, s, z, c.quant_min, c.quant_max, c.rounding);
+    EXPECT_TRUE(at::equal(fused, aten)) << rounding_mode_name(mode);
+    EXPECT_TRUE(fused.is_contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
+}  // namespace
