@@ -7,6 +7,8 @@
 
 #include <thread>
 
+
+#include "exec/buffer_cache.h"
 #include "exec/kernel.h"
 
 namespace edgequant::exec {
@@ -81,7 +83,7 @@ struct Executor::Impl {
   }
 
   bool can_run_inplace(const PreparedOp& p, const std::vector<at::Tensor>& env, const ExecHooks* hooks) const {
-    if (!p.inplace || hooks || p.in_slots.empty() || p.in_slots[0] < 0) return false;
+    if (!p.inplace || (hooks && !hooks->allow_inplace) || p.in_slots.empty() || p.in_slots[0] < 0) return false;
     int s = p.in_slots[0];
     if (constants[s].defined() || !env[s].defined() || is_input[s]) return false;
     for (int f : p.free_after)
@@ -117,6 +119,7 @@ struct Executor::Impl {
 };
 
 Executor::Executor(const Graph& graph, ExecOptions options) : impl_(std::make_unique<Impl>(graph, options)) {
+  install_buffer_cache();
   int threads = options.num_threads > 0 ? options.num_threads : static_cast<int>(std::thread::hardware_concurrency());
   if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(threads);
   Impl& m = *impl_;

@@ -28,6 +28,9 @@ struct ExecHooks {
   std::function<void(const Op& op, std::vector<at::Tensor>& inputs)> before_op;
   // After an op runs; may observe or replace its outputs.
   std::function<void(const Op& op, std::vector<at::Tensor>& outputs)> after_op;
+  // True when the hooks keep no reference to tensors they were shown (observers that reduce
+  // them at once): ReLU/Clip may then overwrite their dead input in place.
+  bool allow_inplace = false;
 };
 
 class Executor {

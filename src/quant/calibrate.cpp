@@ -47,6 +47,7 @@ CalibrationReport calibrate(const Graph& g, exec::Executor& ex, QuantPlan& plan,
   report.observed_tensors = static_cast<int64_t>(observers.size());
 
   exec::ExecHooks hooks;
+  hooks.allow_inplace = true;  // observers reduce each tensor immediately
   hooks.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
     for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i) {
       auto it = observers.find(op.outputs[i]);

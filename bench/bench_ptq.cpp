@@ -1,0 +1,136 @@
+// PTQ wall time on a model (MobileNetV2 architecture in bench/ptq.sh), split into import /
+// calibration / analysis / export, with the cost ratios the PTQ issue targets:
+//   calibration time / time of the same number of plain float forward passes   (target <= 1.5)
+//   layerwise analysis time / one float pass over the analysis data            (target <= 0.6 x units)
+// and the process's peak RSS (run twice with different --calib-steps to see it stay flat).
+// Usage: bench_ptq MODEL.onnx [--target esp32p4] [--calib-steps 32] [--batch 32] [--analysis-samples 32]
+// Calibration data are seeded Gaussian images generated per index (nothing stored).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "analysis/error_analysis.h"
+#include "api/load.h"
+#include "data/dataset.h"
+#include "exec/executor.h"
+#include "onnx/onnx_io.h"
+#include "quant/calibrate.h"
+#include "quant/plan_io.h"
+#include "quant/quantizer.h"
+#include "quant/simulator.h"
+#include "target/target.h"
+
+using namespace edgequant;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+class SyntheticImages : public Dataset {
+ public:
+  SyntheticImages(Shape shape, int64_t n) : shape_(std::move(shape)), n_(n) {}
+  int64_t size() const override { return n_; }
+  Tensor sample(int64_t i) const override {
+    at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(i) + 1);
+    at::Tensor t = at::randn(shape_, gen, at::kFloat);
+    return Tensor::from_bytes(DType::Float32, shape_, t.data_ptr(), t.nbytes());
+  }
+  std::string describe(int64_t i) const override { return "synthetic sample " + std::to_string(i); }
+
+ private:
+  Shape shape_;
+  int64_t n_;
+};
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: bench_ptq MODEL.onnx [--target T] [--calib-steps N] [--batch B] [--analysis-samples S]\n");
+    return 2;
+  }
+  std::string target_name = "esp32p4";
+  int steps = 32, batch = 32, analysis_samples = 32;
+  std::string calib_algorithm;  // "": the target's default
+  for (int i = 2; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--target")) target_name = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--calib-steps")) steps = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--analysis-samples")) analysis_samples = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--calib-algorithm")) calib_algorithm = argv[i + 1];
+  }
+  auto t0 = Clock::now();
+  auto g = load_model(argv[1]);
+  exec::Executor ex(*g);
+  double import_s = since(t0);
+  Shape sample_shape(g->inputs[0]->shape->begin() + 1, g->inputs[0]->shape->end());
+  SyntheticImages data(sample_shape, int64_t(steps) * batch);
+  Target target = load_target(target_name);
+  Setting s;
+  s.calib_steps = steps;
+  s.batch_size = batch;
+  s.calib_algorithm = calib_algorithm;
+
+  // Reference: the same number of plain float passes over the same batches.
+  quant::BatchStream ref(data, batch, steps);
+  at::Tensor b;
+  ex.run({at::randn({batch, sample_shape[0], sample_shape[1], sample_shape[2]})});  // warm-up
+  double batch_build_s = 0, float_s = 0;
+  while (true) {
+    auto tb = Clock::now();
+    if (!ref.next(b)) break;
+    batch_build_s += since(tb);
+    auto tf = Clock::now();
+    ex.run({b});
+    float_s += since(tf);
+  }
+
+  auto t1 = Clock::now();
+  QuantPlan plan = quant::assign_quant_configs(*g, target, s);
+  quant::BatchStream stream(data, batch, steps);
+  quant::CalibrationReport cal = quant::calibrate(*g, ex, plan, target, s, stream);
+  double calib_s = since(t1);
+
+  auto t2 = Clock::now();
+  quant::QuantSimulator sim(*g, plan, ex);
+  std::vector<at::Tensor> abatches;
+  quant::BatchStream astream(data, batch, (analysis_samples + batch - 1) / batch);
+  while (astream.next(b)) abatches.push_back(b);
+  auto report = analysis::analyse(*g, ex, sim, plan, abatches, true, true);
+  double analysis_s = since(t2);
+
+  auto t3 = Clock::now();
+  std::string dir = (std::filesystem::temp_directory_path() / "eq_bench_ptq").string();
+  std::filesystem::create_directories(dir);
+  export_onnx(*g, dir + "/model.onnx");
+  std::ofstream(dir + "/quant_config.json") << quant::plan_to_json(plan).dump(1);
+  std::ofstream(dir + "/analysis.json") << report.to_json().dump(1);
+  double export_s = since(t3);
+
+  double calib_compute_s = calib_s - batch_build_s;  // both sides exclude building the batches
+  std::printf("model %s, target %s, calibrator %s, %d calibration batches of %d, %zu analysed units, %lld analysis samples, %d threads\n",
+              argv[1], target_name.c_str(), cal.algorithm.c_str(), steps, batch, report.units.size(), (long long)report.samples,
+              at::get_num_threads());
+  std::printf("wall time: import %.2f s, calibration %.2f s, analysis %.2f s (graphwise %.2f, layerwise %.2f), export %.2f s\n",
+              import_s, calib_s, analysis_s, report.graphwise_seconds, report.layerwise_seconds, export_s);
+  std::printf("float passes over the calibration batches: %.2f s (building the batches: %.2f s, counted on neither side)\n",
+              float_s, batch_build_s);
+  std::printf("calibration / float passes: %.3f   (target <= 1.5)\n", calib_compute_s / float_s);
+  double per_unit = report.layerwise_seconds / report.float_pass_seconds / report.units.size();
+  std::printf("layerwise / one float pass over the analysis data: %.2f = %.3f x %zu units   (target <= 0.6 x units)\n",
+              report.layerwise_seconds / report.float_pass_seconds, per_unit, report.units.size());
+  std::printf("peak_rss_mib %.1f\n", peak_rss_mib());
+  return 0;
+}
