@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "core/progress.h"
+#include "exec/kernel.h"
 #include "quant/quantizer.h"
 
 namespace edgequant::analysis {
@@ -20,7 +21,7 @@ using Clock = std::chrono::steady_clock;
 
 void Moments::add(const at::Tensor& x_in) {
   if (x_in.numel() == 0) return;
-  at::Tensor x = x_in.to(at::kDouble);
+  at::Tensor x = exec::per_sample_view(x_in).to(at::kDouble);
   double n = static_cast<double>(x.numel());
   at::Tensor x2 = x * x;
   double s1 = x.sum().item<double>(), s2 = x2.sum().item<double>();
@@ -58,9 +59,10 @@ nlohmann::json Moments::to_json() const {
 }
 
 void accumulate_noise_ratio(const at::Tensor& f_in, const at::Tensor& q_in, double& acc, int64_t& count) {
+  // Both in the same memory layout, viewed per sample in memory order (no channels_last copies).
   at::Tensor f = f_in.to(at::kFloat), q = q_in.to(at::kFloat);
-  int64_t n = f.dim() > 0 ? f.size(0) : 1;
-  at::Tensor fr = f.reshape({n, -1}), qr = q.reshape({n, -1});
+  if (f.strides() != q.strides()) q = q.contiguous(f.suggest_memory_format());
+  at::Tensor fr = exec::per_sample_view(f), qr = exec::per_sample_view(q);
   at::Tensor noise = (qr - fr).pow(2).sum(1).to(at::kDouble), signal = fr.pow(2).sum(1).to(at::kDouble);
   at::Tensor valid = signal > 0;
   acc += (noise / signal.clamp_min(1e-30)).masked_select(valid).sum().item<double>();
@@ -140,6 +142,7 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
       };
       std::vector<at::Tensor> yf = ex.run({b}, &capture);
       exec::ExecHooks compare;
+      compare.allow_inplace = true;  // statistics are taken at once; nothing keeps a reference
       compare.before_op = [&](const Op& op, std::vector<at::Tensor>& in) { sim.before_op(op, in, nullptr); };
       compare.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
         sim.after_op(op, outs, nullptr);
@@ -151,9 +154,9 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
           accumulate_noise_ratio(f, outs[i], acc[it->second], cnt[it->second]);
           u.float_stats.add(f);
           u.quant_stats.add(outs[i]);
-          u.noise_stats.add(outs[i] - f);
+          u.noise_stats.add(outs[i].contiguous(f.suggest_memory_format()) - f);
           if (u.hist_max > u.hist_min) {
-            at::Tensor h = at::histc(f.to(at::kFloat), 32, u.hist_min, u.hist_max);
+            at::Tensor h = at::histc(exec::per_sample_view(f).to(at::kFloat), 32, u.hist_min, u.hist_max);
             for (int k = 0; k < 32; ++k) u.histogram[k] += h[k].item<double>();
           }
         }
@@ -175,6 +178,7 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
     std::unordered_map<const Op*, size_t> position;
     for (size_t i = 0; i < order.size(); ++i) position[order[i]] = i;
     std::vector<std::vector<const Op*>> downstream(report.units.size());
+    std::vector<std::vector<const Value*>> cached_inputs_of_activations(report.units.size());
     for (size_t u = 0; u < report.units.size(); ++u) {
       std::set<size_t> reach;
       std::vector<const Op*> stack(report.units[u].ops.begin(), report.units[u].ops.end());
@@ -187,6 +191,10 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
             for (const Op* c : out->consumers) stack.push_back(c);
       }
       for (size_t p : reach) downstream[u].push_back(order[p]);
+      for (const Op* op : downstream[u])
+        if ((op->type == "Relu" || op->type == "Clip") && op->input(0) && (!op->input(0)->producer ||
+            !reach.count(position[op->input(0)->producer])))
+          cached_inputs_of_activations[u].push_back(op->input(0));
     }
     std::vector<double> acc(report.units.size(), 0.0);
     std::vector<int64_t> cnt(report.units.size(), 0);
@@ -200,7 +208,10 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
       for (size_t u = 0; u < report.units.size(); ++u) {
         std::set<const Op*> only(report.units[u].ops.begin(), report.units[u].ops.end());
         exec::ExecHooks hooks = sim.hooks(&only);
+        hooks.allow_inplace = true;
         exec::ValueTensors env = cache;  // tensor handles only; the cache itself is untouched
+        // In-place activations may only overwrite tensors this run made, never cached ones.
+        for (const Value* v : cached_inputs_of_activations[u]) env[v] = env.at(v).clone();
         ex.run_ops(downstream[u], env, &hooks);
         for (size_t i = 0; i < g.outputs.size(); ++i)
           if (at::isFloatingType(yf[i].scalar_type())) accumulate_noise_ratio(yf[i], env.at(g.outputs[i]), acc[u], cnt[u]);

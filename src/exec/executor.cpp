@@ -92,20 +92,20 @@ struct Executor::Impl {
   }
 
   void execute(const PreparedOp& p, std::vector<at::Tensor>& env, const ExecHooks* hooks) {
-    if (can_run_inplace(p, env, hooks)) {
-      at::Tensor t = env[p.in_slots[0]];
-      p.inplace(t);
-      env[p.out_slots[0]] = t;
-      return;
-    }
     std::vector<at::Tensor> in = gather_inputs(p, env);
     for (size_t i = 0; i < in.size(); ++i)
       if (p.in_slots[i] >= 0 && !in[i].defined())
         fail(ErrorCode::Internal, p.op->describe() + ": input '" + slot_value[p.in_slots[i]]->name + "' was not computed");
+    bool inplace = can_run_inplace(p, env, hooks);
     if (hooks && hooks->before_op) hooks->before_op(*p.op, in);
     std::vector<at::Tensor> out;
     try {
-      out = p.kernel(in);
+      if (inplace && in[0].is_same(env[p.in_slots[0]])) {
+        p.inplace(in[0]);
+        out = {in[0]};
+      } else {
+        out = p.kernel(in);
+      }
     } catch (Error& e) {
       throw;
     } catch (const c10::Error& e) {

@@ -142,6 +142,14 @@ at::Tensor view_tensor(const Tensor& t) {
   return at::from_blob(const_cast<void*>(t.raw()), shape, opts);
 }
 
+at::Tensor per_sample_view(const at::Tensor& x) {
+  int64_t n = x.dim() > 0 ? x.size(0) : 1;
+  int64_t rest = n > 0 ? x.numel() / n : 0;
+  if (x.dim() > 0 && x.is_non_overlapping_and_dense() && (n <= 1 || x.stride(0) == rest))
+    return x.as_strided({n, rest}, {rest, 1}, x.storage_offset());
+  return x.contiguous().reshape({n, rest});
+}
+
 Tensor to_ir_tensor(const at::Tensor& t) {
   at::Tensor c = t.to(at::kCPU).contiguous();
   Shape shape(c.sizes().begin(), c.sizes().end());

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "edgequant/error.h"
+#include "exec/kernel.h"
 #include "quant/fake_quant.h"
 
 namespace edgequant::quant {
@@ -36,7 +37,7 @@ class MinMaxObserver : public Observer {
  public:
   void observe(const at::Tensor& x) override {
     if (x.numel() == 0) return;
-    auto [lo, hi] = at::aminmax(x);
+    auto [lo, hi] = at::aminmax(exec::per_sample_view(x));
     double l = lo.item<double>(), h = hi.item<double>();
     min_ = seen_ ? std::min(min_, l) : l;
     max_ = seen_ ? std::max(max_, h) : h;
@@ -80,8 +81,8 @@ void HistogramObserver::grow(double new_abs_max) {
 
 void HistogramObserver::observe(const at::Tensor& x_in) {
   if (x_in.numel() == 0) return;
-  at::Tensor x = x_in.to(at::kCPU).to(at::kFloat);
-  if (!x.is_non_overlapping_and_dense()) x = x.contiguous();
+  // Element order does not matter for a histogram: read the bytes in memory order.
+  at::Tensor x = exec::per_sample_view(x_in.to(at::kCPU).to(at::kFloat));
   auto [lo, hi] = at::aminmax(x);
   double l = lo.item<double>(), h = hi.item<double>();
   min_ = seen_ ? std::min(min_, l) : l;
@@ -96,24 +97,31 @@ void HistogramObserver::observe(const at::Tensor& x_in) {
   // Element order does not matter for a histogram, so channels_last memory is read as is.
   const float* p = x.data_ptr<float>();
   int64_t n = x.numel();
-  double inv = kBins / limit_;
+  float inv = static_cast<float>(kBins / limit_);
   int threads = at::get_num_threads();
-  std::vector<std::vector<double>> local(static_cast<size_t>(threads) * 2, std::vector<double>(kBins, 0.0));
+  // Per-thread integer counts over both sides (negatives in the upper half), in 4 interleaved
+  // copies: ReLU outputs send long runs of zeros to one bin, and 4 copies break the
+  // increment-after-increment dependency on it.
+  constexpr int kCopies = 4;
+  const size_t per_thread = kCopies * 2 * kBins;
+  // Kept between batches: allocating it each call cost a fresh mmap and page faults.
+  scratch_.assign(static_cast<size_t>(threads) * per_thread, 0);
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
-    int t = at::get_thread_num();
-    auto& lp = local[2 * t];
-    auto& ln = local[2 * t + 1];
+    uint32_t* h = scratch_.data() + static_cast<size_t>(at::get_thread_num()) * per_thread;
     for (int64_t i = begin; i < end; ++i) {
       float v = p[i];
       int b = static_cast<int>(std::fabs(v) * inv);
       b = b >= kBins ? kBins - 1 : b;
-      (v < 0 ? ln : lp)[b] += 1.0;
+      ++h[(i & (kCopies - 1)) * 2 * kBins + b + (v < 0 ? kBins : 0)];
     }
   });
   for (int t = 0; t < threads; ++t)
-    for (int i = 0; i < kBins; ++i) {
-      pos_[i] += local[2 * t][i];
-      neg_[i] += local[2 * t + 1][i];
+    for (int c = 0; c < kCopies; ++c) {
+      const uint32_t* h = scratch_.data() + t * per_thread + c * 2 * kBins;
+      for (int i = 0; i < kBins; ++i) {
+        pos_[i] += h[i];
+        neg_[i] += h[i + kBins];
+      }
     }
 }
 

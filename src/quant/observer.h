@@ -55,6 +55,7 @@ class HistogramObserver : public Observer {
   double min_ = 0, max_ = 0;
   bool seen_ = false;
   std::vector<double> pos_ = std::vector<double>(kBins, 0.0), neg_ = std::vector<double>(kBins, 0.0);
+  std::vector<uint32_t> scratch_;  // per-thread partial counts of one observe() call
 };
 
 // Per-channel (or per-tensor) weight ranges along config.axis: minmax, or the clip minimising

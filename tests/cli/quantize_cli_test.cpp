@@ -1,0 +1,84 @@
+// `edgequant quantize` / `evaluate` from the command line: bad input gives one clear line and
+// exit 2 with nothing written; a small calibration set only warns.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "data/npy.h"
+#include "test_util.h"
+
+using namespace edgequant;
+using namespace edgequant::testing;
+namespace fs = std::filesystem;
+
+namespace {
+const std::string kModel = fixture("fashion/fmnist_mobilenet.onnx");
+const std::string kTrain = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+const std::string kTest = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+
+std::string tmp(const std::string& name) { return (fs::temp_directory_path() / ("eq_qcli_" + name)).string(); }
+
+std::string write_setting(const std::string& name, const std::string& yaml) {
+  std::string p = tmp(name);
+  std::ofstream(p) << yaml;
+  return p;
+}
+
+void expect_error(const std::string& args, const std::vector<std::string>& mentions, const std::string& out_dir) {
+  fs::remove_all(out_dir);
+  auto r = run_command(cli() + " quantize " + args + " --out " + out_dir);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  for (const auto& m : mentions) EXPECT_NE(r.output.find(m), std::string::npos) << "missing '" << m << "': " << r.output;
+  EXPECT_FALSE(fs::exists(out_dir));
+}
+
+TEST(QuantizeCli, UnknownTargetListsAvailable) {
+  expect_error(kModel + " -t esp99 -c " + kTrain, {"esp99", "esp32p4", "ti-npu"}, tmp("o1"));
+}
+
+TEST(QuantizeCli, UnknownSettingKeyListsValidKeys) {
+  std::string s = write_setting("bad_key.yaml", "calib_algoritm: kl\n");
+  expect_error(kModel + " -t esp32s3 -c " + kTrain + " -s " + s, {s, "calib_algoritm", "calib_algorithm"}, tmp("o2"));
+}
+
+TEST(QuantizeCli, UnknownDispatchOpListsOps) {
+  std::string s = write_setting("bad_op.yaml", "dispatching_table: {no_such_conv: int16}\n");
+  expect_error(kModel + " -t esp32s3 -c " + kTrain + " -s " + s, {"no_such_conv", "/stem/stem.0/Conv"}, tmp("o3"));
+}
+
+TEST(QuantizeCli, EmptyCalibrationSet) {
+  write_npy(tmp("empty.npy"), Tensor(DType::Float32, {0, 1, 28, 28}));
+  expect_error(kModel + " -t esp32s3 -c " + tmp("empty.npy"), {"empty.npy", "empty"}, tmp("o4"));
+  fs::create_directories(tmp("empty_dir"));
+  expect_error(kModel + " -t esp32s3 -c " + tmp("empty_dir"), {"empty_dir"}, tmp("o5"));
+}
+
+TEST(QuantizeCli, InfInCalibrationDataNamesTheSample) {
+  Tensor t(DType::Float32, {4, 1, 28, 28});
+  t.data<float>()[2 * 784 + 5] = INFINITY;
+  write_npy(tmp("inf.npy"), t);
+  expect_error(kModel + " -t esp32s3 --calib-steps 1 --batch-size 4 -c " + tmp("inf.npy"), {"sample 2", "Inf"}, tmp("o6"));
+}
+
+TEST(QuantizeCli, FewerSamplesThanRequestedWarnsAndQuantizes) {
+  std::string out = tmp("ok");
+  fs::remove_all(out);
+  Tensor t(DType::Float32, {20, 1, 28, 28});
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = static_cast<float>((i * 7919) % 255) / 255.0f;
+  write_npy(tmp("few.npy"), t);
+  auto r = run_command(cli() + " quantize " + kModel + " -t esp32p4 -c " + tmp("few.npy") +
+                       " --calib-steps 4 --batch-size 8 --out " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: "), std::string::npos);
+  EXPECT_NE(r.output.find("using all 20"), std::string::npos) << r.output;
+  for (const char* f : {"model.onnx", "quant_config.json", "analysis.json", "summary.txt"})
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  // evaluate reads the directory back and scores labeled IDX data.
+  auto e = run_command(cli() + " evaluate " + kModel + " -q " + out + " -d " + kTest + " --limit 500");
+  ASSERT_EQ(e.status, 0) << e.output;
+  EXPECT_NE(e.output.find("samples: 500"), std::string::npos) << e.output;
+  EXPECT_NE(e.output.find("quantized"), std::string::npos);
+}
+}  // namespace
