@@ -51,7 +51,10 @@ CalibrationReport calibrate(const Graph& g, exec::Executor& ex, QuantPlan& plan,
   hooks.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
     for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i) {
       auto it = observers.find(op.outputs[i]);
-      if (it != observers.end()) it->second->observe(outs[i]);
+      if (it == observers.end()) continue;
+      auto t = std::chrono::steady_clock::now();
+      it->second->observe(outs[i]);
+      report.observer_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     }
   };
   Progress progress("calibrating (" + algo_name + ")", batches.batches());

@@ -14,6 +14,7 @@ struct CalibrationReport {
   std::string algorithm;
   int64_t batches = 0, samples = 0, observed_tensors = 0;
   double seconds = 0;
+  double observer_seconds = 0;  // of `seconds`, spent inside observers
 };
 
 CalibrationReport calibrate(const Graph& graph, exec::Executor& executor, QuantPlan& plan, const Target& target,

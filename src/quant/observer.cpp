@@ -79,50 +79,127 @@ void HistogramObserver::grow(double new_abs_max) {
   limit_ *= factor;
 }
 
+namespace {
+// Counts one chunk into `h` (2 * kBins bins, negatives in the upper half) at `inv` = bins per unit.
+// Exact zeros (half of every ReLU output) are counted, not binned: incrementing one bin back to
+// back serialises on the store, so non-zero indices are compacted first.
+void bin_chunk(const float* q, int len, float inv, uint32_t* h) {
+  constexpr int kBins = HistogramObserver::kBins;
+  int32_t idx[1024];
+  int k = 0;
+  for (int j = 0; j < len; ++j) {
+    float v = q[j];
+    int b = static_cast<int>(std::fabs(v) * inv);
+    b = b < kBins - 1 ? b : kBins - 1;
+    idx[k] = b + (v < 0 ? kBins : 0);
+    k += v != 0;
+  }
+  h[0] += static_cast<uint32_t>(len - k);
+  for (int j = 0; j < k; ++j) ++h[idx[j]];
+}
+
+// Merges bins by `factor` (a power of two) in place: the range grew by that factor.
+template <class T>
+void merge_bins(T* side, int factor) {
+  constexpr int kBins = HistogramObserver::kBins;
+  for (int i = 0; i < kBins; ++i) {
+    T v = side[i];
+    side[i] = 0;
+    side[i / factor] += v;
+  }
+}
+}  // namespace
+
 void HistogramObserver::observe(const at::Tensor& x_in) {
   if (x_in.numel() == 0) return;
   // Element order does not matter for a histogram: read the bytes in memory order.
   at::Tensor x = exec::per_sample_view(x_in.to(at::kCPU).to(at::kFloat));
-  auto [lo, hi] = at::aminmax(x);
-  double l = lo.item<double>(), h = hi.item<double>();
-  min_ = seen_ ? std::min(min_, l) : l;
-  max_ = seen_ ? std::max(max_, h) : h;
-  seen_ = true;
-  double amax = std::max(std::abs(l), std::abs(h));
-  if (amax <= 0) {
-    pos_[0] += static_cast<double>(x.numel());
-    return;
-  }
-  grow(amax);
-  // Element order does not matter for a histogram, so channels_last memory is read as is.
   const float* p = x.data_ptr<float>();
   int64_t n = x.numel();
-  float inv = static_cast<float>(kBins / limit_);
+  if (limit_ <= 0) {
+    // First data: one pass for the range, so every later batch can grow from a fixed base.
+    auto [lo, hi] = at::aminmax(x);
+    double l = lo.item<double>(), h = hi.item<double>();
+    min_ = seen_ ? std::min(min_, l) : l;
+    max_ = seen_ ? std::max(max_, h) : h;
+    seen_ = true;
+    double amax = std::max(std::abs(l), std::abs(h));
+    if (amax <= 0) {
+      pos_[0] += static_cast<double>(n);
+      return;
+    }
+    limit_ = amax;
+  }
+  // One fused pass: each thread tracks min/max per 1024-element chunk and grows its own copy of
+  // the range by powers of two when a chunk exceeds it; copies merge exactly at the end.
   int threads = at::get_num_threads();
-  // Per-thread integer counts over both sides (negatives in the upper half), in 4 interleaved
-  // copies: ReLU outputs send long runs of zeros to one bin, and 4 copies break the
-  // increment-after-increment dependency on it.
-  constexpr int kCopies = 4;
-  const size_t per_thread = kCopies * 2 * kBins;
-  // Kept between batches: allocating it each call cost a fresh mmap and page faults.
-  scratch_.assign(static_cast<size_t>(threads) * per_thread, 0);
+  struct Local {
+    double limit;
+    float lo, hi;
+  };
+  std::vector<Local> local(static_cast<size_t>(threads), Local{limit_, INFINITY, -INFINITY});
+  scratch_.assign(static_cast<size_t>(threads) * 2 * kBins, 0);  // kept between batches (no mmap)
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
-    uint32_t* h = scratch_.data() + static_cast<size_t>(at::get_thread_num()) * per_thread;
-    for (int64_t i = begin; i < end; ++i) {
-      float v = p[i];
-      int b = static_cast<int>(std::fabs(v) * inv);
-      b = b >= kBins ? kBins - 1 : b;
-      ++h[(i & (kCopies - 1)) * 2 * kBins + b + (v < 0 ? kBins : 0)];
+    int t = at::get_thread_num();
+    Local& L = local[t];
+    uint32_t* h = scratch_.data() + static_cast<size_t>(t) * 2 * kBins;
+    float inv = static_cast<float>(kBins / L.limit);
+    for (int64_t c = begin; c < end; c += 1024) {
+      int len = static_cast<int>(std::min<int64_t>(1024, end - c));
+      const float* q = p + c;
+      // Eight independent lanes: one running min/max would serialise on its own latency.
+      float lo8[8], hi8[8];
+      for (int l = 0; l < 8; ++l) lo8[l] = hi8[l] = q[0];
+      int j = 0;
+      for (; j + 8 <= len; j += 8)
+        for (int l = 0; l < 8; ++l) {
+          float v = q[j + l];
+          lo8[l] = v < lo8[l] ? v : lo8[l];
+          hi8[l] = v > hi8[l] ? v : hi8[l];
+        }
+      for (; j < len; ++j) {
+        lo8[0] = q[j] < lo8[0] ? q[j] : lo8[0];
+        hi8[0] = q[j] > hi8[0] ? q[j] : hi8[0];
+      }
+      float lo = lo8[0], hi = hi8[0];
+      for (int l = 1; l < 8; ++l) {
+        lo = std::min(lo, lo8[l]);
+        hi = std::max(hi, hi8[l]);
+      }
+      L.lo = std::min(L.lo, lo);
+      L.hi = std::max(L.hi, hi);
+      double amax = std::max(std::fabs(lo), std::fabs(hi));
+      if (amax > L.limit) {
+        int factor = 1;
+        while (L.limit * factor < amax) factor *= 2;
+        merge_bins(h, factor);
+        merge_bins(h + kBins, factor);
+        L.limit *= factor;
+        inv = static_cast<float>(kBins / L.limit);
+      }
+      bin_chunk(q, len, inv, h);
     }
   });
-  for (int t = 0; t < threads; ++t)
-    for (int c = 0; c < kCopies; ++c) {
-      const uint32_t* h = scratch_.data() + t * per_thread + c * 2 * kBins;
-      for (int i = 0; i < kBins; ++i) {
-        pos_[i] += h[i];
-        neg_[i] += h[i + kBins];
-      }
+  double global = limit_;
+  for (const Local& L : local) global = std::max(global, L.limit);
+  grow(global);
+  for (int t = 0; t < threads; ++t) {
+    const Local& L = local[t];
+    if (L.lo > L.hi) continue;  // this thread saw no data
+    min_ = seen_ ? std::min(min_, double(L.lo)) : L.lo;
+    max_ = seen_ ? std::max(max_, double(L.hi)) : L.hi;
+    seen_ = true;
+    uint32_t* h = scratch_.data() + static_cast<size_t>(t) * 2 * kBins;
+    int factor = static_cast<int>(std::lround(global / L.limit));
+    if (factor > 1) {
+      merge_bins(h, factor);
+      merge_bins(h + kBins, factor);
     }
+    for (int i = 0; i < kBins; ++i) {
+      pos_[i] += h[i];
+      neg_[i] += h[i + kBins];
+    }
+  }
 }
 
 // Smallest bin edge with at most `tail_count` samples beyond it on this side.
