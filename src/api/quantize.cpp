@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -121,6 +122,35 @@ QuantizeResult run_quantize(const QuantizeOptions& o, std::ostream& log) {
   if (!o.out_dir.empty()) write_file_atomic(o.out_dir + "/summary.txt", summary.str());
   log << summary.str();
   return r;
+}
+
+QuantizeSummary quantize(const QuantizeOptions& options, std::ostream& log) {
+  QuantizeResult r = run_quantize(options, log);
+  QuantizeSummary s;
+  s.calib_algorithm = r.calib_algorithm;
+  s.calib_samples = r.calib_samples;
+  s.output_noise_ratio = r.output_noise_ratio;
+  s.analysed_units = r.analysed_units;
+  s.import_s = r.import_s;
+  s.calibration_s = r.calibration_s;
+  s.analysis_s = r.analysis_s;
+  s.export_s = r.export_s;
+  s.notes = r.plan.notes;
+  return s;
+}
+
+std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& o) {
+  auto g = load_model(o.model);
+  QuantPlan plan = quant::read_plan(o.quantized_dir + "/quant_config.json");
+  for (const auto& [name, c] : plan.values)
+    if (!g->find_value(name))
+      fail(ErrorCode::InvalidInput, o.quantized_dir + "/quant_config.json: tensor '" + name + "' is not in " + o.model +
+                                        " (quantized from a different model?)");
+  std::string sf = o.setting_file;
+  if (sf.empty() && std::filesystem::exists(o.quantized_dir + "/setting.yaml")) sf = o.quantized_dir + "/setting.yaml";
+  Setting s = sf.empty() ? Setting{} : load_setting(sf);
+  auto ds = open_dataset(o.data, s.preprocess);
+  return evaluate_accuracy(*g, plan, *ds, o.batch_size, o.limit);
 }
 
 std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& g, const QuantPlan& plan, const Dataset& data,

@@ -1,21 +1,18 @@
-// The PTQ pipeline as the CLI and tests use it: load, assign, calibrate, analyse, write DIR/.
+// The PTQ pipeline behind the public API (edgequant/pipeline.h), with the internals (graph,
+// plan) that tests and benchmarks inspect: load, assign, calibrate, analyse, write DIR/.
 #pragma once
 #include <iosfwd>
 #include <memory>
 #include <string>
 
 #include "data/dataset.h"
+#include "edgequant/pipeline.h"
 #include "ir/graph.h"
 #include "ir/quant_config.h"
 #include "target/setting.h"
 
 namespace edgequant {
 
-struct QuantizeOptions {
-  std::string model, target, calib, setting_file, out_dir;
-  int calib_steps = 0, batch_size = 0;  // 0: the setting's
-  std::string calib_algorithm;          // "": the setting's (or target default)
-};
 
 struct QuantizeResult {
   std::unique_ptr<Graph> graph;
@@ -33,10 +30,6 @@ struct QuantizeResult {
 // when out_dir is set; prints the summary to `log`.
 QuantizeResult run_quantize(const QuantizeOptions& options, std::ostream& log);
 
-struct Accuracy {
-  double top1 = 0, top5 = 0;
-  int64_t samples = 0;
-};
 
 // Float and quantized-simulation accuracy over a labeled dataset.
 std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& graph, const QuantPlan& plan, const Dataset& data,

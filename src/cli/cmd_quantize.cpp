@@ -3,11 +3,8 @@
 #include <iomanip>
 #include <iostream>
 
-#include "api/load.h"
-#include "api/quantize.h"
 #include "cli/commands.h"
-#include "quant/plan_io.h"
-#include "edgequant/error.h"
+#include "edgequant/pipeline.h"
 
 namespace edgequant::cli {
 
@@ -22,31 +19,20 @@ void add_quantize_commands(CLI::App& app, Action& action) {
   qc->add_option("--calib-algorithm", q.calib_algorithm, "minmax | percentile | kl | mse (default: the target's)");
   qc->add_option("--setting,-s", q.setting_file, "setting file (YAML or JSON), see docs/settings.md");
   qc->add_option("--out,-o", q.out_dir, "output directory")->required();
-  qc->callback([&action] { action = [] { run_quantize(q, std::cout); }; });
+  qc->callback([&action] { action = [] { quantize(q, std::cout); }; });
 
-  static std::string model, dir, data, setting_file;
-  static int64_t batch = 100, limit = 0;
+  static EvaluateOptions e;
   auto* ec = app.add_subcommand("evaluate", "Float vs quantized top-1/top-5 on labeled data");
-  ec->add_option("model", model, "float ONNX model")->required();
-  ec->add_option("--quantized,-q", dir, "directory written by 'edgequant quantize'")->required();
-  ec->add_option("--data,-d", data, "labeled data: IDX images (labels beside), ImageFolder, .npz with 'labels'")->required();
-  ec->add_option("--setting,-s", setting_file, "setting for preprocessing (default: the one saved in the directory)");
-  ec->add_option("--batch-size", batch, "batch size (default 100)");
-  ec->add_option("--limit", limit, "evaluate only the first N samples");
+  ec->add_option("model", e.model, "float ONNX model")->required();
+  ec->add_option("--quantized,-q", e.quantized_dir, "directory written by 'edgequant quantize'")->required();
+  ec->add_option("--data,-d", e.data, "labeled data: IDX images (labels beside), ImageFolder, .npz with 'labels'")->required();
+  ec->add_option("--setting,-s", e.setting_file, "setting for preprocessing (default: the one saved in the directory)");
+  ec->add_option("--batch-size", e.batch_size, "batch size (default 100)");
+  ec->add_option("--limit", e.limit, "evaluate only the first N samples");
   ec->callback([&action] {
     action = [] {
-      auto g = load_model(model);
-      QuantPlan plan = quant::read_plan(dir + "/quant_config.json");
-      for (const auto& [name, c] : plan.values)
-        if (!g->find_value(name))
-          fail(ErrorCode::InvalidInput, dir + "/quant_config.json: tensor '" + name + "' is not in " + model +
-                                            " (quantized from a different model?)");
-      std::string sf = setting_file.empty() && std::filesystem::exists(dir + "/setting.yaml") ? dir + "/setting.yaml" : setting_file;
-      Setting s = sf.empty() ? Setting{} : load_setting(sf);
-      auto ds = open_dataset(data, s.preprocess);
-      auto [f, qa] = evaluate_accuracy(*g, plan, *ds, batch, limit);
-      std::cout << std::fixed << std::setprecision(2) << "samples: " << f.samples << "   target: " << plan.target_name
-                << "\n"
+      auto [f, qa] = evaluate(e);
+      std::cout << std::fixed << std::setprecision(2) << "samples: " << f.samples << "\n"
                 << "              top-1    top-5\n"
                 << "float       " << std::setw(7) << f.top1 << "  " << std::setw(7) << f.top5 << "\n"
                 << "quantized   " << std::setw(7) << qa.top1 << "  " << std::setw(7) << qa.top5 << "\n"

@@ -1,0 +1,52 @@
+// EdgeQuant's public C++ API: quantize a float ONNX model for a target and evaluate the result.
+// No LibTorch or ONNX types appear here; see docs/settings.md for settings and outputs.
+#pragma once
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "edgequant/error.h"
+
+namespace edgequant {
+
+struct QuantizeOptions {
+  std::string model;           // float ONNX file
+  std::string target;          // target name (targets/*.yaml) or a target .yaml path
+  std::string calib;           // calibration data: IDX, .npy/.npz, image folder
+  std::string setting_file;    // optional YAML/JSON setting
+  std::string out_dir;         // output directory ("" = write nothing)
+  int calib_steps = 0, batch_size = 0;  // 0: the setting's (default 32 x 32)
+  std::string calib_algorithm;          // "": the setting's, else the target's default
+};
+
+struct QuantizeSummary {
+  std::string calib_algorithm;
+  int64_t calib_samples = 0;
+  double output_noise_ratio = -1;  // noise:signal at the graph outputs, everything quantized
+  size_t analysed_units = 0;
+  double import_s = 0, calibration_s = 0, analysis_s = 0, export_s = 0;
+  std::vector<std::string> notes;  // e.g. TI channel-rule CPU fallbacks
+};
+
+// Runs the PTQ pipeline; prints the summary to `log`. Throws edgequant::Error.
+QuantizeSummary quantize(const QuantizeOptions& options, std::ostream& log);
+
+struct Accuracy {
+  double top1 = 0, top5 = 0;  // percent
+  int64_t samples = 0;
+};
+
+struct EvaluateOptions {
+  std::string model;          // float ONNX file
+  std::string quantized_dir;  // directory written by quantize()
+  std::string data;           // labeled data: IDX (labels beside), ImageFolder, .npz with "labels"
+  std::string setting_file;   // "" = the setting saved in quantized_dir, if any
+  int64_t batch_size = 100, limit = 0;
+};
+
+// {float, quantized} accuracy of the simulated integer model.
+std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& options);
+
+}  // namespace edgequant
