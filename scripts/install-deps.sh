@@ -14,7 +14,6 @@ PKGS=(
   libopencv-dev zlib1g-dev
   libonnx-testdata dataset-fashion-mnist
   python3-torch python3-torchvision python3-numpy python3-onnx
-  nodejs
 )
 
 missing=()
