@@ -37,12 +37,7 @@ void info(const std::string& path, bool json_out, bool raw) {
     ++histogram[op->type];
     if (!exec::find_kernel_factory(op->type) || !op->domain.empty()) unsupported.push_back(op->describe());
   }
-  size_t params = 0, bytes = 0;
-  for (const auto& v : g->values())
-    if (v->is_constant() && !v->consumers.empty()) {
-      params += static_cast<size_t>(v->data->numel());
-      bytes += v->data->nbytes();
-    }
+  auto [params, bytes] = parameter_stats(*g);
   if (json_out) {
     nlohmann::json j;
     j["model"] = path;

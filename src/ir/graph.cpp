@@ -261,11 +261,14 @@ bool is_graph_output(const Graph& g, const Value* v) {
   return std::find(g.outputs.begin(), g.outputs.end(), v) != g.outputs.end();
 }
 
-size_t parameter_count(const Graph& g) {
-  size_t n = 0;
+ParameterStats parameter_stats(const Graph& g) {
+  ParameterStats s;
   for (const auto& v : g.values())
-    if (v->is_constant() && !v->consumers.empty()) n += static_cast<size_t>(v->data->numel());
-  return n;
+    if (v->is_constant() && !v->consumers.empty()) {
+      s.count += static_cast<size_t>(v->data->numel());
+      s.bytes += v->data->nbytes();
+    }
+  return s;
 }
 
 }  // namespace edgequant

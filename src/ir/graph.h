@@ -100,6 +100,9 @@ class Graph {
 bool is_graph_output(const Graph& g, const Value* v);
 // The consumer when v has exactly one use and is no graph output (safe to fuse into it).
 Op* sole_consumer(const Graph& g, const Value* v);
-size_t parameter_count(const Graph& g);
+struct ParameterStats {
+  size_t count = 0, bytes = 0;  // elements and bytes of the constants some op reads
+};
+ParameterStats parameter_stats(const Graph& g);
 
 }  // namespace edgequant

@@ -118,3 +118,23 @@ TEST(Cli, RunWritesNpzWithOutputNames) {
   EXPECT_EQ(tensors[0].second.shape(), (Shape{2, 3840, 9}));
 }
 }  // namespace
+
+namespace {
+TEST(Cli, InfoReportsOpsParametersAndTypes) {
+  // y = x @ W + B with W [2,2] (Constant node) and B [2]: 6 parameters, 24 bytes.
+  ModelBuilder b;
+  b.input("x", {-1, 2}).output("y");
+  ModelBuilder::attr_tensor(b.node("Constant", {}, {"W"}), "value", {2, 2}, {1, 2, 3, 4});
+  b.initializer("B", {2}, {10, 20});
+  b.node("MatMul", {"x", "W"}, {"xw"});
+  b.node("Add", {"xw", "B"}, {"y"});
+  std::string path = b.save(tmp("info.onnx"));
+  auto r = run_command(cli() + " info --json " + path);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("\"parameters\": 6"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"parameter_bytes\": 24"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"MatMul\": 1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("float32 [batch,2]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"unsupported\": []"), std::string::npos) << r.output;
+}
+}  // namespace
