@@ -80,22 +80,50 @@ void HistogramObserver::grow(double new_abs_max) {
 }
 
 namespace {
-// Counts one chunk into `h` (2 * kBins bins, negatives in the upper half) at `inv` = bins per unit.
-// Exact zeros (half of every ReLU output) are counted, not binned: incrementing one bin back to
-// back serialises on the store, so non-zero indices are compacted first.
-void bin_chunk(const float* q, int len, float inv, uint32_t* h) {
+// Counts one chunk into `h` (2 * kBins bins, negatives in the upper half) at `inv` = bins per unit. The index loop has no branches so it vectorises (an AVX2 clone
+// is picked at run time where the CPU has it); the counting loop alternates two tables so that
+// runs of equal indices (ReLU zeros, small values) do not serialise on one counter.
+__attribute__((target_clones("avx2", "default")))
+void bin_chunk(const float* q, int len, float inv, uint32_t* h, uint32_t* h2) {
   constexpr int kBins = HistogramObserver::kBins;
   int32_t idx[1024];
-  int k = 0;
   for (int j = 0; j < len; ++j) {
     float v = q[j];
-    int b = static_cast<int>(std::fabs(v) * inv);
-    b = b < kBins - 1 ? b : kBins - 1;
-    idx[k] = b + (v < 0 ? kBins : 0);
-    k += v != 0;
+    float a = std::fabs(v) * inv;
+    a = a < float(kBins - 1) ? a : float(kBins - 1);
+    idx[j] = static_cast<int32_t>(a) + (v < 0 ? kBins : 0);
   }
-  h[0] += static_cast<uint32_t>(len - k);
-  for (int j = 0; j < k; ++j) ++h[idx[j]];
+  int j = 0;
+  for (; j + 2 <= len; j += 2) {
+    ++h[idx[j]];
+    ++h2[idx[j + 1]];
+  }
+  if (j < len) ++h[idx[j]];
+}
+
+// Min and max of a chunk in eight independent lanes (one running min/max would serialise on
+// its own latency).
+__attribute__((target_clones("avx2", "default")))
+void chunk_range(const float* q, int len, float& lo, float& hi) {
+  float lo8[8], hi8[8];
+  for (int l = 0; l < 8; ++l) lo8[l] = hi8[l] = q[0];
+  int j = 0;
+  for (; j + 8 <= len; j += 8)
+    for (int l = 0; l < 8; ++l) {
+      float v = q[j + l];
+      lo8[l] = v < lo8[l] ? v : lo8[l];
+      hi8[l] = v > hi8[l] ? v : hi8[l];
+    }
+  for (; j < len; ++j) {
+    lo8[0] = q[j] < lo8[0] ? q[j] : lo8[0];
+    hi8[0] = q[j] > hi8[0] ? q[j] : hi8[0];
+  }
+  lo = lo8[0];
+  hi = hi8[0];
+  for (int l = 1; l < 8; ++l) {
+    lo = std::min(lo, lo8[l]);
+    hi = std::max(hi, hi8[l]);
+  }
 }
 
 // Merges bins by `factor` (a power of two) in place: the range grew by that factor.
@@ -138,46 +166,30 @@ void HistogramObserver::observe(const at::Tensor& x_in) {
     float lo, hi;
   };
   std::vector<Local> local(static_cast<size_t>(threads), Local{limit_, INFINITY, -INFINITY});
-  scratch_.assign(static_cast<size_t>(threads) * 2 * kBins, 0);  // kept between batches (no mmap)
+  const size_t table = 2 * kBins, per_thread = 2 * table;
+  scratch_.assign(static_cast<size_t>(threads) * per_thread, 0);  // kept between batches (no mmap)
   at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
     int t = at::get_thread_num();
     Local& L = local[t];
-    uint32_t* h = scratch_.data() + static_cast<size_t>(t) * 2 * kBins;
+    uint32_t* h = scratch_.data() + static_cast<size_t>(t) * per_thread;
+    uint32_t* h2 = h + table;
     float inv = static_cast<float>(kBins / L.limit);
     for (int64_t c = begin; c < end; c += 1024) {
       int len = static_cast<int>(std::min<int64_t>(1024, end - c));
       const float* q = p + c;
-      // Eight independent lanes: one running min/max would serialise on its own latency.
-      float lo8[8], hi8[8];
-      for (int l = 0; l < 8; ++l) lo8[l] = hi8[l] = q[0];
-      int j = 0;
-      for (; j + 8 <= len; j += 8)
-        for (int l = 0; l < 8; ++l) {
-          float v = q[j + l];
-          lo8[l] = v < lo8[l] ? v : lo8[l];
-          hi8[l] = v > hi8[l] ? v : hi8[l];
-        }
-      for (; j < len; ++j) {
-        lo8[0] = q[j] < lo8[0] ? q[j] : lo8[0];
-        hi8[0] = q[j] > hi8[0] ? q[j] : hi8[0];
-      }
-      float lo = lo8[0], hi = hi8[0];
-      for (int l = 1; l < 8; ++l) {
-        lo = std::min(lo, lo8[l]);
-        hi = std::max(hi, hi8[l]);
-      }
-      L.lo = std::min(L.lo, lo);
-      L.hi = std::max(L.hi, hi);
+      float lo, hi;
+      chunk_range(q, len, lo, hi);
       double amax = std::max(std::fabs(lo), std::fabs(hi));
       if (amax > L.limit) {
         int factor = 1;
         while (L.limit * factor < amax) factor *= 2;
-        merge_bins(h, factor);
-        merge_bins(h + kBins, factor);
+        for (uint32_t* side : {h, h + kBins, h2, h2 + kBins}) merge_bins(side, factor);
         L.limit *= factor;
         inv = static_cast<float>(kBins / L.limit);
       }
-      bin_chunk(q, len, inv, h);
+      bin_chunk(q, len, inv, h, h2);
+      L.lo = std::min(L.lo, lo);
+      L.hi = std::max(L.hi, hi);
     }
   });
   double global = limit_;
@@ -189,7 +201,8 @@ void HistogramObserver::observe(const at::Tensor& x_in) {
     min_ = seen_ ? std::min(min_, double(L.lo)) : L.lo;
     max_ = seen_ ? std::max(max_, double(L.hi)) : L.hi;
     seen_ = true;
-    uint32_t* h = scratch_.data() + static_cast<size_t>(t) * 2 * kBins;
+    uint32_t* h = scratch_.data() + static_cast<size_t>(t) * per_thread;
+    for (int i = 0; i < 2 * kBins; ++i) h[i] += h[i + table];  // fold the second table
     int factor = static_cast<int>(std::lround(global / L.limit));
     if (factor > 1) {
       merge_bins(h, factor);
