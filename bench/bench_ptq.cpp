@@ -108,8 +108,11 @@ int main(int argc, char** argv) {
   std::vector<at::Tensor> abatches;
   quant::BatchStream astream(data, batch, (analysis_samples + batch - 1) / batch);
   while (astream.next(b)) abatches.push_back(b);
+  auto tf = Clock::now();
+  for (const auto& a : abatches) ex.run({a});  // the reference for the layerwise ratio
+  double analysis_float_s = since(tf);
   auto report = analysis::analyse(*g, ex, sim, plan, abatches, true, true);
-  double analysis_s = since(t2);
+  double analysis_s = since(t2) - analysis_float_s;
 
   auto t3 = Clock::now();
   std::string dir = (std::filesystem::temp_directory_path() / "eq_bench_ptq").string();
@@ -129,9 +132,9 @@ int main(int argc, char** argv) {
               float_s, batch_build_s);
   std::printf("calibration / float passes: %.3f   (target <= 1.5; observers %.2f s of the calibration)\n",
               calib_compute_s / float_s, cal.observer_seconds);
-  double per_unit = report.layerwise_seconds / report.float_pass_seconds / report.units.size();
+  double per_unit = report.layerwise_seconds / analysis_float_s / report.units.size();
   std::printf("layerwise / one float pass over the analysis data: %.2f = %.3f x %zu units   (target <= 0.6 x units)\n",
-              report.layerwise_seconds / report.float_pass_seconds, per_unit, report.units.size());
+              report.layerwise_seconds / analysis_float_s, per_unit, report.units.size());
   std::printf("peak_rss_mib %.1f\n", peak_rss_mib());
   return 0;
 }

@@ -121,11 +121,6 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
   std::vector<const Op*> order;
   for (const auto& op : g.ops()) order.push_back(op.get());
 
-  // Float pass time (for the cost ratios the benchmark reports).
-  auto t0 = Clock::now();
-  for (const auto& b : batches) ex.run({b});
-  report.float_pass_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-
   if (graphwise) {
     auto start = Clock::now();
     std::vector<double> acc(report.units.size(), 0.0);
@@ -230,7 +225,7 @@ nlohmann::json AnalysisReport::to_json() const {
   j["samples"] = samples;
   j["error_measure"] = "noise:signal power ratio, mean over samples of sum((q-f)^2)/sum(f^2); lower is better";
   j["output_noise_ratio"] = output_noise_ratio;
-  j["seconds"] = {{"graphwise", graphwise_seconds}, {"layerwise", layerwise_seconds}, {"float_pass", float_pass_seconds}};
+  j["seconds"] = {{"graphwise", graphwise_seconds}, {"layerwise", layerwise_seconds}};
   for (const auto& u : units) {
     nlohmann::json e = {{"op", u.op}, {"type", u.type}, {"value", u.value}, {"bits", u.bits}};
     if (u.graphwise >= 0) e["graphwise"] = u.graphwise;

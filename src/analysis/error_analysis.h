@@ -44,7 +44,7 @@ struct UnitReport {
 struct AnalysisReport {
   std::vector<UnitReport> units;
   int64_t samples = 0;
-  double graphwise_seconds = 0, layerwise_seconds = 0, float_pass_seconds = 0;
+  double graphwise_seconds = 0, layerwise_seconds = 0;
   double output_noise_ratio = -1;  // graph outputs, everything quantized
   nlohmann::json to_json() const;
   std::string table(size_t max_rows = 30) const;  // ranked worst first

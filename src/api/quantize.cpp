@@ -82,7 +82,6 @@ QuantizeResult run_quantize(const QuantizeOptions& o, std::ostream& log) {
   r.output_noise_ratio = report.output_noise_ratio;
   r.graphwise_s = report.graphwise_seconds;
   r.layerwise_s = report.layerwise_seconds;
-  r.float_pass_s = report.float_pass_seconds;
   r.analysed_units = report.units.size();
   r.analysis_s = since(t2);
 

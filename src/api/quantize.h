@@ -22,7 +22,7 @@ struct QuantizeResult {
   int64_t calib_samples = 0;
   double output_noise_ratio = -1;
   double import_s = 0, calibration_s = 0, analysis_s = 0, export_s = 0;
-  double graphwise_s = 0, layerwise_s = 0, float_pass_s = 0;
+  double graphwise_s = 0, layerwise_s = 0;
   size_t analysed_units = 0;
 };
 

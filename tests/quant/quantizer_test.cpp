@@ -80,16 +80,22 @@ TEST(Quantizer, BiasScaleIsInputTimesWeightScale) {
   EXPECT_DOUBLE_EQ(b.scales[1], std::ldexp(1.0, -5) * std::ldexp(1.0, -13));
 }
 
+// The mobilenetv2_style fixture calibrated for `target` on its own two-sample input.
+QuantPlan calibrated_fixture_plan(const Graph& g, exec::Executor& ex, const std::string& target) {
+  Setting s;
+  Target t = load_target(target);
+  QuantPlan plan = quant::assign_quant_configs(g, t, s);
+  auto ds = open_dataset(fixture("models/mobilenetv2_style_input.npy"), {});
+  quant::BatchStream stream(*ds, 2, 1);
+  quant::calibrate(g, ex, plan, t, s, stream);
+  return plan;
+}
+
 // Every quantized tensor of the simulation is an exact integer times 2^e within [qmin, qmax].
 TEST(Simulation, PowerOfTwoTensorsAreIntegersTimesPowersOfTwo) {
   auto g = load_model(fixture("models/mobilenetv2_style_op13.onnx"));
   exec::Executor ex(*g);
-  Target t = load_target("esp32p4");
-  Setting s;
-  QuantPlan plan = quant::assign_quant_configs(*g, t, s);
-  auto ds = open_dataset(fixture("models/mobilenetv2_style_input.npy"), {});
-  quant::BatchStream stream(*ds, 2, 1);
-  quant::calibrate(*g, ex, plan, t, s, stream);
+  QuantPlan plan = calibrated_fixture_plan(*g, ex, "esp32p4");
   quant::QuantSimulator sim(*g, plan, ex);
   int checked = 0;
   auto check = [&](const std::string& name, const at::Tensor& v) {
@@ -182,12 +188,7 @@ TEST(TiNpu, ChannelRulesReportCpuFallback) {
 TEST(PlanIo, JsonRoundTripIsExact) {
   auto g = load_model(fixture("models/mobilenetv2_style_op13.onnx"));
   exec::Executor ex(*g);
-  Setting s;
-  Target t = load_target("ort-int8");
-  QuantPlan plan = quant::assign_quant_configs(*g, t, s);
-  auto ds = open_dataset(fixture("models/mobilenetv2_style_input.npy"), {});
-  quant::BatchStream stream(*ds, 2, 1);
-  quant::calibrate(*g, ex, plan, t, s, stream);
+  QuantPlan plan = calibrated_fixture_plan(*g, ex, "ort-int8");
   QuantPlan back = quant::plan_from_json(nlohmann::json::parse(quant::plan_to_json(plan).dump()), "test");
   ASSERT_EQ(back.values.size(), plan.values.size());
   for (const auto& [name, c] : plan.values) {
