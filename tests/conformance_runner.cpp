@@ -1,7 +1,10 @@
 // Runs the ONNX conformance cases (libonnx-testdata: node/, pytorch-converted/, ...) whose ops
 // are all supported, compares with the stored outputs (rtol 1e-4, atol 1e-5), and prints
 // ran/passed/skipped counts, every skip with its reason, and supported ops lacking a passing case.
-// Exit status 1 if any executed case fails or a supported op has no passing case.
+// Only cases using ops outside the supported set are skipped freely; any other refusal (import
+// error, input mismatch, Unsupported attribute) is a failure unless the case is listed with a
+// reason in the allow-list file (--allowed-skips). Exit status 1 if any case fails, a listed
+// case no longer skips (stale list), or a supported op has no passing case.
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -24,7 +27,7 @@ using namespace edgequant;
 
 namespace {
 struct Outcome {
-  enum Kind { Pass, Fail, Skip } kind;
+  enum Kind { Pass, Fail, Skip, Refused } kind;  // Refused: needs an allow-list entry
   std::string reason;
 };
 
@@ -44,7 +47,7 @@ Outcome run_case(const fs::path& dir, std::set<std::string>& ops_seen, double at
   try {
     g = import_onnx((dir / "model.onnx").string());
   } catch (const Error& e) {
-    return {Outcome::Skip, e.message()};
+    return {Outcome::Refused, e.message()};
   }
   std::set<std::string> missing;
   for (const auto& op : g->ops())
@@ -57,14 +60,14 @@ Outcome run_case(const fs::path& dir, std::set<std::string>& ops_seen, double at
   std::set<std::string> types;
   for (const auto& op : g->ops()) types.insert(op->type);
   fs::path data = dir / "test_data_set_0";
-  if (!fs::exists(data)) return {Outcome::Skip, "no test_data_set_0"};
+  if (!fs::exists(data)) return {Outcome::Refused, "no test_data_set_0"};
   try {
     normalize_graph(*g);
     exec::Executor ex(*g);
     std::vector<at::Tensor> inputs;
     for (const auto& f : sorted_files(data, "input_")) inputs.push_back(exec::to_aten(read_tensor_pb(f)));
     if (inputs.size() != g->inputs.size())
-      return {Outcome::Skip, "test data has " + std::to_string(inputs.size()) + " inputs, model " +
+      return {Outcome::Refused, "test data has " + std::to_string(inputs.size()) + " inputs, model " +
                                  std::to_string(g->inputs.size()) + " (optional inputs given as data)"};
     auto outs = ex.run(inputs);
     auto expected = sorted_files(data, "output_");
@@ -91,7 +94,7 @@ Outcome run_case(const fs::path& dir, std::set<std::string>& ops_seen, double at
       }
     }
   } catch (const Error& e) {
-    if (e.code() == ErrorCode::Unsupported) return {Outcome::Skip, e.message()};
+    if (e.code() == ErrorCode::Unsupported) return {Outcome::Refused, e.message()};
     return {Outcome::Fail, e.what()};
   } catch (const std::exception& e) {
     return {Outcome::Fail, std::string("exception: ") + e.what()};
@@ -103,12 +106,31 @@ Outcome run_case(const fs::path& dir, std::set<std::string>& ops_seen, double at
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: eq_conformance [--tolerances FILE] DIR... (each DIR holds one folder per case)\n";
+    std::cerr << "usage: eq_conformance [--tolerances FILE] [--allowed-skips FILE] DIR... (one folder per case)\n";
     return 2;
   }
   // Per-case overrides: "CASE ATOL RTOL", '#' comments; the default is atol 1e-5, rtol 1e-4.
   std::map<std::string, std::pair<double, double>> overrides;
   int first = 1;
+  std::map<std::string, std::string> allowed;  // "folder/case" -> reason
+  if (std::string(argv[first]) == "--allowed-skips" || (argc > 3 && std::string(argv[3]) == "--allowed-skips")) {
+    int at = std::string(argv[first]) == "--allowed-skips" ? first : 3;
+    std::ifstream f(argv[at + 1]);
+    if (!f) {
+      std::cerr << argv[at + 1] << ": cannot open the allowed-skips file\n";
+      return 2;
+    }
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.empty() || line[0] == '#') continue;
+      auto colon = line.find(": ");
+      if (colon == std::string::npos || colon + 2 >= line.size()) {
+        std::cerr << argv[at + 1] << ": '" << line << "' has no reason (CASE: reason)\n";
+        return 2;
+      }
+      allowed[line.substr(0, colon)] = line.substr(colon + 2);
+    }
+  }
   if (std::string(argv[1]) == "--tolerances" && argc > 3) {
     std::ifstream f(argv[2]);
     std::string line;
@@ -121,9 +143,10 @@ int main(int argc, char** argv) {
     }
     first = 3;
   }
+  if (first < argc && std::string(argv[first]) == "--allowed-skips") first += 2;
   int ran = 0, passed = 0, skipped = 0;
   std::vector<std::string> failures, skips;
-  std::set<std::string> ops_passing;
+  std::set<std::string> ops_passing, allowed_used;
   for (int a = first; a < argc; ++a) {
     if (!fs::exists(argv[a])) {
       std::cerr << argv[a] << ": no such directory (install libonnx-testdata)\n";
@@ -137,6 +160,16 @@ int main(int argc, char** argv) {
       auto tol = overrides.count(c.filename().string()) ? overrides[c.filename().string()] : std::make_pair(1e-5, 1e-4);
       Outcome o = run_case(c, ops_passing, tol.first, tol.second);
       std::string name = c.parent_path().filename().string() + "/" + c.filename().string();
+      if (o.kind == Outcome::Refused) {
+        auto it = allowed.find(name);
+        if (it == allowed.end()) {
+          ++ran;
+          failures.push_back(name + ": refused and not in the allowed-skips list: " + o.reason);
+          continue;
+        }
+        allowed_used.insert(name);
+        o = {Outcome::Skip, o.reason + " [allowed: " + it->second + "]"};
+      }
       if (o.kind == Outcome::Skip) {
         ++skipped;
         skips.push_back(name + ": " + o.reason);
@@ -150,6 +183,8 @@ int main(int argc, char** argv) {
   std::cout << "skipped cases:\n";
   for (const auto& s : skips) std::cout << "  SKIP " << s << "\n";
   for (const auto& f : failures) std::cout << "  FAIL " << f << "\n";
+  for (const auto& [name, reason] : allowed)
+    if (!allowed_used.count(name)) failures.push_back(name + ": listed in the allowed-skips file but no longer refused (remove it)");
   std::vector<std::string> uncovered;
   for (const auto& op : exec::supported_op_types())
     if (!ops_passing.count(op)) uncovered.push_back(op);

@@ -27,6 +27,7 @@ struct QuantizeSummary {
   double output_noise_ratio = -1;  // noise:signal at the graph outputs, everything quantized
   size_t analysed_units = 0;
   double import_s = 0, calibration_s = 0, analysis_s = 0, export_s = 0;
+  int graph_walks = 0;             // walks over the graph or plan the pipeline made
   std::vector<std::string> notes;  // e.g. TI channel-rule CPU fallbacks
 };
 

@@ -13,7 +13,7 @@
 
 #include "core/progress.h"
 #include "exec/kernel.h"
-#include "quant/quantizer.h"
+#include "ir/op_traits.h"
 
 namespace edgequant::analysis {
 
@@ -75,7 +75,7 @@ std::vector<UnitReport> analysis_units(const Graph& g, const QuantPlan& plan) {
     const Op* op = op_ptr.get();
     const Value* out = op->outputs.empty() ? nullptr : op->outputs[0];
     const QuantConfig* oc = out ? plan.find(out->name) : nullptr;
-    bool has_weight = quant::is_compute_op(op->type) && op->input(1) && plan.find(op->input(1)->name);
+    bool has_weight = is_compute_op(op->type) && op->input(1) && plan.find(op->input(1)->name);
     bool owns_output = oc && oc->state == QuantState::Quantized;
     if (oc && oc->state == QuantState::Passive) continue;
     if (!has_weight && !owns_output && !(oc && oc->state == QuantState::Fused)) continue;
@@ -108,72 +108,25 @@ std::vector<UnitReport> analysis_units(const Graph& g, const QuantPlan& plan) {
 }
 
 AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSimulator& sim, const QuantPlan& plan,
-                       const std::vector<at::Tensor>& batches, bool graphwise, bool layerwise) {
+                       const std::vector<Batch>& batches, bool graphwise, bool layerwise) {
   at::NoGradGuard no_grad;
   AnalysisReport report;
   report.units = analysis_units(g, plan);
   std::unordered_map<const Value*, size_t> unit_of_value;
   for (size_t i = 0; i < report.units.size(); ++i)
     if (const Value* v = g.find_value(report.units[i].value)) unit_of_value[v] = i;
-  for (const auto& b : batches) report.samples += b.size(0);
+  for (const auto& b : batches) report.samples += b.empty() ? 0 : b[0].size(0);
   for (auto& u : report.units) u.histogram.assign(32, 0.0);
 
   std::vector<const Op*> order;
   for (const auto& op : g.ops()) order.push_back(op.get());
 
-  if (graphwise) {
-    auto start = Clock::now();
-    std::vector<double> acc(report.units.size(), 0.0);
-    std::vector<int64_t> cnt(report.units.size(), 0);
-    double out_acc = 0;
-    int64_t out_cnt = 0;
-    Progress progress("graphwise analysis", static_cast<int64_t>(batches.size()));
-    for (const auto& b : batches) {
-      std::unordered_map<const Value*, at::Tensor> float_out;
-      exec::ExecHooks capture;
-      capture.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
-        for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i)
-          if (unit_of_value.count(op.outputs[i])) float_out[op.outputs[i]] = outs[i];
-      };
-      std::vector<at::Tensor> yf = ex.run({b}, &capture);
-      exec::ExecHooks compare;
-      compare.allow_inplace = true;  // statistics are taken at once; nothing keeps a reference
-      compare.before_op = [&](const Op& op, std::vector<at::Tensor>& in) { sim.before_op(op, in, nullptr); };
-      compare.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
-        sim.after_op(op, outs, nullptr);
-        for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i) {
-          auto it = unit_of_value.find(op.outputs[i]);
-          if (it == unit_of_value.end()) continue;
-          UnitReport& u = report.units[it->second];
-          const at::Tensor& f = float_out.at(op.outputs[i]);
-          accumulate_noise_ratio(f, outs[i], acc[it->second], cnt[it->second]);
-          u.float_stats.add(f);
-          u.quant_stats.add(outs[i]);
-          u.noise_stats.add(outs[i].contiguous(f.suggest_memory_format()) - f);
-          if (u.hist_max > u.hist_min) {
-            at::Tensor h = at::histc(exec::per_sample_view(f).to(at::kFloat), 32, u.hist_min, u.hist_max);
-            for (int k = 0; k < 32; ++k) u.histogram[k] += h[k].item<double>();
-          }
-        }
-      };
-      std::vector<at::Tensor> yq = ex.run({b}, &compare);
-      for (size_t i = 0; i < yf.size(); ++i)
-        if (at::isFloatingType(yf[i].scalar_type())) accumulate_noise_ratio(yf[i], yq[i], out_acc, out_cnt);
-      progress.step();
-    }
-    progress.finish();
-    for (size_t i = 0; i < acc.size(); ++i) report.units[i].graphwise = cnt[i] ? acc[i] / cnt[i] : 0.0;
-    report.output_noise_ratio = out_cnt ? out_acc / out_cnt : 0.0;
-    report.graphwise_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  }
-
+  // Ops downstream of each unit (in graph order): all a unit's quantization can change.
+  std::vector<std::vector<const Op*>> downstream(report.units.size());
+  std::vector<std::vector<const Value*>> cached_inputs_of_activations(report.units.size());
   if (layerwise) {
-    auto start = Clock::now();
-    // Ops downstream of each unit (in graph order): all a unit's quantization can change.
     std::unordered_map<const Op*, size_t> position;
     for (size_t i = 0; i < order.size(); ++i) position[order[i]] = i;
-    std::vector<std::vector<const Op*>> downstream(report.units.size());
-    std::vector<std::vector<const Value*>> cached_inputs_of_activations(report.units.size());
     for (size_t u = 0; u < report.units.size(); ++u) {
       std::set<size_t> reach;
       std::vector<const Op*> stack(report.units[u].ops.begin(), report.units[u].ops.end());
@@ -187,19 +140,56 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
       }
       for (size_t p : reach) downstream[u].push_back(order[p]);
       for (const Op* op : downstream[u])
-        if ((op->type == "Relu" || op->type == "Clip") && op->input(0) && (!op->input(0)->producer ||
-            !reach.count(position[op->input(0)->producer])))
+        if ((op->type == "Relu" || op->type == "Clip") && op->input(0) &&
+            (!op->input(0)->producer || !reach.count(position[op->input(0)->producer])))
           cached_inputs_of_activations[u].push_back(op->input(0));
     }
-    std::vector<double> acc(report.units.size(), 0.0);
-    std::vector<int64_t> cnt(report.units.size(), 0);
-    Progress progress("layerwise analysis", static_cast<int64_t>(batches.size() * report.units.size()));
-    for (const auto& b : batches) {
-      exec::ValueTensors cache;  // every float activation of this batch
-      cache[g.inputs[0]] = b;
-      ex.run_ops(order, cache);
-      std::vector<at::Tensor> yf;
-      for (const Value* o : g.outputs) yf.push_back(cache.at(o));
+  }
+  std::vector<double> g_acc(report.units.size(), 0.0), l_acc(report.units.size(), 0.0);
+  std::vector<int64_t> g_cnt(report.units.size(), 0), l_cnt(report.units.size(), 0);
+  double out_acc = 0;
+  int64_t out_cnt = 0;
+  double float_s = 0;
+  Progress progress("error analysis", static_cast<int64_t>(batches.size() * (1 + (layerwise ? report.units.size() : 0))));
+  for (const auto& b : batches) {
+    // The one float pass of this batch: every activation, kept for both analyses.
+    auto tf = Clock::now();
+    exec::ValueTensors cache;
+    for (size_t i = 0; i < g.inputs.size() && i < b.size(); ++i) cache[g.inputs[i]] = b[i];
+    ex.run_ops(order, cache);
+    std::vector<at::Tensor> yf;
+    for (const Value* o : g.outputs) yf.push_back(cache.at(o));
+    float_s += std::chrono::duration<double>(Clock::now() - tf).count();
+    if (graphwise) {
+      auto start = Clock::now();
+      exec::ExecHooks compare;
+      compare.allow_inplace = true;  // statistics are taken at once; nothing keeps a reference
+      compare.before_op = [&](const Op& op, std::vector<at::Tensor>& in) { sim.before_op(op, in, nullptr); };
+      compare.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
+        sim.after_op(op, outs, nullptr);
+        for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i) {
+          auto it = unit_of_value.find(op.outputs[i]);
+          if (it == unit_of_value.end()) continue;
+          UnitReport& u = report.units[it->second];
+          const at::Tensor& f = cache.at(op.outputs[i]);
+          accumulate_noise_ratio(f, outs[i], g_acc[it->second], g_cnt[it->second]);
+          u.float_stats.add(f);
+          u.quant_stats.add(outs[i]);
+          u.noise_stats.add(outs[i].contiguous(f.suggest_memory_format()) - f);
+          if (u.hist_max > u.hist_min) {
+            at::Tensor h = at::histc(exec::per_sample_view(f).to(at::kFloat), 32, u.hist_min, u.hist_max);
+            for (int k = 0; k < 32; ++k) u.histogram[k] += h[k].item<double>();
+          }
+        }
+      };
+      std::vector<at::Tensor> yq = ex.run(b, &compare);
+      for (size_t i = 0; i < yf.size(); ++i)
+        if (at::isFloatingType(yf[i].scalar_type())) accumulate_noise_ratio(yf[i], yq[i], out_acc, out_cnt);
+      report.graphwise_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+    }
+    progress.step();
+    if (layerwise) {
+      auto start = Clock::now();
       for (size_t u = 0; u < report.units.size(); ++u) {
         std::set<const Op*> only(report.units[u].ops.begin(), report.units[u].ops.end());
         exec::ExecHooks hooks = sim.hooks(&only);
@@ -209,20 +199,27 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
         for (const Value* v : cached_inputs_of_activations[u]) env[v] = env.at(v).clone();
         ex.run_ops(downstream[u], env, &hooks);
         for (size_t i = 0; i < g.outputs.size(); ++i)
-          if (at::isFloatingType(yf[i].scalar_type())) accumulate_noise_ratio(yf[i], env.at(g.outputs[i]), acc[u], cnt[u]);
+          if (at::isFloatingType(yf[i].scalar_type())) accumulate_noise_ratio(yf[i], env.at(g.outputs[i]), l_acc[u], l_cnt[u]);
         progress.step();
       }
+      report.layerwise_seconds += std::chrono::duration<double>(Clock::now() - start).count();
     }
-    progress.finish();
-    for (size_t i = 0; i < acc.size(); ++i) report.units[i].layerwise = cnt[i] ? acc[i] / cnt[i] : 0.0;
-    report.layerwise_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   }
+  progress.finish();
+  report.float_seconds = float_s;
+  if (graphwise) {
+    for (size_t i = 0; i < g_acc.size(); ++i) report.units[i].graphwise = g_cnt[i] ? g_acc[i] / g_cnt[i] : 0.0;
+    report.output_noise_ratio = out_cnt ? out_acc / out_cnt : 0.0;
+  }
+  if (layerwise)
+    for (size_t i = 0; i < l_acc.size(); ++i) report.units[i].layerwise = l_cnt[i] ? l_acc[i] / l_cnt[i] : 0.0;
   return report;
 }
 
 nlohmann::json AnalysisReport::to_json() const {
   nlohmann::json j;
   j["samples"] = samples;
+  j["samples_used"] = samples_description;
   j["error_measure"] = "noise:signal power ratio, mean over samples of sum((q-f)^2)/sum(f^2); lower is better";
   j["output_noise_ratio"] = output_noise_ratio;
   j["seconds"] = {{"graphwise", graphwise_seconds}, {"layerwise", layerwise_seconds}};

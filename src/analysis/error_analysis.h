@@ -45,15 +45,22 @@ struct AnalysisReport {
   std::vector<UnitReport> units;
   int64_t samples = 0;
   double graphwise_seconds = 0, layerwise_seconds = 0;
+  double float_seconds = 0;  // the one float pass over the batches (shared by both analyses)
   double output_noise_ratio = -1;  // graph outputs, everything quantized
+  std::string samples_description;  // which samples were used (validation, not calibration)
   nlohmann::json to_json() const;
   std::string table(size_t max_rows = 30) const;  // ranked worst first
 };
 
 std::vector<UnitReport> analysis_units(const Graph& graph, const QuantPlan& plan);
 
+// One batch: a tensor per graph input.
+using Batch = std::vector<at::Tensor>;
+
+// One float pass per batch (every activation kept for that batch), then the quantized pass
+// (graphwise) and the downstream re-runs (layerwise) against it.
 AnalysisReport analyse(const Graph& graph, exec::Executor& executor, const quant::QuantSimulator& simulator,
-                       const QuantPlan& plan, const std::vector<at::Tensor>& batches, bool graphwise, bool layerwise);
+                       const QuantPlan& plan, const std::vector<Batch>& batches, bool graphwise, bool layerwise);
 
 // Mean over samples of sum((q-f)^2)/sum(f^2) for a batch (dim 0 = sample); adds to acc/count.
 void accumulate_noise_ratio(const at::Tensor& f, const at::Tensor& q, double& acc, int64_t& count);

@@ -156,6 +156,56 @@ class ArrayDataset : public Dataset {
   std::vector<int64_t> labels_;
 };
 
+// An .npz keyed by model input names: per-sample arrays share their leading dim (the sample
+// count, the largest leading dim among them); any other array is a shared input.
+class NamedInputsDataset : public Dataset {
+ public:
+  NamedInputsDataset(const std::string& path, NamedTensors arrays) : path_(path) {
+    int64_t n = 0;
+    for (const auto& [k, t] : arrays)
+      if (k != "labels" && !t.shape().empty()) n = std::max(n, t.shape()[0]);
+    n_ = n;
+    for (auto& [k, t] : arrays) {
+      if (k == "labels") {
+        labels_ = t.to_int64s();
+        if (static_cast<int64_t>(labels_.size()) != n_) fail(ErrorCode::InvalidInput, path + ": 'labels' count differs from the samples");
+      } else if (!t.shape().empty() && t.shape()[0] == n_) {
+        names_.push_back(k);
+        per_sample_.push_back(std::move(t));
+      } else {
+        shared_.emplace_back(k, std::move(t));
+      }
+    }
+  }
+  int64_t size() const override { return names_.empty() ? 0 : n_; }
+  Tensor sample(int64_t i) const override { return sample_inputs(i).at(0); }
+  std::vector<Tensor> sample_inputs(int64_t i) const override {
+    std::vector<Tensor> out;
+    for (size_t a = 0; a < per_sample_.size(); ++a) {
+      const Tensor& t = per_sample_[a];
+      Shape shape(t.shape().begin() + 1, t.shape().end());
+      size_t bytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(t.dtype());
+      Tensor s = Tensor::from_bytes(t.dtype(), shape, static_cast<const char*>(t.raw()) + bytes * i, bytes);
+      if (dtype_is_float(s.dtype())) check_finite(s, describe(i) + " input '" + names_[a] + "'");
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+  std::vector<std::string> input_names() const override { return names_; }
+  std::vector<std::pair<std::string, Tensor>> shared_inputs() const override { return shared_; }
+  std::string describe(int64_t i) const override { return "sample " + std::to_string(i) + " of " + path_; }
+  bool has_labels() const override { return !labels_.empty(); }
+  int64_t label(int64_t i) const override { return labels_.empty() ? -1 : labels_[i]; }
+
+ private:
+  std::string path_;
+  int64_t n_ = 0;
+  std::vector<std::string> names_;
+  std::vector<Tensor> per_sample_;
+  std::vector<std::pair<std::string, Tensor>> shared_;
+  std::vector<int64_t> labels_;
+};
+
 bool is_image(const fs::path& p) {
   std::string e = p.extension().string();
   std::transform(e.begin(), e.end(), e.begin(), ::tolower);
@@ -207,7 +257,8 @@ std::vector<fs::path> sorted_entries(const fs::path& dir) {
 
 }  // namespace
 
-std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess& pp) {
+std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess& pp,
+                                      const std::vector<std::string>& model_inputs) {
   if (!fs::exists(path)) fail(ErrorCode::InvalidInput, path + ": no such file or directory");
   if (path.find("idx3-ubyte") != std::string::npos) return std::make_unique<IdxDataset>(path, pp);
   if (ends_with(path, ".npy")) {
@@ -216,9 +267,18 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess&
     return d;
   }
   if (ends_with(path, ".npz")) {
+    NamedTensors all = read_npz(path);
+    bool named = false;
+    for (const auto& [key, t] : all)
+      named = named || std::find(model_inputs.begin(), model_inputs.end(), key) != model_inputs.end();
+    if (named) {
+      auto d = std::make_unique<NamedInputsDataset>(path, std::move(all));
+      if (d->size() == 0) fail(ErrorCode::InvalidInput, path + ": no per-sample arrays");
+      return d;
+    }
     auto d = std::make_unique<ArrayDataset>();
     std::unique_ptr<Tensor> labels;
-    for (auto& [key, t] : read_npz(path)) {
+    for (auto& [key, t] : all) {
       if (key == "labels") labels = std::make_unique<Tensor>(t);
       else d->add(t, path + ":" + key, false);
     }

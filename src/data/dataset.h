@@ -21,12 +21,23 @@ class Dataset {
   virtual bool has_labels() const { return false; }
   virtual int64_t label(int64_t) const { return -1; }
   virtual std::vector<std::string> class_names() const { return {}; }
+  // Models with several inputs: the input names each sample carries ({} = one unnamed input).
+  virtual std::vector<std::string> input_names() const { return {}; }
+  // Every per-sample input of sample `index`, in input_names() order, in its stored dtype
+  // (non-float inputs such as int64 sample rates pass through).
+  virtual std::vector<Tensor> sample_inputs(int64_t index) const { return {sample(index)}; }
+  // Inputs that are the same for every sample (a scalar sample rate, an initial state): fed
+  // whole with every batch.
+  virtual std::vector<std::pair<std::string, Tensor>> shared_inputs() const { return {}; }
 };
 
 // `path`: FILE-images-idx3-ubyte[.gz] (labels from the matching labels-idx1 file), FILE.npy
 // ([N, ...]), FILE.npz (arrays concatenated along dim 0; "labels" entry used as labels),
 // or a directory (ImageFolder class subfolders, image files, or .npy files).
-std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess& preprocess);
+// With `model_inputs`, an .npz whose keys name model inputs is read as one sample per row of
+// each named array (arrays whose leading dim is not the sample count are shared inputs).
+std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess& preprocess,
+                                      const std::vector<std::string>& model_inputs = {});
 
 // Throws InvalidInput naming the sample if any value is NaN or infinite.
 void check_finite(const Tensor& t, const std::string& what);

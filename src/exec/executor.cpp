@@ -35,6 +35,7 @@ struct Executor::Impl {
   std::unordered_map<const Op*, size_t> op_index;
   std::vector<int> input_slots, output_slots;
   std::vector<bool> is_input;
+  bool gradient = false;
 
   explicit Impl(const Graph& g, ExecOptions o) : graph(g), options(o) {}
 
@@ -82,8 +83,8 @@ struct Executor::Impl {
     return [lo, hi](at::Tensor& t) { t.clamp_(lo, hi); };
   }
 
-  bool can_run_inplace(const PreparedOp& p, const std::vector<at::Tensor>& env, const ExecHooks* hooks) const {
-    if (!p.inplace || (hooks && !hooks->allow_inplace) || p.in_slots.empty() || p.in_slots[0] < 0) return false;
+  bool can_run_inplace(const PreparedOp& p, const std::vector<at::Tensor>& env, const HookList* hooks) const {
+    if (!p.inplace || gradient || (hooks && !hooks->allow_inplace()) || p.in_slots.empty() || p.in_slots[0] < 0) return false;
     int s = p.in_slots[0];
     if (constants[s].defined() || !env[s].defined() || is_input[s]) return false;
     for (int f : p.free_after)
@@ -91,13 +92,13 @@ struct Executor::Impl {
     return false;
   }
 
-  void execute(const PreparedOp& p, std::vector<at::Tensor>& env, const ExecHooks* hooks) {
+  void execute(const PreparedOp& p, std::vector<at::Tensor>& env, const HookList* hooks) {
     std::vector<at::Tensor> in = gather_inputs(p, env);
     for (size_t i = 0; i < in.size(); ++i)
       if (p.in_slots[i] >= 0 && !in[i].defined())
         fail(ErrorCode::Internal, p.op->describe() + ": input '" + slot_value[p.in_slots[i]]->name + "' was not computed");
     bool inplace = can_run_inplace(p, env, hooks);
-    if (hooks && hooks->before_op) hooks->before_op(*p.op, in);
+    if (hooks) hooks->before_op(*p.op, in);
     std::vector<at::Tensor> out;
     try {
       if (inplace && in[0].is_same(env[p.in_slots[0]])) {
@@ -112,7 +113,7 @@ struct Executor::Impl {
       std::string msg = e.what_without_backtrace();
       throw Error(ErrorCode::InvalidInput, p.op->describe() + ": " + msg.substr(0, msg.find('\n')));
     }
-    if (hooks && hooks->after_op) hooks->after_op(*p.op, out);
+    if (hooks) hooks->after_op(*p.op, out);
     for (size_t i = 0; i < p.out_slots.size() && i < out.size(); ++i)
       if (p.out_slots[i] >= 0) env[p.out_slots[i]] = out[i];
   }
@@ -176,13 +177,44 @@ void Executor::check_input(const Value* input, const at::Tensor& t) const {
   }
 }
 
+bool HookList::allow_inplace() const {
+  for (const auto& h : list_)
+    if (!h.allow_inplace) return false;
+  return true;
+}
+
+void HookList::before_op(const Op& op, std::vector<at::Tensor>& inputs) const {
+  for (const auto& h : list_)
+    if (h.before_op) h.before_op(op, inputs);
+}
+
+void HookList::after_op(const Op& op, std::vector<at::Tensor>& outputs) const {
+  for (const auto& h : list_)
+    if (h.after_op) h.after_op(op, outputs);
+}
+
+void Executor::set_gradient_mode(bool enabled) { impl_->gradient = enabled; }
+bool Executor::gradient_mode() const { return impl_->gradient; }
+
 std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, const ExecHooks* hooks) {
+  if (!hooks) return run(inputs, static_cast<const HookList*>(nullptr));
+  HookList list(*hooks);
+  return run(inputs, &list);
+}
+
+void Executor::run_ops(const std::vector<const Op*>& ops, ValueTensors& env, const ExecHooks* hooks) {
+  if (!hooks) return run_ops(ops, env, static_cast<const HookList*>(nullptr));
+  HookList list(*hooks);
+  run_ops(ops, env, &list);
+}
+
+std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, const HookList* hooks) {
   Impl& m = *impl_;
   const Graph& g = m.graph;
   if (inputs.size() != g.inputs.size())
     fail(ErrorCode::InvalidInput, "the model has " + std::to_string(g.inputs.size()) + " inputs, got " +
                                       std::to_string(inputs.size()));
-  at::NoGradGuard no_grad;
+  at::AutoGradMode grad_mode(m.gradient);
   std::vector<at::Tensor> env(m.slot_value.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     check_input(g.inputs[i], inputs[i]);
@@ -197,8 +229,9 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, con
   return out;
 }
 
-void Executor::run_ops(const std::vector<const Op*>& ops, ValueTensors& env_map, const ExecHooks* hooks) {
+void Executor::run_ops(const std::vector<const Op*>& ops, ValueTensors& env_map, const HookList* hooks) {
   Impl& m = *impl_;
+  at::AutoGradMode grad_mode(m.gradient || at::GradMode::is_enabled());
   std::vector<at::Tensor> env(m.slot_value.size());
   for (const auto& kv : env_map) {
     auto it = m.slot.find(kv.first);

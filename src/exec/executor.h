@@ -33,6 +33,25 @@ struct ExecHooks {
   bool allow_inplace = false;
 };
 
+// Hooks combined in order: every before_op runs in list order, then the op, then every after_op
+// in list order (calibration observers after a simulator's fake quantization, say).
+class HookList {
+ public:
+  HookList() = default;
+  explicit HookList(ExecHooks hooks) { add(std::move(hooks)); }
+  HookList& add(ExecHooks hooks) {
+    list_.push_back(std::move(hooks));
+    return *this;
+  }
+  bool allow_inplace() const;
+  void before_op(const Op& op, std::vector<at::Tensor>& inputs) const;
+  void after_op(const Op& op, std::vector<at::Tensor>& outputs) const;
+  bool empty() const { return list_.empty(); }
+
+ private:
+  std::vector<ExecHooks> list_;
+};
+
 class Executor {
  public:
   // Prepares every op's kernel; throws Unsupported/InvalidModel naming the op.
@@ -41,10 +60,17 @@ class Executor {
 
   const Graph& graph() const;
   // Inputs in graph-input order; validates dtype and shape. Returns graph outputs in order.
-  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const ExecHooks* hooks = nullptr);
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const HookList* hooks = nullptr);
+  std::vector<at::Tensor> run(const std::vector<at::Tensor>& inputs, const ExecHooks* hooks);
   // Runs `ops` (in the given order). `env` must hold every non-constant value they read that
   // is not produced inside the block; their outputs are added to `env`.
-  void run_ops(const std::vector<const Op*>& ops, ValueTensors& env, const ExecHooks* hooks = nullptr);
+  void run_ops(const std::vector<const Op*>& ops, ValueTensors& env, const HookList* hooks = nullptr);
+  void run_ops(const std::vector<const Op*>& ops, ValueTensors& env, const ExecHooks* hooks);
+  // Gradient mode: runs record autograd graphs (training passes differentiate through hooks and
+  // parameters) and never overwrite tensors in place. Off by default: inference runs under
+  // NoGradGuard.
+  void set_gradient_mode(bool enabled);
+  bool gradient_mode() const;
   // The device tensor of a constant (initializer) value.
   at::Tensor constant(const Value* value) const;
   // Replaces a constant's tensor for later runs (e.g. trained or fake-quantized weights).

@@ -25,6 +25,70 @@ QuantState parse_quant_state(const std::string& s) {
   fail(ErrorCode::InvalidSetting, "unknown quantization state '" + s + "' (valid: quantized, passive, fused, float)");
 }
 
+const char* quant_role_name(QuantRole r) {
+  switch (r) {
+    case QuantRole::Input: return "input";
+    case QuantRole::Activation: return "activation";
+    case QuantRole::Weight: return "weight";
+    case QuantRole::Bias: return "bias";
+    case QuantRole::Constant: return "constant";
+  }
+  return "?";
+}
+
+QuantRole parse_quant_role(const std::string& s) {
+  for (QuantRole r : {QuantRole::Input, QuantRole::Activation, QuantRole::Weight, QuantRole::Bias, QuantRole::Constant})
+    if (s == quant_role_name(r)) return r;
+  fail(ErrorCode::InvalidInput, "unknown tensor role '" + s + "' (valid: input, activation, weight, bias, constant)");
+}
+
+CalibAlgorithm parse_calib_algorithm(const std::string& name) {
+  for (CalibAlgorithm a : {CalibAlgorithm::MinMax, CalibAlgorithm::Percentile, CalibAlgorithm::KL, CalibAlgorithm::MSE})
+    if (name == calib_algorithm_name(a)) return a;
+  fail(ErrorCode::InvalidSetting, "unknown calib_algorithm '" + name + "' (valid: minmax, percentile, kl, mse)");
+}
+
+const char* calib_algorithm_name(CalibAlgorithm a) {
+  switch (a) {
+    case CalibAlgorithm::MinMax: return "minmax";
+    case CalibAlgorithm::Percentile: return "percentile";
+    case CalibAlgorithm::KL: return "kl";
+    case CalibAlgorithm::MSE: return "mse";
+  }
+  return "?";
+}
+
+const char* range_source_name(RangeSource s) {
+  switch (s) {
+    case RangeSource::None: return "";
+    case RangeSource::MinMax: return "minmax";
+    case RangeSource::Percentile: return "percentile";
+    case RangeSource::KL: return "kl";
+    case RangeSource::MSE: return "mse";
+    case RangeSource::AlignToLarge: return "align_to_large";
+    case RangeSource::Custom: return "custom";
+    case RangeSource::Trained: return "trained";
+  }
+  return "?";
+}
+
+RangeSource parse_range_source(const std::string& s) {
+  for (RangeSource r : {RangeSource::None, RangeSource::MinMax, RangeSource::Percentile, RangeSource::KL, RangeSource::MSE,
+                        RangeSource::AlignToLarge, RangeSource::Custom, RangeSource::Trained})
+    if (s == range_source_name(r)) return r;
+  fail(ErrorCode::InvalidInput, "unknown range source '" + s + "'");
+}
+
+RangeSource range_source_of(CalibAlgorithm a) {
+  switch (a) {
+    case CalibAlgorithm::MinMax: return RangeSource::MinMax;
+    case CalibAlgorithm::Percentile: return RangeSource::Percentile;
+    case CalibAlgorithm::KL: return RangeSource::KL;
+    case CalibAlgorithm::MSE: return RangeSource::MSE;
+  }
+  return RangeSource::None;
+}
+
 std::vector<int> QuantConfig::exponents() const {
   std::vector<int> e;
   for (double s : scales) e.push_back(static_cast<int>(std::lround(std::log2(s))));
@@ -58,4 +122,23 @@ const QuantConfig* QuantPlan::effective(const std::string& value) const {
   return c;
 }
 
+}  // namespace edgequant
+
+namespace edgequant {
+void QuantPlan::verify(const Graph& g, ErrorCode code) const {
+  auto bad = [&](const std::string& what) { fail(code, "quantization plan: " + what + " (was the graph rewritten without updating the plan?)"); };
+  for (const auto& [name, c] : values) {
+    if (!g.find_value(name)) bad("tensor '" + name + "' is not in the graph");
+    if (c.state == QuantState::Passive && !c.master.empty() && !find(c.master))
+      bad("tensor '" + name + "' follows '" + c.master + "', which has no config");
+    if (c.state == QuantState::Fused && !c.fused_into.empty() && !g.find_op(c.fused_into))
+      bad("tensor '" + name + "' is fused into op '" + c.fused_into + "', which is not in the graph");
+  }
+  for (const auto& r : requants) {
+    const Op* op = g.find_op(r.op);
+    if (!op) bad("requantization of an input of op '" + r.op + "', which is not in the graph");
+    if (r.index < 0 || static_cast<size_t>(r.index) >= op->inputs.size()) bad("requantization of input " + std::to_string(r.index) + " of " + op->describe());
+    if (!find(r.target)) bad("requantization of " + op->describe() + " to '" + r.target + "', which has no config");
+  }
+}
 }  // namespace edgequant

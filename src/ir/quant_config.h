@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/intmath.h"
+#include "edgequant/error.h"
 #include "ir/graph.h"
 
 namespace edgequant {
@@ -20,11 +21,40 @@ enum class QuantState {
 const char* quant_state_name(QuantState s);
 QuantState parse_quant_state(const std::string& s);
 
+// What a tensor is to the op that reads it.
+enum class QuantRole {
+  Input,       // a graph input
+  Activation,  // an op output
+  Weight,      // the weight of a computing op (Conv/Gemm/MatMul input 1)
+  Bias,        // the bias of a computing op (scale s_in * s_w)
+  Constant,    // another float constant read as data (an Add operand, a PRelu slope)
+};
+const char* quant_role_name(QuantRole r);
+QuantRole parse_quant_role(const std::string& s);
+
+// Calibration algorithms for activations (and, minmax/mse, for weights).
+enum class CalibAlgorithm { MinMax, Percentile, KL, MSE };
+CalibAlgorithm parse_calib_algorithm(const std::string& name);  // throws InvalidSetting
+const char* calib_algorithm_name(CalibAlgorithm a);
+
+// Where a config's range came from.
+enum class RangeSource {
+  None,          // not yet calibrated
+  MinMax, Percentile, KL, MSE,  // an observer (the calibrator's name)
+  AlignToLarge,  // the union of an aligned op's input ranges
+  Custom,        // fixed by the setting (custom_scales)
+  Trained,       // written back by a training pass (TQT, LSQ)
+};
+const char* range_source_name(RangeSource s);
+RangeSource parse_range_source(const std::string& s);
+RangeSource range_source_of(CalibAlgorithm a);
+
 enum class ScaleKind { Float, PowerOfTwo };
 enum class Granularity { PerTensor, PerChannel };
 
 struct QuantConfig {
   QuantState state = QuantState::Quantized;
+  QuantRole role = QuantRole::Activation;
   int bits = 8;
   bool is_signed = true;
   bool symmetric = true;
@@ -33,11 +63,12 @@ struct QuantConfig {
   ScaleKind scale_kind = ScaleKind::PowerOfTwo;
   RoundingMode rounding = RoundingMode::HalfEven;
   int64_t quant_min = -128, quant_max = 127;
-  std::vector<double> scales;       // one per tensor, or one per channel
+  std::vector<double> scales;        // one per tensor, or one per channel
   std::vector<int64_t> zero_points;  // same length as scales
   std::string master;                // Passive: the value whose config this one follows
-  std::string role;                  // "activation", "weight", "bias", "input"
-  std::string observer;              // which calibrator produced the range
+  std::string fused_into;            // Fused: the activation op that consumes it on the chip
+  RangeSource source = RangeSource::None;
+  bool align_to_large = false;          // Aligned op output: scale covers the union of inputs
   double range_min = 0, range_max = 0;  // the observed (clipped) range the scale encodes
   bool custom_scale = false;            // fixed by the setting; calibration leaves it alone
 
@@ -64,6 +95,9 @@ struct QuantPlan {
   QuantConfig* find(const std::string& value);
   // Resolves Passive chains to the config that owns the scale.
   const QuantConfig* effective(const std::string& value) const;
+  // Throws (`code`, naming the first problem) unless every config, master, fused activation and
+  // requant refers to a value or op of `graph`: a pass that renamed values must update the plan.
+  void verify(const Graph& graph, ErrorCode code = ErrorCode::Internal) const;
 };
 
 }  // namespace edgequant

@@ -5,24 +5,27 @@
 namespace edgequant {
 
 // Identity and inference-time Dropout forward their input (unless they feed a graph output).
-class RemoveIdentityPass : public Pass {
+class RemoveIdentityPass : public GraphPass {
  public:
   const char* name() const override { return "remove-identity"; }
+  using GraphPass::run;
   PassResult run(Graph& graph, PassContext& context) override;
 };
 
 // Evaluates ops whose inputs are all constants (and Shape/Gather on static dims), as
 // torch.onnx.export's Shape->Gather->Unsqueeze->Concat->Reshape chains need.
-class FoldConstantsPass : public Pass {
+class FoldConstantsPass : public GraphPass {
  public:
   const char* name() const override { return "fold-constants"; }
+  using GraphPass::run;
   PassResult run(Graph& graph, PassContext& context) override;
 };
 
 // Folds BatchNormalization into a preceding Conv/ConvTranspose/Gemm that feeds only it.
-class FoldBatchNormPass : public Pass {
+class FoldBatchNormPass : public GraphPass {
  public:
   const char* name() const override { return "fold-batchnorm"; }
+  using GraphPass::run;
   PassResult run(Graph& graph, PassContext& context) override;
 };
 

@@ -2,6 +2,7 @@
 #include "edgequant/error.h"
 #include "passes/graph_passes.h"
 #include "passes/pass.h"
+#include "passes/pipeline.h"
 
 namespace edgequant {
 
@@ -23,11 +24,20 @@ std::vector<std::string> pass_names() {
   };
 }
 
+PassResult GraphPass::run(QuantContext& context) {
+  PassContext pc;
+  PassResult r = run(*context.graph, pc);
+  if (r.changed) r.preserved = 0;
+  return r;
+}
+
 void run_passes(Graph& graph, const std::vector<std::string>& names, PassContext& context) {
   for (const auto& n : names) {
     auto pass = make_pass(n);
+    auto* graph_pass = dynamic_cast<GraphPass*>(pass.get());
+    if (!graph_pass) fail(ErrorCode::Internal, "pass '" + n + "' needs a quantization context");
     try {
-      pass->run(graph, context);
+      graph_pass->run(graph, context);
     } catch (Error& e) {
       throw e.add_context("pass '" + n + "'");
     }

@@ -4,89 +4,102 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
-#include <unordered_map>
 
 #include "core/progress.h"
 #include "edgequant/error.h"
-#include "quant/observer.h"
-#include "quant/quantizer.h"
+#include "ir/op_traits.h"
 #include "quant/simulator.h"
 
 namespace edgequant::quant {
 
+namespace {
+double since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+}  // namespace
+
+CalibAlgorithm calib_algorithm_for(const Setting& s, const Target& t) {
+  return s.calib_algorithm ? *s.calib_algorithm : t.default_calib;
+}
+
+bool wants_observer(const Value& v, const QuantPlan& plan) {
+  const QuantConfig* c = plan.find(v.name);
+  return c && !v.is_constant() && c->state == QuantState::Quantized && !c->custom_scale && !c->align_to_large;
+}
+
 void calibrate_constants(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s) {
-  bool mse = s.weight_calib_algorithm == "mse";
+  bool mse = s.weight_calib_algorithm == CalibAlgorithm::MSE;
   for (const auto& v : g.values()) {
     QuantConfig* c = plan.find(v->name);
     if (!v->is_constant() || !c || c->state != QuantState::Quantized || c->custom_scale) continue;
     at::Tensor w = ex.constant(v.get());
-    bool is_weight = c->role == "weight";
-    std::vector<Range> ranges = weight_ranges(w, *c, is_weight && mse);
-    set_scale_from_ranges(*c, ranges, t.pow2_rule_for(is_weight && mse ? "mse" : "minmax"));
-    c->observer = is_weight && mse ? "mse" : "minmax";
+    bool weight_mse = c->role == QuantRole::Weight && mse;
+    CalibAlgorithm algo = weight_mse ? CalibAlgorithm::MSE : CalibAlgorithm::MinMax;
+    set_scale_from_ranges(*c, weight_ranges(w, *c, weight_mse), t.pow2_rule_for(algo));
+    c->source = range_source_of(algo);
   }
 }
 
-CalibrationReport calibrate(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s,
-                            BatchStream& batches) {
+Observations observe_activations(const Graph& g, exec::Executor& ex, const QuantPlan& plan, BatchStream& batches,
+                                 const exec::HookList* extra) {
   auto start = std::chrono::steady_clock::now();
-  CalibrationReport report;
-  std::string algo_name = s.calib_algorithm.empty() ? t.default_calib : s.calib_algorithm;
-  CalibAlgorithm algo = parse_calib_algorithm(algo_name);
-  report.algorithm = algo_name;
-  calibrate_constants(g, ex, plan, t, s);
-
-  // Observers for every non-constant value that owns its scale.
-  std::unordered_map<const Value*, std::unique_ptr<Observer>> observers;
-  auto wants_observer = [&](const Value* v) {
-    const QuantConfig* c = v ? plan.find(v->name) : nullptr;
-    return c && !v->is_constant() && c->state == QuantState::Quantized && !c->custom_scale && c->observer != "align_to_large";
-  };
+  Observations obs;
+  std::unordered_map<const Value*, HistogramObserver*> observer_of;
   for (const auto& v : g.values())
-    if (wants_observer(v.get())) observers[v.get()] = make_observer(algo, s.percentile);
-  report.observed_tensors = static_cast<int64_t>(observers.size());
+    if (wants_observer(*v, plan)) observer_of[v.get()] = &obs.by_value[v->name];
 
-  exec::ExecHooks hooks;
-  hooks.allow_inplace = true;  // observers reduce each tensor immediately
-  hooks.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
+  exec::HookList hooks;
+  if (extra) hooks = *extra;
+  exec::ExecHooks observe;
+  observe.allow_inplace = true;  // observers reduce each tensor at once
+  observe.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
     for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i) {
-      auto it = observers.find(op.outputs[i]);
-      if (it == observers.end()) continue;
+      auto it = observer_of.find(op.outputs[i]);
+      if (it == observer_of.end()) continue;
       auto t = std::chrono::steady_clock::now();
       it->second->observe(outs[i]);
-      report.observer_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+      obs.observer_seconds += since(t);
     }
   };
-  Progress progress("calibrating (" + algo_name + ")", batches.batches());
-  at::Tensor batch;
+  hooks.add(observe);
+  Progress progress("calibrating", batches.batches());
+  std::vector<at::Tensor> inputs;
   at::NoGradGuard no_grad;
-  while (batches.next(batch)) {
-    for (const Value* in : g.inputs) {
-      auto it = observers.find(in);
-      if (it != observers.end()) it->second->observe(batch);
+  while (batches.next(inputs)) {
+    for (size_t i = 0; i < g.inputs.size() && i < inputs.size(); ++i) {
+      auto it = observer_of.find(g.inputs[i]);
+      if (it != observer_of.end()) it->second->observe(inputs[i]);
     }
-    ex.run({batch}, &hooks);
-    ++report.batches;
-    report.samples += batch.size(0);
+    ex.run(inputs, &hooks);
+    ++obs.batches;
+    obs.samples += inputs.empty() ? 0 : inputs[0].size(0);
     progress.step();
   }
   progress.finish();
-  if (report.samples == 0) fail(ErrorCode::InvalidInput, "the calibration set is empty");
+  if (obs.samples == 0) fail(ErrorCode::InvalidInput, "the calibration set is empty");
+  obs.seconds = since(start);
+  return obs;
+}
 
-  Pow2Rule rule = t.pow2_rule_for(algo_name);
-  std::unordered_map<std::string, Range> ranges;
-  for (auto& [v, obs] : observers) {
+void apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s,
+                       const Observations& obs) {
+  calibrate_constants(g, ex, plan, t, s);
+  CalibAlgorithm algo = calib_algorithm_for(s, t);
+  Pow2Rule rule = t.pow2_rule_for(algo);
+  for (const auto& v : g.values()) {
+    if (!wants_observer(*v, plan)) continue;
+    auto it = obs.by_value.find(v->name);
+    if (it == obs.by_value.end())
+      fail(ErrorCode::Internal, "no observation of '" + v->name + "' (the plan changed after calibration's data pass)");
     QuantConfig& c = plan.values.at(v->name);
-    Range r = obs->finalize(c);
-    ranges[v->name] = r;
-    set_scale_from_ranges(c, {r}, rule);
-    c.observer = algo_name;
+    set_scale_from_ranges(c, {it->second.finalize(c, algo, s.percentile)}, rule);
+    c.source = range_source_of(algo);
   }
   // Align to Large: the output's scale covers the union of its inputs' ranges.
   for (const auto& op : g.ops()) {
     if (op->outputs.empty() || !op->outputs[0]) continue;
     QuantConfig* c = plan.find(op->outputs[0]->name);
-    if (!c || c->observer != "align_to_large") continue;
+    if (!c || !c->align_to_large || c->custom_scale) continue;
     Range u{0, 0};
     for (size_t i : data_inputs(*op)) {
       const QuantConfig* ic = op->input(i) ? plan.effective(op->input(i)->name) : nullptr;
@@ -95,6 +108,7 @@ CalibrationReport calibrate(const Graph& g, exec::Executor& ex, QuantPlan& plan,
       u.max = std::max(u.max, ic->range_max);
     }
     set_scale_from_ranges(*c, {u}, rule);
+    c->source = RangeSource::AlignToLarge;
   }
   // Passives copy their master's scale so the plan file is self-describing.
   for (auto& [name, c] : plan.values) {
@@ -107,8 +121,21 @@ CalibrationReport calibrate(const Graph& g, exec::Executor& ex, QuantPlan& plan,
     }
   }
   set_bias_scales(plan, g);
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return report;
+}
+
+CalibrationReport calibrate(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s,
+                            BatchStream& batches) {
+  auto start = std::chrono::steady_clock::now();
+  Observations obs = observe_activations(g, ex, plan, batches);
+  apply_calibration(g, ex, plan, t, s, obs);
+  CalibrationReport r;
+  r.algorithm = calib_algorithm_for(s, t);
+  r.batches = obs.batches;
+  r.samples = obs.samples;
+  r.observed_tensors = static_cast<int64_t>(obs.by_value.size());
+  r.observer_seconds = obs.observer_seconds;
+  r.seconds = since(start);
+  return r;
 }
 
 }  // namespace edgequant::quant

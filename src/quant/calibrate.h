@@ -1,26 +1,56 @@
-// Calibration: run the float graph over calibration batches with observers on every tensor
-// that owns a scale, then turn ranges into scales (target's power-of-two rule per calibrator),
-// resolve Align-to-Large, passives and biases.
+// Calibration in two steps. observe_activations() is the data pass: it runs the float graph
+// over calibration batches with one histogram observer on every tensor that owns a scale.
+// apply_calibration() turns those observations into scales for the setting's calibrator (the
+// target's power-of-two rule per calibrator), computes weight/bias/constant scales and resolves
+// Align-to-Large, passives and biases: no data pass, so another calibrator on a cloned plan is
+// cheap.
 #pragma once
+#include <unordered_map>
+
 #include "exec/executor.h"
 #include "ir/quant_config.h"
 #include "quant/batches.h"
+#include "quant/observer.h"
 #include "target/setting.h"
 #include "target/target.h"
 
 namespace edgequant::quant {
 
-struct CalibrationReport {
-  std::string algorithm;
-  int64_t batches = 0, samples = 0, observed_tensors = 0;
+struct Observations {
+  std::unordered_map<std::string, HistogramObserver> by_value;
+  int64_t batches = 0, samples = 0;
   double seconds = 0;
   double observer_seconds = 0;  // of `seconds`, spent inside observers
 };
 
+struct CalibrationReport {
+  CalibAlgorithm algorithm = CalibAlgorithm::MinMax;
+  int64_t batches = 0, samples = 0, observed_tensors = 0;
+  double seconds = 0;
+  double observer_seconds = 0;
+};
+
+// The setting's calibrator, else the target's default.
+CalibAlgorithm calib_algorithm_for(const Setting& setting, const Target& target);
+
+// The tensors calibration observes: quantized, not constant, no custom scale, not Align-to-Large.
+bool wants_observer(const Value& value, const QuantPlan& plan);
+
+// The data pass. `extra` hooks run before the observers (e.g. a simulator, to observe the
+// quantized graph).
+Observations observe_activations(const Graph& graph, exec::Executor& executor, const QuantPlan& plan,
+                                 BatchStream& batches, const exec::HookList* extra = nullptr);
+
+// Scales from observations (every Quantized config gets one); throws Internal if an observed
+// tensor is missing from `observations`.
+void apply_calibration(const Graph& graph, exec::Executor& executor, QuantPlan& plan, const Target& target,
+                       const Setting& setting, const Observations& observations);
+
+// Both steps.
 CalibrationReport calibrate(const Graph& graph, exec::Executor& executor, QuantPlan& plan, const Target& target,
                             const Setting& setting, BatchStream& batches);
 
-// Weights, biases and constants only (no data needed); calibrate() calls it.
+// Weights, biases and constants only (no data needed); apply_calibration() calls it.
 void calibrate_constants(const Graph& graph, exec::Executor& executor, QuantPlan& plan, const Target& target,
                          const Setting& setting);
 

@@ -14,48 +14,6 @@
 
 namespace edgequant::quant {
 
-CalibAlgorithm parse_calib_algorithm(const std::string& name) {
-  if (name == "minmax") return CalibAlgorithm::MinMax;
-  if (name == "percentile") return CalibAlgorithm::Percentile;
-  if (name == "kl") return CalibAlgorithm::KL;
-  if (name == "mse") return CalibAlgorithm::MSE;
-  fail(ErrorCode::InvalidSetting, "unknown calib_algorithm '" + name + "' (valid: minmax, percentile, kl, mse)");
-}
-
-const char* calib_algorithm_name(CalibAlgorithm a) {
-  switch (a) {
-    case CalibAlgorithm::MinMax: return "minmax";
-    case CalibAlgorithm::Percentile: return "percentile";
-    case CalibAlgorithm::KL: return "kl";
-    case CalibAlgorithm::MSE: return "mse";
-  }
-  return "?";
-}
-
-namespace {
-class MinMaxObserver : public Observer {
- public:
-  void observe(const at::Tensor& x) override {
-    if (x.numel() == 0) return;
-    auto [lo, hi] = at::aminmax(exec::per_sample_view(x));
-    double l = lo.item<double>(), h = hi.item<double>();
-    min_ = seen_ ? std::min(min_, l) : l;
-    max_ = seen_ ? std::max(max_, h) : h;
-    seen_ = true;
-  }
-  Range finalize(const QuantConfig&) const override { return {min_, max_}; }
-
- private:
-  double min_ = 0, max_ = 0;
-  bool seen_ = false;
-};
-}  // namespace
-
-std::unique_ptr<Observer> make_observer(CalibAlgorithm algorithm, double percentile) {
-  if (algorithm == CalibAlgorithm::MinMax) return std::make_unique<MinMaxObserver>();
-  return std::make_unique<HistogramObserver>(algorithm, percentile);
-}
-
 double HistogramObserver::total() const {
   double t = 0;
   for (int i = 0; i < kBins; ++i) t += pos_[i] + neg_[i];
@@ -308,14 +266,14 @@ double HistogramObserver::mse_threshold(const QuantConfig& c) const {
   return best_t;
 }
 
-Range HistogramObserver::finalize(const QuantConfig& c) const {
+Range HistogramObserver::finalize(const QuantConfig& c, CalibAlgorithm algorithm, double percentile) const {
   if (!seen_) return {0, 0};
   double n = total();
-  switch (algorithm_) {
+  switch (algorithm) {
     case CalibAlgorithm::MinMax: return {min_, max_};
     case CalibAlgorithm::Percentile: {
       // The relative epsilon keeps (1 - 0.9999) * 10000 = 0.99999999... from meaning "0 samples".
-      double tail = (1.0 - percentile_) * n * (1 + 1e-9);
+      double tail = (1.0 - percentile) * n * (1 + 1e-9);
       if (c.symmetric) {
         std::vector<double> folded(kBins);
         for (int i = 0; i < kBins; ++i) folded[i] = pos_[i] + neg_[i];
@@ -328,7 +286,7 @@ Range HistogramObserver::finalize(const QuantConfig& c) const {
     }
     case CalibAlgorithm::KL:
     case CalibAlgorithm::MSE: {
-      double t = algorithm_ == CalibAlgorithm::KL ? kl_threshold(c.is_signed || c.symmetric ? c.bits : c.bits + 1)
+      double t = algorithm == CalibAlgorithm::KL ? kl_threshold(c.is_signed || c.symmetric ? c.bits : c.bits + 1)
                                                   : mse_threshold(c);
       if (c.symmetric) return {-t, t};
       return {std::max(min_, -t), std::min(max_, t)};

@@ -1,6 +1,8 @@
-// Calibration observers: observe() once per batch with bounded state (min/max plus a fixed
+// Calibration observer: observe() once per batch with bounded state (min/max plus a fixed
 // 2x4096-bin histogram that re-bins by powers of two as the range grows), so memory does not
-// depend on the number of calibration samples; finalize() gives the clip range.
+// depend on the number of calibration samples. One observation serves every calibrator:
+// finalize() gives the clip range of minmax, percentile, KL or MSE from the same state, so
+// switching calib_algorithm costs no data pass.
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -12,31 +14,18 @@
 
 namespace edgequant::quant {
 
-enum class CalibAlgorithm { MinMax, Percentile, KL, MSE };
-CalibAlgorithm parse_calib_algorithm(const std::string& name);  // throws InvalidSetting
-const char* calib_algorithm_name(CalibAlgorithm a);
-
 struct Range {
   double min = 0, max = 0;
 };
 
-class Observer {
- public:
-  virtual ~Observer() = default;
-  virtual void observe(const at::Tensor& x) = 0;
-  // The clip range for `config` (bits, symmetry, scale kind decide KL levels and MSE grids).
-  virtual Range finalize(const QuantConfig& config) const = 0;
-};
-
-std::unique_ptr<Observer> make_observer(CalibAlgorithm algorithm, double percentile);
-
-// The histogram state, exposed for tests: bins of width `bin_width` on each side of zero.
-class HistogramObserver : public Observer {
+// Bins of width `bin_width` on each side of zero (state exposed for tests).
+class HistogramObserver {
  public:
   static constexpr int kBins = 4096;  // per side: 32 * 2^(8-1), ESP-PPQ's KL resolution at 8 bits
-  HistogramObserver(CalibAlgorithm algorithm, double percentile) : algorithm_(algorithm), percentile_(percentile) {}
-  void observe(const at::Tensor& x) override;
-  Range finalize(const QuantConfig& config) const override;
+  void observe(const at::Tensor& x);
+  // The clip range for `config` (bits, symmetry, scale kind decide KL levels and MSE grids).
+  Range finalize(const QuantConfig& config, CalibAlgorithm algorithm, double percentile = 0.9999) const;
+  bool seen() const { return seen_; }
   double bin_width() const { return limit_ / kBins; }
   double total() const;
   const std::vector<double>& positive() const { return pos_; }
@@ -49,8 +38,6 @@ class HistogramObserver : public Observer {
   double percentile_threshold(const std::vector<double>& side, double tail_count) const;
   double kl_threshold(int bits) const;
   double mse_threshold(const QuantConfig& c) const;
-  CalibAlgorithm algorithm_;
-  double percentile_;
   double limit_ = 0;  // histogram covers [-limit_, limit_]
   double min_ = 0, max_ = 0;
   bool seen_ = false;

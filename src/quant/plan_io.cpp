@@ -14,7 +14,7 @@ nlohmann::json plan_to_json(const QuantPlan& plan) {
   j["tensors"] = nlohmann::json::object();
   for (const auto& [name, c] : plan.values) {
     nlohmann::json t = {{"state", quant_state_name(c.state)},
-                        {"role", c.role},
+                        {"role", quant_role_name(c.role)},
                         {"bits", c.bits},
                         {"signed", c.is_signed},
                         {"symmetric", c.symmetric},
@@ -29,7 +29,9 @@ nlohmann::json plan_to_json(const QuantPlan& plan) {
                         {"range", {c.range_min, c.range_max}}};
     if (c.scale_kind == ScaleKind::PowerOfTwo && c.has_scale()) t["exponents"] = c.exponents();
     if (!c.master.empty()) t["master"] = c.master;
-    if (!c.observer.empty()) t["observer"] = c.observer;
+    if (c.source != RangeSource::None) t["observer"] = range_source_name(c.source);
+    if (!c.fused_into.empty()) t["fused_into"] = c.fused_into;
+    if (c.align_to_large) t["align_to_large"] = true;
     if (c.custom_scale) t["custom_scale"] = true;
     j["tensors"][name] = t;
   }
@@ -48,7 +50,7 @@ QuantPlan plan_from_json(const nlohmann::json& j, const std::string& where) {
     for (const auto& [name, t] : j.at("tensors").items()) {
       QuantConfig c;
       c.state = parse_quant_state(t.at("state").get<std::string>());
-      c.role = t.value("role", "");
+      c.role = parse_quant_role(t.value("role", "activation"));
       c.bits = t.at("bits").get<int>();
       c.is_signed = t.at("signed").get<bool>();
       c.symmetric = t.at("symmetric").get<bool>();
@@ -63,7 +65,9 @@ QuantPlan plan_from_json(const nlohmann::json& j, const std::string& where) {
       c.range_min = t.at("range")[0].get<double>();
       c.range_max = t.at("range")[1].get<double>();
       c.master = t.value("master", "");
-      c.observer = t.value("observer", "");
+      c.source = parse_range_source(t.value("observer", ""));
+      c.fused_into = t.value("fused_into", "");
+      c.align_to_large = t.value("align_to_large", false);
       c.custom_scale = t.value("custom_scale", false);
       if (c.zero_points.size() != c.scales.size())
         fail(ErrorCode::InvalidInput, where + ": tensor '" + name + "' has " + std::to_string(c.scales.size()) +

@@ -10,33 +10,6 @@
 
 namespace edgequant::quant {
 
-bool is_compute_op(const std::string& t) { return t == "Conv" || t == "ConvTranspose" || t == "Gemm" || t == "MatMul"; }
-
-bool is_passive_op(const Op& op) {
-  static const std::set<std::string> kPassive = {"MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose",
-                                                 "Squeeze", "Unsqueeze", "Slice", "Split", "Pad", "Identity",
-                                                 "Dropout", "Expand", "Tile", "ReduceMax", "ReduceMin", "Gather"};
-  if (kPassive.count(op.type)) return true;
-  // Nearest-neighbour resizing only copies values; linear interpolation makes new ones.
-  return (op.type == "Resize" || op.type == "Upsample") && op.attr_string("mode", "nearest") == "nearest";
-}
-
-bool is_aligned_op(const std::string& t) { return t == "Add" || t == "Sub" || t == "Concat" || t == "Max" || t == "Min" || t == "Sum"; }
-
-std::vector<size_t> data_inputs(const Op& op) {
-  static const std::set<std::string> kAllInputs = {"Add", "Sub", "Mul", "Div", "Concat", "Max", "Min", "Sum", "Mean", "PRelu"};
-  std::vector<size_t> out;
-  if (kAllInputs.count(op.type)) {
-    for (size_t i = 0; i < op.inputs.size(); ++i)
-      if (op.inputs[i]) out.push_back(i);
-  } else if (op.type == "Where") {
-    out = {1, 2};
-  } else if (!op.inputs.empty() && op.inputs[0]) {
-    out.push_back(0);
-  }
-  return out;
-}
-
 namespace {
 
 bool is_float(const Value* v) { return v && (v->dtype == DType::Float32 || v->dtype == DType::Undefined); }
@@ -49,7 +22,7 @@ std::string list_names(const std::vector<std::string>& names) {
   return s;
 }
 
-QuantConfig make_config(const TensorSpec& spec, int bits, ScaleKind kind, RoundingMode rounding, const std::string& role) {
+QuantConfig make_config(const TensorSpec& spec, int bits, ScaleKind kind, RoundingMode rounding, QuantRole role) {
   QuantConfig c;
   c.symmetric = spec.symmetric;
   c.granularity = spec.granularity;
@@ -137,12 +110,14 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     auto it = op_bits.find(op);
     return it == op_bits.end() ? fallback : it->second;
   };
-  auto act_config = [&](int bits) { return make_config(t.activation, bits, t.scale_kind, t.rounding, "activation"); };
+  // Op outputs come out of a requantization on the chip; graph inputs are rounded from float.
+  auto act_config = [&](int bits) {
+    return make_config(t.activation, bits, t.scale_kind, t.requant_rounding, QuantRole::Activation);
+  };
 
   for (const Value* in : g.inputs)
     if (is_float(in) && in->dtype == DType::Float32) {
-      QuantConfig c = act_config(act_bits);
-      c.role = "input";
+      QuantConfig c = make_config(t.activation, act_bits, t.scale_kind, t.rounding, QuantRole::Input);
       plan.values[in->name] = c;
     }
 
@@ -175,6 +150,7 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
                  sole_consumer(g, in0) == op && in_cfg && in_cfg->state == QuantState::Quantized) {
         // Conv+activation run as one kernel on the chip: the conv output is never materialised.
         plan.values[in0->name].state = QuantState::Fused;
+        plan.values[in0->name].fused_into = op->name;
       }
       plan.values[out->name] = c;
     }
@@ -185,7 +161,7 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
       const Value* w = op->input(1);
       const TensorSpec& spec = (op->type == "Conv" || op->type == "ConvTranspose") ? t.conv_weight : t.gemm_weight;
       ScaleKind kind = wb < 8 ? t.sub8bit_weight_scale_kind : t.scale_kind;
-      QuantConfig c = make_config(spec, wb, kind, t.rounding, "weight");
+      QuantConfig c = make_config(spec, wb, kind, t.rounding, QuantRole::Weight);
       int64_t rank = static_cast<int64_t>(w->data->shape().size());
       if (op->type == "Conv") c.axis = 0;
       else if (op->type == "ConvTranspose") {
@@ -199,7 +175,7 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
       if (b && b->is_constant() && b->data->dtype() == DType::Float32) {
         QuantConfig bc;
         bc.state = QuantState::Passive;  // s_b = s_in * s_w, computed after calibration
-        bc.role = "bias";
+        bc.role = QuantRole::Bias;
         bc.symmetric = true;
         bc.scale_kind = ScaleKind::Float;  // a product of scales; power of two when both are
         bc.rounding = t.rounding;
@@ -215,7 +191,8 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
       if (!v || !v->is_constant() || v->data->dtype() != DType::Float32 || plan.find(v->name)) continue;
       if (is_compute_op(op->type) && i != 0) continue;
       QuantConfig c = act_config(bits);
-      c.role = "constant";
+      c.role = QuantRole::Constant;
+      c.rounding = t.rounding;
       c.symmetric = true;
       c.set_range(bits, true, false);
       plan.values[v->name] = c;
@@ -224,7 +201,7 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     if (is_aligned_op(op->type) && s.alignment != Alignment::None && op->outputs.size() == 1 && op->outputs[0]) {
       QuantConfig* oc = plan.find(op->outputs[0]->name);
       if (oc && oc->state == QuantState::Quantized) {
-        if (s.alignment == Alignment::AlignToLarge) oc->observer = "align_to_large";
+        if (s.alignment == Alignment::AlignToLarge) oc->align_to_large = true;
         for (size_t i : data_inputs(*op)) {
           const Value* v = op->input(i);
           const QuantConfig* vc = v ? plan.find(v->name) : nullptr;
@@ -243,7 +220,7 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     if (!c || c->state != QuantState::Quantized) {
       std::vector<std::string> valid;
       for (const auto& [n, cfg] : plan.values)
-        if (cfg.state == QuantState::Quantized && cfg.role != "weight") valid.push_back(n);
+        if (cfg.state == QuantState::Quantized && cfg.role != QuantRole::Weight) valid.push_back(n);
       fail(ErrorCode::InvalidSetting, "custom_scales: '" + name + "' is not a quantized op output or value (valid: " +
                                           list_names(valid) + ")");
     }
@@ -253,9 +230,10 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     c->scales = {scale};
     c->zero_points = {0};
     c->custom_scale = true;
-    c->observer = "custom";
+    c->source = RangeSource::Custom;
   }
   check_channel_rules(g, t, plan);
+  plan.verify(g);
   return plan;
 }
 

@@ -4,6 +4,7 @@
 // Scales are filled in later by calibration (quant/calibrate.h).
 #pragma once
 #include "ir/graph.h"
+#include "ir/op_traits.h"
 #include "ir/quant_config.h"
 #include "target/setting.h"
 #include "target/target.h"
@@ -14,11 +15,5 @@ namespace edgequant::quant {
 // (listing valid names), bit widths the target does not allow, or non power-of-two custom scales
 // on a power-of-two target.
 QuantPlan assign_quant_configs(const Graph& graph, const Target& target, const Setting& setting);
-
-// Op classes the quantizer and calibration share.
-bool is_compute_op(const std::string& type);       // Conv, ConvTranspose, Gemm, MatMul
-bool is_passive_op(const Op& op);                  // output values are a subset of input 0's
-bool is_aligned_op(const std::string& type);       // Add, Sub, Concat, ...: inputs share a scale
-std::vector<size_t> data_inputs(const Op& op);     // inputs carrying tensor data (not shapes/axes)
 
 }  // namespace edgequant::quant

@@ -4,8 +4,10 @@
 #include <ATen/ATen.h>
 
 #include "edgequant/error.h"
+#include "exec/kernel.h"
+#include "ir/op_traits.h"
 #include "quant/fake_quant.h"
-#include "quant/quantizer.h"
+#include "quant/parameter_store.h"
 
 namespace edgequant::quant {
 
@@ -15,6 +17,14 @@ const QuantConfig* usable(const QuantConfig* c) {
   if (c->scales.empty()) fail(ErrorCode::Internal, "quantization config without a scale (calibrate first)");
   return c;
 }
+
+// Dequantized constant from the lowered form's integer codes: (q - z) * s in float32, the
+// arithmetic of fake quantization's last step.
+at::Tensor dequantize_codes(const LoweredTensor& t, const QuantConfig& c, const at::Tensor& like) {
+  at::Tensor q = exec::view_tensor(t.codes).to(at::kFloat).to(like.device());
+  auto [s, z] = scale_tensors(c, q.dim(), q.options());
+  return ((q - z) * s).to(like.scalar_type()).contiguous(like.suggest_memory_format());
+}
 }  // namespace
 
 void set_bias_scales(QuantPlan& plan, const Graph& g) {
@@ -23,7 +33,7 @@ void set_bias_scales(QuantPlan& plan, const Graph& g) {
     QuantConfig* bc = plan.find(op->input(2)->name);
     const QuantConfig* wc = op->input(1) ? plan.effective(op->input(1)->name) : nullptr;
     const QuantConfig* ic = op->input(0) ? plan.effective(op->input(0)->name) : nullptr;
-    if (!bc || bc->role != "bias" || !wc || !ic || wc->scales.empty() || ic->scales.empty() ||
+    if (!bc || bc->role != QuantRole::Bias || !wc || !ic || wc->scales.empty() || ic->scales.empty() ||
         ic->state == QuantState::Float)
       continue;
     bc->scales.clear();
@@ -33,8 +43,21 @@ void set_bias_scales(QuantPlan& plan, const Graph& g) {
   }
 }
 
-QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Executor& ex)
-    : graph_(g), plan_(plan), executor_(ex) {
+void refresh_derived_scales(QuantPlan& plan, const Graph& g) {
+  for (auto& [name, c] : plan.values) {
+    if (c.state != QuantState::Passive || c.master.empty()) continue;
+    if (const QuantConfig* m = plan.effective(name)) {
+      c.scales = m->scales;
+      c.zero_points = m->zero_points;
+      c.range_min = m->range_min;
+      c.range_max = m->range_max;
+    }
+  }
+  set_bias_scales(plan, g);
+}
+
+QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Executor& ex, const LoweredModel* lowered)
+    : graph_(g), plan_(plan), executor_(ex), lowered_(lowered) {
   at::NoGradGuard no_grad;
   std::set<const Value*> graph_inputs(g.inputs.begin(), g.inputs.end());
   std::map<std::string, std::vector<std::pair<int, std::string>>> requants;
@@ -49,11 +72,17 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
       if (v->is_constant()) {
         if (!c) continue;
         auto it = constants_.find(v);
-        if (it == constants_.end())
-          it = constants_.emplace(v, fake_quantize(ex.constant(v).to(at::kFloat), *c).to(ex.constant(v).scalar_type())).first;
+        if (it == constants_.end()) {
+          at::Tensor w = ex.constant(v);
+          const LoweredTensor* lt = lowered ? lowered->tensor(v->name) : nullptr;
+          if (lowered && !lt) fail(ErrorCode::Internal, "the lowered form has no codes for '" + v->name + "'");
+          at::Tensor q = lt ? dequantize_codes(*lt, *c, w) : fake_quantize(w.to(at::kFloat), *c).to(w.scalar_type());
+          it = constants_.emplace(v, q).first;
+        }
         p.constants.push_back({i, it->second});
+        p.trainable_constants.push_back({i, v, c});
       } else if (graph_inputs.count(v) && c) {
-        p.activations.push_back({i, c});
+        p.activations.push_back({i, v, c});
       }
     }
     for (const auto& [index, target] : requants[op->name]) {
@@ -61,34 +90,78 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
       if (!c) continue;
       // A requant replaces the graph-input quantization of the same input, if any.
       auto& acts = p.activations;
-      acts.erase(std::remove_if(acts.begin(), acts.end(), [&](const auto& a) { return a.first == size_t(index); }), acts.end());
-      acts.push_back({static_cast<size_t>(index), c});
+      acts.erase(std::remove_if(acts.begin(), acts.end(), [&](const Quantize& a) { return a.index == size_t(index); }),
+                 acts.end());
+      acts.push_back({static_cast<size_t>(index), g.find_value(target), c});
     }
     for (size_t i = 0; i < op->outputs.size(); ++i) {
       const Value* v = op->outputs[i];
       if (!v) continue;
       const QuantConfig* c = plan.find(v->name);
       // Passive outputs are already on their master's grid; only owners are re-quantized.
-      if (c && c->state == QuantState::Quantized) p.outputs.push_back({i, usable(c)});
+      if (c && c->state == QuantState::Quantized) p.outputs.push_back({i, v, usable(c)});
+    }
+    // Lookup-table activations (int8): the table replaces the float function and the output
+    // quantization; the input is on its grid already.
+    const LoweredOp* lo = lowered ? lowered->op(op->name) : nullptr;
+    if (lo && lo->lut && lo->lut->step == 1 && !p.outputs.empty()) {
+      const QuantConfig* ic = plan.effective(op->input(0)->name);
+      const QuantConfig& oc = *p.outputs[0].config;
+      std::vector<float> deq;
+      for (int32_t q : lo->lut->table)
+        deq.push_back((static_cast<float>(q) - static_cast<float>(oc.zero_points[0])) * static_cast<float>(oc.scales[0]));
+      tables_[op] = Table{at::tensor(deq, at::kFloat), lo->lut->in_min, ic->scales[0], ic->zero_points[0]};
+      p.table = &tables_[op];
     }
     if (!p.constants.empty() || !p.activations.empty() || !p.outputs.empty()) ops_[op] = std::move(p);
   }
+}
+
+at::Tensor QuantSimulator::quantize(const at::Tensor& x, const Quantize& q) const {
+  if (params_ && q.value && params_->has_scale(q.value->name)) {
+    const QuantConfig& c = *q.config;
+    at::Tensor s = params_->scale(q.value->name, c, x.dim()).to(x.device());
+    auto zs = scale_tensors(c, x.dim(), x.options()).second;
+    return fake_quantize(x, s, zs, c.quant_min, c.quant_max, c.rounding);
+  }
+  return fake_quantize(x, *q.config);
 }
 
 void QuantSimulator::before_op(const Op& op, std::vector<at::Tensor>& in, const std::set<const Op*>* only) const {
   if (only && !only->count(&op)) return;
   auto it = ops_.find(&op);
   if (it == ops_.end()) return;
-  for (const auto& [i, t] : it->second.constants) in[i] = t;
-  for (const auto& [i, c] : it->second.activations) in[i] = fake_quantize(in[i], *c);
+  const OpPlan& p = it->second;
+  for (const auto& [i, t] : p.constants) in[i] = t;
+  if (params_ && !params_->empty())
+    for (const Quantize& q : p.trainable_constants) {
+      bool w = params_->has_weight(q.value), s = params_->has_scale(q.value->name);
+      if (w || s) in[q.index] = quantize(w ? params_->weight(q.value) : executor_.constant(q.value), q);
+    }
+  for (const Quantize& q : p.activations) in[q.index] = quantize(in[q.index], q);
+  if (p.table && !(params_ && !params_->empty())) {
+    // Input codes, exact: the input is on its grid (a quantized producer or a graph input).
+    const Table& t = *p.table;
+    at::Tensor codes = at::round(in[0].to(at::kDouble) / t.in_scale) + double(t.in_zero);
+    table_inputs_[&op] = (codes - double(t.in_min)).to(at::kLong).clamp(0, t.values.numel() - 1);
+  }
 }
 
 void QuantSimulator::after_op(const Op& op, std::vector<at::Tensor>& out, const std::set<const Op*>* only) const {
   if (only && !only->count(&op)) return;
   auto it = ops_.find(&op);
   if (it == ops_.end()) return;
-  for (const auto& [i, c] : it->second.outputs)
-    if (i < out.size()) out[i] = fake_quantize(out[i], *c);
+  auto tin = it->second.table ? table_inputs_.find(&op) : table_inputs_.end();
+  if (tin != table_inputs_.end()) {
+    at::Tensor idx = tin->second;
+    table_inputs_.erase(tin);
+    out[0] = at::index_select(it->second.table->values.to(idx.device()), 0, idx.reshape({-1}))
+                 .reshape(idx.sizes())
+                 .contiguous(out[0].suggest_memory_format());
+    return;
+  }
+  for (const Quantize& q : it->second.outputs)
+    if (q.index < out.size()) out[q.index] = quantize(out[q.index], q);
 }
 
 exec::ExecHooks QuantSimulator::hooks(const std::set<const Op*>* only) const {

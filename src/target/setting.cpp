@@ -43,21 +43,20 @@ Setting load_setting(const std::string& path) {
   try {
     std::set<std::string> valid = {"calib_algorithm", "percentile", "weight_calib_algorithm", "activation_bits",
                                    "weight_bits", "alignment", "dispatching_table", "custom_scales", "calib_steps",
-                                   "batch_size", "analysis", "preprocess"};
+                                   "batch_size", "analysis", "validation", "passes", "preprocess"};
     for (const char* f : kFuturePasses) valid.insert(f);
     check_keys(root, valid, "setting", kCode);
     for (const char* f : kFuturePasses)
       if (root[f] && get_or(root[f], "enabled", true, f, kCode))
         fail(kCode, std::string(f) + " is not implemented in this version (set enabled: false or remove it)");
-    s.calib_algorithm = get_or<std::string>(root, "calib_algorithm", "", "setting", kCode);
-    if (!s.calib_algorithm.empty() && s.calib_algorithm != "minmax" && s.calib_algorithm != "percentile" &&
-        s.calib_algorithm != "kl" && s.calib_algorithm != "mse")
-      fail(kCode, "calib_algorithm must be minmax, percentile, kl or mse, not '" + s.calib_algorithm + "'");
+    if (root["calib_algorithm"]) s.calib_algorithm = parse_calib_algorithm(root["calib_algorithm"].as<std::string>());
     s.percentile = get_or(root, "percentile", s.percentile, "setting", kCode);
     if (!(s.percentile > 0.5 && s.percentile <= 1.0)) fail(kCode, "percentile must be in (0.5, 1]");
-    s.weight_calib_algorithm = get_or(root, "weight_calib_algorithm", s.weight_calib_algorithm, "setting", kCode);
-    if (s.weight_calib_algorithm != "minmax" && s.weight_calib_algorithm != "mse")
-      fail(kCode, "weight_calib_algorithm must be minmax or mse");
+    if (root["weight_calib_algorithm"]) {
+      std::string w = root["weight_calib_algorithm"].as<std::string>();
+      if (w != "minmax" && w != "mse") fail(kCode, "weight_calib_algorithm must be minmax or mse, not '" + w + "'");
+      s.weight_calib_algorithm = parse_calib_algorithm(w);
+    }
     s.activation_bits = get_or(root, "activation_bits", 0, "setting", kCode);
     s.weight_bits = get_or(root, "weight_bits", 0, "setting", kCode);
     if (root["alignment"]) s.alignment = parse_alignment(root["alignment"].as<std::string>());
@@ -77,6 +76,16 @@ Setting load_setting(const std::string& path) {
       s.analysis.graphwise = get_or(a, "graphwise", true, "analysis", kCode);
       s.analysis.layerwise = get_or(a, "layerwise", true, "analysis", kCode);
       s.analysis.samples = get_or(a, "samples", s.analysis.samples, "analysis", kCode);
+    }
+    if (const YAML::Node& v = root["validation"]) {
+      check_keys(v, {"file", "holdout"}, "validation", kCode);
+      s.validation.file = get_or<std::string>(v, "file", "", "validation", kCode);
+      s.validation.holdout = get_or(v, "holdout", s.validation.holdout, "validation", kCode);
+      if (!(s.validation.holdout > 0 && s.validation.holdout < 1)) fail(kCode, "validation.holdout must be in (0, 1)");
+    }
+    if (const YAML::Node& p = root["passes"]) {
+      if (!p.IsSequence()) fail(kCode, "passes must be a list of pass names");
+      for (const auto& n : p) s.passes.push_back(n.as<std::string>());
     }
     if (const YAML::Node& p = root["preprocess"]) {
       check_keys(p, {"resize", "center_crop", "width", "height", "pixel_scale", "mean", "std", "color", "layout"},

@@ -4,7 +4,11 @@
 #include <map>
 #include <string>
 
+#include <optional>
+#include <vector>
+
 #include "data/preprocess.h"
+#include "ir/quant_config.h"
 
 namespace edgequant {
 
@@ -13,19 +17,29 @@ enum class Alignment { AlignToOutput, AlignToLarge, None };
 struct AnalysisSetting {
   bool graphwise = true;
   bool layerwise = true;
-  int samples = 64;  // calibration samples the error analysis runs on
+  int samples = 64;  // validation samples the error analysis runs on
+};
+
+// Where the error analysis takes its samples: never the ones the scales were fitted to.
+struct ValidationSetting {
+  std::string file;           // a dataset of its own; "" = samples of the calibration data
+  double holdout = 0.2;       // fraction held out of calibration when the calibration data has no
+                              // samples beyond calib_steps x batch_size (docs/settings.md)
 };
 
 struct Setting {
-  std::string calib_algorithm;  // minmax | percentile | kl | mse; "" = the target's default
+  std::optional<CalibAlgorithm> calib_algorithm;  // unset = the target's default
   double percentile = 0.9999;
-  std::string weight_calib_algorithm = "minmax";  // minmax | mse
+  CalibAlgorithm weight_calib_algorithm = CalibAlgorithm::MinMax;  // minmax | mse
   int activation_bits = 0, weight_bits = 0;       // 0 = the target's
   Alignment alignment = Alignment::AlignToOutput;
   std::map<std::string, std::string> dispatching_table;  // op name -> int8 | int16 | float (or bits)
   std::map<std::string, double> custom_scales;           // op or value name -> fixed scale
   int calib_steps = 32, batch_size = 32;
   AnalysisSetting analysis;
+  ValidationSetting validation;
+  // The pipeline's pass names in order ("" entries never); empty = the default pipeline.
+  std::vector<std::string> passes;
   Preprocess preprocess;
   std::string file;  // where it was read from ("" = defaults)
 };

@@ -60,7 +60,13 @@ int Target::bias_bits_for(int weight_bits) const {
   return it->second;
 }
 
-Pow2Rule Target::pow2_rule_for(const std::string& calib) const {
+int Target::accumulator_bits_for(int activation_bits) const {
+  auto it = accumulator_bits.lower_bound(activation_bits);
+  if (it != accumulator_bits.end()) return it->second;
+  return activation_bits > 8 ? 64 : 32;
+}
+
+Pow2Rule Target::pow2_rule_for(CalibAlgorithm calib) const {
   auto it = pow2_rule.find(calib);
   return it == pow2_rule.end() ? Pow2Rule::Nearest : it->second;
 }
@@ -102,8 +108,8 @@ Target load_target(const std::string& name_or_path) {
     fail(kCode, path + ": " + e.what());
   }
   try {
-    check_keys(root, {"name", "description", "scale", "sub8bit_weight_scale", "rounding", "activation", "conv_weight",
-                      "gemm_weight", "bias_bits", "allowed_bits", "default_calib", "pow2_rule", "float_ops",
+    check_keys(root, {"name", "description", "scale", "sub8bit_weight_scale", "rounding", "requant_rounding", "activation", "conv_weight",
+                      "gemm_weight", "bias_bits", "accumulator_bits", "int16_lut_step", "allowed_bits", "default_calib", "pow2_rule", "float_ops",
                       "fused_activations", "lut_activations", "channel_rules"},
                "target", kCode);
     Target t;
@@ -116,19 +122,29 @@ Target load_target(const std::string& name_or_path) {
     auto sub8 = get_or<std::string>(root, "sub8bit_weight_scale", scale, "target", kCode);
     t.sub8bit_weight_scale_kind = sub8 == "float" ? ScaleKind::Float : ScaleKind::PowerOfTwo;
     t.rounding = parse_rounding_mode(get_or<std::string>(root, "rounding", "half_even", "target", kCode));
+    t.requant_rounding = root["requant_rounding"] ? parse_rounding_mode(root["requant_rounding"].as<std::string>()) : t.rounding;
     t.activation = parse_spec(root["activation"], "activation", TensorSpec{});
     t.conv_weight = parse_spec(root["conv_weight"], "conv_weight", TensorSpec{});
     t.gemm_weight = parse_spec(root["gemm_weight"], "gemm_weight", t.conv_weight);
     if (root["bias_bits"])
       for (const auto& kv : root["bias_bits"]) t.bias_bits[kv.first.as<int>()] = kv.second.as<int>();
+    if (root["accumulator_bits"])
+      for (const auto& kv : root["accumulator_bits"]) t.accumulator_bits[kv.first.as<int>()] = kv.second.as<int>();
+    t.int16_lut_step = get_or(root, "int16_lut_step", t.int16_lut_step, "target", kCode);
+    if (t.int16_lut_step < 1 || t.int16_lut_step > 65536 || (t.int16_lut_step & (t.int16_lut_step - 1)))
+      fail(kCode, "int16_lut_step must be a power of two in [1, 65536]");
     if (root["allowed_bits"])
       for (const auto& b : root["allowed_bits"]) t.allowed_bits.push_back(b.as<int>());
     else
       t.allowed_bits = {8, 16};
-    t.default_calib = get_or<std::string>(root, "default_calib", "minmax", "target", kCode);
-    if (root["pow2_rule"])
-      for (const auto& kv : root["pow2_rule"])
-        t.pow2_rule[kv.first.as<std::string>()] = parse_pow2_rule(kv.second.as<std::string>(), "pow2_rule");
+    try {
+      t.default_calib = parse_calib_algorithm(get_or<std::string>(root, "default_calib", "minmax", "target", kCode));
+      if (root["pow2_rule"])
+        for (const auto& kv : root["pow2_rule"])
+          t.pow2_rule[parse_calib_algorithm(kv.first.as<std::string>())] = parse_pow2_rule(kv.second.as<std::string>(), "pow2_rule");
+    } catch (Error& e) {
+      fail(kCode, e.message());
+    }
     t.float_ops = string_set(root["float_ops"]);
     t.fused_activations = string_set(root["fused_activations"]);
     t.lut_activations = string_set(root["lut_activations"]);

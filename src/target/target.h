@@ -30,19 +30,23 @@ struct Target {
   std::string name, description, file;
   ScaleKind scale_kind = ScaleKind::PowerOfTwo;
   ScaleKind sub8bit_weight_scale_kind = ScaleKind::PowerOfTwo;  // TI: float multiplier below 8 bits
-  RoundingMode rounding = RoundingMode::HalfEven;
+  RoundingMode rounding = RoundingMode::HalfEven;          // float -> code: weights, biases, graph inputs
+  RoundingMode requant_rounding = RoundingMode::HalfEven;  // code -> code: accumulator and input requantization
   TensorSpec activation, conv_weight, gemm_weight;
   std::map<int, int> bias_bits;  // weight bits -> bias bits (esp32s3: 8 -> 20, 16 -> 40)
   std::vector<int> allowed_bits;
-  std::string default_calib = "minmax";
-  std::map<std::string, Pow2Rule> pow2_rule;  // per calibrator
+  std::map<int, int> accumulator_bits;  // activation bits -> accumulator bits (8 -> 32, 16 -> 64)
+  int int16_lut_step = 256;             // sampled int16 lookup tables: 65536 / step + 1 entries
+  CalibAlgorithm default_calib = CalibAlgorithm::MinMax;
+  std::map<CalibAlgorithm, Pow2Rule> pow2_rule;  // per calibrator
   std::set<std::string> float_ops;            // outputs stay float (Softmax)
   std::set<std::string> fused_activations;    // fused into the preceding Conv/Gemm
   std::set<std::string> lut_activations;      // run as lookup tables (documented in reports)
   ChannelRules channel_rules;
 
   int bias_bits_for(int weight_bits) const;
-  Pow2Rule pow2_rule_for(const std::string& calib) const;
+  int accumulator_bits_for(int activation_bits) const;
+  Pow2Rule pow2_rule_for(CalibAlgorithm calib) const;
 };
 
 // NAME (searched in the targets directories) or a path to a .yaml file.

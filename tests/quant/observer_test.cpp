@@ -4,9 +4,15 @@
 
 #include <cmath>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "core/intmath.h"
+#include "data/npy.h"
+#include "exec/executor.h"
 #include "quant/fake_quant.h"
 #include "quant/observer.h"
+#include "test_util.h"
 
 using namespace edgequant;
 using namespace edgequant::quant;
@@ -21,10 +27,10 @@ QuantConfig int8_symmetric(ScaleKind kind, RoundingMode rounding = RoundingMode:
 }
 
 TEST(MinMaxObserver, TracksExtremesAcrossBatches) {
-  auto obs = make_observer(CalibAlgorithm::MinMax, 0.9999);
-  obs->observe(at::tensor({1.0f, -3.0f, 2.0f}));
-  obs->observe(at::tensor({5.0f, 0.0f}));
-  Range r = obs->finalize(int8_symmetric(ScaleKind::Float));
+  HistogramObserver obs;
+  obs.observe(at::tensor({1.0f, -3.0f, 2.0f}));
+  obs.observe(at::tensor({5.0f, 0.0f}));
+  Range r = obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::MinMax);
   EXPECT_DOUBLE_EQ(r.min, -3.0);
   EXPECT_DOUBLE_EQ(r.max, 5.0);
 }
@@ -58,10 +64,10 @@ TEST(ScaleRule, AsymmetricUint8ZeroPoint) {
 }
 
 TEST(ScaleRule, ZeroRangeGetsScaleOne) {
-  auto obs = make_observer(CalibAlgorithm::KL, 0.9999);
-  obs->observe(at::zeros({100}));
+  HistogramObserver obs;
+  obs.observe(at::zeros({100}));
   QuantConfig c = int8_symmetric(ScaleKind::PowerOfTwo);
-  set_scale_from_ranges(c, {obs->finalize(c)}, Pow2Rule::Nearest);
+  set_scale_from_ranges(c, {obs.finalize(c, CalibAlgorithm::KL)}, Pow2Rule::Nearest);
   EXPECT_DOUBLE_EQ(c.scales[0], 1.0);
   EXPECT_EQ(c.exponents()[0], 0);
   EXPECT_TRUE(at::equal(fake_quantize(at::zeros({3}), c), at::zeros({3})));
@@ -69,18 +75,18 @@ TEST(ScaleRule, ZeroRangeGetsScaleOne) {
 
 TEST(PercentileObserver, DropsTheOutlierTail) {
   // 9999 values of 1.0 and one of 100.0: the 0.9999 percentile excludes exactly the outlier.
-  HistogramObserver obs(CalibAlgorithm::Percentile, 0.9999);
+  HistogramObserver obs;
   at::Tensor x = at::ones({10000});
   x[0] = 100.0f;
   obs.observe(x);
-  Range r = obs.finalize(int8_symmetric(ScaleKind::Float));
+  Range r = obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::Percentile, 0.9999);
   // Bin width 100/4096; 1.0 lies in bin 40, whose upper edge is 41 * 100/4096.
   EXPECT_DOUBLE_EQ(r.max, 41 * 100.0 / 4096);
   EXPECT_DOUBLE_EQ(r.min, -r.max);
 }
 
 TEST(HistogramObserver, RebinningByPowersOfTwoKeepsCounts) {
-  HistogramObserver obs(CalibAlgorithm::Percentile, 0.9999);
+  HistogramObserver obs;
   obs.observe(at::tensor({0.5f, -0.25f}));
   EXPECT_DOUBLE_EQ(obs.bin_width(), 0.5 / 4096);
   obs.observe(at::tensor({1.9f}));  // range grows 0.5 -> 2.0: bins merge 4 to 1
@@ -93,28 +99,63 @@ TEST(HistogramObserver, RebinningByPowersOfTwoKeepsCounts) {
 TEST(KLObserver, UniformDataKeepsTheFullRange) {
   // With uniform data, clipping only moves mass into the last bin: KL is least (zero) when
   // nothing is clipped, so the threshold is the full range (plus half a bin).
-  HistogramObserver obs(CalibAlgorithm::KL, 0.9999);
+  HistogramObserver obs;
   obs.observe(at::linspace(-1.0, 1.0, 200001));
-  Range r = obs.finalize(int8_symmetric(ScaleKind::Float));
+  Range r = obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::KL);
   EXPECT_NEAR(r.max, 1.0 + 0.5 / 4096, 1e-9);
 }
 
-TEST(KLObserver, ClipsALongTail) {
-  // Gaussian bulk with rare huge outliers: KL clips far below the maximum.
-  at::manual_seed(0);
-  at::Tensor x = at::randn({200000});
-  x.slice(0, 0, 20).fill_(60.0f);
-  HistogramObserver obs(CalibAlgorithm::KL, 0.9999);
-  obs.observe(x);
-  Range r = obs.finalize(int8_symmetric(ScaleKind::Float));
-  EXPECT_LT(r.max, 20.0);
-  EXPECT_GT(r.max, 3.0);
+// Seeded data and thresholds computed by numpy (tools/gen_fixtures/observer_references.py).
+struct Reference {
+  at::Tensor data;
+  double kl, mse, max_abs;
+};
+Reference reference(const std::string& name) {
+  std::ifstream f(edgequant::testing::fixture("observers/expected.json"));
+  nlohmann::json j = nlohmann::json::parse(f);
+  return {exec::to_aten(read_npy(edgequant::testing::fixture("observers/" + name + ".npy"))), j[name]["kl"].get<double>(),
+          j[name]["mse"].get<double>(), j[name]["max_abs"].get<double>()};
 }
 
-TEST(MSEObserver, TwoPointDataKeepsItsRange) {
-  HistogramObserver obs(CalibAlgorithm::MSE, 0.9999);
-  obs.observe(at::tensor({-1.0f, 1.0f, 1.0f, -1.0f}));
-  EXPECT_DOUBLE_EQ(obs.finalize(int8_symmetric(ScaleKind::Float)).max, 1.0);
+TEST(KLObserver, MatchesNumpyReferenceOnALongTail) {
+  // Gaussian bulk with ten outliers at 60: the entropy threshold is the reference's, exactly.
+  Reference ref = reference("gauss_outliers");
+  HistogramObserver obs;
+  obs.observe(ref.data);
+  Range r = obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::KL);
+  EXPECT_NEAR(r.max, ref.kl, 1e-9 * ref.kl);
+  EXPECT_LT(r.max, ref.max_abs / 10);
+  // Laplacian data: also the reference's threshold.
+  Reference lap = reference("laplace");
+  HistogramObserver obs2;
+  obs2.observe(lap.data);
+  EXPECT_NEAR(obs2.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::KL).max, lap.kl, 1e-9 * lap.kl);
+}
+
+TEST(MSEObserver, MatchesNumpyReferenceInsideTheRange) {
+  // Heavy-tailed data: the clip of least expected squared error lies well inside the range.
+  Reference ref = reference("laplace");
+  HistogramObserver obs;
+  obs.observe(ref.data);
+  Range r = obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::MSE);
+  EXPECT_NEAR(r.max, ref.mse, 1e-9 * ref.mse);
+  EXPECT_LT(r.max, 0.9 * ref.max_abs);
+  Reference outl = reference("gauss_outliers");
+  HistogramObserver obs2;
+  obs2.observe(outl.data);
+  EXPECT_NEAR(obs2.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::MSE).max, outl.mse, 1e-9 * outl.mse);
+}
+
+TEST(HistogramObserver, OneObservationServesEveryCalibrator) {
+  // The same state yields each calibrator's range: minmax the extremes, the others clip.
+  Reference ref = reference("laplace");
+  HistogramObserver obs;
+  obs.observe(ref.data);
+  QuantConfig c = int8_symmetric(ScaleKind::Float);
+  EXPECT_DOUBLE_EQ(std::max(-obs.finalize(c, CalibAlgorithm::MinMax).min, obs.finalize(c, CalibAlgorithm::MinMax).max),
+                   ref.max_abs);
+  EXPECT_NEAR(obs.finalize(c, CalibAlgorithm::MSE).max, ref.mse, 1e-9 * ref.mse);
+  EXPECT_LT(obs.finalize(c, CalibAlgorithm::Percentile, 0.999).max, ref.max_abs);
 }
 
 TEST(Rounding, HalfEvenVersusHalfUpAtExactHalves) {

@@ -64,7 +64,7 @@ TEST(Quantizer, BiasScaleIsInputTimesWeightScale) {
   exec::Executor ex(*g);
   Target t = load_target("esp32p4");
   Setting s;
-  s.calib_algorithm = "minmax";
+  s.calib_algorithm = CalibAlgorithm::MinMax;
   QuantPlan plan = quant::assign_quant_configs(*g, t, s);
   at::manual_seed(0);
   auto data = at::rand({8, 1, 4, 4}) * 3.0;  // input range [0, 3): 3/127 -> 2^-5

@@ -1,0 +1,67 @@
+// The op traits table (op_traits.def) and the predicates built on it.
+#include "ir/op_traits.h"
+
+#include <unordered_map>
+
+namespace edgequant {
+
+namespace {
+const std::unordered_map<std::string, OpTraits>& table() {
+  static const std::unordered_map<std::string, OpTraits> t = {
+#define EQ_TRAITS(type, cls, flags) {#type, OpTraits{OpClass::cls, static_cast<unsigned>(flags)}},
+#include "ir/op_traits.def"
+#undef EQ_TRAITS
+  };
+  return t;
+}
+}  // namespace
+
+const char* op_class_name(OpClass c) {
+  switch (c) {
+    case OpClass::Compute: return "compute";
+    case OpClass::DataMovement: return "data_movement";
+    case OpClass::Aligned: return "aligned";
+    case OpClass::Elementwise: return "elementwise";
+    case OpClass::Reduction: return "reduction";
+    case OpClass::Normalization: return "normalization";
+    case OpClass::NonNumeric: return "non_numeric";
+    case OpClass::Other: return "other";
+  }
+  return "?";
+}
+
+const OpTraits& op_traits(const std::string& type) {
+  static const OpTraits other;
+  auto it = table().find(type);
+  return it == table().end() ? other : it->second;
+}
+
+bool is_compute_op(const std::string& type) { return op_traits(type).op_class == OpClass::Compute; }
+
+bool is_passive_op(const Op& op) {
+  if (op_traits(op.type).op_class != OpClass::DataMovement) return false;
+  if (op.type == "Resize" || op.type == "Upsample") return op.attr_string("mode", "nearest") == "nearest";
+  return true;
+}
+
+bool is_aligned_op(const std::string& type) { return op_traits(type).op_class == OpClass::Aligned; }
+
+bool is_unary_activation(const std::string& type) { return op_traits(type).has(kUnary); }
+
+std::vector<size_t> data_inputs(const Op& op) {
+  const OpTraits& t = op_traits(op.type);
+  std::vector<size_t> out;
+  bool all = t.op_class == OpClass::Aligned ||
+             (t.op_class == OpClass::Elementwise && !t.has(kUnary) && op.type != "Where" && op.type != "Pow");
+  if (all) {
+    for (size_t i = 0; i < op.inputs.size(); ++i)
+      if (op.inputs[i]) out.push_back(i);
+  } else if (op.type == "Where") {
+    out = {1, 2};
+  } else if (!op.inputs.empty() && op.inputs[0]) {
+    out.push_back(0);
+  }
+  return out;
+}
+
+}  // namespace edgequant

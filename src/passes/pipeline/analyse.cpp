@@ -1,0 +1,25 @@
+// analyse: graphwise and layerwise error on the validation samples (never the calibration ones
+// unless the data has a single sample), simulated from the lowered integer form.
+#include "passes/pipeline.h"
+
+namespace edgequant {
+
+PassResult AnalysePass::run(QuantContext& ctx) {
+  const AnalysisSetting& a = ctx.setting.analysis;
+  std::vector<analysis::Batch> batches;
+  quant::BatchStream stream = ctx.batches(ctx.validation);
+  analysis::Batch b;
+  while (stream.next(b)) batches.push_back(b);
+  quant::QuantSimulator& sim = ctx.simulator();
+  ctx.count_walk(2);  // units, downstream sets
+  try {
+    ctx.report = analysis::analyse(*ctx.graph, ctx.executor(), sim, ctx.plan, batches, a.graphwise, a.layerwise);
+  } catch (Error& e) {
+    throw e.add_context(ctx.validation.description);
+  }
+  ctx.report->samples_description = ctx.validation.description;
+  ++ctx.stats.data_passes;
+  return PassResult{};
+}
+
+}  // namespace edgequant

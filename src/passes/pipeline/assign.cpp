@@ -1,0 +1,17 @@
+// assign: a QuantConfig for every tensor the target quantizes (quant/quantizer.h). Observations
+// survive: calibrate checks that they cover every tensor the new plan observes.
+#include "passes/pipeline.h"
+#include "quant/quantizer.h"
+
+namespace edgequant {
+
+PassResult AssignPass::run(QuantContext& ctx) {
+  ctx.plan = quant::assign_quant_configs(*ctx.graph, ctx.target, ctx.setting);
+  ctx.count_walk(3);  // inputs and ops, custom scales and channel rules, verify
+  ctx.parameters.clear();
+  PassResult r;
+  r.changed = true;
+  return r.invalidate(Analysis::ErrorReport).invalidate(Analysis::LoweredForm);
+}
+
+}  // namespace edgequant

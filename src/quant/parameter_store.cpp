@@ -1,0 +1,96 @@
+// ParameterStore (see parameter_store.h).
+#include "quant/parameter_store.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+
+#include "edgequant/error.h"
+#include "exec/kernel.h"
+#include "quant/fake_quant.h"
+
+namespace edgequant::quant {
+
+at::Tensor ParameterStore::scale_param(const std::string& value, const QuantConfig& c) {
+  auto it = scales_.find(value);
+  if (it != scales_.end()) return it->second;
+  if (!c.has_scale()) fail(ErrorCode::Internal, "'" + value + "' has no scale to train (calibrate first)");
+  bool pow2 = c.scale_kind == ScaleKind::PowerOfTwo;
+  std::vector<double> init;
+  for (double s : c.scales) init.push_back(pow2 ? std::log2(s) : s);
+  at::Tensor p = at::tensor(init, at::kDouble).to(at::kFloat).set_requires_grad(true);
+  pow2_[value] = pow2;
+  return scales_[value] = p;
+}
+
+at::Tensor ParameterStore::weight_param(const Value* v, const at::Tensor& init) {
+  auto it = weights_.find(v);
+  if (it != weights_.end()) return it->second;
+  return weights_[v] = init.detach().clone().set_requires_grad(true);
+}
+
+at::Tensor ParameterStore::weight(const Value* v) const { return weights_.at(v); }
+
+at::Tensor ParameterStore::scale(const std::string& value, const QuantConfig& c, int64_t rank) const {
+  const at::Tensor& p = scales_.at(value);
+  at::Tensor s = p;
+  if (pow2_.at(value)) {
+    at::Tensor alpha = p + (at::round(p) - p).detach();  // straight-through exponent
+    s = at::pow(2.0, alpha);
+  }
+  if (c.granularity == Granularity::PerChannel && p.numel() > 1) {
+    std::vector<int64_t> shape(static_cast<size_t>(rank), 1);
+    shape[static_cast<size_t>(c.axis)] = p.numel();
+    return s.reshape(shape);
+  }
+  return s.reshape({});
+}
+
+std::vector<at::Tensor> ParameterStore::parameters() const {
+  std::vector<at::Tensor> out;
+  for (const auto& [n, p] : scales_) out.push_back(p);
+  for (const auto& [v, p] : weights_) out.push_back(p);
+  return out;
+}
+
+ParameterStore::Snapshot ParameterStore::snapshot() const {
+  Snapshot s;
+  for (const at::Tensor& p : parameters()) s.push_back(p.detach().clone());
+  return s;
+}
+
+void ParameterStore::restore(const Snapshot& snap) {
+  std::vector<at::Tensor> params = parameters();
+  if (snap.size() != params.size()) fail(ErrorCode::Internal, "parameter snapshot does not match the store");
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(snap[i]);
+}
+
+void ParameterStore::bake(QuantPlan& plan, Graph& graph, exec::Executor& ex) {
+  at::NoGradGuard no_grad;
+  for (const auto& [name, p] : scales_) {
+    QuantConfig* c = plan.find(name);
+    if (!c) fail(ErrorCode::Internal, "trained scale of '" + name + "', which has no config");
+    at::Tensor v = p.detach().to(at::kDouble);
+    c->scales.clear();
+    for (int64_t i = 0; i < v.numel(); ++i) {
+      double x = v[i].item<double>();
+      c->scales.push_back(pow2_.at(name) ? std::ldexp(1.0, static_cast<int>(std::nearbyint(x))) : x);
+    }
+    c->source = RangeSource::Trained;
+  }
+  for (const auto& [v, p] : weights_) {
+    at::Tensor w = p.detach().to(ex.constant(v).scalar_type()).contiguous();
+    ex.set_constant(v, w);
+    if (Value* gv = graph.find_value(v->name)) gv->data = std::make_shared<const Tensor>(exec::to_ir_tensor(w.to(at::kCPU)));
+  }
+  clear();
+}
+
+void ParameterStore::clear() {
+  scales_.clear();
+  pow2_.clear();
+  weights_.clear();
+}
+
+}  // namespace edgequant::quant

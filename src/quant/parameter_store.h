@@ -1,0 +1,49 @@
+// Trainable quantization parameters: scales (alpha = log2 s for power-of-two configs, s itself
+// for float-scale configs, one per channel when per-channel) and, where a pass asks, weights,
+// held as leaf tensors that the simulator reads on every forward. bake() writes the results back
+// (exact powers of two where the target needs them) into the plan, the executor and the graph.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "exec/executor.h"
+#include "ir/quant_config.h"
+
+namespace edgequant::quant {
+
+class ParameterStore {
+ public:
+  // Creates (first call) or returns the scale parameter of `value`'s config (requires grad).
+  at::Tensor scale_param(const std::string& value, const QuantConfig& config);
+  // Creates (first call) or returns the trainable copy of a constant (requires grad).
+  at::Tensor weight_param(const Value* value, const at::Tensor& init);
+  bool has_scale(const std::string& value) const { return scales_.count(value) != 0; }
+  bool has_weight(const Value* value) const { return weights_.count(value) != 0; }
+  bool empty() const { return scales_.empty() && weights_.empty(); }
+  at::Tensor weight(const Value* value) const;
+  // The scale the forward uses, shaped to broadcast along the config's axis for a rank-`rank`
+  // tensor: 2^(alpha + stopgrad(round(alpha) - alpha)) for power-of-two configs (the
+  // straight-through exponent), the raw scale otherwise.
+  at::Tensor scale(const std::string& value, const QuantConfig& config, int64_t rank) const;
+  std::vector<at::Tensor> parameters() const;
+
+  // Copies of every parameter (for rollback) and their restoration, bit for bit.
+  using Snapshot = std::vector<at::Tensor>;
+  Snapshot snapshot() const;
+  void restore(const Snapshot& snapshot);
+
+  // Writes scales into `plan` (2^round(alpha) on power-of-two configs, source Trained) and
+  // weights into the executor and the graph's constants; then empties the store.
+  void bake(QuantPlan& plan, Graph& graph, exec::Executor& executor);
+  void clear();
+
+ private:
+  std::map<std::string, at::Tensor> scales_;
+  std::map<std::string, bool> pow2_;
+  std::map<const Value*, at::Tensor> weights_;
+};
+
+}  // namespace edgequant::quant
