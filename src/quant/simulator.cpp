@@ -76,7 +76,9 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
           at::Tensor w = ex.constant(v);
           const LoweredTensor* lt = lowered ? lowered->tensor(v->name) : nullptr;
           if (lowered && !lt) fail(ErrorCode::Internal, "the lowered form has no codes for '" + v->name + "'");
-          at::Tensor q = lt ? dequantize_codes(*lt, *c, w) : fake_quantize(w.to(at::kFloat), *c).to(w.scalar_type());
+          // Biases in double: their codes reach 32-64 bits, beyond float32's 24-bit mantissa.
+          at::Tensor q = lt ? dequantize_codes(*lt, *c, w)
+                            : fake_quantize(w.to(c->role == QuantRole::Bias ? at::kDouble : at::kFloat), *c).to(w.scalar_type());
           it = constants_.emplace(v, q).first;
         }
         p.constants.push_back({i, it->second});
