@@ -85,3 +85,53 @@ TEST(TargetFiles, EveryShippedTargetLoadsAndUnknownKeysAreRejected) {
   EXPECT_NE(message.find("bias_bits"), std::string::npos) << message;
 }
 }  // namespace
+
+namespace {
+// The shipped target files against the facts of shared/design.md §4 and espdl-format.md §4/§8.
+TEST(ShippedTargets, EspDlFilesHoldTheChipFacts) {
+  struct Facts {
+    const char* name;
+    RoundingMode rounding;
+    Granularity weights;
+    int bias8, bias16;
+  };
+  for (const Facts& f : {Facts{"esp32p4", RoundingMode::HalfEven, Granularity::PerChannel, 32, 40},
+                         Facts{"esp32s3", RoundingMode::HalfUp, Granularity::PerTensor, 20, 40},
+                         Facts{"c", RoundingMode::HalfUp, Granularity::PerTensor, 32, 64}}) {
+    Target t = load_target(f.name);
+    EXPECT_EQ(t.file, targets_dir() + "/" + f.name + ".yaml");
+    EXPECT_EQ(t.scale_kind, ScaleKind::PowerOfTwo) << f.name;
+    EXPECT_EQ(t.rounding, f.rounding) << f.name;
+    EXPECT_EQ(t.requant_rounding, f.rounding) << f.name;  // shift_and_round rounds like round()
+    EXPECT_EQ(t.conv_weight.granularity, f.weights) << f.name;
+    EXPECT_EQ(t.activation.granularity, Granularity::PerTensor) << f.name;
+    EXPECT_TRUE(t.activation.symmetric && t.activation.is_signed) << f.name;
+    EXPECT_EQ(t.bias_bits_for(8), f.bias8) << f.name;
+    EXPECT_EQ(t.bias_bits_for(16), f.bias16) << f.name;
+    EXPECT_EQ(t.accumulator_bits_for(8), 32) << f.name;
+    EXPECT_EQ(t.accumulator_bits_for(16), 64) << f.name;
+    EXPECT_EQ(t.default_calib, CalibAlgorithm::KL) << f.name;
+    EXPECT_EQ(t.pow2_rule_for(CalibAlgorithm::MinMax), Pow2Rule::Ceil) << f.name;
+    EXPECT_EQ(t.pow2_rule_for(CalibAlgorithm::KL), Pow2Rule::Nearest) << f.name;
+    EXPECT_TRUE(t.float_ops.count("Softmax")) << f.name;
+    EXPECT_TRUE(t.lut_activations.count("Sigmoid")) << f.name;
+    EXPECT_EQ(t.int16_lut_step, 256) << f.name;
+  }
+}
+
+TEST(ShippedTargets, FloatScaleAndTiFilesHoldTheirFacts) {
+  Target ort = load_target("ort-int8"), tfl = load_target("tflite-int8"), ti = load_target("ti-npu");
+  EXPECT_EQ(ort.scale_kind, ScaleKind::Float);
+  EXPECT_EQ(ort.rounding, RoundingMode::HalfEven);
+  EXPECT_FALSE(ort.activation.is_signed);
+  EXPECT_EQ(tfl.requant_rounding, RoundingMode::HalfAwayFromZero);
+  EXPECT_TRUE(tfl.conv_weight.narrow_range);
+  EXPECT_EQ(tfl.gemm_weight.granularity, Granularity::PerTensor);
+  EXPECT_EQ(ti.bias_bits_for(8), 24);
+  EXPECT_EQ(ti.bias_bits_for(4), 16);
+  EXPECT_EQ(ti.bias_bits_for(2), 16);
+  EXPECT_EQ(ti.sub8bit_weight_scale_kind, ScaleKind::Float);
+  EXPECT_EQ(ti.channel_rules.channel_multiple, 4);
+  EXPECT_EQ(ti.channel_rules.first_conv_in_channels, 1);
+}
+}  // namespace
