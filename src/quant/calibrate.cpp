@@ -110,17 +110,8 @@ void apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& plan, cons
     set_scale_from_ranges(*c, {u}, rule);
     c->source = RangeSource::AlignToLarge;
   }
-  // Passives copy their master's scale so the plan file is self-describing.
-  for (auto& [name, c] : plan.values) {
-    if (c.state != QuantState::Passive || c.master.empty()) continue;
-    if (const QuantConfig* m = plan.effective(name)) {
-      c.scales = m->scales;
-      c.zero_points = m->zero_points;
-      c.range_min = m->range_min;
-      c.range_max = m->range_max;
-    }
-  }
-  set_bias_scales(plan, g);
+  // Passives copy their master's scale so the plan file is self-describing; biases s_in * s_w.
+  refresh_derived_scales(plan, g);
 }
 
 CalibrationReport calibrate(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s,

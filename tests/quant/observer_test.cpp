@@ -117,33 +117,29 @@ Reference reference(const std::string& name) {
           j[name]["mse"].get<double>(), j[name]["max_abs"].get<double>()};
 }
 
+// The clip an int8 symmetric float-scale config gets from one observation of `data`.
+double clip(const at::Tensor& data, CalibAlgorithm algorithm) {
+  HistogramObserver obs;
+  obs.observe(data);
+  return obs.finalize(int8_symmetric(ScaleKind::Float), algorithm).max;
+}
+
 TEST(KLObserver, MatchesNumpyReferenceOnALongTail) {
   // Gaussian bulk with ten outliers at 60: the entropy threshold is the reference's, exactly.
-  Reference ref = reference("gauss_outliers");
-  HistogramObserver obs;
-  obs.observe(ref.data);
-  Range r = obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::KL);
-  EXPECT_NEAR(r.max, ref.kl, 1e-9 * ref.kl);
-  EXPECT_LT(r.max, ref.max_abs / 10);
-  // Laplacian data: also the reference's threshold.
-  Reference lap = reference("laplace");
-  HistogramObserver obs2;
-  obs2.observe(lap.data);
-  EXPECT_NEAR(obs2.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::KL).max, lap.kl, 1e-9 * lap.kl);
+  Reference outl = reference("gauss_outliers"), lap = reference("laplace");
+  double t = clip(outl.data, CalibAlgorithm::KL);
+  EXPECT_NEAR(t, outl.kl, 1e-9 * outl.kl);
+  EXPECT_LT(t, outl.max_abs / 10);
+  EXPECT_NEAR(clip(lap.data, CalibAlgorithm::KL), lap.kl, 1e-9 * lap.kl);
 }
 
 TEST(MSEObserver, MatchesNumpyReferenceInsideTheRange) {
   // Heavy-tailed data: the clip of least expected squared error lies well inside the range.
-  Reference ref = reference("laplace");
-  HistogramObserver obs;
-  obs.observe(ref.data);
-  Range r = obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::MSE);
-  EXPECT_NEAR(r.max, ref.mse, 1e-9 * ref.mse);
-  EXPECT_LT(r.max, 0.9 * ref.max_abs);
-  Reference outl = reference("gauss_outliers");
-  HistogramObserver obs2;
-  obs2.observe(outl.data);
-  EXPECT_NEAR(obs2.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::MSE).max, outl.mse, 1e-9 * outl.mse);
+  Reference outl = reference("gauss_outliers"), lap = reference("laplace");
+  double t = clip(lap.data, CalibAlgorithm::MSE);
+  EXPECT_NEAR(t, lap.mse, 1e-9 * lap.mse);
+  EXPECT_LT(t, 0.9 * lap.max_abs);
+  EXPECT_NEAR(clip(outl.data, CalibAlgorithm::MSE), outl.mse, 1e-9 * outl.mse);
 }
 
 TEST(HistogramObserver, OneObservationServesEveryCalibrator) {
