@@ -131,6 +131,9 @@ TEST(KLObserver, MatchesNumpyReferenceOnALongTail) {
   EXPECT_NEAR(t, outl.kl, 1e-9 * outl.kl);
   EXPECT_LT(t, outl.max_abs / 10);
   EXPECT_NEAR(clip(lap.data, CalibAlgorithm::KL), lap.kl, 1e-9 * lap.kl);
+  // ReLU-like data with a spike of zeros: the threshold depends on the zeroed first bins.
+  Reference relu = reference("relu_spike");
+  EXPECT_NEAR(clip(relu.data, CalibAlgorithm::KL), relu.kl, 1e-9 * relu.kl);
 }
 
 TEST(MSEObserver, MatchesNumpyReferenceInsideTheRange) {

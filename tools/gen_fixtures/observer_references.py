@@ -76,6 +76,9 @@ def main():
         "gauss_outliers": np.concatenate([rng.standard_normal(100000), np.full(10, 60.0)]),
         # Laplacian (heavy-tailed) data: the MSE-optimal clip lies well inside the range.
         "laplace": rng.laplace(0.0, 1.0, 65536),
+        # ReLU output: 40% exact zeros (the spike ESP-PPQ's zeroed first bins remove), an
+        # exponential bulk and five values at 30.
+        "relu_spike": np.concatenate([np.zeros(40000), rng.exponential(1.0, 60000), np.full(5, 30.0)]),
     }
     expected = {}
     for name, x in data.items():
