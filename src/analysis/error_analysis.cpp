@@ -108,7 +108,7 @@ std::vector<UnitReport> analysis_units(const Graph& g, const QuantPlan& plan) {
 }
 
 AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSimulator& sim, const QuantPlan& plan,
-                       const std::vector<Batch>& batches, bool graphwise, bool layerwise) {
+                       const std::vector<Batch>& batches, bool graphwise, bool layerwise, const exec::HookList* float_hooks) {
   at::NoGradGuard no_grad;
   AnalysisReport report;
   report.units = analysis_units(g, plan);
@@ -156,7 +156,11 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
     auto tf = Clock::now();
     exec::ValueTensors cache;
     for (size_t i = 0; i < g.inputs.size() && i < b.size(); ++i) cache[g.inputs[i]] = b[i];
-    ex.run_ops(order, cache);
+    // No in-place writes: every cached activation stays the op's own output.
+    exec::HookList reference = float_hooks ? *float_hooks : exec::HookList{};
+    exec::ExecHooks keep;
+    reference.add(keep);
+    ex.run_ops(order, cache, &reference);
     std::vector<at::Tensor> yf;
     for (const Value* o : g.outputs) yf.push_back(cache.at(o));
     float_s += std::chrono::duration<double>(Clock::now() - tf).count();
@@ -192,8 +196,11 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
       auto start = Clock::now();
       for (size_t u = 0; u < report.units.size(); ++u) {
         std::set<const Op*> only(report.units[u].ops.begin(), report.units[u].ops.end());
-        exec::ExecHooks hooks = sim.hooks(&only);
-        hooks.allow_inplace = true;
+        // Float reference everywhere (original weights), then the unit's own quantization.
+        exec::HookList hooks = float_hooks ? *float_hooks : exec::HookList{};
+        exec::ExecHooks unit = sim.hooks(&only);
+        unit.allow_inplace = true;
+        hooks.add(unit);
         exec::ValueTensors env = cache;  // tensor handles only; the cache itself is untouched
         // In-place activations may only overwrite tensors this run made, never cached ones.
         for (const Value* v : cached_inputs_of_activations[u]) env[v] = env.at(v).clone();

@@ -59,8 +59,11 @@ using Batch = std::vector<at::Tensor>;
 
 // One float pass per batch (every activation kept for that batch), then the quantized pass
 // (graphwise) and the downstream re-runs (layerwise) against it.
+// `float_hooks` (optional) make the float pass compute the reference model (original weights
+// where a training pass changed them).
 AnalysisReport analyse(const Graph& graph, exec::Executor& executor, const quant::QuantSimulator& simulator,
-                       const QuantPlan& plan, const std::vector<Batch>& batches, bool graphwise, bool layerwise);
+                       const QuantPlan& plan, const std::vector<Batch>& batches, bool graphwise, bool layerwise,
+                       const exec::HookList* float_hooks = nullptr);
 
 // Mean over samples of sum((q-f)^2)/sum(f^2) for a batch (dim 0 = sample); adds to acc/count.
 void accumulate_noise_ratio(const at::Tensor& f, const at::Tensor& q, double& acc, int64_t& count);

@@ -56,9 +56,13 @@ QuantizeSummary quantize(const QuantizeOptions& options, std::ostream& log) {
 
 std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& o) {
   auto g = load_model(o.model);
+  // The quantized graph is the directory's model.onnx: training passes (TQT) change its weights.
+  std::string qmodel = o.quantized_dir + "/model.onnx";
+  auto qg = std::filesystem::exists(qmodel) ? load_model(qmodel) : load_model(o.model);
   QuantPlan plan = quant::read_plan(o.quantized_dir + "/quant_config.json");
   try {
     plan.verify(*g, ErrorCode::InvalidInput);
+    plan.verify(*qg, ErrorCode::InvalidInput);
   } catch (Error& e) {
     throw e.add_context(o.quantized_dir + "/quant_config.json (quantized from a different model than " + o.model + "?)");
   }
@@ -66,15 +70,16 @@ std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& o) {
   if (sf.empty() && std::filesystem::exists(o.quantized_dir + "/setting.yaml")) sf = o.quantized_dir + "/setting.yaml";
   Setting s = sf.empty() ? Setting{} : load_setting(sf);
   auto ds = open_dataset(o.data, s.preprocess);
-  return evaluate_accuracy(*g, plan, *ds, o.batch_size, o.limit);
+  return evaluate_accuracy(*g, *qg, plan, *ds, o.batch_size, o.limit);
 }
 
-std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& g, const QuantPlan& plan, const Dataset& data,
-                                                int64_t batch_size, int64_t limit) {
+std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& g, const Graph& qg, const QuantPlan& plan,
+                                                const Dataset& data, int64_t batch_size, int64_t limit) {
   if (!data.has_labels()) fail(ErrorCode::InvalidInput, "evaluation needs labeled data (ImageFolder, IDX labels or an .npz with 'labels')");
   exec::Executor ex(g);
-  LoweredModel lowered = quant::lower(g, plan, load_target(plan.target_name), ex);
-  quant::QuantSimulator sim(g, plan, ex, &lowered);
+  exec::Executor qex(qg);
+  LoweredModel lowered = quant::lower(qg, plan, load_target(plan.target_name), qex);
+  quant::QuantSimulator sim(qg, plan, qex, &lowered);
   int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
   quant::BatchStream stream(data, batch_size, (n + batch_size - 1) / batch_size);
   Accuracy f, q;

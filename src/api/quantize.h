@@ -17,9 +17,10 @@ std::unique_ptr<QuantContext> make_context(const QuantizeOptions& options, std::
 // analysis.json, summary.txt} (each atomically) when out_dir is set; prints the summary to `log`.
 std::unique_ptr<QuantContext> run_quantize(const QuantizeOptions& options, std::ostream& log);
 
-// Float and quantized-simulation accuracy over a labeled dataset; the simulation computes from
-// the lowered integer form of `plan`.
-std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& graph, const QuantPlan& plan, const Dataset& data,
-                                                int64_t batch_size, int64_t limit = 0);
+// Float accuracy of `graph` and quantized-simulation accuracy of `quantized_graph` (the same
+// graph, with trained weights where a pass changed them) over a labeled dataset; the simulation
+// computes from the lowered integer form of `plan`.
+std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& graph, const Graph& quantized_graph, const QuantPlan& plan,
+                                                const Dataset& data, int64_t batch_size, int64_t limit = 0);
 
 }  // namespace edgequant

@@ -40,6 +40,20 @@ quant::QuantSimulator& QuantContext::simulator() {
   return *simulator_;
 }
 
+exec::HookList QuantContext::float_reference_hooks() const {
+  exec::HookList list;
+  if (float_constants.empty()) return list;
+  exec::ExecHooks h;
+  h.allow_inplace = true;
+  h.before_op = [this](const Op& op, std::vector<at::Tensor>& in) {
+    for (size_t i = 0; i < op.inputs.size() && i < in.size(); ++i) {
+      auto it = op.inputs[i] ? float_constants.find(op.inputs[i]) : float_constants.end();
+      if (it != float_constants.end()) in[i] = it->second;
+    }
+  };
+  return list.add(std::move(h));
+}
+
 void QuantContext::invalidate(unsigned preserved) {
   auto keep = [&](Analysis a) { return (preserved & static_cast<unsigned>(a)) != 0; };
   if (!keep(Analysis::Observations)) observations.reset();
@@ -106,7 +120,12 @@ void attach_data(QuantContext& ctx, const std::string& calib_path) {
 
 std::vector<std::string> pipeline_for(const Setting& s) {
   if (!s.passes.empty()) return s.passes;
-  return {"prepare", "assign", "calibrate", "analyse", "lower", "export"};
+  std::vector<std::string> p = {"prepare", "assign", "calibrate"};
+  // Optimisation passes in their documented order (README: equalization -> calibration ->
+  // bias correction -> TQT/AdaRound).
+  if (s.tqt_optimization) p.push_back("tqt");
+  for (const char* rest : {"analyse", "lower", "export"}) p.push_back(rest);
+  return p;
 }
 
 void run_pipeline(QuantContext& ctx, const std::vector<std::string>& names, const std::string& from) {

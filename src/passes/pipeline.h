@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "analysis/error_analysis.h"
@@ -62,6 +63,11 @@ class QuantContext {
   std::optional<analysis::AnalysisReport> report;
   std::optional<LoweredModel> lowered;
   quant::CalibrationReport calibration_report;
+  // Original float tensors of constants a training pass changed: the float reference (error
+  // analysis) keeps computing the model as given.
+  std::unordered_map<const Value*, at::Tensor> float_constants;
+  // Hooks that make a run compute the float reference (original weights); empty list if none.
+  exec::HookList float_reference_hooks() const;
 
   exec::Executor& executor();  // made on first use
   // The lowered form of the current plan (computed on demand, cached).
@@ -98,6 +104,7 @@ void run_pipeline(QuantContext& context, const std::vector<std::string>& names, 
 EQ_DECLARE_PASS(PreparePass, "prepare")    // normalise the graph, make the executor
 EQ_DECLARE_PASS(AssignPass, "assign")      // a QuantConfig for every tensor (quant/quantizer.h)
 EQ_DECLARE_PASS(CalibratePass, "calibrate")  // observe once (cached), scales for the calibrator
+EQ_DECLARE_PASS(TqtPass, "tqt")            // trained power-of-two thresholds and weights, block by block
 EQ_DECLARE_PASS(AnalysePass, "analyse")    // error analysis on the validation samples
 EQ_DECLARE_PASS(LowerPass, "lower")        // the integer form
 EQ_DECLARE_PASS(ExportPass, "export")      // model.onnx, quant_config.json, analysis.json, summary

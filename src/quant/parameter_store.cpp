@@ -66,8 +66,9 @@ void ParameterStore::restore(const Snapshot& snap) {
   for (size_t i = 0; i < params.size(); ++i) params[i].copy_(snap[i]);
 }
 
-void ParameterStore::bake(QuantPlan& plan, Graph& graph, exec::Executor& ex) {
+std::map<const Value*, at::Tensor> ParameterStore::bake(QuantPlan& plan, Graph& graph, exec::Executor& ex) {
   at::NoGradGuard no_grad;
+  std::map<const Value*, at::Tensor> before;
   for (const auto& [name, p] : scales_) {
     QuantConfig* c = plan.find(name);
     if (!c) fail(ErrorCode::Internal, "trained scale of '" + name + "', which has no config");
@@ -80,11 +81,13 @@ void ParameterStore::bake(QuantPlan& plan, Graph& graph, exec::Executor& ex) {
     c->source = RangeSource::Trained;
   }
   for (const auto& [v, p] : weights_) {
+    before[v] = ex.constant(v).clone();  // the executor may hold a view of the graph data replaced below
     at::Tensor w = p.detach().to(ex.constant(v).scalar_type()).contiguous();
     ex.set_constant(v, w);
     if (Value* gv = graph.find_value(v->name)) gv->data = std::make_shared<const Tensor>(exec::to_ir_tensor(w.to(at::kCPU)));
   }
   clear();
+  return before;
 }
 
 void ParameterStore::clear() {

@@ -36,8 +36,9 @@ class ParameterStore {
   void restore(const Snapshot& snapshot);
 
   // Writes scales into `plan` (2^round(alpha) on power-of-two configs, source Trained) and
-  // weights into the executor and the graph's constants; then empties the store.
-  void bake(QuantPlan& plan, Graph& graph, exec::Executor& executor);
+  // weights into the executor and the graph's constants; then empties the store. Returns the
+  // constants as they were before (the float reference keeps them).
+  std::map<const Value*, at::Tensor> bake(QuantPlan& plan, Graph& graph, exec::Executor& executor);
   void clear();
 
  private:

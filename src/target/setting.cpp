@@ -9,8 +9,8 @@ namespace {
 constexpr ErrorCode kCode = ErrorCode::InvalidSetting;
 
 // Sections reserved for the optimisation passes of later releases: present means requested.
-const char* kFuturePasses[] = {"equalization_setting", "bias_correction_setting", "tqt_optimization_setting",
-                               "blockwise_reconstruction_setting", "layer_split_setting"};
+const char* kFuturePasses[] = {"equalization_setting", "bias_correction_setting", "blockwise_reconstruction_setting",
+                               "layer_split_setting"};
 
 Alignment parse_alignment(const std::string& s) {
   if (s == "align_to_output" || s == "Align to Output") return Alignment::AlignToOutput;
@@ -43,7 +43,8 @@ Setting load_setting(const std::string& path) {
   try {
     std::set<std::string> valid = {"calib_algorithm", "percentile", "weight_calib_algorithm", "activation_bits",
                                    "weight_bits", "alignment", "dispatching_table", "custom_scales", "calib_steps",
-                                   "batch_size", "analysis", "validation", "passes", "preprocess"};
+                                   "batch_size", "analysis", "validation", "passes", "preprocess",
+                                   "tqt_optimization", "tqt_optimization_setting"};
     for (const char* f : kFuturePasses) valid.insert(f);
     check_keys(root, valid, "setting", kCode);
     for (const char* f : kFuturePasses)
@@ -82,6 +83,27 @@ Setting load_setting(const std::string& path) {
       s.validation.file = get_or<std::string>(v, "file", "", "validation", kCode);
       s.validation.holdout = get_or(v, "holdout", s.validation.holdout, "validation", kCode);
       if (!(s.validation.holdout > 0 && s.validation.holdout < 1)) fail(kCode, "validation.holdout must be in (0, 1)");
+    }
+    s.tqt_optimization = get_or(root, "tqt_optimization", false, "setting", kCode);
+    if (const YAML::Node& t = root["tqt_optimization_setting"]) {
+      const char* w = "tqt_optimization_setting";
+      check_keys(t, {"interested_layers", "steps", "lr", "block_size", "is_scale_trainable", "gamma", "int_lambda",
+                     "collecting_device", "cache_limit_mib"}, w, kCode);
+      TqtSetting& q = s.tqt;
+      if (t["interested_layers"] && !t["interested_layers"].IsNull())
+        for (const auto& n : t["interested_layers"]) q.interested_layers.push_back(n.as<std::string>());
+      q.steps = get_or(t, "steps", q.steps, w, kCode);
+      q.lr = get_or(t, "lr", q.lr, w, kCode);
+      q.block_size = get_or(t, "block_size", q.block_size, w, kCode);
+      q.is_scale_trainable = get_or(t, "is_scale_trainable", q.is_scale_trainable, w, kCode);
+      q.gamma = get_or(t, "gamma", q.gamma, w, kCode);
+      q.int_lambda = get_or(t, "int_lambda", q.int_lambda, w, kCode);
+      q.collecting_device = get_or(t, "collecting_device", q.collecting_device, w, kCode);
+      q.cache_limit_mib = get_or(t, "cache_limit_mib", q.cache_limit_mib, w, kCode);
+      if (q.steps < 0 || q.block_size < 1 || !(q.lr > 0) || q.gamma < 0 || q.int_lambda < 0 || q.cache_limit_mib < 1)
+        fail(kCode, std::string(w) + ": steps >= 0, block_size >= 1, lr > 0, gamma/int_lambda >= 0, cache_limit_mib >= 1");
+      if (q.collecting_device != "cpu" && q.collecting_device != "cuda")
+        fail(kCode, std::string(w) + ".collecting_device must be cpu or cuda");
     }
     if (const YAML::Node& p = root["passes"]) {
       if (!p.IsSequence()) fail(kCode, "passes must be a list of pass names");

@@ -27,6 +27,19 @@ struct ValidationSetting {
                               // samples beyond calib_steps x batch_size (docs/settings.md)
 };
 
+// TQT (trained quantization thresholds, ESP-PPQ's TrainedQuantizationThresholdPass names).
+struct TqtSetting {
+  std::vector<std::string> interested_layers;  // op names to train; empty = every computing op
+  int steps = 500;                             // Adam steps per block
+  double lr = 1e-5;
+  int block_size = 4;                          // ops per block (a block starts at a computing op)
+  bool is_scale_trainable = true;              // false: weights only
+  double gamma = 0.0;       // weight of MSE(quantized block, float block on the same quantized inputs)
+  double int_lambda = 0.0;  // weight of mean((alpha - round(alpha))^2)
+  std::string collecting_device = "cpu";       // where block inputs/targets are cached
+  int64_t cache_limit_mib = 2048;              // cached batches stop at this size (printed)
+};
+
 struct Setting {
   std::optional<CalibAlgorithm> calib_algorithm;  // unset = the target's default
   double percentile = 0.9999;
@@ -38,6 +51,8 @@ struct Setting {
   int calib_steps = 32, batch_size = 32;
   AnalysisSetting analysis;
   ValidationSetting validation;
+  bool tqt_optimization = false;
+  TqtSetting tqt;
   // The pipeline's pass names in order ("" entries never); empty = the default pipeline.
   std::vector<std::string> passes;
   Preprocess preprocess;

@@ -13,7 +13,8 @@ PassResult AnalysePass::run(QuantContext& ctx) {
   quant::QuantSimulator& sim = ctx.simulator();
   ctx.count_walk(2);  // units, downstream sets
   try {
-    ctx.report = analysis::analyse(*ctx.graph, ctx.executor(), sim, ctx.plan, batches, a.graphwise, a.layerwise);
+    exec::HookList reference = ctx.float_reference_hooks();
+    ctx.report = analysis::analyse(*ctx.graph, ctx.executor(), sim, ctx.plan, batches, a.graphwise, a.layerwise, &reference);
   } catch (Error& e) {
     throw e.add_context(ctx.validation.description);
   }
