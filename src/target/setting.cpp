@@ -87,15 +87,17 @@ Setting load_setting(const std::string& path) {
     s.tqt_optimization = get_or(root, "tqt_optimization", false, "setting", kCode);
     if (const YAML::Node& t = root["tqt_optimization_setting"]) {
       const char* w = "tqt_optimization_setting";
-      check_keys(t, {"interested_layers", "steps", "lr", "block_size", "is_scale_trainable", "gamma", "int_lambda",
+      check_keys(t, {"interested_layers", "steps", "lr", "scale_lr", "block_size", "is_scale_trainable", "train_bias", "gamma", "int_lambda",
                      "collecting_device", "cache_limit_mib"}, w, kCode);
       TqtSetting& q = s.tqt;
       if (t["interested_layers"] && !t["interested_layers"].IsNull())
         for (const auto& n : t["interested_layers"]) q.interested_layers.push_back(n.as<std::string>());
       q.steps = get_or(t, "steps", q.steps, w, kCode);
       q.lr = get_or(t, "lr", q.lr, w, kCode);
+      q.scale_lr = get_or(t, "scale_lr", q.scale_lr, w, kCode);
       q.block_size = get_or(t, "block_size", q.block_size, w, kCode);
       q.is_scale_trainable = get_or(t, "is_scale_trainable", q.is_scale_trainable, w, kCode);
+      q.train_bias = get_or(t, "train_bias", q.train_bias, w, kCode);
       q.gamma = get_or(t, "gamma", q.gamma, w, kCode);
       q.int_lambda = get_or(t, "int_lambda", q.int_lambda, w, kCode);
       q.collecting_device = get_or(t, "collecting_device", q.collecting_device, w, kCode);

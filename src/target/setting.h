@@ -32,8 +32,10 @@ struct TqtSetting {
   std::vector<std::string> interested_layers;  // op names to train; empty = every computing op
   int steps = 500;                             // Adam steps per block
   double lr = 1e-5;
+  double scale_lr = 0;  // learning rate of the log2 scales; 0 = lr (EdgeQuant extension)
   int block_size = 4;                          // ops per block (a block starts at a computing op)
   bool is_scale_trainable = true;              // false: weights only
+  bool train_bias = true;  // biases of the trained computing ops too (EdgeQuant extension)
   double gamma = 0.0;       // weight of MSE(quantized block, float block on the same quantized inputs)
   double int_lambda = 0.0;  // weight of mean((alpha - round(alpha))^2)
   std::string collecting_device = "cpu";       // where block inputs/targets are cached

@@ -203,6 +203,10 @@ PassResult TqtPass::run(QuantContext& ctx) {
           const Value* w = op->input(1);
           const QuantConfig* wc = ctx.plan.find(w->name);
           if (wc && wc->state == QuantState::Quantized) params.push_back(store.weight_param(w, ex.constant(w)));
+          const Value* bias = op->input(2);
+          const QuantConfig* bc = bias ? ctx.plan.find(bias->name) : nullptr;
+          if (ts.train_bias && bc && bias->is_constant() && bc->state != QuantState::Float)
+            params.push_back(store.weight_param(bias, ex.constant(bias)));
           if (ts.is_scale_trainable && trainable_scale(wc)) alphas.push_back(store.scale_param(w->name, *wc));
         }
         if (!ts.is_scale_trainable) continue;
@@ -214,9 +218,13 @@ PassResult TqtPass::run(QuantContext& ctx) {
       auto t0 = Clock::now();
       quant::ParameterStore::Snapshot before_params = store.snapshot();
       double before = cache_loss(blk);
-      std::vector<at::Tensor> all = params;
-      all.insert(all.end(), alphas.begin(), alphas.end());
-      torch::optim::Adam adam(all, torch::optim::AdamOptions(ts.lr));
+      // Two parameter groups: weights at lr, log2 scales at scale_lr (default lr, as ESP-PPQ).
+      std::vector<torch::optim::OptimizerParamGroup> groups;
+      if (!params.empty())
+        groups.emplace_back(params, std::make_unique<torch::optim::AdamOptions>(ts.lr));
+      if (!alphas.empty())
+        groups.emplace_back(alphas, std::make_unique<torch::optim::AdamOptions>(ts.scale_lr > 0 ? ts.scale_lr : ts.lr));
+      torch::optim::Adam adam(std::move(groups), torch::optim::AdamOptions(ts.lr));
       ex.set_gradient_mode(true);
       for (int step = 0; step < ts.steps; ++step) {
         size_t i = static_cast<size_t>(step) % batches.size();
