@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 #include "api/load.h"
@@ -60,12 +61,14 @@ int main(int argc, char** argv) {
   std::string target_name = "esp32p4";
   int steps = 32, batch = 32, analysis_samples = 32;
   std::string calib_algorithm;  // "": the target's default
+  int tqt_steps = 0;            // > 0: run the tqt pass with this many steps per block (log per block)
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--target")) target_name = argv[i + 1];
     else if (!std::strcmp(argv[i], "--calib-steps")) steps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--analysis-samples")) analysis_samples = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--calib-algorithm")) calib_algorithm = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--tqt-steps")) tqt_steps = std::atoi(argv[i + 1]);
   }
   auto t0 = Clock::now();
   Setting s;
@@ -145,6 +148,14 @@ int main(int argc, char** argv) {
               report.layerwise_seconds / analysis_float_s, per_unit, report.units.size());
   std::printf("graph walks: %d, data passes: %d (prepare, assign, calibrate x4, lower, analyse, export)\n",
               ctx.stats.graph_walks, ctx.stats.data_passes);
+  if (tqt_steps > 0) {
+    ctx.setting.tqt.steps = tqt_steps;
+    ctx.log = &std::cout;
+    auto tt = Clock::now();
+    run_pipeline(ctx, {"tqt"});
+    std::printf("tqt: %d steps per block, batch %d, %.2f s total, %d threads\n", tqt_steps, batch, since(tt),
+                at::get_num_threads());
+  }
   std::printf("peak_rss_mib %.1f\n", peak_rss_mib());
   return 0;
 }

@@ -225,6 +225,7 @@ PassResult TqtPass::run(QuantContext& ctx) {
       if (!alphas.empty())
         groups.emplace_back(alphas, std::make_unique<torch::optim::AdamOptions>(ts.scale_lr > 0 ? ts.scale_lr : ts.lr));
       torch::optim::Adam adam(std::move(groups), torch::optim::AdamOptions(ts.lr));
+      auto t_train = Clock::now();
       ex.set_gradient_mode(true);
       for (int step = 0; step < ts.steps; ++step) {
         size_t i = static_cast<size_t>(step) % batches.size();
@@ -247,9 +248,11 @@ PassResult TqtPass::run(QuantContext& ctx) {
         progress.step();
       }
       ex.set_gradient_mode(false);
+      double train_s = std::chrono::duration<double>(Clock::now() - t_train).count();
       steps_total += ts.steps;
       double after = cache_loss(blk);
       bool rollback = !(after < before) || !std::isfinite(after);
+      double block_s = std::chrono::duration<double>(Clock::now() - t0).count();
       if (rollback) {
         store.restore(before_params);
         ++rolled_back;
@@ -258,8 +261,8 @@ PassResult TqtPass::run(QuantContext& ctx) {
       std::ostringstream line;
       line << "block " << k + 1 << "/" << blocks.size() << " (" << blk.ops.front()->name << ", " << blk.ops.size()
            << " ops): loss " << std::scientific << std::setprecision(3) << before << " -> " << after
-           << (rollback ? " (rolled back)" : "") << std::fixed << std::setprecision(2) << ", "
-           << std::chrono::duration<double>(Clock::now() - t0).count() << " s";
+           << (rollback ? " (rolled back)" : "") << std::fixed << std::setprecision(2) << ", " << block_s << " s, "
+           << std::setprecision(1) << ts.steps / std::max(train_s, 1e-9) << " steps/s";
       say(line.str());
     } else {
       progress.step(std::max(ts.steps, 1));
