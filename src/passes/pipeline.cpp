@@ -123,6 +123,7 @@ std::vector<std::string> pipeline_for(const Setting& s) {
   std::vector<std::string> p = {"prepare", "assign", "calibrate"};
   // Optimisation passes in their documented order (README: equalization -> calibration ->
   // bias correction -> TQT/AdaRound).
+  if (s.bias_correction) p.push_back("bias-correction");
   if (s.tqt_optimization) p.push_back("tqt");
   for (const char* rest : {"analyse", "lower", "export"}) p.push_back(rest);
   return p;

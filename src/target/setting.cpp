@@ -9,8 +9,7 @@ namespace {
 constexpr ErrorCode kCode = ErrorCode::InvalidSetting;
 
 // Sections reserved for the optimisation passes of later releases: present means requested.
-const char* kFuturePasses[] = {"equalization_setting", "bias_correction_setting", "blockwise_reconstruction_setting",
-                               "layer_split_setting"};
+const char* kFuturePasses[] = {"equalization_setting", "blockwise_reconstruction_setting", "layer_split_setting"};
 
 Alignment parse_alignment(const std::string& s) {
   if (s == "align_to_output" || s == "Align to Output") return Alignment::AlignToOutput;
@@ -44,7 +43,8 @@ Setting load_setting(const std::string& path) {
     std::set<std::string> valid = {"calib_algorithm", "percentile", "weight_calib_algorithm", "activation_bits",
                                    "weight_bits", "alignment", "dispatching_table", "custom_scales", "calib_steps",
                                    "batch_size", "analysis", "validation", "passes", "preprocess",
-                                   "tqt_optimization", "tqt_optimization_setting"};
+                                   "tqt_optimization", "tqt_optimization_setting", "bias_correction",
+                                   "bias_correction_setting"};
     for (const char* f : kFuturePasses) valid.insert(f);
     check_keys(root, valid, "setting", kCode);
     for (const char* f : kFuturePasses)
@@ -83,6 +83,14 @@ Setting load_setting(const std::string& path) {
       s.validation.file = get_or<std::string>(v, "file", "", "validation", kCode);
       s.validation.holdout = get_or(v, "holdout", s.validation.holdout, "validation", kCode);
       if (!(s.validation.holdout > 0 && s.validation.holdout < 1)) fail(kCode, "validation.holdout must be in (0, 1)");
+    }
+    s.bias_correction = get_or(root, "bias_correction", false, "setting", kCode);
+    if (const YAML::Node& b = root["bias_correction_setting"]) {
+      check_keys(b, {"interested_layers", "steps"}, "bias_correction_setting", kCode);
+      if (b["interested_layers"] && !b["interested_layers"].IsNull())
+        for (const auto& n : b["interested_layers"]) s.bias_correction_setting.interested_layers.push_back(n.as<std::string>());
+      s.bias_correction_setting.steps = get_or(b, "steps", s.bias_correction_setting.steps, "bias_correction_setting", kCode);
+      if (s.bias_correction_setting.steps < 1) fail(kCode, "bias_correction_setting.steps must be positive");
     }
     s.tqt_optimization = get_or(root, "tqt_optimization", false, "setting", kCode);
     if (const YAML::Node& t = root["tqt_optimization_setting"]) {

@@ -42,6 +42,13 @@ struct TqtSetting {
   int64_t cache_limit_mib = 2048;              // cached batches stop at this size (printed)
 };
 
+// Empirical bias correction (ESP-PPQ's bias_correction_setting): b += E[y_float - y_quant] per
+// output channel of each computing op, measured op by op over calibration batches.
+struct BiasCorrectionSetting {
+  std::vector<std::string> interested_layers;  // computing ops to correct; empty = all with a bias
+  int steps = 8;                               // calibration batches measured per op
+};
+
 struct Setting {
   std::optional<CalibAlgorithm> calib_algorithm;  // unset = the target's default
   double percentile = 0.9999;
@@ -53,6 +60,8 @@ struct Setting {
   int calib_steps = 32, batch_size = 32;
   AnalysisSetting analysis;
   ValidationSetting validation;
+  bool bias_correction = false;
+  BiasCorrectionSetting bias_correction_setting;
   bool tqt_optimization = false;
   TqtSetting tqt;
   // The pipeline's pass names in order ("" entries never); empty = the default pipeline.
