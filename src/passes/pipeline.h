@@ -105,6 +105,7 @@ EQ_DECLARE_PASS(PreparePass, "prepare")    // normalise the graph, make the exec
 EQ_DECLARE_PASS(AssignPass, "assign")      // a QuantConfig for every tensor (quant/quantizer.h)
 EQ_DECLARE_PASS(CalibratePass, "calibrate")  // observe once (cached), scales for the calibrator
 EQ_DECLARE_PASS(BiasCorrectionPass, "bias-correction")  // b += E[y_float - y_quant] per channel
+EQ_DECLARE_PASS(LsqPass, "lsq")            // learned float scales (and weights), block by block
 EQ_DECLARE_PASS(TqtPass, "tqt")            // trained power-of-two thresholds and weights, block by block
 EQ_DECLARE_PASS(AnalysePass, "analyse")    // error analysis on the validation samples
 EQ_DECLARE_PASS(LowerPass, "lower")        // the integer form

@@ -11,7 +11,7 @@
 
 namespace edgequant::quant {
 
-at::Tensor ParameterStore::scale_param(const std::string& value, const QuantConfig& c) {
+at::Tensor ParameterStore::scale_param(const std::string& value, const QuantConfig& c, double grad_scale) {
   auto it = scales_.find(value);
   if (it != scales_.end()) return it->second;
   if (!c.has_scale()) fail(ErrorCode::Internal, "'" + value + "' has no scale to train (calibrate first)");
@@ -20,6 +20,7 @@ at::Tensor ParameterStore::scale_param(const std::string& value, const QuantConf
   for (double s : c.scales) init.push_back(pow2 ? std::log2(s) : s);
   at::Tensor p = at::tensor(init, at::kDouble).to(at::kFloat).set_requires_grad(true);
   pow2_[value] = pow2;
+  grad_scale_[value] = grad_scale;
   return scales_[value] = p;
 }
 
@@ -32,7 +33,9 @@ at::Tensor ParameterStore::weight_param(const Value* v, const at::Tensor& init) 
 at::Tensor ParameterStore::weight(const Value* v) const { return weights_.at(v); }
 
 at::Tensor ParameterStore::scale(const std::string& value, const QuantConfig& c, int64_t rank) const {
-  const at::Tensor& p = scales_.at(value);
+  at::Tensor p = scales_.at(value);
+  double g = grad_scale_.at(value);
+  if (g != 1.0) p = p * g + (p - p * g).detach();  // value p, gradient g * dL/dp
   at::Tensor s = p;
   if (pow2_.at(value)) {
     at::Tensor alpha = p + (at::round(p) - p).detach();  // straight-through exponent
@@ -93,6 +96,7 @@ std::map<const Value*, at::Tensor> ParameterStore::bake(QuantPlan& plan, Graph& 
 void ParameterStore::clear() {
   scales_.clear();
   pow2_.clear();
+  grad_scale_.clear();
   weights_.clear();
 }
 

@@ -17,7 +17,8 @@ namespace edgequant::quant {
 class ParameterStore {
  public:
   // Creates (first call) or returns the scale parameter of `value`'s config (requires grad).
-  at::Tensor scale_param(const std::string& value, const QuantConfig& config);
+  // `grad_scale` multiplies the scale's gradient, not its value (LSQ's 1/sqrt(N * Qp)).
+  at::Tensor scale_param(const std::string& value, const QuantConfig& config, double grad_scale = 1.0);
   // Creates (first call) or returns the trainable copy of a constant (requires grad).
   at::Tensor weight_param(const Value* value, const at::Tensor& init);
   bool has_scale(const std::string& value) const { return scales_.count(value) != 0; }
@@ -44,6 +45,7 @@ class ParameterStore {
  private:
   std::map<std::string, at::Tensor> scales_;
   std::map<std::string, bool> pow2_;
+  std::map<std::string, double> grad_scale_;
   std::map<const Value*, at::Tensor> weights_;
 };
 

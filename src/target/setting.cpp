@@ -17,6 +17,28 @@ Alignment parse_alignment(const std::string& s) {
   if (s == "none" || s == "None") return Alignment::None;
   fail(kCode, "alignment must be align_to_output, align_to_large or none, not '" + s + "'");
 }
+TqtSetting parse_block_training(const YAML::Node& t, const char* w) {
+  TqtSetting q;
+  check_keys(t, {"interested_layers", "steps", "lr", "scale_lr", "block_size", "is_scale_trainable", "train_bias", "gamma", "int_lambda",
+                 "collecting_device", "cache_limit_mib"}, w, kCode);
+  if (t["interested_layers"] && !t["interested_layers"].IsNull())
+    for (const auto& n : t["interested_layers"]) q.interested_layers.push_back(n.as<std::string>());
+  q.steps = get_or(t, "steps", q.steps, w, kCode);
+  q.lr = get_or(t, "lr", q.lr, w, kCode);
+  q.scale_lr = get_or(t, "scale_lr", q.scale_lr, w, kCode);
+  q.block_size = get_or(t, "block_size", q.block_size, w, kCode);
+  q.is_scale_trainable = get_or(t, "is_scale_trainable", q.is_scale_trainable, w, kCode);
+  q.train_bias = get_or(t, "train_bias", q.train_bias, w, kCode);
+  q.gamma = get_or(t, "gamma", q.gamma, w, kCode);
+  q.int_lambda = get_or(t, "int_lambda", q.int_lambda, w, kCode);
+  q.collecting_device = get_or(t, "collecting_device", q.collecting_device, w, kCode);
+  q.cache_limit_mib = get_or(t, "cache_limit_mib", q.cache_limit_mib, w, kCode);
+  if (q.steps < 0 || q.block_size < 1 || !(q.lr > 0) || q.gamma < 0 || q.int_lambda < 0 || q.cache_limit_mib < 1)
+    fail(kCode, std::string(w) + ": steps >= 0, block_size >= 1, lr > 0, gamma/int_lambda >= 0, cache_limit_mib >= 1");
+  if (q.collecting_device != "cpu" && q.collecting_device != "cuda")
+    fail(kCode, std::string(w) + ".collecting_device must be cpu or cuda");
+  return q;
+}
 }  // namespace
 
 const char* alignment_name(Alignment a) {
@@ -43,7 +65,8 @@ Setting load_setting(const std::string& path) {
     std::set<std::string> valid = {"calib_algorithm", "percentile", "weight_calib_algorithm", "activation_bits",
                                    "weight_bits", "alignment", "dispatching_table", "custom_scales", "calib_steps",
                                    "batch_size", "analysis", "validation", "passes", "preprocess",
-                                   "tqt_optimization", "tqt_optimization_setting", "bias_correction",
+                                   "tqt_optimization", "tqt_optimization_setting", "lsq_optimization", "lsq_optimization_setting",
+                                   "bias_correction",
                                    "bias_correction_setting"};
     for (const char* f : kFuturePasses) valid.insert(f);
     check_keys(root, valid, "setting", kCode);
@@ -93,28 +116,10 @@ Setting load_setting(const std::string& path) {
       if (s.bias_correction_setting.steps < 1) fail(kCode, "bias_correction_setting.steps must be positive");
     }
     s.tqt_optimization = get_or(root, "tqt_optimization", false, "setting", kCode);
-    if (const YAML::Node& t = root["tqt_optimization_setting"]) {
-      const char* w = "tqt_optimization_setting";
-      check_keys(t, {"interested_layers", "steps", "lr", "scale_lr", "block_size", "is_scale_trainable", "train_bias", "gamma", "int_lambda",
-                     "collecting_device", "cache_limit_mib"}, w, kCode);
-      TqtSetting& q = s.tqt;
-      if (t["interested_layers"] && !t["interested_layers"].IsNull())
-        for (const auto& n : t["interested_layers"]) q.interested_layers.push_back(n.as<std::string>());
-      q.steps = get_or(t, "steps", q.steps, w, kCode);
-      q.lr = get_or(t, "lr", q.lr, w, kCode);
-      q.scale_lr = get_or(t, "scale_lr", q.scale_lr, w, kCode);
-      q.block_size = get_or(t, "block_size", q.block_size, w, kCode);
-      q.is_scale_trainable = get_or(t, "is_scale_trainable", q.is_scale_trainable, w, kCode);
-      q.train_bias = get_or(t, "train_bias", q.train_bias, w, kCode);
-      q.gamma = get_or(t, "gamma", q.gamma, w, kCode);
-      q.int_lambda = get_or(t, "int_lambda", q.int_lambda, w, kCode);
-      q.collecting_device = get_or(t, "collecting_device", q.collecting_device, w, kCode);
-      q.cache_limit_mib = get_or(t, "cache_limit_mib", q.cache_limit_mib, w, kCode);
-      if (q.steps < 0 || q.block_size < 1 || !(q.lr > 0) || q.gamma < 0 || q.int_lambda < 0 || q.cache_limit_mib < 1)
-        fail(kCode, std::string(w) + ": steps >= 0, block_size >= 1, lr > 0, gamma/int_lambda >= 0, cache_limit_mib >= 1");
-      if (q.collecting_device != "cpu" && q.collecting_device != "cuda")
-        fail(kCode, std::string(w) + ".collecting_device must be cpu or cuda");
-    }
+    s.lsq_optimization = get_or(root, "lsq_optimization", false, "setting", kCode);
+    if (s.tqt_optimization && s.lsq_optimization) fail(kCode, "tqt_optimization and lsq_optimization exclude each other (power-of-two vs float scales)");
+    if (root["tqt_optimization_setting"]) s.tqt = parse_block_training(root["tqt_optimization_setting"], "tqt_optimization_setting");
+    if (root["lsq_optimization_setting"]) s.lsq = parse_block_training(root["lsq_optimization_setting"], "lsq_optimization_setting");
     if (const YAML::Node& p = root["passes"]) {
       if (!p.IsSequence()) fail(kCode, "passes must be a list of pass names");
       for (const auto& n : p) s.passes.push_back(n.as<std::string>());

@@ -27,7 +27,8 @@ struct ValidationSetting {
                               // samples beyond calib_steps x batch_size (docs/settings.md)
 };
 
-// TQT (trained quantization thresholds, ESP-PPQ's TrainedQuantizationThresholdPass names).
+// TQT (trained quantization thresholds, ESP-PPQ's TrainedQuantizationThresholdPass names); LSQ
+// takes the same section under lsq_optimization_setting.
 struct TqtSetting {
   std::vector<std::string> interested_layers;  // op names to train; empty = every computing op
   int steps = 500;                             // Adam steps per block
@@ -64,6 +65,8 @@ struct Setting {
   BiasCorrectionSetting bias_correction_setting;
   bool tqt_optimization = false;
   TqtSetting tqt;
+  bool lsq_optimization = false;  // the same knobs for LSQ (float-scale targets)
+  TqtSetting lsq;
   // The pipeline's pass names in order ("" entries never); empty = the default pipeline.
   std::vector<std::string> passes;
   Preprocess preprocess;

@@ -103,3 +103,45 @@ TEST(Tqt, UnknownInterestedLayerIsNamed) {
   }
 }
 }  // namespace
+
+namespace {
+TEST(Lsq, RefusedOnPowerOfTwoTargets) {
+  auto ctx = calibrated("esp32s3", TqtSetting{}, nullptr);
+  try {
+    run_pipeline(*ctx, {"lsq"});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidSetting);
+    EXPECT_NE(std::string(e.what()).find("target 'esp32s3' needs power-of-two scales"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Lsq, LearnsFloatScalesThatLowerTheOutputError) {
+  TqtSetting t;
+  t.steps = 40;
+  t.lr = 1e-4;
+  t.scale_lr = 1e-3;
+  Setting s;
+  s.calib_steps = 2;
+  s.batch_size = 16;
+  s.calib_algorithm = CalibAlgorithm::KL;  // KL clips the ResNet's activations hard (89.46 % on ort-int8)
+  s.analysis.layerwise = false;
+  s.analysis.samples = 64;
+  s.lsq = t;
+  QuantContext ctx(load_model(edgequant::testing::fixture("fashion/fmnist_resnet.onnx")), load_target("ort-int8"), s);
+  attach_data(ctx, kTrain);
+  run_pipeline(ctx, {"prepare", "assign", "calibrate", "analyse"});
+  double before = ctx.report->output_noise_ratio;
+  const QuantPlan calibrated_plan = ctx.plan;
+  run_pipeline(ctx, {"lsq", "analyse"});
+  double after = ctx.report->output_noise_ratio;
+  EXPECT_LT(after, 0.7 * before) << "before " << before << ", after " << after;
+  int trained = 0;
+  for (const auto& [name, c] : ctx.plan.values)
+    if (c.source == RangeSource::Trained) {
+      ++trained;
+      EXPECT_EQ(c.scale_kind, ScaleKind::Float) << name;
+    }
+  EXPECT_GT(trained, 5);
+}
+}  // namespace

@@ -26,6 +26,8 @@ struct Case {
   std::string model, data;
 };
 
+void PrintTo(const Case& c, std::ostream* os) { *os << c.model; }
+
 class LoweredSimulation : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
 
 TEST_P(LoweredSimulation, EqualsThePlanSimulationBitForBit) {

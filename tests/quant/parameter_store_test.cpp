@@ -147,3 +147,22 @@ TEST(ParameterStore, StraightThroughGradientsMatchFiniteDifferencesAndAdamTrains
   EXPECT_TRUE(at::equal(ex.constant(wv), trained_w));
 }
 }  // namespace
+
+namespace {
+TEST(ParameterStore, GradientScaleScalesTheGradientNotTheValue) {
+  QuantConfig c;
+  c.scale_kind = ScaleKind::Float;
+  c.set_range(8, true, false);
+  c.scales = {0.05};
+  c.zero_points = {0};
+  quant::ParameterStore plain, scaled;
+  at::Tensor p1 = plain.scale_param("x", c), p2 = scaled.scale_param("x", c, 0.25);
+  at::Tensor x = at::tensor({0.33f, -1.0f, 7.0f});
+  at::Tensor s1 = plain.scale("x", c, 1), s2 = scaled.scale("x", c, 1);
+  EXPECT_TRUE(at::equal(s1, s2));
+  (quant::fake_quantize(x, s1, at::zeros({}), -128, 127, RoundingMode::HalfEven).sum()).backward();
+  (quant::fake_quantize(x, s2, at::zeros({}), -128, 127, RoundingMode::HalfEven).sum()).backward();
+  EXPECT_NEAR(p2.grad().item<double>(), 0.25 * p1.grad().item<double>(), 1e-6);
+  EXPECT_NE(p1.grad().item<double>(), 0.0);
+}
+}  // namespace

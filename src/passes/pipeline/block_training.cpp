@@ -1,5 +1,7 @@
-// tqt: Trained Quantization Thresholds (Jain et al. 2020; ESP-PPQ's
-// TrainedQuantizationThresholdPass). The graph is cut into blocks that start at a computing op
+// Block-wise training of quantization parameters, shared by the tqt pass (Trained Quantization
+// Thresholds, Jain et al. 2020; ESP-PPQ's TrainedQuantizationThresholdPass: power-of-two scales as
+// alpha = log2 s) and the lsq pass (Learned Step Size, Esser et al. 2020: float scales with
+// gradient scaling 1/sqrt(N * Qp)). The only file with optimiser headers. The graph is cut into blocks that start at a computing op
 // and hold up to block_size ops. Block inputs come from the quantized graph (earlier blocks as
 // trained), targets from the float graph; both are cached once per block boundary and freed
 // after their last reader. Trained: the weights of the block's computing ops and alpha = log2(s)
@@ -25,6 +27,7 @@
 #include "edgequant/error.h"
 #include "ir/op_traits.h"
 #include "passes/pipeline.h"
+#include "passes/pipeline/block_training.h"
 
 namespace edgequant {
 
@@ -67,19 +70,31 @@ std::vector<Block> cut_blocks(const Graph& g, int block_size, const std::set<std
   return blocks;
 }
 
-bool trainable_scale(const QuantConfig* c) {
-  return c && c->state == QuantState::Quantized && c->scale_kind == ScaleKind::PowerOfTwo && c->symmetric &&
-         !c->custom_scale && c->has_scale();
+bool trainable_scale(const QuantConfig* c, BlockTraining mode) {
+  if (!c || c->state != QuantState::Quantized || c->custom_scale || !c->has_scale()) return false;
+  if (mode == BlockTraining::Lsq) return c->scale_kind == ScaleKind::Float;
+  return c->scale_kind == ScaleKind::PowerOfTwo && c->symmetric;
+}
+
+// Per-sample element count of a value (LSQ's N): static dims after the batch dim, or the
+// constant's size.
+double element_count(const Value* v) {
+  if (v->is_constant()) return static_cast<double>(v->data->numel());
+  double n = 1;
+  if (v->shape)
+    for (size_t d = 1; d < v->shape->size(); ++d) n *= (*v->shape)[d] > 0 ? static_cast<double>((*v->shape)[d]) : 1.0;
+  return n;
 }
 
 double tensor_mib(const at::Tensor& t) { return static_cast<double>(t.nbytes()) / (1024.0 * 1024.0); }
 }  // namespace
 
-PassResult TqtPass::run(QuantContext& ctx) {
-  const TqtSetting& ts = ctx.setting.tqt;
+PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining mode) {
   const Graph& g = *ctx.graph;
+  const char* pass = mode == BlockTraining::Tqt ? "tqt" : "lsq";
+  const std::string section = std::string(pass) + "_optimization_setting";
   auto say = [&](const std::string& line) {
-    if (ctx.log) *ctx.log << "tqt: " << line << "\n";
+    if (ctx.log) *ctx.log << pass << ": " << line << "\n";
   };
   std::set<std::string> interested(ts.interested_layers.begin(), ts.interested_layers.end());
   std::vector<std::string> compute_names;
@@ -89,20 +104,23 @@ PassResult TqtPass::run(QuantContext& ctx) {
     if (std::find(compute_names.begin(), compute_names.end(), name) == compute_names.end()) {
       std::string valid;
       for (const auto& n : compute_names) valid += (valid.empty() ? "" : ", ") + n;
-      fail(ErrorCode::InvalidSetting, "tqt_optimization_setting.interested_layers: '" + name +
+      fail(ErrorCode::InvalidSetting, section + ".interested_layers: '" + name +
                                           "' is not a computing op (valid: " + valid + ")");
     }
   if (compute_names.empty()) {
     say("skipped: the model has no computing op (Conv, ConvTranspose, Gemm, MatMul)");
     return PassResult{};
   }
-  if (ctx.target.scale_kind != ScaleKind::PowerOfTwo) {
-    say("skipped: target '" + ctx.target.name + "' has float scales; TQT trains power-of-two thresholds");
+  if (mode == BlockTraining::Tqt && ctx.target.scale_kind != ScaleKind::PowerOfTwo) {
+    say("skipped: target '" + ctx.target.name + "' has float scales; TQT trains power-of-two thresholds (use lsq)");
     return PassResult{};
   }
+  if (mode == BlockTraining::Lsq && ctx.target.scale_kind == ScaleKind::PowerOfTwo)
+    fail(ErrorCode::InvalidSetting, "lsq_optimization: target '" + ctx.target.name +
+                                        "' needs power-of-two scales, which LSQ's learned float scales would break (use tqt_optimization)");
   c10::Device device = ts.collecting_device == "cuda" ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
   if (device.is_cuda() && !at::hasCUDA())
-    fail(ErrorCode::InvalidSetting, "tqt_optimization_setting.collecting_device is cuda, but no CUDA device is available");
+    fail(ErrorCode::InvalidSetting, section + ".collecting_device is cuda, but no CUDA device is available");
   auto start = Clock::now();
   exec::Executor& ex = ctx.executor();
   quant::QuantSimulator& sim = ctx.simulator();
@@ -187,7 +205,7 @@ PassResult TqtPass::run(QuantContext& ctx) {
 
   int trained = 0, rolled_back = 0;
   int64_t steps_total = 0;
-  Progress progress("tqt", static_cast<int64_t>(blocks.size()) * std::max(ts.steps, 1));
+  Progress progress(pass, static_cast<int64_t>(blocks.size()) * std::max(ts.steps, 1));
   for (size_t k = 0; k < blocks.size(); ++k) {
     const Block& blk = blocks[k];
     // Float targets of this block (from float inputs), before anything else uses the cache.
@@ -196,6 +214,11 @@ PassResult TqtPass::run(QuantContext& ctx) {
       for (size_t j = 0; j < blk.outputs.size(); ++j) fcache[blk.outputs[j]].push_back(f[j].to(device));
     }
     std::vector<at::Tensor> alphas, params;
+    // LSQ scales the scale's gradient by 1/sqrt(N * Qp) (N: elements per sample).
+    auto scale_param = [&](const Value* v, const QuantConfig& c) {
+      double g = mode == BlockTraining::Lsq ? 1.0 / std::sqrt(element_count(v) * static_cast<double>(c.quant_max)) : 1.0;
+      return store.scale_param(v->name, c, g);
+    };
     if (blk.trains && ts.steps > 0) {
       for (const Op* op : blk.ops) {
         if (is_compute_op(op->type) && (interested.empty() || interested.count(op->name)) && op->input(1) &&
@@ -207,11 +230,11 @@ PassResult TqtPass::run(QuantContext& ctx) {
           const QuantConfig* bc = bias ? ctx.plan.find(bias->name) : nullptr;
           if (ts.train_bias && bc && bias->is_constant() && bc->state != QuantState::Float)
             params.push_back(store.weight_param(bias, ex.constant(bias)));
-          if (ts.is_scale_trainable && trainable_scale(wc)) alphas.push_back(store.scale_param(w->name, *wc));
+          if (ts.is_scale_trainable && trainable_scale(wc, mode)) alphas.push_back(scale_param(w, *wc));
         }
         if (!ts.is_scale_trainable) continue;
         for (const Value* v : op->outputs)
-          if (v && trainable_scale(ctx.plan.find(v->name))) alphas.push_back(store.scale_param(v->name, *ctx.plan.find(v->name)));
+          if (v && trainable_scale(ctx.plan.find(v->name), mode)) alphas.push_back(scale_param(v, *ctx.plan.find(v->name)));
       }
     }
     if (!params.empty() || !alphas.empty()) {
@@ -241,7 +264,7 @@ PassResult TqtPass::run(QuantContext& ctx) {
           }
           loss = loss + ts.gamma * mse(out, own);
         }
-        if (ts.int_lambda > 0)
+        if (ts.int_lambda > 0 && mode == BlockTraining::Tqt)
           for (const at::Tensor& a : alphas) loss = loss + ts.int_lambda * (a - at::round(a).detach()).pow(2).mean();
         loss.backward();
         adam.step();
@@ -292,5 +315,9 @@ PassResult TqtPass::run(QuantContext& ctx) {
   r.changed = trained > rolled_back;
   return r.invalidate(Analysis::ErrorReport).invalidate(Analysis::LoweredForm);
 }
+
+PassResult TqtPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting.tqt, BlockTraining::Tqt); }
+
+PassResult LsqPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting.lsq, BlockTraining::Lsq); }
 
 }  // namespace edgequant

@@ -1,0 +1,15 @@
+// Block-wise training of quantization parameters (block_training.cpp), shared by the tqt and lsq
+// passes.
+#pragma once
+#include "passes/pipeline.h"
+
+namespace edgequant {
+
+enum class BlockTraining {
+  Tqt,  // power-of-two scales trained as alpha = log2 s, straight-through exponent
+  Lsq,  // float scales trained directly, gradient scaled by 1/sqrt(N * Qp)
+};
+
+PassResult train_blocks(QuantContext& context, const TqtSetting& setting, BlockTraining mode);
+
+}  // namespace edgequant
