@@ -125,6 +125,15 @@ const QuantConfig* QuantPlan::effective(const std::string& value) const {
 }  // namespace edgequant
 
 namespace edgequant {
+const QuantConfig* QuantPlan::requant_config(const InputRequant& r) const { return r.grid ? &*r.grid : effective(r.target); }
+
+const QuantConfig* QuantPlan::input_config(const Op& op, size_t index) const {
+  for (const auto& r : requants)
+    if (r.op == op.name && static_cast<size_t>(r.index) == index) return requant_config(r);
+  const Value* v = op.input(index);
+  return v ? effective(v->name) : nullptr;
+}
+
 void QuantPlan::verify(const Graph& g, ErrorCode code) const {
   auto bad = [&](const std::string& what) { fail(code, "quantization plan: " + what + " (was the graph rewritten without updating the plan?)"); };
   for (const auto& [name, c] : values) {

@@ -3,6 +3,7 @@
 // quantized Value plus per-use requantization (an Add/Concat input aligned to another scale).
 #pragma once
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,11 +79,15 @@ struct QuantConfig {
   void set_range(int bits_, bool is_signed_, bool narrow_range);  // quant_min/max from bits
 };
 
-// Per-use requantization: input `index` of `op` is requantized to the config of `target`.
+// Per-use requantization: input `index` of `op` is requantized to the config of `target` (an
+// aligned op's output), or, with `grid`, to a grid of its own calibrated from the input value
+// `target` itself (a mixed-precision boundary: an int8 op reading an int16 tensor, as ESP-DL's
+// RequantizeLinear does).
 struct InputRequant {
   std::string op;
   int index;
   std::string target;
+  std::optional<QuantConfig> grid;
 };
 
 struct QuantPlan {
@@ -95,6 +100,10 @@ struct QuantPlan {
   QuantConfig* find(const std::string& value);
   // Resolves Passive chains to the config that owns the scale.
   const QuantConfig* effective(const std::string& value) const;
+  // The grid a requantization lands on.
+  const QuantConfig* requant_config(const InputRequant& requant) const;
+  // The grid input `index` of `op` is read on: its requantization if any, else the value's own.
+  const QuantConfig* input_config(const Op& op, size_t index) const;
   // Throws (`code`, naming the first problem) unless every config, master, fused activation and
   // requant refers to a value or op of `graph`: a pass that renamed values must update the plan.
   void verify(const Graph& graph, ErrorCode code = ErrorCode::Internal) const;

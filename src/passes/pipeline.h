@@ -104,6 +104,7 @@ void run_pipeline(QuantContext& context, const std::vector<std::string>& names, 
 EQ_DECLARE_PASS(PreparePass, "prepare")    // normalise the graph, make the executor
 EQ_DECLARE_PASS(AssignPass, "assign")      // a QuantConfig for every tensor (quant/quantizer.h)
 EQ_DECLARE_PASS(CalibratePass, "calibrate")  // observe once (cached), scales for the calibrator
+EQ_DECLARE_PASS(MixedPrecisionPass, "mixed-precision")  // the K worst units to int16 (or float)
 EQ_DECLARE_PASS(BiasCorrectionPass, "bias-correction")  // b += E[y_float - y_quant] per channel
 EQ_DECLARE_PASS(LsqPass, "lsq")            // learned float scales (and weights), block by block
 EQ_DECLARE_PASS(TqtPass, "tqt")            // trained power-of-two thresholds and weights, block by block

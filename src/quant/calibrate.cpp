@@ -110,6 +110,20 @@ void apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& plan, cons
     set_scale_from_ranges(*c, {u}, rule);
     c->source = RangeSource::AlignToLarge;
   }
+  // Mixed-precision boundary grids: the source tensor's observation at the consumer's width.
+  for (auto& r : plan.requants) {
+    if (!r.grid) continue;
+    const QuantConfig* src = plan.effective(r.target);
+    const Value* v = g.find_value(r.target);
+    const Value* owner = v;
+    while (owner && plan.find(owner->name) && plan.find(owner->name)->state == QuantState::Passive && owner->producer &&
+           owner->producer->input(0))
+      owner = owner->producer->input(0);
+    auto it = owner ? obs.by_value.find(owner->name) : obs.by_value.end();
+    if (it != obs.by_value.end()) set_scale_from_ranges(*r.grid, {it->second.finalize(*r.grid, algo, s.percentile)}, rule);
+    else if (src) set_scale_from_ranges(*r.grid, {{src->range_min, src->range_max}}, rule);
+    r.grid->source = range_source_of(algo);
+  }
   // Passives copy their master's scale so the plan file is self-describing; biases s_in * s_w.
   refresh_derived_scales(plan, g);
 }

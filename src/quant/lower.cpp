@@ -121,7 +121,7 @@ LoweredModel lower(const Graph& g, const QuantPlan& plan, const Target& target, 
     }
     const QuantConfig* oeff = out ? plan.effective(out->name) : nullptr;
     lo.output = out ? out->name : "";
-    const QuantConfig* ic = op.input(0) ? plan.effective(op.input(0)->name) : nullptr;
+    const QuantConfig* ic = plan.input_config(op, 0);
     if (is_compute_op(op.type) && materialised(oeff) && materialised(ic) && op.input(1)) {
       const QuantConfig* wc = plan.effective(op.input(1)->name);
       if (materialised(wc)) {
@@ -132,7 +132,7 @@ LoweredModel lower(const Graph& g, const QuantPlan& plan, const Target& target, 
     for (const InputRequant* r : requants[op.name]) {
       const Value* v = op.input(static_cast<size_t>(r->index));
       const QuantConfig* from = v ? plan.effective(v->name) : nullptr;
-      const QuantConfig* to = plan.effective(r->target);
+      const QuantConfig* to = plan.requant_config(*r);
       if (materialised(from) && materialised(to)) lo.input_requants[r->index] = requant(*from, nullptr, *to, to->rounding);
     }
     bool lut = target.lut_activations.count(op.type) && is_unary_activation(op.type) && materialised(ic) &&

@@ -206,7 +206,7 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
           const Value* v = op->input(i);
           const QuantConfig* vc = v ? plan.find(v->name) : nullptr;
           if (vc && vc->state != QuantState::Float && vc->state != QuantState::Fused)
-            plan.requants.push_back({op->name, static_cast<int>(i), op->outputs[0]->name});
+            plan.requants.push_back({op->name, static_cast<int>(i), op->outputs[0]->name, std::nullopt});
         }
       }
     }
@@ -231,6 +231,33 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     c->zero_points = {0};
     c->custom_scale = true;
     c->source = RangeSource::Custom;
+  }
+  // Mixed-precision boundaries: an op that computes at other bits than its input tensor reads it
+  // through a requantization to a grid of its own width (ESP-DL inserts RequantizeLinear there).
+  std::set<std::pair<std::string, int>> requanted;
+  for (const auto& r : plan.requants) requanted.insert({r.op, r.index});
+  for (const auto& op_ptr : g.ops()) {
+    const Op* op = op_ptr.get();
+    if (is_passive_op(*op) || op->outputs.empty() || !op->outputs[0]) continue;
+    const QuantConfig* oc = plan.find(op->outputs[0]->name);
+    if (oc && oc->state == QuantState::Fused) oc = plan.find(g.find_op(oc->fused_into)->outputs[0]->name);
+    int weight_bits = 0;
+    if (is_compute_op(op->type) && op->input(1) && plan.find(op->input(1)->name)) weight_bits = plan.find(op->input(1)->name)->bits;
+    int op_bits = weight_bits ? std::max(weight_bits, 8) : (oc && oc->state != QuantState::Float ? oc->bits : 0);
+    if (!op_bits) continue;
+    for (size_t i : data_inputs(*op)) {
+      const Value* v = op->input(i);
+      if (!v || v->is_constant() || requanted.count({op->name, static_cast<int>(i)})) continue;
+      const QuantConfig* ic = plan.effective(v->name);
+      if (!ic || (ic->state != QuantState::Quantized && ic->state != QuantState::Passive) || ic->bits == op_bits) continue;
+      QuantConfig grid = *ic;
+      grid.state = QuantState::Quantized;
+      grid.master.clear();
+      grid.set_range(op_bits, ic->is_signed, false);
+      grid.scales.clear();
+      grid.zero_points.clear();
+      plan.requants.push_back({op->name, static_cast<int>(i), v->name, grid});
+    }
   }
   check_channel_rules(g, t, plan);
   plan.verify(g);

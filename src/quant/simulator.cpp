@@ -32,7 +32,7 @@ void set_bias_scales(QuantPlan& plan, const Graph& g) {
     if (!is_compute_op(op->type) || !op->input(2)) continue;
     QuantConfig* bc = plan.find(op->input(2)->name);
     const QuantConfig* wc = op->input(1) ? plan.effective(op->input(1)->name) : nullptr;
-    const QuantConfig* ic = op->input(0) ? plan.effective(op->input(0)->name) : nullptr;
+    const QuantConfig* ic = plan.input_config(*op, 0);
     if (!bc || bc->role != QuantRole::Bias || !wc || !ic || wc->scales.empty() || ic->scales.empty() ||
         ic->state == QuantState::Float)
       continue;
@@ -60,8 +60,8 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
     : graph_(g), plan_(plan), executor_(ex), lowered_(lowered) {
   at::NoGradGuard no_grad;
   std::set<const Value*> graph_inputs(g.inputs.begin(), g.inputs.end());
-  std::map<std::string, std::vector<std::pair<int, std::string>>> requants;
-  for (const auto& r : plan.requants) requants[r.op].push_back({r.index, r.target});
+  std::map<std::string, std::vector<const InputRequant*>> requants;
+  for (const auto& r : plan.requants) requants[r.op].push_back(&r);
   for (const auto& op_ptr : g.ops()) {
     const Op* op = op_ptr.get();
     OpPlan p;
@@ -87,14 +87,17 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
         p.activations.push_back({i, v, c});
       }
     }
-    for (const auto& [index, target] : requants[op->name]) {
-      const QuantConfig* c = usable(plan.effective(target));
+    for (const InputRequant* r : requants[op->name]) {
+      const QuantConfig* c = usable(plan.requant_config(*r));
       if (!c) continue;
+      int index = r->index;
+      // A trained scale applies to an aligned requant (the output's); a boundary grid has none.
+      const Value* scale_owner = r->grid ? nullptr : g.find_value(r->target);
       // A requant replaces the graph-input quantization of the same input, if any.
       auto& acts = p.activations;
       acts.erase(std::remove_if(acts.begin(), acts.end(), [&](const Quantize& a) { return a.index == size_t(index); }),
                  acts.end());
-      acts.push_back({static_cast<size_t>(index), g.find_value(target), c});
+      acts.push_back({static_cast<size_t>(index), scale_owner, c});
     }
     for (size_t i = 0; i < op->outputs.size(); ++i) {
       const Value* v = op->outputs[i];
@@ -107,7 +110,7 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
     // quantization; the input is on its grid already.
     const LoweredOp* lo = lowered ? lowered->op(op->name) : nullptr;
     if (lo && lo->lut && lo->lut->step == 1 && !p.outputs.empty()) {
-      const QuantConfig* ic = plan.effective(op->input(0)->name);
+      const QuantConfig* ic = plan.input_config(*op, 0);
       const QuantConfig& oc = *p.outputs[0].config;
       std::vector<float> deq;
       for (int32_t q : lo->lut->table)

@@ -65,7 +65,7 @@ Setting load_setting(const std::string& path) {
     std::set<std::string> valid = {"calib_algorithm", "percentile", "weight_calib_algorithm", "activation_bits",
                                    "weight_bits", "alignment", "dispatching_table", "custom_scales", "calib_steps",
                                    "batch_size", "analysis", "validation", "passes", "preprocess",
-                                   "tqt_optimization", "tqt_optimization_setting", "lsq_optimization", "lsq_optimization_setting",
+                                   "tqt_optimization", "tqt_optimization_setting", "lsq_optimization", "lsq_optimization_setting", "mixed_precision",
                                    "bias_correction",
                                    "bias_correction_setting"};
     for (const char* f : kFuturePasses) valid.insert(f);
@@ -106,6 +106,14 @@ Setting load_setting(const std::string& path) {
       s.validation.file = get_or<std::string>(v, "file", "", "validation", kCode);
       s.validation.holdout = get_or(v, "holdout", s.validation.holdout, "validation", kCode);
       if (!(s.validation.holdout > 0 && s.validation.holdout < 1)) fail(kCode, "validation.holdout must be in (0, 1)");
+    }
+    if (const YAML::Node& m = root["mixed_precision"]) {
+      check_keys(m, {"auto_promote", "to"}, "mixed_precision", kCode);
+      s.mixed_precision.auto_promote = get_or(m, "auto_promote", 0, "mixed_precision", kCode);
+      s.mixed_precision.to = get_or<std::string>(m, "to", "int16", "mixed_precision", kCode);
+      if (s.mixed_precision.auto_promote < 0) fail(kCode, "mixed_precision.auto_promote must be >= 0");
+      if (s.mixed_precision.to != "int16" && s.mixed_precision.to != "float")
+        fail(kCode, "mixed_precision.to must be int16 or float, not '" + s.mixed_precision.to + "'");
     }
     s.bias_correction = get_or(root, "bias_correction", false, "setting", kCode);
     if (const YAML::Node& b = root["bias_correction_setting"]) {

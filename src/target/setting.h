@@ -50,6 +50,13 @@ struct BiasCorrectionSetting {
   int steps = 8;                               // calibration batches measured per op
 };
 
+// Mixed precision beyond the hand-written dispatching_table: promote the ops with the worst
+// layerwise error to a wider type.
+struct MixedPrecisionSetting {
+  int auto_promote = 0;         // K: the K units with the worst layerwise error (0 = off)
+  std::string to = "int16";     // int16 | float
+};
+
 struct Setting {
   std::optional<CalibAlgorithm> calib_algorithm;  // unset = the target's default
   double percentile = 0.9999;
@@ -61,6 +68,7 @@ struct Setting {
   int calib_steps = 32, batch_size = 32;
   AnalysisSetting analysis;
   ValidationSetting validation;
+  MixedPrecisionSetting mixed_precision;
   bool bias_correction = false;
   BiasCorrectionSetting bias_correction_setting;
   bool tqt_optimization = false;
