@@ -127,6 +127,7 @@ std::vector<std::string> pipeline_for(const Setting& s) {
   if (s.bias_correction) p.push_back("bias-correction");
   if (s.tqt_optimization) p.push_back("tqt");
   if (s.lsq_optimization) p.push_back("lsq");
+  if (s.blockwise_reconstruction) p.push_back("adaround");
   for (const char* rest : {"analyse", "lower", "export"}) p.push_back(rest);
   return p;
 }

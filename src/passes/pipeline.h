@@ -107,6 +107,7 @@ EQ_DECLARE_PASS(CalibratePass, "calibrate")  // observe once (cached), scales fo
 EQ_DECLARE_PASS(MixedPrecisionPass, "mixed-precision")  // the K worst units to int16 (or float)
 EQ_DECLARE_PASS(BiasCorrectionPass, "bias-correction")  // b += E[y_float - y_quant] per channel
 EQ_DECLARE_PASS(LsqPass, "lsq")            // learned float scales (and weights), block by block
+EQ_DECLARE_PASS(AdaRoundPass, "adaround")  // learned weight rounding, scales frozen, block by block
 EQ_DECLARE_PASS(TqtPass, "tqt")            // trained power-of-two thresholds and weights, block by block
 EQ_DECLARE_PASS(AnalysePass, "analyse")    // error analysis on the validation samples
 EQ_DECLARE_PASS(LowerPass, "lower")        // the integer form

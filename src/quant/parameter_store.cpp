@@ -32,6 +32,37 @@ at::Tensor ParameterStore::weight_param(const Value* v, const at::Tensor& init) 
 
 at::Tensor ParameterStore::weight(const Value* v) const { return weights_.at(v); }
 
+namespace {
+constexpr double kZeta = 1.1, kGamma = -0.1;  // AdaRound's stretch of the sigmoid (Nagel et al. 2020)
+}  // namespace
+
+at::Tensor ParameterStore::rounding_param(const Value* v, const at::Tensor& w, const QuantConfig& c) {
+  auto it = rounding_.find(v);
+  if (it != rounding_.end()) return it->second.v;
+  at::NoGradGuard no_grad;
+  auto [s, z] = scale_tensors(c, w.dim(), w.options().dtype(at::kFloat));
+  at::Tensor x = w.to(at::kFloat) / s;
+  at::Tensor fl = at::floor(x);
+  at::Tensor frac = (x - fl).clamp(0.01, 0.99);
+  // h(V) = clamp(sigmoid(V) * (zeta - gamma) + gamma, 0, 1) = frac  ->  V = logit((frac - gamma) / (zeta - gamma)).
+  at::Tensor p = (frac - kGamma) / (kZeta - kGamma);
+  at::Tensor v0 = at::log(p / (1 - p)).contiguous().set_requires_grad(true);
+  rounding_[v] = Rounding{v0, fl.contiguous()};
+  return v0;
+}
+
+at::Tensor ParameterStore::rounding_h(const Value* v) const {
+  const at::Tensor& V = rounding_.at(v).v;
+  return at::clamp(at::sigmoid(V) * (kZeta - kGamma) + kGamma, 0.0, 1.0);
+}
+
+at::Tensor ParameterStore::rounded_weight(const Value* v, const QuantConfig& c) const {
+  const Rounding& r = rounding_.at(v);
+  at::Tensor h = hard_rounding_ ? (r.v >= 0).to(at::kFloat) : rounding_h(v);
+  auto [s, z] = scale_tensors(c, r.floor_codes.dim(), r.floor_codes.options());
+  return at::clamp(r.floor_codes + h + z, static_cast<double>(c.quant_min), static_cast<double>(c.quant_max)) * s - z * s;
+}
+
 at::Tensor ParameterStore::scale(const std::string& value, const QuantConfig& c, int64_t rank) const {
   at::Tensor p = scales_.at(value);
   double g = grad_scale_.at(value);
@@ -53,6 +84,7 @@ std::vector<at::Tensor> ParameterStore::parameters() const {
   std::vector<at::Tensor> out;
   for (const auto& [n, p] : scales_) out.push_back(p);
   for (const auto& [v, p] : weights_) out.push_back(p);
+  for (const auto& [v, r] : rounding_) out.push_back(r.v);
   return out;
 }
 
@@ -89,6 +121,18 @@ std::map<const Value*, at::Tensor> ParameterStore::bake(QuantPlan& plan, Graph& 
     ex.set_constant(v, w);
     if (Value* gv = graph.find_value(v->name)) gv->data = std::make_shared<const Tensor>(exec::to_ir_tensor(w.to(at::kCPU)));
   }
+  // Learned roundings: the weights become exactly their hard-rounded grid values.
+  for (const auto& [v, r] : rounding_) {
+    const QuantConfig* c = plan.find(v->name);
+    if (!c) fail(ErrorCode::Internal, "learned rounding of '" + v->name + "', which has no config");
+    bool hard = hard_rounding_;
+    hard_rounding_ = true;
+    at::Tensor w = rounded_weight(v, *c).detach().to(ex.constant(v).scalar_type()).contiguous();
+    hard_rounding_ = hard;
+    before.emplace(v, ex.constant(v).clone());
+    ex.set_constant(v, w);
+    if (Value* gv = graph.find_value(v->name)) gv->data = std::make_shared<const Tensor>(exec::to_ir_tensor(w.to(at::kCPU)));
+  }
   clear();
   return before;
 }
@@ -98,6 +142,8 @@ void ParameterStore::clear() {
   pow2_.clear();
   grad_scale_.clear();
   weights_.clear();
+  rounding_.clear();
+  hard_rounding_ = false;
 }
 
 }  // namespace edgequant::quant

@@ -23,7 +23,15 @@ class ParameterStore {
   at::Tensor weight_param(const Value* value, const at::Tensor& init);
   bool has_scale(const std::string& value) const { return scales_.count(value) != 0; }
   bool has_weight(const Value* value) const { return weights_.count(value) != 0; }
-  bool empty() const { return scales_.empty() && weights_.empty(); }
+  // AdaRound: a learned rounding offset V per weight element (scales frozen). The weight is
+  // s * clamp(floor(w / s) + h(V), qmin, qmax) with h the rectified sigmoid, or h = [V >= 0]
+  // in hard mode. Initialised so that h(V) = w/s - floor(w/s) (the soft form of nearest rounding).
+  at::Tensor rounding_param(const Value* value, const at::Tensor& weight, const QuantConfig& config);
+  bool has_rounding(const Value* value) const { return rounding_.count(value) != 0; }
+  at::Tensor rounded_weight(const Value* value, const QuantConfig& config) const;
+  at::Tensor rounding_h(const Value* value) const;  // h(V) (soft), for the regulariser
+  void set_hard_rounding(bool hard) { hard_rounding_ = hard; }
+  bool empty() const { return scales_.empty() && weights_.empty() && rounding_.empty(); }
   at::Tensor weight(const Value* value) const;
   // The scale the forward uses, shaped to broadcast along the config's axis for a rank-`rank`
   // tensor: 2^(alpha + stopgrad(round(alpha) - alpha)) for power-of-two configs (the
@@ -47,6 +55,11 @@ class ParameterStore {
   std::map<std::string, bool> pow2_;
   std::map<std::string, double> grad_scale_;
   std::map<const Value*, at::Tensor> weights_;
+  struct Rounding {
+    at::Tensor v, floor_codes;  // learned offset; floor(w / s) of the original weight
+  };
+  std::map<const Value*, Rounding> rounding_;
+  bool hard_rounding_ = false;
 };
 
 }  // namespace edgequant::quant

@@ -140,6 +140,10 @@ void QuantSimulator::before_op(const Op& op, std::vector<at::Tensor>& in, const 
   for (const auto& [i, t] : p.constants) in[i] = t;
   if (params_ && !params_->empty())
     for (const Quantize& q : p.trainable_constants) {
+      if (params_->has_rounding(q.value)) {
+        in[q.index] = params_->rounded_weight(q.value, *q.config).to(in[q.index].device());
+        continue;
+      }
       bool w = params_->has_weight(q.value), s = params_->has_scale(q.value->name);
       if (w || s) in[q.index] = quantize(w ? params_->weight(q.value) : executor_.constant(q.value), q);
     }

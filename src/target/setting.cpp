@@ -9,7 +9,7 @@ namespace {
 constexpr ErrorCode kCode = ErrorCode::InvalidSetting;
 
 // Sections reserved for the optimisation passes of later releases: present means requested.
-const char* kFuturePasses[] = {"equalization_setting", "blockwise_reconstruction_setting", "layer_split_setting"};
+const char* kFuturePasses[] = {"equalization_setting", "layer_split_setting"};
 
 Alignment parse_alignment(const std::string& s) {
   if (s == "align_to_output" || s == "Align to Output") return Alignment::AlignToOutput;
@@ -17,10 +17,9 @@ Alignment parse_alignment(const std::string& s) {
   if (s == "none" || s == "None") return Alignment::None;
   fail(kCode, "alignment must be align_to_output, align_to_large or none, not '" + s + "'");
 }
-TqtSetting parse_block_training(const YAML::Node& t, const char* w) {
-  TqtSetting q;
+TqtSetting parse_block_training(const YAML::Node& t, const char* w, TqtSetting q) {
   check_keys(t, {"interested_layers", "steps", "lr", "scale_lr", "block_size", "is_scale_trainable", "train_bias", "gamma", "int_lambda",
-                 "collecting_device", "cache_limit_mib"}, w, kCode);
+                 "collecting_device", "cache_limit_mib", "reg_lambda", "warmup", "beta_start", "beta_end"}, w, kCode);
   if (t["interested_layers"] && !t["interested_layers"].IsNull())
     for (const auto& n : t["interested_layers"]) q.interested_layers.push_back(n.as<std::string>());
   q.steps = get_or(t, "steps", q.steps, w, kCode);
@@ -33,6 +32,12 @@ TqtSetting parse_block_training(const YAML::Node& t, const char* w) {
   q.int_lambda = get_or(t, "int_lambda", q.int_lambda, w, kCode);
   q.collecting_device = get_or(t, "collecting_device", q.collecting_device, w, kCode);
   q.cache_limit_mib = get_or(t, "cache_limit_mib", q.cache_limit_mib, w, kCode);
+  q.reg_lambda = get_or(t, "reg_lambda", q.reg_lambda, w, kCode);
+  q.warmup = get_or(t, "warmup", q.warmup, w, kCode);
+  q.beta_start = get_or(t, "beta_start", q.beta_start, w, kCode);
+  q.beta_end = get_or(t, "beta_end", q.beta_end, w, kCode);
+  if (q.reg_lambda < 0 || q.warmup < 0 || q.warmup >= 1 || q.beta_end <= 0 || q.beta_start < q.beta_end)
+    fail(kCode, std::string(w) + ": reg_lambda >= 0, 0 <= warmup < 1, beta_start >= beta_end > 0");
   if (q.steps < 0 || q.block_size < 1 || !(q.lr > 0) || q.gamma < 0 || q.int_lambda < 0 || q.cache_limit_mib < 1)
     fail(kCode, std::string(w) + ": steps >= 0, block_size >= 1, lr > 0, gamma/int_lambda >= 0, cache_limit_mib >= 1");
   if (q.collecting_device != "cpu" && q.collecting_device != "cuda")
@@ -66,6 +71,7 @@ Setting load_setting(const std::string& path) {
                                    "weight_bits", "alignment", "dispatching_table", "custom_scales", "calib_steps",
                                    "batch_size", "analysis", "validation", "passes", "preprocess",
                                    "tqt_optimization", "tqt_optimization_setting", "lsq_optimization", "lsq_optimization_setting", "mixed_precision",
+                                   "blockwise_reconstruction", "blockwise_reconstruction_setting",
                                    "bias_correction",
                                    "bias_correction_setting"};
     for (const char* f : kFuturePasses) valid.insert(f);
@@ -126,8 +132,11 @@ Setting load_setting(const std::string& path) {
     s.tqt_optimization = get_or(root, "tqt_optimization", false, "setting", kCode);
     s.lsq_optimization = get_or(root, "lsq_optimization", false, "setting", kCode);
     if (s.tqt_optimization && s.lsq_optimization) fail(kCode, "tqt_optimization and lsq_optimization exclude each other (power-of-two vs float scales)");
-    if (root["tqt_optimization_setting"]) s.tqt = parse_block_training(root["tqt_optimization_setting"], "tqt_optimization_setting");
-    if (root["lsq_optimization_setting"]) s.lsq = parse_block_training(root["lsq_optimization_setting"], "lsq_optimization_setting");
+    if (root["tqt_optimization_setting"]) s.tqt = parse_block_training(root["tqt_optimization_setting"], "tqt_optimization_setting", s.tqt);
+    if (root["lsq_optimization_setting"]) s.lsq = parse_block_training(root["lsq_optimization_setting"], "lsq_optimization_setting", s.lsq);
+    s.blockwise_reconstruction = get_or(root, "blockwise_reconstruction", false, "setting", kCode);
+    if (root["blockwise_reconstruction_setting"])
+      s.adaround = parse_block_training(root["blockwise_reconstruction_setting"], "blockwise_reconstruction_setting", s.adaround);
     if (const YAML::Node& p = root["passes"]) {
       if (!p.IsSequence()) fail(kCode, "passes must be a list of pass names");
       for (const auto& n : p) s.passes.push_back(n.as<std::string>());

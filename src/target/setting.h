@@ -41,6 +41,10 @@ struct TqtSetting {
   double int_lambda = 0.0;  // weight of mean((alpha - round(alpha))^2)
   std::string collecting_device = "cpu";       // where block inputs/targets are cached
   int64_t cache_limit_mib = 2048;              // cached batches stop at this size (printed)
+  // AdaRound (blockwise_reconstruction_setting) only: the rounding regulariser
+  // reg_lambda * mean(1 - |2h - 1|^beta), off for the first `warmup` of the steps, beta annealed
+  // from beta_start to beta_end.
+  double reg_lambda = 0.01, warmup = 0.2, beta_start = 20, beta_end = 2;
 };
 
 // Empirical bias correction (ESP-PPQ's bias_correction_setting): b += E[y_float - y_quant] per
@@ -75,6 +79,13 @@ struct Setting {
   TqtSetting tqt;
   bool lsq_optimization = false;  // the same knobs for LSQ (float-scale targets)
   TqtSetting lsq;
+  bool blockwise_reconstruction = false;  // AdaRound: learned weight rounding, scales frozen
+  TqtSetting adaround = [] {
+    TqtSetting a;
+    a.lr = 1e-3;  // ESP-PPQ's blockwise reconstruction defaults
+    a.steps = 5000;
+    return a;
+  }();
   // The pipeline's pass names in order ("" entries never); empty = the default pipeline.
   std::vector<std::string> passes;
   Preprocess preprocess;

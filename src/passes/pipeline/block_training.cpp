@@ -1,7 +1,10 @@
 // Block-wise training of quantization parameters, shared by the tqt pass (Trained Quantization
 // Thresholds, Jain et al. 2020; ESP-PPQ's TrainedQuantizationThresholdPass: power-of-two scales as
 // alpha = log2 s) and the lsq pass (Learned Step Size, Esser et al. 2020: float scales with
-// gradient scaling 1/sqrt(N * Qp)). The only file with optimiser headers. The graph is cut into blocks that start at a computing op
+// gradient scaling 1/sqrt(N * Qp)) and the adaround pass (AdaRound, Nagel et al. 2020, as
+// BRECQ-style block reconstruction: each weight learns to round up or down, scales frozen, with
+// the annealed rounding regulariser; hard rounding at the end). The only file with optimiser
+// headers. The graph is cut into blocks that start at a computing op
 // and hold up to block_size ops. Block inputs come from the quantized graph (earlier blocks as
 // trained), targets from the float graph; both are cached once per block boundary and freed
 // after their last reader. Trained: the weights of the block's computing ops and alpha = log2(s)
@@ -91,8 +94,10 @@ double tensor_mib(const at::Tensor& t) { return static_cast<double>(t.nbytes()) 
 
 PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining mode) {
   const Graph& g = *ctx.graph;
-  const char* pass = mode == BlockTraining::Tqt ? "tqt" : "lsq";
-  const std::string section = std::string(pass) + "_optimization_setting";
+  const char* pass = mode == BlockTraining::Tqt ? "tqt" : mode == BlockTraining::Lsq ? "lsq" : "adaround";
+  const std::string section = mode == BlockTraining::AdaRound ? std::string("blockwise_reconstruction_setting")
+                                                               : std::string(pass) + "_optimization_setting";
+  const bool adaround = mode == BlockTraining::AdaRound;
   auto say = [&](const std::string& line) {
     if (ctx.log) *ctx.log << pass << ": " << line << "\n";
   };
@@ -225,6 +230,10 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
             op->input(1)->is_constant()) {
           const Value* w = op->input(1);
           const QuantConfig* wc = ctx.plan.find(w->name);
+          if (adaround) {
+            if (wc && wc->state == QuantState::Quantized) params.push_back(store.rounding_param(w, ex.constant(w), *wc));
+            continue;  // scales and biases frozen
+          }
           if (wc && wc->state == QuantState::Quantized) params.push_back(store.weight_param(w, ex.constant(w)));
           const Value* bias = op->input(2);
           const QuantConfig* bc = bias ? ctx.plan.find(bias->name) : nullptr;
@@ -232,7 +241,7 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
             params.push_back(store.weight_param(bias, ex.constant(bias)));
           if (ts.is_scale_trainable && trainable_scale(wc, mode)) alphas.push_back(scale_param(w, *wc));
         }
-        if (!ts.is_scale_trainable) continue;
+        if (!ts.is_scale_trainable || adaround) continue;
         for (const Value* v : op->outputs)
           if (v && trainable_scale(ctx.plan.find(v->name), mode)) alphas.push_back(scale_param(v, *ctx.plan.find(v->name)));
       }
@@ -240,6 +249,7 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
     if (!params.empty() || !alphas.empty()) {
       auto t0 = Clock::now();
       quant::ParameterStore::Snapshot before_params = store.snapshot();
+      store.set_hard_rounding(true);  // learned roundings are judged as the chip will round
       double before = cache_loss(blk);
       // Two parameter groups: weights at lr, log2 scales at scale_lr (default lr, as ESP-PPQ).
       std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -250,6 +260,11 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
       torch::optim::Adam adam(std::move(groups), torch::optim::AdamOptions(ts.lr));
       auto t_train = Clock::now();
       ex.set_gradient_mode(true);
+      store.set_hard_rounding(false);
+      std::vector<const Value*> rounded;
+      if (adaround)
+        for (const Op* op : blk.ops)
+          if (op->input(1) && store.has_rounding(op->input(1))) rounded.push_back(op->input(1));
       for (int step = 0; step < ts.steps; ++step) {
         size_t i = static_cast<size_t>(step) % batches.size();
         at::AutoGradMode on(true);
@@ -264,6 +279,12 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
           }
           loss = loss + ts.gamma * mse(out, own);
         }
+        double t = static_cast<double>(step) / std::max(ts.steps, 1);
+        if (adaround && ts.reg_lambda > 0 && t >= ts.warmup) {
+          double beta = ts.beta_end + (ts.beta_start - ts.beta_end) * (1.0 - (t - ts.warmup) / (1.0 - ts.warmup));
+          for (const Value* v : rounded)
+            loss = loss + ts.reg_lambda * (1 - (2 * store.rounding_h(v) - 1).abs().pow(beta)).mean();
+        }
         if (ts.int_lambda > 0 && mode == BlockTraining::Tqt)
           for (const at::Tensor& a : alphas) loss = loss + ts.int_lambda * (a - at::round(a).detach()).pow(2).mean();
         loss.backward();
@@ -271,6 +292,7 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
         progress.step();
       }
       ex.set_gradient_mode(false);
+      store.set_hard_rounding(true);
       double train_s = std::chrono::duration<double>(Clock::now() - t_train).count();
       steps_total += ts.steps;
       double after = cache_loss(blk);
@@ -319,5 +341,9 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
 PassResult TqtPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting.tqt, BlockTraining::Tqt); }
 
 PassResult LsqPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting.lsq, BlockTraining::Lsq); }
+
+PassResult AdaRoundPass::run(QuantContext& ctx) {
+  return train_blocks(ctx, ctx.setting.adaround, BlockTraining::AdaRound);
+}
 
 }  // namespace edgequant
