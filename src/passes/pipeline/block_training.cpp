@@ -182,7 +182,10 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
       fcache[g.inputs[i]].push_back(batch[i].to(device));
     }
   exec::HookList quantized(sim.hooks());
-  exec::HookList plain{exec::ExecHooks{}};  // no hooks, and no in-place writes into cached tensors
+  // The float side: the model as given (an earlier pass may have changed weights or biases), and
+  // no in-place writes into cached tensors.
+  exec::HookList plain = ctx.float_reference_hooks();
+  plain.add(exec::ExecHooks{});
   auto run_block = [&](const Block& blk, const Cache& cache, size_t i, const exec::HookList* hooks) {
     exec::ValueTensors env;
     for (const Value* v : blk.inputs) env[v] = cache.at(v)[i].to(at::kCPU);
