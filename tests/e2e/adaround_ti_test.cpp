@@ -15,35 +15,14 @@
 #include "passes/pipeline.h"
 #include "quant/fake_quant.h"
 #include "target/target.h"
+#include "e2e/fashion_test_set.h"
 #include "test_util.h"
 
 using namespace edgequant;
 
 namespace {
-const std::string kData = "/usr/share/datasets/fashion-mnist/";
-
-double top1(const std::function<at::Tensor(const at::Tensor&)>& model) {
-  static std::vector<at::Tensor> batches, labels;
-  if (batches.empty()) {
-    auto ds = open_dataset(kData + "t10k-images-idx3-ubyte.gz", {});
-    quant::BatchStream stream(*ds, 1000, 10);
-    at::Tensor b;
-    int64_t offset = 0;
-    while (stream.next(b)) {
-      std::vector<int64_t> l;
-      for (int64_t i = 0; i < b.size(0); ++i) l.push_back(ds->label(offset + i));
-      offset += b.size(0);
-      batches.push_back(b);
-      labels.push_back(at::tensor(l, at::kLong));
-    }
-  }
-  int64_t correct = 0, total = 0;
-  for (size_t i = 0; i < batches.size(); ++i) {
-    correct += model(batches[i]).argmax(1).eq(labels[i]).sum().item<int64_t>();
-    total += batches[i].size(0);
-  }
-  return 100.0 * correct / total;
-}
+using edgequant::testing::fashion_top1;
+const std::string kData = edgequant::testing::kFashionData;
 
 class AdaRoundTi : public ::testing::TestWithParam<int> {};
 
@@ -57,14 +36,14 @@ TEST_P(AdaRoundTi, RecoversSubEightBitWeights) {
   QuantContext ctx(load_model(edgequant::testing::fixture("fashion/fmnist_resnet.onnx")), load_target("ti-npu"), s);
   attach_data(ctx, kData + "train-images-idx3-ubyte.gz");
   at::NoGradGuard no_grad;
-  double float_top1 = top1([&](const at::Tensor& x) { return ctx.executor().run({x})[0]; });
+  double float_top1 = fashion_top1([&](const at::Tensor& x) { return ctx.executor().run({x})[0]; });
   run_pipeline(ctx, {"prepare", "assign", "calibrate"});
-  double ptq = top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
+  double ptq = fashion_top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
   std::map<const Value*, at::Tensor> original;
   for (const auto& op : ctx.graph->ops())
     if (is_compute_op(op->type)) original[op->input(1)] = ctx.executor().constant(op->input(1)).clone();
   run_pipeline(ctx, {"adaround"});
-  double ada = top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
+  double ada = fashion_top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
   double secs = 0;
   for (const auto& [name, t] : ctx.stats.pass_seconds)
     if (name == "adaround") secs = t;

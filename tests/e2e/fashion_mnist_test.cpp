@@ -15,46 +15,14 @@
 #include "exec/executor.h"
 #include "passes/pipeline.h"
 #include "target/target.h"
+#include "e2e/fashion_test_set.h"
 #include "test_util.h"
 
 using namespace edgequant;
 
 namespace {
-const std::string kData = "/usr/share/datasets/fashion-mnist/";
-
-struct TestSet {
-  std::vector<at::Tensor> batches;
-  std::vector<at::Tensor> labels;
-};
-
-const TestSet& test_set() {
-  static TestSet set = [] {
-    TestSet s;
-    auto ds = open_dataset(kData + "t10k-images-idx3-ubyte.gz", {});
-    quant::BatchStream stream(*ds, 1000, 10);
-    at::Tensor b;
-    int64_t offset = 0;
-    while (stream.next(b)) {
-      std::vector<int64_t> l;
-      for (int64_t i = 0; i < b.size(0); ++i) l.push_back(ds->label(offset + i));
-      offset += b.size(0);
-      s.batches.push_back(b);
-      s.labels.push_back(at::tensor(l, at::kLong));
-    }
-    return s;
-  }();
-  return set;
-}
-
-double top1(const std::function<at::Tensor(const at::Tensor&)>& model) {
-  const TestSet& s = test_set();
-  int64_t correct = 0, total = 0;
-  for (size_t i = 0; i < s.batches.size(); ++i) {
-    correct += model(s.batches[i]).argmax(1).eq(s.labels[i]).sum().item<int64_t>();
-    total += s.batches[i].size(0);
-  }
-  return 100.0 * correct / total;
-}
+using edgequant::testing::fashion_top1;
+const std::string kData = edgequant::testing::kFashionData;
 
 // Top-1 per target and calibrator (minmax, percentile, kl, mse), recorded by the PTQ core.
 struct Expected {
@@ -78,7 +46,7 @@ TEST_P(FashionMnist, TableMatchesRecordedFigures) {
     QuantContext ctx(load_model(edgequant::testing::fixture("fashion/" + model + ".onnx")), load_target(target_name), Setting{});
     ctx.calibration = {calib, 0, 32 * 32, "first 1024 training images"};
     at::NoGradGuard no_grad;
-    double float_top1 = top1([&](const at::Tensor& x) { return ctx.executor().run({x})[0]; });
+    double float_top1 = fashion_top1([&](const at::Tensor& x) { return ctx.executor().run({x})[0]; });
     EXPECT_NEAR(float_top1, want.float_top1, 1e-9) << model;
     run_pipeline(ctx, {"prepare", "assign"});
     const QuantPlan assigned = ctx.plan;
@@ -89,7 +57,7 @@ TEST_P(FashionMnist, TableMatchesRecordedFigures) {
       run_pipeline(ctx, {"calibrate", "lower"});
       quant::QuantSimulator& sim = ctx.simulator();
       ASSERT_TRUE(sim.from_lowered_form());
-      double q = top1([&](const at::Tensor& x) { return sim.run({x})[0]; });
+      double q = fashion_top1([&](const at::Tensor& x) { return sim.run({x})[0]; });
       double expected = want.cells.at(target_name)[k];
       std::printf("TABLE %-17s %-9s %-11s float %6.2f  quantized %6.2f  delta %+5.2f  (recorded %6.2f)\n", model.c_str(),
                   target_name.c_str(), algos[k], float_top1, q, q - float_top1, expected);

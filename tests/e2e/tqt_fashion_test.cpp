@@ -13,44 +13,14 @@
 #include "data/dataset.h"
 #include "passes/pipeline.h"
 #include "target/target.h"
+#include "e2e/fashion_test_set.h"
 #include "test_util.h"
 
 using namespace edgequant;
 
 namespace {
-const std::string kData = "/usr/share/datasets/fashion-mnist/";
-
-struct TestSet {
-  std::vector<at::Tensor> batches, labels;
-};
-const TestSet& test_set() {
-  static TestSet set = [] {
-    TestSet s;
-    auto ds = open_dataset(kData + "t10k-images-idx3-ubyte.gz", {});
-    quant::BatchStream stream(*ds, 1000, 10);
-    at::Tensor b;
-    int64_t offset = 0;
-    while (stream.next(b)) {
-      std::vector<int64_t> l;
-      for (int64_t i = 0; i < b.size(0); ++i) l.push_back(ds->label(offset + i));
-      offset += b.size(0);
-      s.batches.push_back(b);
-      s.labels.push_back(at::tensor(l, at::kLong));
-    }
-    return s;
-  }();
-  return set;
-}
-
-double top1(const std::function<at::Tensor(const at::Tensor&)>& model) {
-  const TestSet& s = test_set();
-  int64_t correct = 0, total = 0;
-  for (size_t i = 0; i < s.batches.size(); ++i) {
-    correct += model(s.batches[i]).argmax(1).eq(s.labels[i]).sum().item<int64_t>();
-    total += s.batches[i].size(0);
-  }
-  return 100.0 * correct / total;
-}
+using edgequant::testing::fashion_top1;
+const std::string kData = edgequant::testing::kFashionData;
 
 class TqtFashion : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {};
 
@@ -66,15 +36,15 @@ TEST_P(TqtFashion, BeatsPtqAndHalvesOutputNoise) {
   QuantContext ctx(load_model(edgequant::testing::fixture("fashion/" + model + ".onnx")), load_target(target), s);
   attach_data(ctx, kData + "train-images-idx3-ubyte.gz");
   at::NoGradGuard no_grad;
-  double float_top1 = top1([&](const at::Tensor& x) { return ctx.executor().run({x})[0]; });
+  double float_top1 = fashion_top1([&](const at::Tensor& x) { return ctx.executor().run({x})[0]; });
   run_pipeline(ctx, {"prepare", "assign", "calibrate", "analyse"});
   double ptq_noise = ctx.report->output_noise_ratio;
-  double ptq_top1 = top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
+  double ptq_top1 = fashion_top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
   // Resume from the calibrated plan: train, then analyse again.
   run_pipeline(ctx, {"tqt", "analyse"});
   double tqt_noise = ctx.report->output_noise_ratio;
   ASSERT_TRUE(ctx.simulator().from_lowered_form());
-  double tqt_top1 = top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
+  double tqt_top1 = fashion_top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
   double tqt_s = 0;
   for (const auto& [name, secs] : ctx.stats.pass_seconds)
     if (name == "tqt") tqt_s = secs;
