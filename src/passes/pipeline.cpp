@@ -120,7 +120,10 @@ void attach_data(QuantContext& ctx, const std::string& calib_path) {
 
 std::vector<std::string> pipeline_for(const Setting& s) {
   if (!s.passes.empty()) return s.passes;
-  std::vector<std::string> p = {"prepare", "assign", "calibrate"};
+  std::vector<std::string> p = {"prepare"};
+  if (s.equalization) p.push_back("equalization");  // changes the float weights: before calibration
+  p.push_back("assign");
+  p.push_back("calibrate");
   // Optimisation passes in their documented order (README: equalization -> calibration ->
   // bias correction -> TQT/AdaRound).
   if (s.mixed_precision.auto_promote > 0) p.push_back("mixed-precision");

@@ -9,7 +9,7 @@ namespace {
 constexpr ErrorCode kCode = ErrorCode::InvalidSetting;
 
 // Sections reserved for the optimisation passes of later releases: present means requested.
-const char* kFuturePasses[] = {"equalization_setting", "layer_split_setting"};
+const char* kFuturePasses[] = {"layer_split_setting"};
 
 Alignment parse_alignment(const std::string& s) {
   if (s == "align_to_output" || s == "Align to Output") return Alignment::AlignToOutput;
@@ -71,7 +71,8 @@ Setting load_setting(const std::string& path) {
                                    "weight_bits", "alignment", "dispatching_table", "custom_scales", "calib_steps",
                                    "batch_size", "analysis", "validation", "passes", "preprocess",
                                    "tqt_optimization", "tqt_optimization_setting", "lsq_optimization", "lsq_optimization_setting", "mixed_precision",
-                                   "blockwise_reconstruction", "blockwise_reconstruction_setting",
+                                   "blockwise_reconstruction", "blockwise_reconstruction_setting", "equalization",
+                                   "equalization_setting",
                                    "bias_correction",
                                    "bias_correction_setting"};
     for (const char* f : kFuturePasses) valid.insert(f);
@@ -120,6 +121,23 @@ Setting load_setting(const std::string& path) {
       if (s.mixed_precision.auto_promote < 0) fail(kCode, "mixed_precision.auto_promote must be >= 0");
       if (s.mixed_precision.to != "int16" && s.mixed_precision.to != "float")
         fail(kCode, "mixed_precision.to must be int16 or float, not '" + s.mixed_precision.to + "'");
+    }
+    s.equalization = get_or(root, "equalization", false, "setting", kCode);
+    if (const YAML::Node& e = root["equalization_setting"]) {
+      const char* w = "equalization_setting";
+      check_keys(e, {"interested_layers", "iterations", "value_threshold", "opt_level", "relu6_to_relu"}, w, kCode);
+      EqualizationSetting& q = s.equalization_setting;
+      if (e["interested_layers"] && !e["interested_layers"].IsNull())
+        for (const auto& n : e["interested_layers"]) q.interested_layers.push_back(n.as<std::string>());
+      q.iterations = get_or(e, "iterations", q.iterations, w, kCode);
+      q.value_threshold = get_or(e, "value_threshold", q.value_threshold, w, kCode);
+      q.opt_level = get_or(e, "opt_level", q.opt_level, w, kCode);
+      q.relu6_to_relu = get_or(e, "relu6_to_relu", q.relu6_to_relu, w, kCode);
+      if (q.iterations < 1 || !(q.value_threshold > 0 && q.value_threshold <= 1))
+        fail(kCode, "equalization_setting: iterations >= 1 and 0 < value_threshold <= 1");
+      if (q.opt_level != 1)
+        fail(kCode, "equalization_setting.opt_level: only 1 (through ReLU and pooling) is implemented, not " +
+                        std::to_string(q.opt_level));
     }
     s.bias_correction = get_or(root, "bias_correction", false, "setting", kCode);
     if (const YAML::Node& b = root["bias_correction_setting"]) {

@@ -47,6 +47,19 @@ struct TqtSetting {
   double reg_lambda = 0.01, warmup = 0.2, beta_start = 20, beta_end = 2;
 };
 
+// Layerwise equalization (Nagel et al. 2019; ESP-PPQ's equalization_setting): for a computing op
+// feeding another through ops that commute with a positive per-channel scale (ReLU, pooling),
+// channel i of the first is divided by s_i = sqrt(r1_i / r2_i) and the matching input channel of
+// the second multiplied by it (r: weight ranges), `iterations` times. value_threshold bounds each
+// iteration's scale to [value_threshold, 1 / value_threshold] (EdgeQuant's reading of the knob).
+struct EqualizationSetting {
+  std::vector<std::string> interested_layers;  // first ops of the pairs; empty = all
+  int iterations = 10;
+  double value_threshold = 0.5;
+  int opt_level = 1;            // 1: through ReLU/pooling; 2 (crossing Add) is not implemented
+  bool relu6_to_relu = false;   // model surgery: Clip(0, 6) -> Relu so equalization crosses it
+};
+
 // Empirical bias correction (ESP-PPQ's bias_correction_setting): b += E[y_float - y_quant] per
 // output channel of each computing op, measured op by op over calibration batches.
 struct BiasCorrectionSetting {
@@ -73,6 +86,8 @@ struct Setting {
   AnalysisSetting analysis;
   ValidationSetting validation;
   MixedPrecisionSetting mixed_precision;
+  bool equalization = false;
+  EqualizationSetting equalization_setting;
   bool bias_correction = false;
   BiasCorrectionSetting bias_correction_setting;
   bool tqt_optimization = false;
