@@ -121,6 +121,7 @@ void attach_data(QuantContext& ctx, const std::string& calib_path) {
 std::vector<std::string> pipeline_for(const Setting& s) {
   if (!s.passes.empty()) return s.passes;
   std::vector<std::string> p = {"prepare"};
+  if (s.layer_split) p.push_back("layer-split");    // graph surgery: before anything is assigned
   if (s.equalization) p.push_back("equalization");  // changes the float weights: before calibration
   p.push_back("assign");
   p.push_back("calibrate");

@@ -102,6 +102,7 @@ void run_pipeline(QuantContext& context, const std::vector<std::string>& names, 
     PassResult run(QuantContext& context) override;    \
   };
 EQ_DECLARE_PASS(PreparePass, "prepare")    // normalise the graph, make the executor
+EQ_DECLARE_PASS(LayerSplitPass, "layer-split")  // weight outliers into a parallel op joined by Add
 EQ_DECLARE_PASS(EqualizationPass, "equalization")  // cross-layer weight range equalization
 EQ_DECLARE_PASS(AssignPass, "assign")      // a QuantConfig for every tensor (quant/quantizer.h)
 EQ_DECLARE_PASS(CalibratePass, "calibrate")  // observe once (cached), scales for the calibrator

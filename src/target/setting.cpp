@@ -8,8 +8,6 @@ namespace edgequant {
 namespace {
 constexpr ErrorCode kCode = ErrorCode::InvalidSetting;
 
-// Sections reserved for the optimisation passes of later releases: present means requested.
-const char* kFuturePasses[] = {"layer_split_setting"};
 
 Alignment parse_alignment(const std::string& s) {
   if (s == "align_to_output" || s == "Align to Output") return Alignment::AlignToOutput;
@@ -72,14 +70,10 @@ Setting load_setting(const std::string& path) {
                                    "batch_size", "analysis", "validation", "passes", "preprocess",
                                    "tqt_optimization", "tqt_optimization_setting", "lsq_optimization", "lsq_optimization_setting", "mixed_precision",
                                    "blockwise_reconstruction", "blockwise_reconstruction_setting", "equalization",
-                                   "equalization_setting",
+                                   "equalization_setting", "layer_split", "layer_split_setting",
                                    "bias_correction",
                                    "bias_correction_setting"};
-    for (const char* f : kFuturePasses) valid.insert(f);
     check_keys(root, valid, "setting", kCode);
-    for (const char* f : kFuturePasses)
-      if (root[f] && get_or(root[f], "enabled", true, f, kCode))
-        fail(kCode, std::string(f) + " is not implemented in this version (set enabled: false or remove it)");
     if (root["calib_algorithm"]) s.calib_algorithm = parse_calib_algorithm(root["calib_algorithm"].as<std::string>());
     s.percentile = get_or(root, "percentile", s.percentile, "setting", kCode);
     if (!(s.percentile > 0.5 && s.percentile <= 1.0)) fail(kCode, "percentile must be in (0.5, 1]");
@@ -121,6 +115,15 @@ Setting load_setting(const std::string& path) {
       if (s.mixed_precision.auto_promote < 0) fail(kCode, "mixed_precision.auto_promote must be >= 0");
       if (s.mixed_precision.to != "int16" && s.mixed_precision.to != "float")
         fail(kCode, "mixed_precision.to must be int16 or float, not '" + s.mixed_precision.to + "'");
+    }
+    s.layer_split = get_or(root, "layer_split", false, "setting", kCode);
+    if (const YAML::Node& l = root["layer_split_setting"]) {
+      check_keys(l, {"interested_layers", "value_threshold"}, "layer_split_setting", kCode);
+      if (l["interested_layers"] && !l["interested_layers"].IsNull())
+        for (const auto& n : l["interested_layers"]) s.layer_split_setting.interested_layers.push_back(n.as<std::string>());
+      s.layer_split_setting.value_threshold =
+          get_or(l, "value_threshold", s.layer_split_setting.value_threshold, "layer_split_setting", kCode);
+      if (!(s.layer_split_setting.value_threshold > 0)) fail(kCode, "layer_split_setting.value_threshold must be positive");
     }
     s.equalization = get_or(root, "equalization", false, "setting", kCode);
     if (const YAML::Node& e = root["equalization_setting"]) {

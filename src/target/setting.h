@@ -60,6 +60,14 @@ struct EqualizationSetting {
   bool relu6_to_relu = false;   // model surgery: Clip(0, 6) -> Relu so equalization crosses it
 };
 
+// Horizontal layer split (ESP-PPQ's layer_split_setting): a Conv/Gemm whose weight has values
+// beyond value_threshold becomes two ops joined by an Add: one with the weight clipped to
+// +-value_threshold (and the bias), one with the outliers only, each with its own scale.
+struct LayerSplitSetting {
+  std::vector<std::string> interested_layers;  // empty = every Conv/Gemm with such outliers
+  double value_threshold = 2.0;                // absolute weight value
+};
+
 // Empirical bias correction (ESP-PPQ's bias_correction_setting): b += E[y_float - y_quant] per
 // output channel of each computing op, measured op by op over calibration batches.
 struct BiasCorrectionSetting {
@@ -86,6 +94,8 @@ struct Setting {
   AnalysisSetting analysis;
   ValidationSetting validation;
   MixedPrecisionSetting mixed_precision;
+  bool layer_split = false;
+  LayerSplitSetting layer_split_setting;
   bool equalization = false;
   EqualizationSetting equalization_setting;
   bool bias_correction = false;
