@@ -9,6 +9,8 @@ D=/usr/share/datasets/fashion-mnist
 declare -A CFG=(
   [ptq]=""
   [bias_correction]="bias_correction: true"
+  [equalization]="equalization: true
+equalization_setting: {relu6_to_relu: true}"
   [mixed_precision_k1]="mixed_precision: {auto_promote: 1}"
   [tqt]="tqt_optimization: true
 tqt_optimization_setting: {lr: 1.25e-4}"
@@ -18,7 +20,7 @@ blockwise_reconstruction_setting: {steps: 1000}"
 tqt_optimization: true
 tqt_optimization_setting: {lr: 1.25e-4}"
 )
-ORDER="ptq bias_correction mixed_precision_k1 tqt adaround bias_correction+tqt"
+ORDER="ptq equalization bias_correction mixed_precision_k1 tqt adaround bias_correction+tqt"
 for m in fmnist_mobilenet fmnist_resnet; do
   for t in esp32s3 esp32p4; do
     for name in $ORDER; do
