@@ -15,11 +15,18 @@ Alignment parse_alignment(const std::string& s) {
   if (s == "none" || s == "None") return Alignment::None;
   fail(kCode, "alignment must be align_to_output, align_to_large or none, not '" + s + "'");
 }
+// An optional list of op names (absent or null: empty = every eligible op).
+std::vector<std::string> interested_layers(const YAML::Node& section) {
+  std::vector<std::string> names;
+  if (section["interested_layers"] && !section["interested_layers"].IsNull())
+    for (const auto& n : section["interested_layers"]) names.push_back(n.as<std::string>());
+  return names;
+}
+
 TqtSetting parse_block_training(const YAML::Node& t, const char* w, TqtSetting q) {
   check_keys(t, {"interested_layers", "steps", "lr", "scale_lr", "block_size", "is_scale_trainable", "train_bias", "gamma", "int_lambda",
                  "collecting_device", "cache_limit_mib", "reg_lambda", "warmup", "beta_start", "beta_end"}, w, kCode);
-  if (t["interested_layers"] && !t["interested_layers"].IsNull())
-    for (const auto& n : t["interested_layers"]) q.interested_layers.push_back(n.as<std::string>());
+  q.interested_layers = interested_layers(t);
   q.steps = get_or(t, "steps", q.steps, w, kCode);
   q.lr = get_or(t, "lr", q.lr, w, kCode);
   q.scale_lr = get_or(t, "scale_lr", q.scale_lr, w, kCode);
@@ -119,8 +126,7 @@ Setting load_setting(const std::string& path) {
     s.layer_split = get_or(root, "layer_split", false, "setting", kCode);
     if (const YAML::Node& l = root["layer_split_setting"]) {
       check_keys(l, {"interested_layers", "value_threshold"}, "layer_split_setting", kCode);
-      if (l["interested_layers"] && !l["interested_layers"].IsNull())
-        for (const auto& n : l["interested_layers"]) s.layer_split_setting.interested_layers.push_back(n.as<std::string>());
+      s.layer_split_setting.interested_layers = interested_layers(l);
       s.layer_split_setting.value_threshold =
           get_or(l, "value_threshold", s.layer_split_setting.value_threshold, "layer_split_setting", kCode);
       if (!(s.layer_split_setting.value_threshold > 0)) fail(kCode, "layer_split_setting.value_threshold must be positive");
@@ -130,8 +136,7 @@ Setting load_setting(const std::string& path) {
       const char* w = "equalization_setting";
       check_keys(e, {"interested_layers", "iterations", "value_threshold", "opt_level", "relu6_to_relu"}, w, kCode);
       EqualizationSetting& q = s.equalization_setting;
-      if (e["interested_layers"] && !e["interested_layers"].IsNull())
-        for (const auto& n : e["interested_layers"]) q.interested_layers.push_back(n.as<std::string>());
+      q.interested_layers = interested_layers(e);
       q.iterations = get_or(e, "iterations", q.iterations, w, kCode);
       q.value_threshold = get_or(e, "value_threshold", q.value_threshold, w, kCode);
       q.opt_level = get_or(e, "opt_level", q.opt_level, w, kCode);
@@ -145,8 +150,7 @@ Setting load_setting(const std::string& path) {
     s.bias_correction = get_or(root, "bias_correction", false, "setting", kCode);
     if (const YAML::Node& b = root["bias_correction_setting"]) {
       check_keys(b, {"interested_layers", "steps"}, "bias_correction_setting", kCode);
-      if (b["interested_layers"] && !b["interested_layers"].IsNull())
-        for (const auto& n : b["interested_layers"]) s.bias_correction_setting.interested_layers.push_back(n.as<std::string>());
+      s.bias_correction_setting.interested_layers = interested_layers(b);
       s.bias_correction_setting.steps = get_or(b, "steps", s.bias_correction_setting.steps, "bias_correction_setting", kCode);
       if (s.bias_correction_setting.steps < 1) fail(kCode, "bias_correction_setting.steps must be positive");
     }

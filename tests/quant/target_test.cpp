@@ -6,6 +6,7 @@
 
 #include "api/load.h"
 #include "edgequant/error.h"
+#include "passes/pipeline.h"
 #include "quant/quantizer.h"
 #include "target/target.h"
 #include "test_util.h"
@@ -133,5 +134,74 @@ TEST(ShippedTargets, FloatScaleAndTiFilesHoldTheirFacts) {
   EXPECT_EQ(ti.sub8bit_weight_scale_kind, ScaleKind::Float);
   EXPECT_EQ(ti.channel_rules.channel_multiple, 4);
   EXPECT_EQ(ti.channel_rules.first_conv_in_channels, 1);
+}
+}  // namespace
+
+namespace {
+std::string write_setting(const std::string& name, const std::string& text) {
+  std::string path = (std::filesystem::temp_directory_path() / name).string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(SettingFile, RecoveryPassSectionsParseWithEspPpqNames) {
+  Setting s = load_setting(write_setting("eq_setting_ok.yaml", R"(
+tqt_optimization: true
+tqt_optimization_setting: {steps: 300, lr: 1.0e-4, block_size: 2, is_scale_trainable: false, gamma: 0.5,
+                           int_lambda: 0.25, interested_layers: [conv1, conv2], collecting_device: cpu}
+blockwise_reconstruction: true
+blockwise_reconstruction_setting: {steps: 1000, reg_lambda: 0.02, warmup: 0.1}
+bias_correction: true
+bias_correction_setting: {steps: 4, interested_layers: [conv1]}
+equalization: true
+equalization_setting: {iterations: 3, value_threshold: 0.25, opt_level: 1, relu6_to_relu: true}
+layer_split: true
+layer_split_setting: {value_threshold: 1.5}
+mixed_precision: {auto_promote: 2, to: float}
+validation: {holdout: 0.3}
+)"));
+  EXPECT_TRUE(s.tqt_optimization);
+  EXPECT_EQ(s.tqt.steps, 300);
+  EXPECT_DOUBLE_EQ(s.tqt.lr, 1e-4);
+  EXPECT_EQ(s.tqt.block_size, 2);
+  EXPECT_FALSE(s.tqt.is_scale_trainable);
+  EXPECT_DOUBLE_EQ(s.tqt.gamma, 0.5);
+  EXPECT_DOUBLE_EQ(s.tqt.int_lambda, 0.25);
+  EXPECT_EQ(s.tqt.interested_layers, (std::vector<std::string>{"conv1", "conv2"}));
+  EXPECT_TRUE(s.blockwise_reconstruction);
+  EXPECT_EQ(s.adaround.steps, 1000);
+  EXPECT_DOUBLE_EQ(s.adaround.lr, 1e-3);  // ESP-PPQ's default kept
+  EXPECT_DOUBLE_EQ(s.adaround.reg_lambda, 0.02);
+  EXPECT_DOUBLE_EQ(s.adaround.warmup, 0.1);
+  EXPECT_EQ(s.bias_correction_setting.steps, 4);
+  EXPECT_EQ(s.bias_correction_setting.interested_layers, std::vector<std::string>{"conv1"});
+  EXPECT_EQ(s.equalization_setting.iterations, 3);
+  EXPECT_TRUE(s.equalization_setting.relu6_to_relu);
+  EXPECT_DOUBLE_EQ(s.layer_split_setting.value_threshold, 1.5);
+  EXPECT_EQ(s.mixed_precision.auto_promote, 2);
+  EXPECT_EQ(s.mixed_precision.to, "float");
+  EXPECT_DOUBLE_EQ(s.validation.holdout, 0.3);
+  // The pipeline they make, in the documented order.
+  std::vector<std::string> want = {"prepare", "layer-split", "equalization", "assign", "calibrate", "mixed-precision",
+                                   "bias-correction", "tqt", "adaround", "analyse", "lower", "export"};
+  EXPECT_EQ(pipeline_for(s), want);
+}
+
+TEST(SettingFile, BadRecoverySettingsNameTheKey) {
+  auto message = [](const std::string& file, const std::string& text) {
+    try {
+      load_setting(write_setting(file, text));
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidSetting);
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("eq_bad1.yaml", "tqt_optimization_setting: {step: 3}\n").find("step"), std::string::npos);
+  EXPECT_NE(message("eq_bad2.yaml", "equalization_setting: {opt_level: 2}\n").find("only 1"), std::string::npos);
+  EXPECT_NE(message("eq_bad3.yaml", "tqt_optimization: true\nlsq_optimization: true\n").find("exclude each other"),
+            std::string::npos);
+  EXPECT_NE(message("eq_bad4.yaml", "mixed_precision: {auto_promote: 1, to: int4}\n").find("int16 or float"),
+            std::string::npos);
 }
 }  // namespace
