@@ -10,7 +10,7 @@ declare -A CFG=(
   [ptq]=""
   [bias_correction]="bias_correction: true"
   [equalization]="equalization: true
-equalization_setting: {relu6_to_relu: true}"
+equalization_setting: {opt_level: 2, relu6_to_relu: true}"
   [mixed_precision_k1]="mixed_precision: {auto_promote: 1}"
   [tqt]="tqt_optimization: true
 tqt_optimization_setting: {lr: 1.25e-4}"

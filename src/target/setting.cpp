@@ -143,8 +143,8 @@ Setting load_setting(const std::string& path) {
       q.relu6_to_relu = get_or(e, "relu6_to_relu", q.relu6_to_relu, w, kCode);
       if (q.iterations < 1 || !(q.value_threshold > 0 && q.value_threshold <= 1))
         fail(kCode, "equalization_setting: iterations >= 1 and 0 < value_threshold <= 1");
-      if (q.opt_level != 1)
-        fail(kCode, "equalization_setting.opt_level: only 1 (through ReLU and pooling) is implemented, not " +
+      if (q.opt_level != 1 && q.opt_level != 2)
+        fail(kCode, "equalization_setting.opt_level must be 1 (through ReLU and pooling) or 2 (also across Add), not " +
                         std::to_string(q.opt_level));
     }
     s.bias_correction = get_or(root, "bias_correction", false, "setting", kCode);

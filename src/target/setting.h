@@ -56,7 +56,7 @@ struct EqualizationSetting {
   std::vector<std::string> interested_layers;  // first ops of the pairs; empty = all
   int iterations = 10;
   double value_threshold = 0.5;
-  int opt_level = 1;            // 1: through ReLU/pooling; 2 (crossing Add) is not implemented
+  int opt_level = 1;            // 1: through ReLU/pooling; 2: also across Add (residual streams)
   bool relu6_to_relu = false;   // model surgery: Clip(0, 6) -> Relu so equalization crosses it
 };
 

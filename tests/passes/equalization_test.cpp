@@ -58,7 +58,7 @@ TEST(Equalization, KeepsTheFloatOutputAndBalancesChannelRanges) {
   // r1_i = r2_i at the fixed point s_i = 1: 10 iterations of scales bounded by [0.5, 2] reach it.
   EXPECT_GT(imbalance_before, 3.0);
   EXPECT_LT((q1 / q2).log().abs().max().item<double>(), 1e-3) << log.str();
-  EXPECT_NE(log.str().find("1 pairs, 10 iterations"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("1 pairs (2 ops), 10 iterations"), std::string::npos) << log.str();
 }
 
 TEST(Equalization, Relu6ToReluIsOptIn) {
@@ -77,6 +77,27 @@ TEST(Equalization, Relu6ToReluIsOptIn) {
   for (const auto& op : surgery.graph->ops()) clips += op->type == "Clip";
   EXPECT_EQ(clips, 0);
   EXPECT_NE(log2.str().find("12 Clip(0, 6) replaced by Relu"), std::string::npos) << log2.str();
-  EXPECT_NE(log2.str().find("10 pairs"), std::string::npos) << log2.str();
+  EXPECT_NE(log2.str().find("11 pairs (22 ops)"), std::string::npos) << log2.str();
+}
+}  // namespace
+
+namespace {
+TEST(Equalization, LevelTwoCrossesResidualAddsKeepingTheFloatOutput) {
+  // The ResNet-style fixture: convs writing into and reading from residual Adds form groups.
+  Setting s;
+  s.equalization_setting.opt_level = 2;
+  QuantContext ctx(load_model(fixture("fashion/fmnist_resnet.onnx")), load_target("esp32s3"), s);
+  std::ostringstream log;
+  ctx.log = &log;
+  at::manual_seed(5);
+  at::Tensor x = at::rand({16, 1, 28, 28});
+  at::NoGradGuard no_grad;
+  run_pipeline(ctx, {"prepare"});
+  at::Tensor before = ctx.executor().run({x})[0].clone();
+  run_pipeline(ctx, {"equalization"});
+  at::Tensor after = ctx.executor().run({x})[0];
+  EXPECT_LE(((after - before).abs().max() / before.abs().max()).item<double>(), 1e-5) << log.str();
+  // 5 groups over 16 ops: more ops than two per group, so some group spans an Add.
+  EXPECT_NE(log.str().find("5 groups (16 ops)"), std::string::npos) << log.str();
 }
 }  // namespace

@@ -198,7 +198,7 @@ TEST(SettingFile, BadRecoverySettingsNameTheKey) {
     return std::string("no error");
   };
   EXPECT_NE(message("eq_bad1.yaml", "tqt_optimization_setting: {step: 3}\n").find("step"), std::string::npos);
-  EXPECT_NE(message("eq_bad2.yaml", "equalization_setting: {opt_level: 2}\n").find("only 1"), std::string::npos);
+  EXPECT_NE(message("eq_bad2.yaml", "equalization_setting: {opt_level: 3}\n").find("must be 1"), std::string::npos);
   EXPECT_NE(message("eq_bad3.yaml", "tqt_optimization: true\nlsq_optimization: true\n").find("exclude each other"),
             std::string::npos);
   EXPECT_NE(message("eq_bad4.yaml", "mixed_precision: {auto_promote: 1, to: int4}\n").find("int16 or float"),
