@@ -1,0 +1,504 @@
+// Integer program construction (see integer_program.h).
+#include "deploy/integer_program.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <set>
+
+#include "edgequant/error.h"
+#include "exec/kernel.h"
+#include "ir/op_traits.h"
+#include "runtime/interpreter.h"
+
+namespace edgequant::deploy {
+
+using runtime::IntGraph;
+using runtime::IntNode;
+using runtime::IntTensor;
+using runtime::ValueInfo;
+
+template <class T>
+std::vector<T> permute(const std::vector<T>& data, const Shape& shape, const std::vector<int64_t>& perm, Shape* out_shape) {
+  Shape os(shape.size());
+  for (size_t d = 0; d < shape.size(); ++d) os[d] = shape[size_t(perm[d])];
+  std::vector<int64_t> is = std::vector<int64_t>(shape.size(), 1), ostr(shape.size(), 1);
+  for (int64_t d = int64_t(shape.size()) - 2; d >= 0; --d) {
+    is[size_t(d)] = is[size_t(d + 1)] * shape[size_t(d + 1)];
+    ostr[size_t(d)] = ostr[size_t(d + 1)] * os[size_t(d + 1)];
+  }
+  std::vector<T> out(data.size());
+  for (size_t i = 0; i < data.size(); ++i) {
+    int64_t src = 0;
+    for (size_t d = 0; d < shape.size(); ++d) src += (int64_t(i) / ostr[d]) % os[d] * is[size_t(perm[d])];
+    out[i] = data[size_t(src)];
+  }
+  if (out_shape) *out_shape = os;
+  return out;
+}
+template std::vector<float> permute(const std::vector<float>&, const Shape&, const std::vector<int64_t>&, Shape*);
+template std::vector<int64_t> permute(const std::vector<int64_t>&, const Shape&, const std::vector<int64_t>&, Shape*);
+
+namespace {
+const std::set<std::string> kSpatial = {"Conv", "GlobalAveragePool", "AveragePool", "MaxPool", "Resize", "DepthToSpace", "SpaceToDepth"};
+const std::set<std::string> kInherit = {"Relu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu",
+                                        "Exp", "Swish", "LUT", "QuantizeLinear", "RequantizeLinear", "DequantizeLinear",
+                                        "Identity", "PRelu", "Log", "Sqrt", "Neg", "Gelu"};
+const std::set<std::string> kBinary = {"Add", "Sub", "Mul", "Div", "Pow"};
+const std::vector<int64_t> kNHWC = {0, 2, 3, 1};
+
+std::vector<int64_t> inverse(const std::vector<int64_t>& p) {
+  std::vector<int64_t> inv(p.size());
+  for (size_t i = 0; i < p.size(); ++i) inv[size_t(p[i])] = int64_t(i);
+  return inv;
+}
+
+bool materialised(const QuantConfig* c) {
+  return c && c->has_scale() && (c->state == QuantState::Quantized || c->state == QuantState::Passive);
+}
+
+std::string quant_type(const ValueInfo& v) {
+  if (v.dtype == DType::Int8) return "S8";
+  if (v.dtype == DType::Int16) return "S16";
+  return "F32";
+}
+
+struct Builder {
+  const Graph& g;
+  const QuantPlan& plan;
+  const LoweredModel& lm;
+  const Target& target;
+  exec::Executor& ex;
+  IntGraph p;
+  std::map<std::string, at::Tensor> captured;
+  std::set<const Op*> static_ops, absorbed;
+  std::map<std::string, std::string> dequantized, quantized;  // value -> program value
+  std::vector<std::string> problems;
+  int lut_count = 0;
+
+  void capture() {
+    std::vector<at::Tensor> inputs;
+    for (const Value* v : g.inputs) {
+      Shape s = v->shape ? *v->shape : Shape{};
+      for (size_t d = 0; d < s.size(); ++d)
+        if (s[d] < 0) {
+          if (d != 0) fail(ErrorCode::Unsupported, "input '" + v->name + "' has a dynamic dimension " + std::to_string(d) +
+                                                       " (an integer program needs static shapes)");
+          s[d] = 1;
+        }
+      inputs.push_back(at::zeros(s, at::TensorOptions().dtype(dtype_is_float(v->dtype) || v->dtype == DType::Undefined ? at::kFloat : at::kLong)));
+      captured[v->name] = inputs.back();
+    }
+    exec::ExecHooks hooks;
+    hooks.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
+      for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i)
+        if (op.outputs[i]) captured[op.outputs[i]->name] = outs[i];
+    };
+    at::NoGradGuard no_grad;
+    ex.run(inputs, &hooks);
+    for (const auto& op : g.ops()) {
+      bool is_static = op->type == "Shape";
+      if (!is_static && !op->inputs.empty()) {
+        is_static = true;
+        for (const Value* v : op->inputs)
+          if (v && !v->is_constant() && !(v->producer && static_ops.count(v->producer))) is_static = false;
+      }
+      for (const Value* o : op->outputs)
+        if (o && materialised(plan.find(o->name))) is_static = false;
+      if (is_static) static_ops.insert(op.get());
+    }
+  }
+
+  Shape shape_of(const std::string& v) const {
+    auto it = captured.find(v);
+    return it == captured.end() ? Shape{} : Shape(it->second.sizes().begin(), it->second.sizes().end());
+  }
+
+  ValueInfo info(const std::string& source_value, const QuantConfig* c) {
+    ValueInfo vi;
+    vi.shape = shape_of(source_value);
+    if (!materialised(c)) {
+      vi.dtype = DType::Float32;
+      return vi;
+    }
+    if (c->scale_kind != ScaleKind::PowerOfTwo || !c->is_signed || c->zero_points.empty() || c->zero_points[0] != 0)
+      fail(ErrorCode::Unsupported, "'" + source_value + "': the integer program needs signed symmetric power-of-two grids (target " +
+                                       target.name + "); export QDQ instead");
+    vi.dtype = runtime::int_dtype(c->bits);
+    vi.exponent = c->exponents()[0];
+    return vi;
+  }
+
+  IntTensor tensor_of(const at::Tensor& t) {
+    IntTensor r;
+    at::Tensor c = t.contiguous().cpu();
+    r.shape.assign(c.sizes().begin(), c.sizes().end());
+    r.exponents = {0};
+    if (c.is_floating_point()) {
+      r.dtype = DType::Float32;
+      at::Tensor f = c.to(at::kFloat);
+      r.floats.assign(f.data_ptr<float>(), f.data_ptr<float>() + f.numel());
+    } else {
+      r.dtype = DType::Int64;
+      at::Tensor l = c.to(at::kLong);
+      r.ints.assign(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel());
+    }
+    return r;
+  }
+
+  // A constant (or folded static value) input as an initializer: integer codes where the lowered
+  // form has them, raw values otherwise.
+  std::string constant(const Value* v) {
+    if (p.initializers.count(v->name)) return v->name;
+    IntTensor t;
+    const LoweredTensor* lt = lm.tensor(v->name);
+    if (lt && lt->codes.dtype() != DType::Undefined) {
+      t.dtype = runtime::int_dtype(lt->bits);
+      t.shape = lt->codes.shape();
+      t.exponents = lt->exponents;
+      if (t.exponents.empty())  // biases: s_in * s_w, a power of two when both are
+        for (double sc : lt->scales) {
+          int e = static_cast<int>(std::lround(std::log2(sc)));
+          if (std::ldexp(1.0, e) != sc) fail(ErrorCode::Unsupported, "'" + v->name + "' is not on a power-of-two grid");
+          t.exponents.push_back(e);
+        }
+      t.ints = lt->codes.to_int64s();
+    } else if (v->is_constant()) {
+      t = tensor_of(ex.constant(v));
+    } else {
+      t = tensor_of(captured.at(v->name));
+    }
+    p.initializers[v->name] = std::move(t);
+    return v->name;
+  }
+
+  std::string add_scalar(const std::string& name, IntTensor t) {
+    p.initializers[name] = std::move(t);
+    return name;
+  }
+
+  // Inserts `type` (Quantize/Requantize/DequantizeLinear) from `value` to the grid `to`.
+  std::string convert(const std::string& value, const ValueInfo& to, const std::string& type, const std::string& tag) {
+    std::string out = value + "_" + tag;
+    for (int k = 1; p.values.count(out); ++k) out = value + "_" + tag + std::to_string(k);
+    IntTensor scale;
+    scale.dtype = DType::Float32;
+    scale.floats = {static_cast<float>(std::ldexp(1.0, to.dtype == DType::Float32 ? p.value(value).exponent : to.exponent))};
+    scale.exponents = {0};
+    IntTensor zp;
+    zp.dtype = to.dtype == DType::Float32 ? p.value(value).dtype : to.dtype;
+    zp.ints = {0};
+    zp.exponents = {0};
+    IntNode n;
+    n.name = out;
+    n.op_type = type;
+    n.inputs = {value, add_scalar(out + "_scale", scale), add_scalar(out + "_zero_point", zp)};
+    n.outputs = {out};
+    n.attrs["quant_type"] = quant_type(to.dtype == DType::Float32 ? p.value(value) : to);
+    p.values[out] = to;
+    p.nodes.push_back(std::move(n));
+    return out;
+  }
+
+  std::string data_input(const Op& op, size_t i, bool op_is_int, const ValueInfo* out_grid) {
+    const Value* v = op.inputs[i];
+    if (v->is_constant() || (v->producer && static_ops.count(v->producer))) return constant(v);
+    std::string name = v->name;
+    const ValueInfo& have = p.value(name);
+    const LoweredOp* lo = lm.op(op.name);
+    if (!op_is_int) {
+      if (have.dtype == DType::Float32) return name;
+      auto it = dequantized.find(name);
+      if (it != dequantized.end()) return it->second;
+      ValueInfo f = have;
+      f.dtype = DType::Float32;
+      return dequantized[name] = convert(name, f, "DequantizeLinear", "dequant");
+    }
+    if (lo && lo->input_requants.count(int(i))) {
+      const InputRequant* r = nullptr;
+      for (const auto& rq : plan.requants)
+        if (rq.op == op.name && rq.index == int(i)) r = &rq;
+      ValueInfo to = info(name, r ? plan.requant_config(*r) : nullptr);
+      if (to.dtype == have.dtype && to.exponent == have.exponent) return name;
+      return convert(name, to, "RequantizeLinear", "requant_" + op.name);
+    }
+    if (have.dtype == DType::Float32) {
+      auto it = quantized.find(name);
+      if (it != quantized.end()) return it->second;
+      return quantized[name] = convert(name, info(name, plan.input_config(op, i)), "QuantizeLinear", "quant");
+    }
+    // Ops that move codes (and Add/Sub/Concat) need the output's grid on every input.
+    bool same_grid = !is_compute_op(op.type) && (is_passive_op(op) || is_aligned_op(op.type));
+    if (same_grid && out_grid && out_grid->dtype != DType::Float32 && (have.exponent != out_grid->exponent || have.dtype != out_grid->dtype))
+      return convert(name, *out_grid, "RequantizeLinear", "requant_" + op.name);
+    return name;
+  }
+
+  void copy_attrs(const Op& op, IntNode& n) {
+    for (const auto& [k, a] : op.attrs)
+      if (!std::holds_alternative<Tensor>(a)) n.attrs[k] = a;
+  }
+
+  void emit(const Op& op) {
+    if (static_ops.count(&op) || absorbed.count(&op)) return;
+    IntNode n;
+    n.name = op.name;
+    n.op_type = op.type;
+    copy_attrs(op, n);
+    // Outputs first: their grids decide the inputs' conversions.
+    const Value* out = op.outputs.empty() ? nullptr : op.outputs[0];
+    if (!out) fail(ErrorCode::Unsupported, "node '" + op.name + "' has no output");
+    const QuantConfig* oc = plan.find(out->name);
+    std::string out_name = out->name;
+    ValueInfo out_info;
+    if (oc && oc->state == QuantState::Fused) {
+      const Op* act = g.find_op(oc->fused_into);
+      if (!act || act->outputs.empty()) fail(ErrorCode::Internal, "fused activation of '" + op.name + "' is missing");
+      out_info = info(act->outputs[0]->name, plan.effective(act->outputs[0]->name));
+      out_info.shape = shape_of(out->name);
+      if (act->type == "Relu" && (op.type == "Conv" || op.type == "Gemm" || op.type == "MatMul")) {
+        n.attrs["activation"] = std::string("Relu");
+        out_name = act->outputs[0]->name;
+        absorbed.insert(act);
+      }
+    } else {
+      out_info = info(out->name, plan.effective(out->name));
+    }
+    bool is_int = out_info.dtype != DType::Float32;
+    for (size_t i = 0; i < op.inputs.size(); ++i) {
+      if (!op.inputs[i]) {
+        n.inputs.push_back("");
+        continue;
+      }
+      bool data = !op.inputs[i]->is_constant() && !(op.inputs[i]->producer && static_ops.count(op.inputs[i]->producer));
+      n.inputs.push_back(data ? data_input(op, i, is_int, &out_info) : constant(op.inputs[i]));
+    }
+    for (size_t i = 1; i < op.outputs.size(); ++i)
+      if (op.outputs[i] && !op.outputs[i]->consumers.empty())
+        problems.push_back("node '" + op.name + "' (" + op.type + "): extra outputs are not supported");
+    n.outputs = {out_name};
+    p.values[out_name] = out_info;
+    n.attrs["quant_type"] = quant_type(out_info);
+    specialise(op, n, out_info);
+    p.nodes.push_back(std::move(n));
+  }
+
+  // ESP-DL's conventions per op type.
+  void specialise(const Op& op, IntNode& n, const ValueInfo& out) {
+    if (op.type == "Conv" || op.type == "Gemm") {
+      if (!n.attrs.count("activation")) n.attrs["activation"] = std::string("Linear");
+    }
+    if (op.type == "Conv") {
+      const Value* w = op.input(1);
+      size_t k = w && w->shape ? w->shape->size() - 2 : 2;
+      if (op.attr_string("auto_pad", "NOTSET") != "NOTSET") problems.push_back("node '" + op.name + "' (Conv): auto_pad");
+      if (!n.attrs.count("strides")) n.attrs["strides"] = std::vector<int64_t>(k, 1);
+      if (!n.attrs.count("dilations")) n.attrs["dilations"] = std::vector<int64_t>(k, 1);
+      if (!n.attrs.count("pads")) n.attrs["pads"] = std::vector<int64_t>(2 * k, 0);
+      if (!n.attrs.count("group")) n.attrs["group"] = int64_t(1);
+    }
+    if (op.type == "Gemm") {
+      if (op.attr_float("alpha", 1.f) != 1.f || op.attr_float("beta", 1.f) != 1.f || op.attr_int("transA", 0) != 0)
+        problems.push_back("node '" + op.name + "' (Gemm): alpha/beta must be 1 and transA 0");
+      if (op.attr_int("transB", 0) != 0) {
+        IntTensor& w = p.initializers.at(n.inputs[1]);
+        if (w.shape.size() == 2 && w.layout != "CN") {
+          Shape s;
+          w.ints = permute(w.ints, w.shape, {1, 0}, &s);
+          w.shape = s;
+          w.layout = "CN";
+        }
+      }
+      n.attrs["transB"] = int64_t(0);
+      n.attrs["transA"] = int64_t(0);
+    }
+    if (op.type == "Clip" && out.dtype != DType::Float32) {
+      // Bounds as codes on the input's grid (ESP-DL quantizes them with the input's config).
+      const ValueInfo& in = p.value(n.inputs[0]);
+      float bounds[2] = {op.attr_float("min", -INFINITY), op.attr_float("max", INFINITY)};
+      n.inputs.resize(3);
+      for (int k = 0; k < 2; ++k) {
+        const Value* b = op.input(size_t(k + 1));
+        if (b) bounds[k] = ex.constant(b).item<float>();
+        IntTensor t;
+        t.dtype = in.dtype;
+        t.exponents = {in.exponent};
+        double q = round_value(std::ldexp(double(bounds[k]), -in.exponent), target.rounding);
+        t.ints = {saturate(static_cast<int64_t>(std::max(-1e18, std::min(1e18, q))), runtime::dtype_min(in.dtype), runtime::dtype_max(in.dtype))};
+        n.inputs[size_t(k + 1)] = add_scalar(op.name + (k ? "_max" : "_min"), t);
+      }
+      n.attrs.erase("min");
+      n.attrs.erase("max");
+    }
+    const LoweredOp* lo = lm.op(op.name);
+    if (lo && lo->lut && lo->lut->step == 1 && out.dtype == DType::Int8) {
+      IntTensor t;
+      t.dtype = DType::Int8;
+      t.shape = {int64_t(lo->lut->table.size())};
+      t.exponents = {out.exponent};
+      t.ints.assign(lo->lut->table.begin(), lo->lut->table.end());
+      std::string name = op.type + "_lut_" + std::to_string(lut_count++);
+      p.initializers[name] = std::move(t);
+      n.attrs["lut"] = name;
+    }
+  }
+
+  void build() {
+    capture();
+    p.target = target.name;
+    p.rounding = target.requant_rounding;
+    p.name = g.name;
+    p.metadata["target"] = target.name;
+    for (const Value* v : g.inputs) {
+      p.inputs.push_back(v->name);
+      p.values[v->name] = info(v->name, plan.effective(v->name));
+    }
+    for (const auto& op : g.ops()) emit(*op);
+    for (const Value* v : g.outputs) {
+      if (!p.values.count(v->name)) {
+        if (p.initializers.count(v->name)) problems.push_back("graph output '" + v->name + "' is a constant");
+        else problems.push_back("graph output '" + v->name + "' is not produced");
+      }
+      p.outputs.push_back(v->name);
+    }
+    if (!problems.empty()) {
+      std::string all;
+      for (const auto& s : problems) all += "\n  " + s;
+      fail(ErrorCode::Unsupported, "the integer program cannot express " + std::to_string(problems.size()) + " node(s):" + all);
+    }
+  }
+};
+
+// ESP-DL's activation layouts (espdl-format.md section 5): spatial ops read and write NHWC; the
+// ops that need the ONNX order get it back through inserted Transposes.
+void to_channels_last(IntGraph& p) {
+  std::map<std::string, std::vector<int64_t>> perm;  // value -> program dims as source dims
+  std::map<std::string, Shape> source_shape;
+  for (const auto& [name, vi] : p.values) source_shape[name] = vi.shape;
+  auto perm_of = [&](const std::string& v) -> std::vector<int64_t> {
+    auto it = perm.find(v);
+    return it == perm.end() ? std::vector<int64_t>{} : it->second;
+  };
+  auto is_value = [&](const std::string& v) { return !v.empty() && p.values.count(v) && !p.initializers.count(v); };
+  auto rank_of = [&](const std::string& v) { return source_shape[v].size(); };
+  std::vector<IntNode> nodes;
+  std::map<std::pair<std::string, std::vector<int64_t>>, std::string> cache;
+  int k = 0;
+  auto transpose_to = [&](const std::string& v, const std::vector<int64_t>& want) -> std::string {
+    std::vector<int64_t> cur = perm_of(v);
+    size_t r = rank_of(v);
+    std::vector<int64_t> id(r);
+    for (size_t i = 0; i < r; ++i) id[i] = int64_t(i);
+    std::vector<int64_t> c = cur.empty() ? id : cur, w = want.empty() ? id : want;
+    if (c == w) return v;
+    auto key = std::make_pair(v, w);
+    if (cache.count(key)) return cache[key];
+    std::vector<int64_t> cinv = inverse(c), t(r);
+    for (size_t d = 0; d < r; ++d) t[d] = cinv[size_t(w[d])];
+    std::string out = v + (w == id ? "_nchw" : "_nhwc");
+    IntNode n;
+    n.name = "EQ_Transpose_" + std::to_string(k++);
+    n.op_type = "Transpose";
+    n.inputs = {v};
+    n.outputs = {out};
+    n.attrs["perm"] = t;
+    n.attrs["quant_type"] = quant_type(p.values[v]);
+    p.values[out] = p.values[v];
+    source_shape[out] = source_shape[v];
+    if (w != id) perm[out] = w;
+    nodes.push_back(std::move(n));
+    return cache[key] = out;
+  };
+  auto consumers_spatial = [&](const std::string& v) {
+    for (const IntNode& n : p.nodes)
+      if (kSpatial.count(n.op_type) && !n.inputs.empty() && n.inputs[0] == v) return true;
+    return false;
+  };
+  for (const std::string& in : p.inputs)
+    if (rank_of(in) == 4 && consumers_spatial(in)) perm[in] = kNHWC;
+  auto remap_axis = [&](IntNode& n, const std::vector<int64_t>& pm, size_t rank) {
+    if (pm.empty()) return;
+    int64_t axis = n.attr_int("axis", n.op_type == "Concat" ? 0 : -1);
+    if (axis < 0) axis += int64_t(rank);
+    for (size_t d = 0; d < pm.size(); ++d)
+      if (pm[d] == axis) n.attrs["axis"] = int64_t(d);
+  };
+  for (IntNode n : p.nodes) {
+    std::vector<size_t> acts;
+    for (size_t i = 0; i < n.inputs.size(); ++i)
+      if (is_value(n.inputs[i])) acts.push_back(i);
+    std::vector<int64_t> out_perm;
+    if (kSpatial.count(n.op_type)) {
+      if (!acts.empty() && rank_of(n.inputs[0]) == 4) {
+        n.inputs[0] = transpose_to(n.inputs[0], kNHWC);
+        out_perm = kNHWC;
+      }
+    } else if (kInherit.count(n.op_type)) {
+      if (!acts.empty()) out_perm = perm_of(n.inputs[acts[0]]);
+    } else if (kBinary.count(n.op_type) || n.op_type == "Concat") {
+      std::set<std::vector<int64_t>> seen;
+      for (size_t i : acts) seen.insert(perm_of(n.inputs[i]));
+      bool constants_ok = true;
+      for (size_t i = 0; i < n.inputs.size(); ++i)
+        if (!is_value(n.inputs[i]) && !n.inputs[i].empty() && n.op_type != "Concat" && p.initializers.count(n.inputs[i]) &&
+            p.initializers.at(n.inputs[i]).numel() != 1)
+          constants_ok = false;
+      if (seen.size() == 1 && constants_ok && (n.op_type != "Concat" || acts.size() == n.inputs.size())) {
+        out_perm = *seen.begin();
+        if (n.op_type == "Concat") remap_axis(n, out_perm, rank_of(n.inputs[acts[0]]));
+      } else {
+        for (size_t i : acts) n.inputs[i] = transpose_to(n.inputs[i], {});
+      }
+    } else if (n.op_type == "Softmax" || n.op_type == "LogSoftmax") {
+      out_perm = acts.empty() ? std::vector<int64_t>{} : perm_of(n.inputs[0]);
+      remap_axis(n, out_perm, acts.empty() ? 0 : rank_of(n.inputs[0]));
+    } else {
+      for (size_t i : acts) n.inputs[i] = transpose_to(n.inputs[i], {});
+    }
+    for (const std::string& o : n.outputs)
+      if (!out_perm.empty() && rank_of(o) == out_perm.size()) perm[o] = out_perm;
+    nodes.push_back(std::move(n));
+  }
+  p.nodes = std::move(nodes);
+  for (auto& [name, vi] : p.values) {
+    vi.perm = perm_of(name);
+    vi.shape = source_shape[name];
+    if (!vi.perm.empty() && vi.shape.size() == vi.perm.size()) {
+      Shape s(vi.shape.size());
+      for (size_t d = 0; d < s.size(); ++d) s[d] = vi.shape[size_t(vi.perm[d])];
+      vi.shape = s;
+    }
+  }
+}
+}  // namespace
+
+runtime::IntGraph build_integer_program(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered,
+                                        const Target& target, exec::Executor& ex) {
+  Builder b{g, plan, lowered, target, ex, {}, {}, {}, {}, {}, {}, {}, 0};
+  b.build();
+  to_channels_last(b.p);
+  runtime::verify_program(b.p);
+  return std::move(b.p);
+}
+
+std::vector<float> to_source_layout(const IntGraph& p, const std::string& value, const IntTensor& t, Shape* shape) {
+  std::vector<float> v = runtime::dequantize(t);
+  const ValueInfo& vi = p.value(value);
+  if (vi.perm.empty() || t.shape.size() != vi.perm.size()) {
+    if (shape) *shape = t.shape;
+    return v;
+  }
+  return permute(v, t.shape, inverse(vi.perm), shape);
+}
+
+std::vector<float> to_program_layout(const IntGraph& p, const std::string& value, const std::vector<float>& v,
+                                     const Shape& source_shape, Shape* program_shape) {
+  const ValueInfo& vi = p.value(value);
+  if (vi.perm.empty() || source_shape.size() != vi.perm.size()) {
+    if (program_shape) *program_shape = source_shape;
+    return v;
+  }
+  return permute(v, source_shape, vi.perm, program_shape);
+}
+
+}  // namespace edgequant::deploy

@@ -1,0 +1,121 @@
+// Single-input activations. With a `lut` attribute (int8: 256 entries, int16: 65536/step + 1)
+// the output is the table entry of the input code; without one, the code is dequantized, the
+// float function applied and the result rounded to the output exponent (ESP-DL's non-LUT path).
+// Relu and Clip clamp codes (rescaling when the exponents differ). Softmax computes in float.
+#include <cmath>
+
+#include "runtime/kernels/kernels.h"
+
+namespace edgequant::runtime {
+
+namespace {
+double apply(const KernelArgs& args, double x) {
+  const std::string& t = args.node.op_type;
+  if (t == "Sigmoid") return 1.0 / (1.0 + std::exp(-x));
+  if (t == "Tanh") return std::tanh(x);
+  if (t == "Exp") return std::exp(x);
+  if (t == "Relu") return x > 0 ? x : 0;
+  if (t == "LeakyRelu") return x >= 0 ? x : x * args.node.attr_float("alpha", 0.01f);
+  if (t == "Elu") return x >= 0 ? x : args.node.attr_float("alpha", 1.f) * (std::exp(x) - 1);
+  if (t == "HardSigmoid")
+    return std::max(0.0, std::min(1.0, args.node.attr_float("alpha", 0.2f) * x + args.node.attr_float("beta", 0.5f)));
+  if (t == "HardSwish") return x * std::max(0.0, std::min(1.0, x / 6 + 0.5));
+  if (t == "Swish") return x / (1.0 + std::exp(-x));
+  args.fail_node("no integer or float definition without a lookup table");
+}
+
+void lookup(const KernelArgs& args, const IntTensor& table) {
+  const IntTensor& x = args.in(0);
+  IntTensor& y = args.out();
+  if (table.exponent() != y.exponent()) args.fail_node("lookup table exponent differs from the output's");
+  int64_t n = int64_t(table.ints.size());
+  int64_t lo = dtype_min(x.dtype);
+  int64_t span = dtype_max(x.dtype) - lo + 1;
+  int64_t step = n == span ? 1 : span / (n - 1);
+  if (n != span && (step * (n - 1) != span || (step & (step - 1)) != 0))
+    args.fail_node("lookup table of " + std::to_string(n) + " entries does not fit a " + dtype_name(x.dtype) + " input");
+  int shift = 0;
+  while ((int64_t(1) << shift) < step) ++shift;
+  y.ints.resize(x.ints.size());
+  for (size_t i = 0; i < x.ints.size(); ++i) {
+    int64_t idx = step == 1 ? x.ints[i] - lo : shift_round(x.ints[i] - lo, shift, args.rounding());
+    y.ints[i] = table.ints[size_t(saturate(idx, 0, n - 1))];
+  }
+}
+}  // namespace
+
+EQ_RUNTIME_KERNEL(unary_kernel) {
+  const IntTensor& x = args.in(0);
+  IntTensor& y = args.out();
+  y.shape = x.shape;
+  std::string lut = args.node.attr_string("lut", "");
+  if (!lut.empty()) {
+    const IntTensor* table = args.graph.initializer(lut);
+    if (!table) args.fail_node("lookup table '" + lut + "' is not an initializer");
+    if (x.is_float()) args.fail_node("a lookup table needs an integer input");
+    lookup(args, *table);
+    return;
+  }
+  if (args.node.op_type == "LUT") args.fail_node("a LUT node needs a `lut` attribute");
+  if (y.is_float()) y.floats.resize(size_t(x.numel()));
+  else y.ints.resize(size_t(x.numel()));
+  for (int64_t i = 0; i < x.numel(); ++i) store_real(y, i, apply(args, real_value(x, i)), args.rounding());
+}
+
+EQ_RUNTIME_KERNEL(relu_kernel) {
+  const IntTensor& x = args.in(0);
+  IntTensor& y = args.out();
+  if (!args.node.attr_string("lut", "").empty()) return unary_kernel(args);
+  y.shape = x.shape;
+  if (!x.is_float() && !y.is_float() && x.exponent() == y.exponent()) {
+    y.ints.resize(x.ints.size());
+    for (size_t i = 0; i < x.ints.size(); ++i) y.ints[i] = saturate_to(x.ints[i] > 0 ? x.ints[i] : 0, y.dtype);
+    return;
+  }
+  unary_kernel(args);
+}
+
+EQ_RUNTIME_KERNEL(clip_kernel) {
+  const IntTensor& x = args.in(0);
+  IntTensor& y = args.out();
+  if (!args.node.attr_string("lut", "").empty()) return unary_kernel(args);
+  y.shape = x.shape;
+  // min/max: codes at the input's exponent (ESP-DL quantizes them with the input's config).
+  const IntTensor* lo = args.inputs.size() > 1 ? args.inputs[1] : nullptr;
+  const IntTensor* hi = args.inputs.size() > 2 ? args.inputs[2] : nullptr;
+  if (x.is_float()) args.fail_node("Clip needs an integer input");
+  int64_t qlo = lo ? lo->ints.at(0) : dtype_min(x.dtype), qhi = hi ? hi->ints.at(0) : dtype_max(x.dtype);
+  if ((lo && lo->exponent() != x.exponent()) || (hi && hi->exponent() != x.exponent()))
+    args.fail_node("Clip bounds must share the input's exponent");
+  y.ints.resize(x.ints.size());
+  if (y.is_float()) args.fail_node("Clip output must be integer");
+  for (size_t i = 0; i < x.ints.size(); ++i) {
+    int64_t c = saturate(x.ints[i], qlo, qhi);
+    y.ints[i] = saturate_to(shift_round(c, y.exponent() - x.exponent(), args.rounding()), y.dtype);
+  }
+}
+
+EQ_RUNTIME_KERNEL(softmax_kernel) {
+  const IntTensor& x = args.in(0);
+  IntTensor& y = args.out();
+  y.shape = x.shape;
+  int64_t rank = int64_t(x.shape.size());
+  int64_t axis = norm_axis(args, args.node.attr_int("axis", -1), rank);
+  int64_t inner = 1, len = x.shape[size_t(axis)];
+  for (int64_t d = axis + 1; d < rank; ++d) inner *= x.shape[size_t(d)];
+  int64_t outer = x.numel() / std::max<int64_t>(len * inner, 1);
+  if (y.is_float()) y.floats.resize(size_t(x.numel()));
+  else y.ints.resize(size_t(x.numel()));
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t in = 0; in < inner; ++in) {
+      double m = -INFINITY, s = 0;
+      for (int64_t k = 0; k < len; ++k) m = std::max(m, real_value(x, (o * len + k) * inner + in));
+      for (int64_t k = 0; k < len; ++k) s += std::exp(real_value(x, (o * len + k) * inner + in) - m);
+      for (int64_t k = 0; k < len; ++k) {
+        int64_t i = (o * len + k) * inner + in;
+        store_real(y, i, std::exp(real_value(x, i) - m) / s, args.rounding());
+      }
+    }
+}
+
+}  // namespace edgequant::runtime

@@ -1,0 +1,125 @@
+// Shared kernel helpers and the op type -> kernel table.
+#include <cmath>
+#include <map>
+
+#include "edgequant/error.h"
+#include "runtime/kernels/kernels.h"
+
+namespace edgequant::runtime {
+
+const IntTensor& KernelArgs::in(size_t i) const {
+  if (i >= inputs.size() || !inputs[i]) fail_node("input " + std::to_string(i) + " is missing");
+  return *inputs[i];
+}
+
+void KernelArgs::fail_node(const std::string& what) const {
+  fail(ErrorCode::InvalidModel, "node '" + node.name + "' (" + node.op_type + "): " + what);
+}
+
+namespace {
+const std::map<std::string, Kernel>& table() {
+  static const std::map<std::string, Kernel> t = {
+#define EQ_KERNEL(op, fn) {op, &fn},
+#include "runtime/kernels/kernels.def"
+#undef EQ_KERNEL
+  };
+  return t;
+}
+}  // namespace
+
+Kernel find_kernel(const std::string& op_type) {
+  auto it = table().find(op_type);
+  return it == table().end() ? nullptr : it->second;
+}
+
+std::vector<std::string> kernel_op_types() {
+  std::vector<std::string> v;
+  for (const auto& [k, _] : table()) v.push_back(k);
+  return v;
+}
+
+int64_t shift_round(int64_t v, int shift, RoundingMode mode) {
+  if (shift <= 0) {
+    if (shift < -62) return v == 0 ? 0 : (v > 0 ? INT64_MAX : INT64_MIN);
+    int64_t limit = INT64_MAX >> -shift;
+    if (v > limit) return INT64_MAX;
+    if (v < -limit) return INT64_MIN;
+    return v * (int64_t(1) << -shift);
+  }
+  if (shift > 62) return 0;
+  int64_t floor = v >> shift;  // arithmetic: rounds toward -inf
+  int64_t rem = v - floor * (int64_t(1) << shift);
+  int64_t half = int64_t(1) << (shift - 1);
+  if (rem > half) return floor + 1;
+  if (rem < half) {
+    if (rem == 0) return floor;
+    switch (mode) {
+      case RoundingMode::Ceil: return floor + 1;
+      case RoundingMode::TowardZero: return v < 0 ? floor + 1 : floor;
+      default: return floor;
+    }
+  }
+  switch (mode) {  // an exact tie
+    case RoundingMode::HalfEven: return floor + (floor & 1);
+    case RoundingMode::HalfUp: return floor + 1;
+    case RoundingMode::HalfAwayFromZero: return v < 0 ? floor : floor + 1;
+    case RoundingMode::Floor: return floor;
+    case RoundingMode::Ceil: return floor + 1;
+    case RoundingMode::TowardZero: return v < 0 ? floor + 1 : floor;
+  }
+  return floor;
+}
+
+double real_value(const IntTensor& t, int64_t i) {
+  if (t.is_float()) return t.floats[static_cast<size_t>(i)];
+  return std::ldexp(static_cast<double>(t.ints[static_cast<size_t>(i)]), t.exponent());
+}
+
+void store_real(IntTensor& t, int64_t i, double x, RoundingMode mode) {
+  if (t.is_float()) {
+    t.floats[static_cast<size_t>(i)] = static_cast<float>(x);
+    return;
+  }
+  double q = round_value(std::ldexp(x, -t.exponent()), mode);
+  double lo = static_cast<double>(dtype_min(t.dtype)), hi = static_cast<double>(dtype_max(t.dtype));
+  t.ints[static_cast<size_t>(i)] = static_cast<int64_t>(q < lo ? lo : (q > hi ? hi : q));
+}
+
+std::vector<int64_t> strides_of(const Shape& s) {
+  std::vector<int64_t> st(s.size(), 1);
+  for (int64_t i = static_cast<int64_t>(s.size()) - 2; i >= 0; --i) st[size_t(i)] = st[size_t(i + 1)] * s[size_t(i + 1)];
+  return st;
+}
+
+Shape broadcast_shape(const KernelArgs& args, const Shape& a, const Shape& b) {
+  size_t r = std::max(a.size(), b.size());
+  Shape out(r, 1);
+  for (size_t i = 0; i < r; ++i) {
+    int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
+    int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
+    if (da != db && da != 1 && db != 1) args.fail_node("shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+int64_t broadcast_index(const Shape& s, const Shape& out, const std::vector<int64_t>& idx) {
+  int64_t flat = 0;
+  size_t off = out.size() - s.size();
+  for (size_t i = 0; i < s.size(); ++i) flat = flat * s[i] + (s[i] == 1 ? 0 : idx[i + off]);
+  return flat;
+}
+
+int64_t norm_axis(const KernelArgs& args, int64_t axis, int64_t rank) {
+  int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= std::max<int64_t>(rank, 1)) args.fail_node("axis " + std::to_string(axis) + " out of range");
+  return a;
+}
+
+std::vector<int64_t> ints_input(const KernelArgs& args, size_t i) {
+  const IntTensor& t = args.in(i);
+  if (t.is_float()) args.fail_node("input " + std::to_string(i) + " must be an integer tensor");
+  return t.ints;
+}
+
+}  // namespace edgequant::runtime

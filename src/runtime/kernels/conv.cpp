@@ -1,0 +1,101 @@
+// Conv (channels-last activations, OIHW weight codes) and Gemm ([C, N] weight codes, transB = 0):
+// int64 accumulation of code products plus the bias code, then shift_and_round to the output
+// exponent per output channel (s = e_out - e_in - e_w[c]) and saturation; a fused Relu clamps
+// negatives (`activation` attribute).
+#include "runtime/kernels/kernels.h"
+
+namespace edgequant::runtime {
+
+namespace {
+int weight_exponent(const IntTensor& w, int64_t channel) {
+  return w.exponents.size() > 1 ? w.exponents[static_cast<size_t>(channel)] : w.exponent();
+}
+
+int64_t finish(const KernelArgs& args, int64_t acc, int shift, bool relu) {
+  int64_t y = saturate_to(shift_round(acc, shift, args.rounding()), args.out().dtype);
+  return relu && y < 0 ? 0 : y;
+}
+
+bool fused_relu(const KernelArgs& args) {
+  std::string a = args.node.attr_string("activation", "Linear");
+  if (a == "Linear") return false;
+  if (a == "Relu" || a == "ReLU") return true;
+  args.fail_node("activation '" + a + "' is not supported (Linear, Relu)");
+}
+}  // namespace
+
+EQ_RUNTIME_KERNEL(conv_kernel) {
+  const IntTensor& x = args.in(0);
+  const IntTensor& w = args.in(1);
+  const IntTensor* b = args.inputs.size() > 2 ? args.inputs[2] : nullptr;
+  if (x.is_float() || w.is_float()) args.fail_node("Conv needs integer input and weight");
+  if (x.shape.size() != 4 || w.shape.size() != 4) args.fail_node("only 2-D convolutions (4-D tensors) are supported");
+  int64_t n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3];
+  int64_t oc = w.shape[0], cg = w.shape[1], kh = w.shape[2], kw = w.shape[3];
+  int64_t group = args.node.attr_int("group", 1);
+  if (group <= 0 || c != cg * group || oc % group != 0)
+    args.fail_node("input channels " + std::to_string(c) + " do not match the weight " + shape_str(w.shape) +
+                   " and group " + std::to_string(group));
+  auto pads = args.node.attr_ints("pads", {0, 0, 0, 0});
+  auto strides = args.node.attr_ints("strides", {1, 1});
+  auto dil = args.node.attr_ints("dilations", {1, 1});
+  if (pads.size() != 4 || strides.size() != 2 || dil.size() != 2) args.fail_node("pads/strides/dilations of a 2-D Conv");
+  int64_t oh = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) / strides[0] + 1;
+  int64_t ow = (wd + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) / strides[1] + 1;
+  bool relu = fused_relu(args);
+  IntTensor& y = args.out();
+  y.shape = {n, oh, ow, oc};
+  y.ints.assign(static_cast<size_t>(y.numel()), 0);
+  int e_in = x.exponent(), e_out = y.exponent();
+  int64_t opg = oc / group;
+  std::vector<int> shift(static_cast<size_t>(oc));
+  for (int64_t o = 0; o < oc; ++o) shift[size_t(o)] = e_out - e_in - weight_exponent(w, o);
+  const int64_t* X = x.ints.data();
+  const int64_t* W = w.ints.data();
+  for (int64_t bn = 0; bn < n; ++bn)
+    for (int64_t yh = 0; yh < oh; ++yh)
+      for (int64_t yw = 0; yw < ow; ++yw)
+        for (int64_t o = 0; o < oc; ++o) {
+          int64_t g = o / opg;
+          int64_t acc = b ? b->ints[size_t(o)] : 0;
+          for (int64_t ky = 0; ky < kh; ++ky) {
+            int64_t ih = yh * strides[0] - pads[0] + ky * dil[0];
+            if (ih < 0 || ih >= h) continue;
+            for (int64_t kx = 0; kx < kw; ++kx) {
+              int64_t iw = yw * strides[1] - pads[1] + kx * dil[1];
+              if (iw < 0 || iw >= wd) continue;
+              const int64_t* xp = X + ((bn * h + ih) * wd + iw) * c + g * cg;
+              const int64_t* wp = W + (o * cg * kh + ky) * kw + kx;  // W[o][ci][ky][kx], ci stride kh*kw
+              for (int64_t ci = 0; ci < cg; ++ci) acc += xp[ci] * wp[ci * kh * kw];
+            }
+          }
+          y.ints[size_t(((bn * oh + yh) * ow + yw) * oc + o)] = finish(args, acc, shift[size_t(o)], relu);
+        }
+}
+
+EQ_RUNTIME_KERNEL(gemm_kernel) {
+  const IntTensor& x = args.in(0);
+  const IntTensor& w = args.in(1);
+  const IntTensor* b = args.inputs.size() > 2 ? args.inputs[2] : nullptr;
+  if (x.is_float() || w.is_float()) args.fail_node("Gemm needs integer input and weight");
+  if (args.node.attr_int("transA", 0) != 0 || args.node.attr_int("transB", 0) != 0)
+    args.fail_node("transA/transB must be 0 in the integer program");
+  if (w.shape.size() < 2) args.fail_node("weight must be [C, N]");
+  int64_t c = w.shape[w.shape.size() - 2], oc = w.shape.back();
+  if (x.shape.empty() || x.shape.back() != c) args.fail_node("input " + shape_str(x.shape) + " does not match weight " + shape_str(w.shape));
+  int64_t m = x.numel() / c;
+  bool relu = fused_relu(args);
+  IntTensor& y = args.out();
+  y.shape = x.shape;
+  y.shape.back() = oc;
+  y.ints.assign(static_cast<size_t>(m * oc), 0);
+  int e_in = x.exponent(), e_out = y.exponent();
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t o = 0; o < oc; ++o) {
+      int64_t acc = b ? b->ints[size_t(o)] : 0;
+      for (int64_t k = 0; k < c; ++k) acc += x.ints[size_t(i * c + k)] * w.ints[size_t(k * oc + o)];
+      y.ints[size_t(i * oc + o)] = finish(args, acc, e_out - e_in - weight_exponent(w, o), relu);
+    }
+}
+
+}  // namespace edgequant::runtime

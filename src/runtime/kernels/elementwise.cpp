@@ -1,0 +1,64 @@
+// Add, Sub (ESP-DL: no rescale, y = sat(a +- b); every operand shares the output exponent, the
+// program's RequantizeLinear nodes see to it) and Mul (y = round(a * b * 2^(e_a + e_b - e_out))).
+// NumPy broadcasting.
+#include <cmath>
+
+#include "runtime/kernels/kernels.h"
+
+namespace edgequant::runtime {
+
+namespace {
+template <class F>
+void broadcast_binary(const KernelArgs& args, F f) {
+  const IntTensor& a = args.in(0);
+  const IntTensor& b = args.in(1);
+  IntTensor& y = args.out();
+  y.shape = broadcast_shape(args, a.shape, b.shape);
+  int64_t n = shape_numel(y.shape);
+  if (y.is_float()) y.floats.assign(size_t(n), 0.f);
+  else y.ints.assign(size_t(n), 0);
+  std::vector<int64_t> idx(y.shape.size(), 0);
+  bool same = a.shape == y.shape && b.shape == y.shape;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t ia = same ? i : broadcast_index(a.shape, y.shape, idx);
+    int64_t ib = same ? i : broadcast_index(b.shape, y.shape, idx);
+    f(i, ia, ib);
+    for (int64_t d = int64_t(idx.size()) - 1; d >= 0 && !same; --d) {
+      if (++idx[size_t(d)] < y.shape[size_t(d)]) break;
+      idx[size_t(d)] = 0;
+    }
+  }
+}
+
+void add_sub(const KernelArgs& args, int sign) {
+  const IntTensor& a = args.in(0);
+  const IntTensor& b = args.in(1);
+  IntTensor& y = args.out();
+  if (a.is_float() || b.is_float() || y.is_float()) {
+    broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+      store_real(y, i, real_value(a, ia) + sign * real_value(b, ib), args.rounding());
+    });
+    return;
+  }
+  if (a.exponent() != y.exponent() || b.exponent() != y.exponent())
+    args.fail_node("operand exponents " + std::to_string(a.exponent()) + ", " + std::to_string(b.exponent()) +
+                   " differ from the output's " + std::to_string(y.exponent()) + " (a RequantizeLinear is missing)");
+  broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+    y.ints[size_t(i)] = saturate_to(a.ints[size_t(ia)] + sign * b.ints[size_t(ib)], y.dtype);
+  });
+}
+}  // namespace
+
+EQ_RUNTIME_KERNEL(add_kernel) { add_sub(args, 1); }
+EQ_RUNTIME_KERNEL(sub_kernel) { add_sub(args, -1); }
+
+EQ_RUNTIME_KERNEL(mul_kernel) {
+  const IntTensor& a = args.in(0);
+  const IntTensor& b = args.in(1);
+  IntTensor& y = args.out();
+  broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+    store_real(y, i, real_value(a, ia) * real_value(b, ib), args.rounding());
+  });
+}
+
+}  // namespace edgequant::runtime

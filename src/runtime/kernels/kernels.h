@@ -1,0 +1,55 @@
+// Integer kernels of the runtime, one file per op family. A kernel reads its inputs (values or
+// initializers), computes with ESP-DL's integer semantics and fills its outputs; output dtype and
+// exponent come from the program's value info.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "runtime/int_graph.h"
+
+namespace edgequant::runtime {
+
+struct KernelArgs {
+  const IntGraph& graph;
+  const IntNode& node;
+  std::vector<const IntTensor*> inputs;  // nullptr for omitted optional inputs
+  std::vector<IntTensor>& outputs;       // sized to node.outputs, dtype/exponent preset
+
+  const IntTensor& in(size_t i) const;   // throws InvalidModel (naming the node) when absent
+  IntTensor& out(size_t i = 0) const { return outputs[i]; }
+  RoundingMode rounding() const { return graph.rounding; }
+  [[noreturn]] void fail_node(const std::string& what) const;  // InvalidModel naming the node
+};
+
+using Kernel = void (*)(const KernelArgs&);
+// nullptr when the op type has no integer kernel.
+Kernel find_kernel(const std::string& op_type);
+std::vector<std::string> kernel_op_types();
+
+// x * 2^-shift rounded with `mode` (shift <= 0: exact left shift), exact for every int64.
+int64_t shift_round(int64_t v, int shift, RoundingMode mode);
+// Saturates to the output tensor's dtype range.
+inline int64_t saturate_to(int64_t v, DType d) { return saturate(v, dtype_min(d), dtype_max(d)); }
+// Dequantized float of element i (codes * 2^e, or the float value).
+double real_value(const IntTensor& t, int64_t i);
+// Stores a real value into element i: rounds and saturates integer outputs.
+void store_real(IntTensor& t, int64_t i, double x, RoundingMode mode);
+// Row-major strides of a shape.
+std::vector<int64_t> strides_of(const Shape& s);
+// NumPy broadcast of two shapes; throws through `args` when incompatible.
+Shape broadcast_shape(const KernelArgs& args, const Shape& a, const Shape& b);
+// Flat index into `s` (broadcast) of the output multi-index `idx` of shape `out`.
+int64_t broadcast_index(const Shape& s, const Shape& out, const std::vector<int64_t>& idx);
+// Normalises a possibly negative axis of rank `rank`.
+int64_t norm_axis(const KernelArgs& args, int64_t axis, int64_t rank);
+// Integer values of an int64 initializer input (shapes, axes, pads).
+std::vector<int64_t> ints_input(const KernelArgs& args, size_t i);
+
+#define EQ_RUNTIME_KERNEL(name) void name(const KernelArgs& args)
+// Declared per family (kernels.def lists op type -> kernel).
+#define EQ_KERNEL(op, fn) EQ_RUNTIME_KERNEL(fn);
+#include "runtime/kernels/kernels.def"
+#undef EQ_KERNEL
+
+}  // namespace edgequant::runtime

@@ -1,0 +1,207 @@
+// Data movement: codes are copied, never rescaled (ESP-DL handles no exponent here, so the output
+// must share the input's exponent and dtype). Reshape, Flatten, (Un)Squeeze, Identity, Transpose,
+// Concat, Slice, Gather.
+#include <algorithm>
+#include <numeric>
+
+#include "runtime/kernels/kernels.h"
+
+namespace edgequant::runtime {
+
+namespace {
+void check_same_grid(const KernelArgs& args, const IntTensor& x) {
+  const IntTensor& y = args.out();
+  if (x.dtype != y.dtype || (!x.is_float() && x.exponent() != y.exponent()))
+    args.fail_node(std::string("data movement from ") + dtype_name(x.dtype) + " 2^" + std::to_string(x.exponent()) +
+                   " to " + dtype_name(y.dtype) + " 2^" + std::to_string(y.exponent()) + " (a RequantizeLinear is missing)");
+}
+
+void copy_with_shape(const KernelArgs& args, Shape shape) {
+  const IntTensor& x = args.in(0);
+  check_same_grid(args, x);
+  if (shape_numel(shape) != x.numel()) args.fail_node("cannot reshape " + shape_str(x.shape) + " to " + shape_str(shape));
+  IntTensor& y = args.out();
+  y.shape = std::move(shape);
+  y.ints = x.ints;
+  y.floats = x.floats;
+}
+
+// Gathers element i of the output from input flat index src(i).
+template <class F>
+void gather_elements(const KernelArgs& args, const IntTensor& x, int64_t n, F src) {
+  IntTensor& y = args.out();
+  if (x.is_float()) {
+    y.floats.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) y.floats[size_t(i)] = x.floats[size_t(src(i))];
+  } else {
+    y.ints.resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) y.ints[size_t(i)] = x.ints[size_t(src(i))];
+  }
+}
+
+std::vector<int64_t> axes_of(const KernelArgs& args) {
+  if (args.inputs.size() > 1 && args.inputs[1]) return ints_input(args, 1);
+  return args.node.attr_ints("axes");
+}
+}  // namespace
+
+EQ_RUNTIME_KERNEL(reshape_kernel) {
+  const IntTensor& x = args.in(0);
+  std::vector<int64_t> spec = ints_input(args, 1);
+  bool allowzero = args.node.attr_int("allowzero", 0) != 0;
+  Shape s(spec.size());
+  int64_t known = 1, infer = -1;
+  for (size_t i = 0; i < spec.size(); ++i) {
+    s[i] = spec[i] == 0 && !allowzero && i < x.shape.size() ? x.shape[i] : spec[i];
+    if (s[i] == -1) {
+      if (infer >= 0) args.fail_node("more than one -1 in the shape");
+      infer = int64_t(i);
+    } else {
+      known *= s[i];
+    }
+  }
+  if (infer >= 0) s[size_t(infer)] = known == 0 ? 0 : x.numel() / known;
+  copy_with_shape(args, s);
+}
+
+EQ_RUNTIME_KERNEL(flatten_kernel) {
+  const IntTensor& x = args.in(0);
+  int64_t rank = int64_t(x.shape.size());
+  int64_t axis = args.node.attr_int("axis", 1);
+  if (axis < 0) axis += rank;
+  int64_t outer = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= x.shape[size_t(d)];
+  copy_with_shape(args, {outer, outer == 0 ? 0 : x.numel() / outer});
+}
+
+EQ_RUNTIME_KERNEL(squeeze_kernel) {
+  const IntTensor& x = args.in(0);
+  std::vector<int64_t> axes = axes_of(args);
+  Shape s;
+  int64_t rank = int64_t(x.shape.size());
+  for (int64_t d = 0; d < rank; ++d) {
+    bool drop = axes.empty() ? x.shape[size_t(d)] == 1
+                             : std::any_of(axes.begin(), axes.end(), [&](int64_t a) { return norm_axis(args, a, rank) == d; });
+    if (!drop) s.push_back(x.shape[size_t(d)]);
+  }
+  copy_with_shape(args, s);
+}
+
+EQ_RUNTIME_KERNEL(unsqueeze_kernel) {
+  const IntTensor& x = args.in(0);
+  std::vector<int64_t> axes = axes_of(args);
+  int64_t rank = int64_t(x.shape.size() + axes.size());
+  std::vector<bool> inserted(size_t(rank), false);
+  for (int64_t a : axes) inserted[size_t(norm_axis(args, a, rank))] = true;
+  Shape s;
+  size_t k = 0;
+  for (int64_t d = 0; d < rank; ++d) s.push_back(inserted[size_t(d)] ? 1 : x.shape[k++]);
+  copy_with_shape(args, s);
+}
+
+EQ_RUNTIME_KERNEL(identity_kernel) { copy_with_shape(args, args.in(0).shape); }
+
+EQ_RUNTIME_KERNEL(transpose_kernel) {
+  const IntTensor& x = args.in(0);
+  check_same_grid(args, x);
+  size_t rank = x.shape.size();
+  std::vector<int64_t> perm = args.node.attr_ints("perm");
+  if (perm.empty()) {
+    perm.resize(rank);
+    std::iota(perm.rbegin(), perm.rend(), 0);
+  }
+  if (perm.size() != rank) args.fail_node("perm has " + std::to_string(perm.size()) + " axes, input " + shape_str(x.shape));
+  IntTensor& y = args.out();
+  y.shape.resize(rank);
+  for (size_t d = 0; d < rank; ++d) y.shape[d] = x.shape[size_t(perm[d])];
+  std::vector<int64_t> xs = strides_of(x.shape), ys = strides_of(y.shape);
+  gather_elements(args, x, x.numel(), [&](int64_t i) {
+    int64_t src = 0;
+    for (size_t d = 0; d < rank; ++d) src += (i / ys[d]) % y.shape[d] * xs[size_t(perm[d])];
+    return src;
+  });
+}
+
+EQ_RUNTIME_KERNEL(concat_kernel) {
+  const IntTensor& first = args.in(0);
+  int64_t rank = int64_t(first.shape.size());
+  int64_t axis = norm_axis(args, args.node.attr_int("axis", 0), rank);
+  IntTensor& y = args.out();
+  y.shape = first.shape;
+  y.shape[size_t(axis)] = 0;
+  for (size_t i = 0; i < args.inputs.size(); ++i) {
+    check_same_grid(args, args.in(i));
+    y.shape[size_t(axis)] += args.in(i).shape[size_t(axis)];
+  }
+  int64_t outer = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= y.shape[size_t(d)];
+  y.ints.clear();
+  y.floats.clear();
+  for (int64_t o = 0; o < outer; ++o)
+    for (size_t i = 0; i < args.inputs.size(); ++i) {
+      const IntTensor& x = args.in(i);
+      int64_t chunk = x.numel() / std::max<int64_t>(outer, 1);
+      if (x.is_float()) y.floats.insert(y.floats.end(), x.floats.begin() + o * chunk, x.floats.begin() + (o + 1) * chunk);
+      else y.ints.insert(y.ints.end(), x.ints.begin() + o * chunk, x.ints.begin() + (o + 1) * chunk);
+    }
+}
+
+EQ_RUNTIME_KERNEL(slice_kernel) {
+  const IntTensor& x = args.in(0);
+  check_same_grid(args, x);
+  int64_t rank = int64_t(x.shape.size());
+  std::vector<int64_t> starts = ints_input(args, 1), ends = ints_input(args, 2);
+  std::vector<int64_t> axes(starts.size()), steps(starts.size(), 1);
+  std::iota(axes.begin(), axes.end(), 0);
+  if (args.inputs.size() > 3 && args.inputs[3]) axes = ints_input(args, 3);
+  if (args.inputs.size() > 4 && args.inputs[4]) steps = ints_input(args, 4);
+  std::vector<int64_t> begin(size_t(rank), 0), step(size_t(rank), 1);
+  Shape out = x.shape;
+  for (size_t k = 0; k < starts.size(); ++k) {
+    int64_t a = norm_axis(args, axes[k], rank), dim = x.shape[size_t(a)], st = steps[k];
+    if (st == 0) args.fail_node("slice step 0");
+    auto clampi = [&](int64_t v, int64_t lo, int64_t hi) { return std::max(lo, std::min(hi, v)); };
+    int64_t s = starts[k] < 0 ? starts[k] + dim : starts[k];
+    int64_t e = ends[k] < 0 ? ends[k] + dim : ends[k];
+    s = st > 0 ? clampi(s, 0, dim) : clampi(s, 0, dim - 1);
+    e = st > 0 ? clampi(e, 0, dim) : clampi(e, -1, dim - 1);
+    begin[size_t(a)] = s;
+    step[size_t(a)] = st;
+    out[size_t(a)] = std::max<int64_t>(0, st > 0 ? (e - s + st - 1) / st : (s - e - st - 1) / -st);
+  }
+  IntTensor& y = args.out();
+  y.shape = out;
+  std::vector<int64_t> xs = strides_of(x.shape), ys = strides_of(out);
+  gather_elements(args, x, shape_numel(out), [&](int64_t i) {
+    int64_t src = 0;
+    for (int64_t d = 0; d < rank; ++d) src += (begin[size_t(d)] + (i / ys[size_t(d)]) % out[size_t(d)] * step[size_t(d)]) * xs[size_t(d)];
+    return src;
+  });
+}
+
+EQ_RUNTIME_KERNEL(gather_kernel) {
+  const IntTensor& x = args.in(0);
+  check_same_grid(args, x);
+  std::vector<int64_t> idx = ints_input(args, 1);
+  const Shape& ishape = args.in(1).shape;
+  int64_t rank = int64_t(x.shape.size());
+  int64_t axis = norm_axis(args, args.node.attr_int("axis", 0), rank);
+  int64_t outer = 1, inner = 1, dim = x.shape[size_t(axis)];
+  for (int64_t d = 0; d < axis; ++d) outer *= x.shape[size_t(d)];
+  for (int64_t d = axis + 1; d < rank; ++d) inner *= x.shape[size_t(d)];
+  IntTensor& y = args.out();
+  y.shape.assign(x.shape.begin(), x.shape.begin() + axis);
+  y.shape.insert(y.shape.end(), ishape.begin(), ishape.end());
+  y.shape.insert(y.shape.end(), x.shape.begin() + axis + 1, x.shape.end());
+  int64_t n = int64_t(idx.size());
+  for (int64_t& v : idx) {
+    if (v < 0) v += dim;
+    if (v < 0 || v >= dim) args.fail_node("gather index out of range");
+  }
+  gather_elements(args, x, outer * n * inner, [&](int64_t i) {
+    int64_t o = i / (n * inner), k = (i / inner) % n, in = i % inner;
+    return (o * dim + idx[size_t(k)]) * inner + in;
+  });
+}
+
+}  // namespace edgequant::runtime

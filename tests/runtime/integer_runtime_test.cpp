@@ -1,0 +1,126 @@
+// The integer runtime against the simulation: on every fixture model and ESP target, the codes the
+// integer program computes equal the simulator's fake-quantized outputs divided by the output
+// scale, bit for bit at int8 (int16: within 1 LSB, where LUT-less activations round twice).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "api/load.h"
+#include "data/dataset.h"
+#include "deploy/integer_program.h"
+#include "passes/pipeline.h"
+#include "runtime/interpreter.h"
+#include "runtime/kernels/kernels.h"
+#include "target/target.h"
+#include "test_util.h"
+
+using namespace edgequant;
+using edgequant::testing::fixture;
+
+namespace {
+struct Case {
+  std::string model, data;
+};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.model; }
+
+const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+// Largest |simulated - integer| over every output element, in units of the output's LSB, and the
+// number of elements that differ.
+struct Diff {
+  double max_lsb = 0;
+  int64_t differing = 0, total = 0;
+};
+
+Diff compare_with_simulation(QuantContext& ctx, int samples) {
+  runtime::IntGraph prog = deploy::build_integer_program(*ctx.graph, ctx.plan, *ctx.lowered, ctx.target, ctx.executor());
+  if (getenv("EQ_BREAK")) prog.rounding = RoundingMode::Floor;
+  quant::QuantSimulator& sim = ctx.simulator();
+  quant::BatchStream stream = ctx.batches(ctx.calibration);
+  at::Tensor x;
+  Diff d;
+  at::NoGradGuard no_grad;
+  int seen = 0;
+  while (seen < samples && stream.next(x)) {
+    for (int64_t b = 0; b < x.size(0) && seen < samples; ++b, ++seen) {
+      at::Tensor xi = x.slice(0, b, b + 1).contiguous();
+      std::vector<at::Tensor> want = sim.run({xi});
+      const std::string& in_name = prog.inputs[0];
+      std::vector<float> xv(xi.data_ptr<float>(), xi.data_ptr<float>() + xi.numel());
+      Shape ps;
+      std::vector<float> xp = deploy::to_program_layout(prog, in_name, xv, Shape(xi.sizes().begin(), xi.sizes().end()), &ps);
+      runtime::TensorMap in;
+      in[in_name] = runtime::quantize_for_input(prog, in_name, xp, ps);
+      runtime::TensorMap out = runtime::run_program(prog, in);
+      for (size_t o = 0; o < prog.outputs.size(); ++o) {
+        const runtime::IntTensor& got = out.at(prog.outputs[o]);
+        std::vector<float> gv = deploy::to_source_layout(prog, prog.outputs[o], got);
+        at::Tensor w = want[o].contiguous().to(at::kFloat);
+        EXPECT_EQ(int64_t(gv.size()), w.numel());
+        double lsb = got.is_float() ? 1.0 : std::ldexp(1.0, got.exponent());
+        for (int64_t i = 0; i < w.numel() && i < int64_t(gv.size()); ++i) {
+          double diff = std::fabs(double(gv[size_t(i)]) - double(w.data_ptr<float>()[i])) / lsb;
+          d.max_lsb = std::max(d.max_lsb, diff);
+          d.differing += diff > 0 ? 1 : 0;
+          ++d.total;
+        }
+      }
+    }
+  }
+  return d;
+}
+
+class IntegerRuntime : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
+
+TEST_P(IntegerRuntime, EqualsTheSimulationBitForBit) {
+  auto [c, target] = GetParam();
+  Setting s;
+  s.calib_steps = 1;
+  s.batch_size = 16;
+  QuantContext ctx(load_model(fixture(c.model)), load_target(target), s);
+  auto data = std::shared_ptr<const Dataset>(open_dataset(c.data, {}));
+  ctx.calibration = {data, 0, std::min<int64_t>(data->size(), 16), "fixture"};
+  run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
+  Diff d = compare_with_simulation(ctx, 4);
+  EXPECT_GT(d.total, 0);
+  EXPECT_EQ(d.differing, 0) << c.model << " on " << target << ": " << d.differing << " of " << d.total
+                            << " elements differ, max " << d.max_lsb << " LSB";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, IntegerRuntime,
+    ::testing::Combine(::testing::Values(Case{"fashion/fmnist_mobilenet.onnx", kFashion},
+                                         Case{"fashion/fmnist_resnet.onnx", kFashion},
+                                         Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
+                                         Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
+                                         Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy")},
+                                         Case{"models/batchnorm_op13.onnx", fixture("models/batchnorm_input.npy")}),
+                       ::testing::Values("esp32p4", "esp32s3", "c")),
+    [](const auto& info) {
+      std::string m = std::get<0>(info.param).model;
+      m = m.substr(m.find('/') + 1);
+      m = m.substr(0, m.find('.'));
+      return m + "_" + std::get<1>(info.param);
+    });
+
+TEST(ShiftRound, TiesFollowTheMode) {
+  // 5/2 = 2.5, -3/2 = -1.5, 7/4 = 1.75, -7/4 = -1.75: hand-computed.
+  EXPECT_EQ(runtime::shift_round(5, 1, RoundingMode::HalfEven), 2);
+  EXPECT_EQ(runtime::shift_round(-3, 1, RoundingMode::HalfEven), -2);
+  EXPECT_EQ(runtime::shift_round(5, 1, RoundingMode::HalfUp), 3);
+  EXPECT_EQ(runtime::shift_round(-3, 1, RoundingMode::HalfUp), -1);
+  EXPECT_EQ(runtime::shift_round(7, 2, RoundingMode::HalfUp), 2);
+  EXPECT_EQ(runtime::shift_round(-7, 2, RoundingMode::HalfEven), -2);
+  EXPECT_EQ(runtime::shift_round(-5, 2, RoundingMode::HalfUp), -1);  // -1.25
+  EXPECT_EQ(runtime::shift_round(3, -2, RoundingMode::HalfUp), 12);
+  // Agrees with the lowered form's reference requantization on a sweep.
+  for (int64_t v = -300; v <= 300; ++v)
+    for (int s = -2; s <= 5; ++s)
+      for (RoundingMode m : {RoundingMode::HalfEven, RoundingMode::HalfUp}) {
+        Requantization r{{s}, {}, m};
+        ASSERT_EQ(saturate(runtime::shift_round(v, s, m), -128, 127), requantize(v, r, 0, -128, 127)) << v << " " << s;
+      }
+}
+
+}  // namespace
