@@ -9,7 +9,7 @@ PKGS=(
   libtorch-dev libopenblas0-pthread
   libonnx-dev libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
-  flatbuffers-compiler libflatbuffers-dev
+  flatbuffers-compiler libflatbuffers-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libopencv-dev zlib1g-dev
   libonnx-testdata dataset-fashion-mnist
@@ -25,6 +25,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Node.js runs ONNX Runtime (npm onnxruntime-node) in the exporter tests. The machine's Node.js
+# is used when present; Debian's otherwise.
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# onnxruntime-node ships its CPU binaries in the package; ONNXRUNTIME_NODE_INSTALL=skip stops its
+# install script from downloading anything else. Versions pinned by package-lock.json.
+if [ ! -f node_modules/onnxruntime-node/package.json ]; then
+  echo "install-deps: npm ci (onnxruntime-node)"
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
 fi
 
 echo "install-deps: all dependencies present"

@@ -19,6 +19,8 @@ struct QuantizeOptions {
   std::string out_dir;         // output directory ("" = write nothing)
   int calib_steps = 0, batch_size = 0;  // 0: the setting's (default 32 x 32)
   std::string calib_algorithm;          // "": the setting's, else the target's default
+  std::string format;                   // deployable file: auto | none | espdl | qdq | ti-onnx ("": the setting's)
+  bool no_test_values = false;          // .espdl without embedded test inputs/outputs
 };
 
 struct QuantizeSummary {

@@ -20,6 +20,8 @@ std::unique_ptr<QuantContext> make_context(const QuantizeOptions& o, std::ostrea
   if (o.calib_steps > 0) s.calib_steps = o.calib_steps;
   if (o.batch_size > 0) s.batch_size = o.batch_size;
   if (!o.calib_algorithm.empty()) s.calib_algorithm = parse_calib_algorithm(o.calib_algorithm);
+  if (!o.format.empty()) s.export_setting.format = parse_export_format(o.format);
+  if (o.no_test_values) s.export_setting.test_values = false;
   auto ctx = std::make_unique<QuantContext>(load_model(o.model), std::move(target), std::move(s));
   ctx->model_path = o.model;
   ctx->out_dir = o.out_dir;

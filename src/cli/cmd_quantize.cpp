@@ -19,6 +19,8 @@ void add_quantize_commands(CLI::App& app, Action& action) {
   qc->add_option("--calib-algorithm", q.calib_algorithm, "minmax | percentile | kl | mse (default: the target's)");
   qc->add_option("--setting,-s", q.setting_file, "setting file (YAML or JSON), see docs/settings.md");
   qc->add_option("--out,-o", q.out_dir, "output directory")->required();
+  qc->add_option("--format,-f", q.format, "deployable file: auto (the target's) | espdl | qdq | ti-onnx | none");
+  qc->add_flag("--no-export-test-values", q.no_test_values, ".espdl without embedded test inputs/outputs");
   qc->callback([&action] { action = [] { quantize(q, std::cout); }; });
 
   static EvaluateOptions e;

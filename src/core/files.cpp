@@ -41,4 +41,10 @@ void make_directories(const std::string& path) {
   if (ec) fail(ErrorCode::InvalidInput, path + ": cannot create directory (" + ec.message() + ")");
 }
 
+size_t file_size(const std::string& path) {
+  std::error_code ec;
+  auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : static_cast<size_t>(n);
+}
+
 }  // namespace edgequant

@@ -51,6 +51,26 @@ TqtSetting parse_block_training(const YAML::Node& t, const char* w, TqtSetting q
 }
 }  // namespace
 
+ExportFormat parse_export_format(const std::string& s) {
+  if (s == "auto") return ExportFormat::Auto;
+  if (s == "none") return ExportFormat::None;
+  if (s == "espdl") return ExportFormat::Espdl;
+  if (s == "qdq") return ExportFormat::Qdq;
+  if (s == "ti-onnx") return ExportFormat::TiOnnx;
+  fail(kCode, "export format must be auto, none, espdl, qdq or ti-onnx, not '" + s + "'");
+}
+
+const char* export_format_name(ExportFormat f) {
+  switch (f) {
+    case ExportFormat::Auto: return "auto";
+    case ExportFormat::None: return "none";
+    case ExportFormat::Espdl: return "espdl";
+    case ExportFormat::Qdq: return "qdq";
+    case ExportFormat::TiOnnx: return "ti-onnx";
+  }
+  return "?";
+}
+
 const char* alignment_name(Alignment a) {
   switch (a) {
     case Alignment::AlignToOutput: return "align_to_output";
@@ -79,7 +99,7 @@ Setting load_setting(const std::string& path) {
                                    "blockwise_reconstruction", "blockwise_reconstruction_setting", "equalization",
                                    "equalization_setting", "layer_split", "layer_split_setting",
                                    "bias_correction",
-                                   "bias_correction_setting"};
+                                   "bias_correction_setting", "export"};
     check_keys(root, valid, "setting", kCode);
     if (root["calib_algorithm"]) s.calib_algorithm = parse_calib_algorithm(root["calib_algorithm"].as<std::string>());
     s.percentile = get_or(root, "percentile", s.percentile, "setting", kCode);
@@ -103,6 +123,11 @@ Setting load_setting(const std::string& path) {
     s.calib_steps = get_or(root, "calib_steps", s.calib_steps, "setting", kCode);
     s.batch_size = get_or(root, "batch_size", s.batch_size, "setting", kCode);
     if (s.calib_steps < 1 || s.batch_size < 1) fail(kCode, "calib_steps and batch_size must be positive");
+    if (const YAML::Node& e = root["export"]) {
+      check_keys(e, {"format", "test_values"}, "export", kCode);
+      s.export_setting.format = parse_export_format(get_or<std::string>(e, "format", "auto", "export", kCode));
+      s.export_setting.test_values = get_or(e, "test_values", true, "export", kCode);
+    }
     if (const YAML::Node& a = root["analysis"]) {
       check_keys(a, {"graphwise", "layerwise", "samples"}, "analysis", kCode);
       s.analysis.graphwise = get_or(a, "graphwise", true, "analysis", kCode);

@@ -14,6 +14,22 @@ namespace edgequant {
 
 enum class Alignment { AlignToOutput, AlignToLarge, None };
 
+// The deployable file `quantize` writes beside its reports.
+enum class ExportFormat {
+  Auto,    // the target's: espdl on ESP-DL targets, qdq on ONNX Runtime / TFLite targets, ti-onnx on TI
+  None,    // reports only
+  Espdl,   // ESP-DL's .espdl (power-of-two targets)
+  Qdq,     // ONNX QuantizeLinear/DequantizeLinear
+  TiOnnx,  // TI's integer ONNX (BNORM sequence)
+};
+ExportFormat parse_export_format(const std::string& s);  // throws InvalidSetting
+const char* export_format_name(ExportFormat f);
+
+struct ExportSetting {
+  ExportFormat format = ExportFormat::Auto;
+  bool test_values = true;  // .espdl: embed test inputs/outputs computed by the integer runtime
+};
+
 struct AnalysisSetting {
   bool graphwise = true;
   bool layerwise = true;
@@ -111,6 +127,7 @@ struct Setting {
     a.steps = 5000;
     return a;
   }();
+  ExportSetting export_setting;
   // The pipeline's pass names in order ("" entries never); empty = the default pipeline.
   std::vector<std::string> passes;
   Preprocess preprocess;

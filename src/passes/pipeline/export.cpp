@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/files.h"
+#include "deploy/deployable.h"
 #include "onnx/onnx_io.h"
 #include "passes/pipeline.h"
 #include "quant/plan_io.h"
@@ -50,7 +51,41 @@ std::string summary_of(QuantContext& ctx) {
 }
 }  // namespace
 
+namespace {
+// One calibration sample per graph input (batch 1): the test values embedded in `.espdl` files.
+std::vector<at::Tensor> first_sample(QuantContext& ctx) {
+  std::vector<at::Tensor> inputs;
+  if (!ctx.calibration.data) return inputs;
+  quant::BatchStream stream = ctx.batches(ctx.calibration);
+  if (!stream.next(inputs)) return {};
+  for (at::Tensor& t : inputs) t = t.slice(0, 0, 1).contiguous();
+  return inputs;
+}
+
+// The deployable file for the setting's format; a line for the summary.
+std::string write_deployable(QuantContext& ctx) {
+  ExportFormat f = deploy::resolve_format(ctx.setting.export_setting.format, ctx.target);
+  size_t float_bytes = ctx.model_path.empty() ? 0 : file_size(ctx.model_path);
+  deploy::Deployed d;
+  switch (f) {
+    case ExportFormat::None: return "";
+    case ExportFormat::Espdl: {
+      std::vector<at::Tensor> sample = ctx.setting.export_setting.test_values ? first_sample(ctx) : std::vector<at::Tensor>{};
+      d = deploy::write_espdl_outputs(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), sample, ctx.out_dir);
+      break;
+    }
+    default:
+      fail(ErrorCode::Unsupported, std::string("export format ") + export_format_name(f) + " is not implemented yet for target " +
+                                       ctx.target.name + " (use --format espdl or none)");
+  }
+  std::ostringstream s;
+  s << "deployable: " << d.path << " (" << d.bytes << " bytes; float ONNX " << float_bytes << " bytes)\n";
+  return s.str();
+}
+}  // namespace
+
 PassResult ExportPass::run(QuantContext& ctx) {
+  std::string deployed;
   if (!ctx.out_dir.empty()) {
     make_directories(ctx.out_dir);
     export_onnx(*ctx.graph, ctx.out_dir + "/model.onnx");
@@ -62,8 +97,9 @@ PassResult ExportPass::run(QuantContext& ctx) {
     write_file_atomic(ctx.out_dir + "/quant_config.json", pj.dump(1) + "\n");
     if (ctx.report) write_file_atomic(ctx.out_dir + "/analysis.json", ctx.report->to_json().dump(1) + "\n");
     if (!ctx.setting.file.empty()) write_file_atomic(ctx.out_dir + "/setting.yaml", read_file(ctx.setting.file));
+    deployed = write_deployable(ctx);
   }
-  std::string summary = summary_of(ctx);
+  std::string summary = summary_of(ctx) + deployed;
   if (!ctx.out_dir.empty()) write_file_atomic(ctx.out_dir + "/summary.txt", summary);
   if (ctx.log) *ctx.log << summary;
   return PassResult{};

@@ -1,0 +1,41 @@
+// The deployable outputs of a quantized graph, by format (`quantize --format`): `.espdl` with its
+// `.info` dump and `.json` tensor table, ONNX QDQ (qdq.h), TI integer ONNX.
+#pragma once
+#include <ATen/core/Tensor.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "exec/executor.h"
+#include "ir/lowered.h"
+#include "runtime/int_graph.h"
+#include "target/setting.h"
+#include "target/target.h"
+
+namespace edgequant::deploy {
+
+// Auto -> the target's format (espdl on esp32*/c, qdq on ort-int8/tflite-int8, ti-onnx on ti-npu).
+ExportFormat resolve_format(ExportFormat requested, const Target& target);
+const char* format_extension(ExportFormat f);  // ".espdl", ".onnx" ("" for None)
+
+// Test inputs (`inputs`: source layout, batch 1, one per graph input) and the outputs the integer
+// runtime computes from them, embedded as Model::test() expects.
+void attach_test_values(runtime::IntGraph& program, const std::vector<at::Tensor>& inputs);
+
+// The readable `.info` dump: inputs/outputs, nodes, parameters, memory plan.
+std::string describe_program(const runtime::IntGraph& program);
+// The `.json` side file: per value and parameter: dtype, bits, exponent(s), policy, layout.
+nlohmann::json program_json(const runtime::IntGraph& program);
+
+struct Deployed {
+  std::string path;      // the deployable file ("" when none)
+  size_t bytes = 0;      // its size
+  std::vector<std::string> side_files;
+};
+
+// Writes DIR/model.espdl (+ .info, .json) atomically. `test_inputs` empty: no test values.
+Deployed write_espdl_outputs(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered, const Target& target,
+                             exec::Executor& ex, const std::vector<at::Tensor>& test_inputs, const std::string& dir);
+
+}  // namespace edgequant::deploy

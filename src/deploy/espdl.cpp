@@ -1,0 +1,436 @@
+// `.espdl` encoding and decoding (see espdl.h) through the flatc-generated espdl_generated.h.
+#include "deploy/espdl.h"
+
+#include <cstring>
+#include <set>
+
+#include "core/files.h"
+#include "deploy/espdl_generated.h"
+#include "edgequant/error.h"
+
+namespace edgequant::deploy {
+
+using runtime::IntGraph;
+using runtime::IntNode;
+using runtime::IntTensor;
+using runtime::ValueInfo;
+
+namespace {
+constexpr size_t kHeader = 16;
+constexpr char kMagic[4] = {'E', 'D', 'L', '2'};
+const char* kLayoutPrefix = "layout ==> ";
+
+size_t element_bytes(DType d) {
+  size_t s = dtype_size(d);
+  return s ? s : 1;
+}
+
+// Little-endian bytes of a tensor's values in the given element order.
+std::vector<uint8_t> tensor_bytes(const IntTensor& t, const std::vector<int64_t>* order) {
+  size_t eb = element_bytes(t.dtype);
+  int64_t n = t.numel();
+  std::vector<uint8_t> out(size_t(n) * eb);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t src = order ? (*order)[size_t(i)] : i;
+    uint8_t* dst = out.data() + size_t(i) * eb;
+    if (t.is_float()) {
+      float f = t.floats[size_t(src)];
+      std::memcpy(dst, &f, 4);
+    } else {
+      int64_t v = t.ints[size_t(src)];
+      for (size_t b = 0; b < eb; ++b) dst[b] = static_cast<uint8_t>((static_cast<uint64_t>(v) >> (8 * b)) & 0xff);
+    }
+  }
+  return out;
+}
+
+int64_t read_int(const uint8_t* p, DType d) {
+  switch (d) {
+    case DType::Int8: return int8_t(p[0]);
+    case DType::UInt8: return p[0];
+    case DType::Int16: return int16_t(uint16_t(p[0] | (p[1] << 8)));
+    case DType::UInt16: return uint16_t(p[0] | (p[1] << 8));
+    case DType::Int32: {
+      uint32_t v = uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+      return int32_t(v);
+    }
+    default: {
+      uint64_t v = 0;
+      for (int b = 0; b < 8; ++b) v |= uint64_t(p[b]) << (8 * b);
+      return int64_t(v);
+    }
+  }
+}
+
+struct Filter {
+  bool gemm = false, depthwise = false;
+};
+
+// Which initializers are Conv/Gemm filters, and of what kind.
+std::map<std::string, Filter> filters_of(const IntGraph& p) {
+  std::map<std::string, Filter> f;
+  for (const IntNode& n : p.nodes) {
+    if ((n.op_type != "Conv" && n.op_type != "Gemm") || n.inputs.size() < 2) continue;
+    const IntTensor* w = p.initializer(n.inputs[1]);
+    if (!w || w->is_float()) continue;
+    Filter k;
+    k.gemm = n.op_type == "Gemm";
+    k.depthwise = !k.gemm && n.attr_int("group", 1) > 1 && w->shape.size() == 4 && w->shape[1] == 1;
+    f[n.inputs[1]] = k;
+  }
+  return f;
+}
+
+// Stored dims of a filter: Conv [kh, kw, C, N], depthwise [kh, kw, N, 1], Gemm [1, 1, C, N].
+Shape wire_dims(const Shape& s, const Filter& f) {
+  if (f.gemm) return {1, 1, s[0], s[1]};
+  if (f.depthwise) return {s[2], s[3], s[0], 1};
+  return {s[2], s[3], s[1], s[0]};
+}
+}  // namespace
+
+int filter_block(const std::string& target, DType weight) {
+  if (target != "esp32s3" && target != "esp32p4") return 0;
+  return weight == DType::Int16 ? 8 : 16;
+}
+
+std::string filter_layout_name(int64_t n, bool depthwise, int block) {
+  if (block == 0) return depthwise ? "HWCN" : "NHWC";
+  std::string b = std::to_string(block);
+  return "(N/" + b + ")HWC" + b + (n % block ? "_UNALIGNED" : "");
+}
+
+std::vector<int64_t> filter_wire_order(const Shape& s, bool depthwise, bool gemm, int block) {
+  // Logical element index of W[n][c][h][w] (Conv OIHW; depthwise c = 0; Gemm [C, N]: h = w = 0).
+  int64_t N = gemm ? s[1] : s[0], C = gemm ? s[0] : s[1], H = gemm ? 1 : s[2], W = gemm ? 1 : s[3];
+  auto at = [&](int64_t n, int64_t c, int64_t h, int64_t w) { return gemm ? c * N + n : ((n * C + c) * H + h) * W + w; };
+  std::vector<int64_t> order;
+  order.reserve(size_t(N * C * H * W));
+  int64_t a = block, aligned = block ? N / block * block : 0;
+  if (depthwise) {
+    for (int64_t b = 0; b < aligned / std::max<int64_t>(a, 1); ++b)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t w = 0; w < W; ++w)
+          for (int64_t j = 0; j < a; ++j) order.push_back(at(b * a + j, 0, h, w));
+    for (int64_t h = 0; h < H; ++h)  // the remainder (everything on C targets): H-W-N
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t n = aligned; n < N; ++n) order.push_back(at(n, 0, h, w));
+    return order;
+  }
+  for (int64_t b = 0; b < aligned / std::max<int64_t>(a, 1); ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t j = 0; j < a; ++j) order.push_back(at(b * a + j, c, h, w));
+  for (int64_t n = aligned; n < N; ++n)  // the remainder (everything on C targets): N-H-W-C
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t c = 0; c < C; ++c) order.push_back(at(n, c, h, w));
+  return order;
+}
+
+std::string encode_espdl(const IntGraph& p) {
+  flatbuffers::FlatBufferBuilder fbb(1 << 16);
+  auto str = [&](const std::string& s) { return fbb.CreateString(s); };
+  auto ints = [&](const std::vector<int64_t>& v) { return fbb.CreateVector(v); };
+  auto exps = [&](const std::vector<int>& e) {
+    std::vector<int64_t> v(e.begin(), e.end());
+    if (v.empty()) v = {0};
+    return fbb.CreateVector(v);
+  };
+  std::map<std::string, Filter> filters = filters_of(p);
+
+  auto make_tensor = [&](const std::string& name, const IntTensor& t, bool with_layout) {
+    Shape dims = t.shape;
+    std::string doc;
+    std::vector<int64_t> order;
+    auto f = filters.find(name);
+    bool is_filter = with_layout && f != filters.end();
+    if (is_filter) {
+      int block = filter_block(p.target, t.dtype);
+      order = filter_wire_order(t.shape, f->second.depthwise, f->second.gemm, block);
+      dims = wire_dims(t.shape, f->second);
+      int64_t n = f->second.gemm ? t.shape[1] : t.shape[0];
+      doc = kLayoutPrefix + filter_layout_name(n, f->second.depthwise, block);
+    }
+    auto dims_off = ints(dims);
+    auto name_off = str(name);
+    auto doc_off = doc.empty() ? 0 : str(doc);
+    flatbuffers::Offset<flatbuffers::Vector<const espdl::AlignedBytes*>> raw = 0;
+    flatbuffers::Offset<flatbuffers::Vector<int64_t>> int64_data = 0;
+    if (t.numel() == 0) {
+      int64_data = ints({});
+    } else {
+      std::vector<uint8_t> bytes = tensor_bytes(t, is_filter ? &order : nullptr);
+      std::vector<espdl::AlignedBytes> blocks((bytes.size() + 15) / 16);
+      std::memset(static_cast<void*>(blocks.data()), 0, blocks.size() * sizeof(espdl::AlignedBytes));
+      std::memcpy(static_cast<void*>(blocks.data()), bytes.data(), bytes.size());
+      raw = fbb.CreateVectorOfStructs(blocks.data(), blocks.size());
+    }
+    auto exp_off = exps(t.exponents);
+    espdl::TensorBuilder tb(fbb);
+    tb.add_dims(dims_off);
+    tb.add_data_type(static_cast<espdl::TensorDataType>(t.dtype));
+    tb.add_name(name_off);
+    if (!doc.empty()) tb.add_doc_string(doc_off);
+    if (raw.o) tb.add_raw_data(raw);
+    if (int64_data.o) tb.add_int64_data(int64_data);
+    tb.add_exponents(exp_off);
+    return tb.Finish();
+  };
+
+  auto make_value_info = [&](const std::string& name) {
+    const ValueInfo& vi = p.value(name);
+    std::vector<flatbuffers::Offset<espdl::Dimension>> dims;
+    for (int64_t d : vi.shape) dims.push_back(espdl::CreateDimension(fbb, espdl::CreateDimensionValue(fbb, espdl::DimensionValueType_VALUE, d)));
+    auto shape = espdl::CreateTensorShape(fbb, fbb.CreateVector(dims));
+    auto tt = espdl::CreateTensorTypeAndShape(fbb, static_cast<int32_t>(vi.dtype), shape);
+    auto type = espdl::CreateTypeInfo(fbb, espdl::TypeInfoValue_tensor_type, tt.Union());
+    return espdl::CreateValueInfo(fbb, str(name), type, 0, exps({vi.dtype == DType::Float32 ? 0 : vi.exponent}));
+  };
+
+  // Nodes, attributes sorted by key (std::map order), as ESP-PPQ writes them.
+  std::vector<flatbuffers::Offset<espdl::Node>> nodes;
+  for (const IntNode& n : p.nodes) {
+    std::vector<flatbuffers::Offset<espdl::Attribute>> attrs;
+    for (const auto& [key, a] : n.attrs) {
+      auto name = str(key);
+      if (const auto* i = std::get_if<int64_t>(&a)) {
+        espdl::AttributeI v(*i);
+        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_INT, nullptr, &v));
+      } else if (const auto* f = std::get_if<float>(&a)) {
+        espdl::AttributeF v(*f);
+        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_FLOAT, &v));
+      } else if (const auto* s = std::get_if<std::string>(&a)) {
+        auto bytes = fbb.CreateVector(reinterpret_cast<const uint8_t*>(s->data()), s->size());
+        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_STRING, nullptr, nullptr, bytes));
+      } else if (const auto* is = std::get_if<std::vector<int64_t>>(&a)) {
+        auto v = ints(*is);
+        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_INTS, nullptr, nullptr, 0, 0, 0, 0, 0, v));
+      } else if (const auto* fs = std::get_if<std::vector<float>>(&a)) {
+        auto v = fbb.CreateVector(*fs);
+        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_FLOATS, nullptr, nullptr, 0, 0, 0, 0, v));
+      } else if (const auto* ss = std::get_if<std::vector<std::string>>(&a)) {
+        auto v = fbb.CreateVectorOfStrings(*ss);
+        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_STRINGS, nullptr, nullptr, 0, 0, 0, 0, 0, 0, v));
+      }
+    }
+    auto in = fbb.CreateVectorOfStrings(n.inputs);
+    auto out = fbb.CreateVectorOfStrings(n.outputs);
+    nodes.push_back(espdl::CreateNode(fbb, in, out, str(n.name), str(n.op_type), 0, fbb.CreateVector(attrs)));
+  }
+  // Initializers: lookup tables first, then every parameter.
+  std::set<std::string> luts;
+  for (const IntNode& n : p.nodes) {
+    std::string l = n.attr_string("lut", "");
+    if (!l.empty()) luts.insert(l);
+  }
+  std::vector<flatbuffers::Offset<espdl::Tensor>> inits;
+  for (const std::string& l : luts) inits.push_back(make_tensor(l, p.initializers.at(l), false));
+  for (const auto& [name, t] : p.initializers)
+    if (!luts.count(name)) inits.push_back(make_tensor(name, t, true));
+  std::vector<flatbuffers::Offset<espdl::ValueInfo>> inputs, outputs, infos;
+  for (const auto& i : p.inputs) inputs.push_back(make_value_info(i));
+  for (const auto& o : p.outputs) outputs.push_back(make_value_info(o));
+  for (const auto& [name, _] : p.values) infos.push_back(make_value_info(name));
+  std::vector<flatbuffers::Offset<espdl::Tensor>> tin, tout;
+  for (const auto& [name, t] : p.test_inputs) tin.push_back(make_tensor(name, t, false));
+  for (const auto& [name, t] : p.test_outputs) tout.push_back(make_tensor(name, t, false));
+  auto graph = espdl::CreateGraph(fbb, fbb.CreateVector(nodes), str(p.name), fbb.CreateVector(inits), 0,
+                                  fbb.CreateVector(inputs), fbb.CreateVector(outputs), fbb.CreateVector(infos), 0,
+                                  tin.empty() ? 0 : fbb.CreateVector(tin), tout.empty() ? 0 : fbb.CreateVector(tout));
+  std::vector<flatbuffers::Offset<espdl::StringStringEntry>> meta;
+  for (const auto& [k, v] : p.metadata) meta.push_back(espdl::CreateStringStringEntry(fbb, str(k), str(v)));
+  auto opsets = fbb.CreateVector(std::vector<flatbuffers::Offset<espdl::OperatorSetId>>{});
+  auto model = espdl::CreateModel(fbb, 8, opsets, 0, 0, 0, 0, 0, graph, meta.empty() ? 0 : fbb.CreateVector(meta));
+  fbb.Finish(model);
+  std::string bytes(kHeader, '\0');
+  std::memcpy(bytes.data(), kMagic, 4);
+  uint32_t len = fbb.GetSize();
+  for (int b = 0; b < 4; ++b) bytes[size_t(8 + b)] = static_cast<char>((len >> (8 * b)) & 0xff);
+  bytes.append(reinterpret_cast<const char*>(fbb.GetBufferPointer()), len);
+  return bytes;
+}
+
+namespace {
+IntTensor decode_tensor(const espdl::Tensor* t, const std::string& source) {
+  IntTensor r;
+  if (t->dims())
+    for (int64_t d : *t->dims()) r.shape.push_back(d);
+  r.dtype = static_cast<DType>(t->data_type());
+  if (t->exponents())
+    for (int64_t e : *t->exponents()) r.exponents.push_back(static_cast<int>(e));
+  std::string name = t->name() ? t->name()->str() : "";
+  int64_t n = shape_numel(r.shape);
+  size_t eb = element_bytes(r.dtype);
+  if (r.dtype != DType::Float32 && r.dtype != DType::Int8 && r.dtype != DType::Int16 && r.dtype != DType::Int32 &&
+      r.dtype != DType::Int64 && r.dtype != DType::UInt8 && r.dtype != DType::UInt16)
+    fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' has unsupported data type " + std::to_string(int(r.dtype)));
+  const uint8_t* data = nullptr;
+  size_t have = 0;
+  if (t->raw_data() && t->raw_data()->size()) {
+    data = reinterpret_cast<const uint8_t*>(t->raw_data()->Data());
+    have = t->raw_data()->size() * 16;
+  }
+  if (r.is_float()) r.floats.resize(size_t(n));
+  else r.ints.resize(size_t(n));
+  if (!data) {
+    if (t->int64_data() && int64_t(t->int64_data()->size()) == n) {
+      for (int64_t i = 0; i < n; ++i) r.ints[size_t(i)] = t->int64_data()->Get(flatbuffers::uoffset_t(i));
+      return r;
+    }
+    if (t->float_data() && int64_t(t->float_data()->size()) == n && r.is_float()) {
+      for (int64_t i = 0; i < n; ++i) r.floats[size_t(i)] = t->float_data()->Get(flatbuffers::uoffset_t(i));
+      return r;
+    }
+    if (n == 0) return r;
+    fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' has no data");
+  }
+  if (have < size_t(n) * eb)
+    fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' holds " + std::to_string(have) + " bytes, " +
+                                      shape_str(r.shape) + " needs " + std::to_string(size_t(n) * eb));
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t* p = data + size_t(i) * eb;
+    if (r.is_float()) std::memcpy(&r.floats[size_t(i)], p, 4);
+    else r.ints[size_t(i)] = read_int(p, r.dtype);
+  }
+  return r;
+}
+
+Attribute decode_attribute(const espdl::Attribute* a, const std::string& source) {
+  switch (a->attr_type()) {
+    case espdl::AttributeType_INT: return a->i() ? a->i()->i() : int64_t(0);
+    case espdl::AttributeType_FLOAT: return a->f() ? a->f()->f() : 0.f;
+    case espdl::AttributeType_STRING:
+      return a->s() ? std::string(reinterpret_cast<const char*>(a->s()->data()), a->s()->size()) : std::string();
+    case espdl::AttributeType_INTS: {
+      std::vector<int64_t> v;
+      if (a->ints())
+        for (int64_t x : *a->ints()) v.push_back(x);
+      return v;
+    }
+    case espdl::AttributeType_FLOATS: {
+      std::vector<float> v;
+      if (a->floats())
+        for (float x : *a->floats()) v.push_back(x);
+      return v;
+    }
+    case espdl::AttributeType_STRINGS: {
+      std::vector<std::string> v;
+      if (a->strings())
+        for (const auto* s : *a->strings()) v.push_back(s->str());
+      return v;
+    }
+    default:
+      fail(ErrorCode::InvalidModel, source + ": attribute '" + (a->name() ? a->name()->str() : "") + "' has unsupported type " +
+                                        std::to_string(int(a->attr_type())));
+  }
+}
+
+ValueInfo decode_value_info(const espdl::ValueInfo* v) {
+  ValueInfo vi;
+  if (v->exponents() && v->exponents()->size()) vi.exponent = static_cast<int>(v->exponents()->Get(0));
+  const espdl::TypeInfo* t = v->value_info_type();
+  const espdl::TensorTypeAndShape* tt = t ? t->value_as_tensor_type() : nullptr;
+  if (tt) {
+    vi.dtype = static_cast<DType>(tt->elem_type());
+    if (tt->shape() && tt->shape()->dim())
+      for (const auto* d : *tt->shape()->dim()) vi.shape.push_back(d->value() ? d->value()->dim_value() : -1);
+  }
+  return vi;
+}
+}  // namespace
+
+IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
+  if (bytes.size() < kHeader || std::memcmp(bytes.data(), kMagic, 4) != 0)
+    fail(ErrorCode::InvalidModel, source + ": not an .espdl file (no EDL2 header)");
+  auto u32 = [&](size_t off) {
+    uint32_t v = 0;
+    for (int b = 0; b < 4; ++b) v |= uint32_t(uint8_t(bytes[off + size_t(b)])) << (8 * b);
+    return v;
+  };
+  if (u32(4) != 0) fail(ErrorCode::Unsupported, source + ": encrypted .espdl files are not supported");
+  uint32_t len = u32(8);
+  if (len > bytes.size() - kHeader)
+    fail(ErrorCode::InvalidModel, source + ": truncated (" + std::to_string(bytes.size() - kHeader) + " bytes after the header, " +
+                                      std::to_string(len) + " declared)");
+  // The FlatBuffer must start 16-byte aligned (the format's rule, and the verifier's for AlignedBytes).
+  std::vector<uint64_t> aligned((len + 15) / 8 + 2);
+  std::memcpy(aligned.data(), bytes.data() + kHeader, len);
+  const uint8_t* buf = reinterpret_cast<const uint8_t*>(aligned.data());
+  flatbuffers::Verifier verifier(buf, len, 64, 10000000);
+  if (!espdl::VerifyModelBuffer(verifier)) fail(ErrorCode::InvalidModel, source + ": the FlatBuffer fails verification (corrupted)");
+  const espdl::Model* m = espdl::GetModel(buf);
+  const espdl::Graph* g = m->graph();
+  if (!g) fail(ErrorCode::InvalidModel, source + ": no graph");
+  IntGraph p;
+  p.name = g->name() ? g->name()->str() : "";
+  if (m->metadata_props())
+    for (const auto* e : *m->metadata_props())
+      if (e->key()) p.metadata[e->key()->str()] = e->value() ? e->value()->str() : "";
+  p.target = p.metadata.count("target") ? p.metadata["target"] : "";
+  p.rounding = p.target == "esp32p4" ? RoundingMode::HalfEven : RoundingMode::HalfUp;
+  if (g->node())
+    for (const auto* n : *g->node()) {
+      IntNode node;
+      node.name = n->name() ? n->name()->str() : "";
+      node.op_type = n->op_type() ? n->op_type()->str() : "";
+      if (n->input())
+        for (const auto* s : *n->input()) node.inputs.push_back(s->str());
+      if (n->output())
+        for (const auto* s : *n->output()) node.outputs.push_back(s->str());
+      if (n->attribute())
+        for (const auto* a : *n->attribute())
+          if (a->name()) node.attrs[a->name()->str()] = decode_attribute(a, source + ": node '" + node.name + "'");
+      p.nodes.push_back(std::move(node));
+    }
+  std::map<std::string, std::string> layouts;
+  if (g->initializer())
+    for (const auto* t : *g->initializer()) {
+      std::string name = t->name() ? t->name()->str() : "";
+      p.initializers[name] = decode_tensor(t, source);
+      std::string doc = t->doc_string() ? t->doc_string()->str() : "";
+      if (doc.rfind(kLayoutPrefix, 0) == 0) layouts[name] = doc.substr(std::strlen(kLayoutPrefix));
+    }
+  // Filters back to their logical order.
+  for (const IntNode& n : p.nodes) {
+    if ((n.op_type != "Conv" && n.op_type != "Gemm") || n.inputs.size() < 2 || !layouts.count(n.inputs[1])) continue;
+    IntTensor& w = p.initializers[n.inputs[1]];
+    if (w.layout == "logical") continue;
+    if (w.shape.size() != 4) fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' is not 4-D");
+    bool gemm = n.op_type == "Gemm";
+    bool depthwise = !gemm && n.attr_int("group", 1) > 1 && w.shape[3] == 1;
+    Shape logical = gemm ? Shape{w.shape[2], w.shape[3]}
+                         : depthwise ? Shape{w.shape[2], 1, w.shape[0], w.shape[1]} : Shape{w.shape[3], w.shape[2], w.shape[0], w.shape[1]};
+    const std::string& lay = layouts[n.inputs[1]];
+    int block = lay.rfind("(N/16)", 0) == 0 ? 16 : lay.rfind("(N/8)", 0) == 0 ? 8 : 0;
+    std::vector<int64_t> order = filter_wire_order(logical, depthwise, gemm, block);
+    std::vector<int64_t> vals(w.ints.size());
+    for (size_t i = 0; i < order.size(); ++i) vals[size_t(order[i])] = w.ints[i];
+    w.ints = std::move(vals);
+    w.shape = logical;
+    w.layout = "logical";
+  }
+  if (g->value_info())
+    for (const auto* v : *g->value_info())
+      if (v->name()) p.values[v->name()->str()] = decode_value_info(v);
+  if (g->input())
+    for (const auto* v : *g->input()) {
+      std::string name = v->name() ? v->name()->str() : "";
+      p.inputs.push_back(name);
+      if (!p.values.count(name)) p.values[name] = decode_value_info(v);
+    }
+  if (g->output())
+    for (const auto* v : *g->output()) p.outputs.push_back(v->name() ? v->name()->str() : "");
+  if (g->test_inputs_value())
+    for (const auto* t : *g->test_inputs_value()) p.test_inputs[t->name() ? t->name()->str() : ""] = decode_tensor(t, source);
+  if (g->test_outputs_value())
+    for (const auto* t : *g->test_outputs_value()) p.test_outputs[t->name() ? t->name()->str() : ""] = decode_tensor(t, source);
+  return p;
+}
+
+void write_espdl(const IntGraph& program, const std::string& path) { write_file_atomic(path, encode_espdl(program)); }
+
+IntGraph read_espdl(const std::string& path) { return decode_espdl(read_file(path), path); }
+
+}  // namespace edgequant::deploy
