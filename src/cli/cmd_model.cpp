@@ -6,7 +6,13 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "api/load.h"
+#include "api/run.h"
+#include "core/files.h"
+#include "deploy/deployable.h"
+#include "deploy/espdl.h"
 #include "cli/commands.h"
 #include "data/npy.h"
 #include "exec/executor.h"
@@ -29,7 +35,15 @@ std::string type_str(const Value* v) {
   return s + "]";
 }
 
+void info_espdl(const std::string& path);
+
 void info(const std::string& path, bool json_out, bool raw) {
+  if (run_mode_of(path) == RunMode::IntegerRuntime) return info_espdl(path);
+  if (run_mode_of(path) == RunMode::Simulation) {
+    if (!std::filesystem::exists(path + "/model.espdl"))
+      fail(ErrorCode::InvalidInput, path + ": no model.espdl in this directory (quantize with --format espdl)");
+    return info_espdl(path + "/model.espdl");
+  }
   auto g = load_model(path, !raw);
   std::map<std::string, int> histogram;
   std::vector<std::string> unsupported;
@@ -68,7 +82,18 @@ void info(const std::string& path, bool json_out, bool raw) {
 }
 
 void run(const std::string& model, const std::vector<std::string>& input_args, const std::string& output) {
-  auto g = load_model(model);
+  RunMode mode = run_mode_of(model);
+  if (input_args.empty()) {
+    // No inputs: the .espdl file's embedded self-test (the host's Model::test()).
+    if (mode != RunMode::IntegerRuntime) fail(ErrorCode::InvalidInput, "--input is required (only .espdl files carry test inputs)");
+    runtime::SelfTestResult r = self_test_espdl(model);
+    for (const auto& line : r.lines) std::cout << line << "\n";
+    if (!r.passed) fail(ErrorCode::InvalidModel, model + ": Model::test() FAIL: the embedded test outputs differ");
+    std::cout << "Model::test() PASS\n";
+    return;
+  }
+  if (output.empty()) fail(ErrorCode::InvalidInput, "--output is required with --input");
+  std::vector<std::string> names = input_names(model);
   std::map<std::string, Tensor> feeds;
   for (const auto& arg : input_args) {
     auto eq = arg.find('=');
@@ -79,43 +104,35 @@ void run(const std::string& model, const std::vector<std::string>& input_args, c
       continue;
     }
     if (name.empty()) {
-      if (g->inputs.size() != 1)
-        fail(ErrorCode::InvalidInput, "--input " + arg + ": the model has " + std::to_string(g->inputs.size()) +
+      if (names.size() != 1)
+        fail(ErrorCode::InvalidInput, "--input " + arg + ": the model has " + std::to_string(names.size()) +
                                           " inputs, name them as NAME=FILE.npy");
-      name = g->inputs[0]->name;
+      name = names[0];
     }
     feeds[name] = read_npy(file);
   }
-  std::vector<at::Tensor> inputs;
-  for (const Value* v : g->inputs) {
-    auto it = feeds.find(v->name);
-    if (it == feeds.end()) fail(ErrorCode::InvalidInput, "no data given for model input '" + v->name + "'");
-    inputs.push_back(exec::to_aten(it->second));
-    feeds.erase(it);
-  }
-  if (!feeds.empty()) fail(ErrorCode::InvalidInput, "the model has no input named '" + feeds.begin()->first + "'");
-  std::vector<at::Tensor> outs;
-  try {
-    exec::Executor executor(*g);
-    outs = executor.run(inputs);
-  } catch (Error& e) {
-    throw e.add_context(model);
-  }
-  NamedTensors named;
-  for (size_t i = 0; i < outs.size(); ++i) named.emplace_back(g->outputs[i]->name, exec::to_ir_tensor(outs[i]));
+  NamedTensors named = run_any(model, feeds);
   if (output.size() > 4 && output.substr(output.size() - 4) == ".npy") {
     if (named.size() != 1) fail(ErrorCode::InvalidInput, output + ": the model has several outputs, write a .npz");
     write_npy(output, named[0].second);
   } else {
     write_npz(output, named);
   }
+  std::cout << "ran " << model << " (" << run_mode_name(mode) << ")\n";
   for (const auto& [name, t] : named) std::cout << name << "  " << dtype_name(t.dtype()) << " " << shape_str(t.shape()) << "\n";
+}
+
+void info_espdl(const std::string& path) {
+  runtime::IntGraph p = deploy::read_espdl(path);
+  std::cout << "file: " << path << " (" << file_size(path) << " bytes)\n" << deploy::describe_program(p);
 }
 
 }  // namespace
 
 void add_model_commands(CLI::App& app, Action& action) {
-  auto* info_cmd = app.add_subcommand("info", "Inputs, outputs, opset, op histogram, parameters, unsupported ops");
+  auto* info_cmd = app.add_subcommand(
+      "info", "ONNX: inputs, outputs, opset, op histogram, parameters, unsupported ops; .espdl (or a quantize directory): "
+              "nodes, exponents, parameter bytes per dtype, activation memory");
   static std::string info_model;
   static bool info_json = false, info_raw = false;
   info_cmd->add_option("model", info_model, "ONNX model")->required();
@@ -123,12 +140,14 @@ void add_model_commands(CLI::App& app, Action& action) {
   info_cmd->add_flag("--raw", info_raw, "show the graph as stored, before normalisation");
   info_cmd->callback([&action] { action = [] { info(info_model, info_json, info_raw); }; });
 
-  auto* run_cmd = app.add_subcommand("run", "Float inference: .npy/.npz in, .npz (or .npy) out");
+  auto* run_cmd = app.add_subcommand(
+      "run", "Inference: float ONNX, a quantize output directory (simulation) or .espdl (integer runtime); "
+             ".npy/.npz in (NCHW float), .npz (or .npy) out. A .espdl without --input runs its embedded self-test");
   static std::string run_model, run_output;
   static std::vector<std::string> run_inputs;
-  run_cmd->add_option("model", run_model, "ONNX model")->required();
-  run_cmd->add_option("--input,-i", run_inputs, "NAME=FILE.npy, FILE.npy (single-input models) or FILE.npz")->required();
-  run_cmd->add_option("--output,-o", run_output, "output .npz (or .npy for one output)")->required();
+  run_cmd->add_option("model", run_model, "ONNX model, quantize output directory or .espdl file")->required();
+  run_cmd->add_option("--input,-i", run_inputs, "NAME=FILE.npy, FILE.npy (single-input models) or FILE.npz");
+  run_cmd->add_option("--output,-o", run_output, "output .npz (or .npy for one output)");
   run_cmd->callback([&action] { action = [] { run(run_model, run_inputs, run_output); }; });
 
   auto* export_cmd = app.add_subcommand("export-onnx", "Write the normalised float graph as ONNX");

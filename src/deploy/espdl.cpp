@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <set>
+#include <sstream>
 
 #include "core/files.h"
 #include "deploy/espdl_generated.h"
@@ -19,6 +20,7 @@ namespace {
 constexpr size_t kHeader = 16;
 constexpr char kMagic[4] = {'E', 'D', 'L', '2'};
 const char* kLayoutPrefix = "layout ==> ";
+const std::string kPermKey = "edgequant.source_perm.";
 
 size_t element_bytes(DType d) {
   size_t s = dtype_size(d);
@@ -239,8 +241,19 @@ std::string encode_espdl(const IntGraph& p) {
   auto graph = espdl::CreateGraph(fbb, fbb.CreateVector(nodes), str(p.name), fbb.CreateVector(inits), 0,
                                   fbb.CreateVector(inputs), fbb.CreateVector(outputs), fbb.CreateVector(infos), 0,
                                   tin.empty() ? 0 : fbb.CreateVector(tin), tout.empty() ? 0 : fbb.CreateVector(tout));
+  // The layouts of graph inputs/outputs relative to the source ONNX (so `edgequant run` takes and
+  // gives the source layout); the runtime ignores metadata it does not ask for.
+  std::map<std::string, std::string> metadata = p.metadata;
+  for (const auto& names : {p.inputs, p.outputs})
+    for (const std::string& n : names) {
+      const auto& perm = p.value(n).perm;
+      if (perm.empty()) continue;
+      std::string v;
+      for (size_t i = 0; i < perm.size(); ++i) v += (i ? "," : "") + std::to_string(perm[i]);
+      metadata[kPermKey + n] = v;
+    }
   std::vector<flatbuffers::Offset<espdl::StringStringEntry>> meta;
-  for (const auto& [k, v] : p.metadata) meta.push_back(espdl::CreateStringStringEntry(fbb, str(k), str(v)));
+  for (const auto& [k, v] : metadata) meta.push_back(espdl::CreateStringStringEntry(fbb, str(k), str(v)));
   auto opsets = fbb.CreateVector(std::vector<flatbuffers::Offset<espdl::OperatorSetId>>{});
   auto model = espdl::CreateModel(fbb, 8, opsets, 0, 0, 0, 0, 0, graph, meta.empty() ? 0 : fbb.CreateVector(meta));
   fbb.Finish(model);
@@ -422,6 +435,18 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
     }
   if (g->output())
     for (const auto* v : *g->output()) p.outputs.push_back(v->name() ? v->name()->str() : "");
+  for (auto it = p.metadata.begin(); it != p.metadata.end();) {
+    if (it->first.rfind(kPermKey, 0) != 0) {
+      ++it;
+      continue;
+    }
+    std::string value = it->first.substr(kPermKey.size());
+    std::vector<int64_t> perm;
+    std::stringstream ss(it->second);
+    for (std::string tok; std::getline(ss, tok, ',');) perm.push_back(std::stoll(tok));
+    if (p.values.count(value) && perm.size() == p.values[value].shape.size()) p.values[value].perm = perm;
+    it = p.metadata.erase(it);
+  }
   if (g->test_inputs_value())
     for (const auto* t : *g->test_inputs_value()) p.test_inputs[t->name() ? t->name()->str() : ""] = decode_tensor(t, source);
   if (g->test_outputs_value())

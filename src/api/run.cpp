@@ -1,0 +1,119 @@
+// Running float, simulated and integer models (see run.h).
+#include "api/run.h"
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+
+#include "api/load.h"
+#include "deploy/espdl.h"
+#include "deploy/integer_program.h"
+#include "edgequant/error.h"
+#include "exec/executor.h"
+#include "exec/kernel.h"
+#include "quant/plan_io.h"
+#include "quant/simulator.h"
+
+namespace edgequant {
+
+const char* run_mode_name(RunMode m) {
+  switch (m) {
+    case RunMode::Float: return "float executor";
+    case RunMode::Simulation: return "quantized simulation";
+    case RunMode::IntegerRuntime: return "integer runtime";
+  }
+  return "?";
+}
+
+RunMode run_mode_of(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return RunMode::Simulation;
+  if (path.size() > 6 && path.substr(path.size() - 6) == ".espdl") return RunMode::IntegerRuntime;
+  return RunMode::Float;
+}
+
+std::vector<std::string> input_names(const std::string& path) {
+  RunMode m = run_mode_of(path);
+  if (m == RunMode::IntegerRuntime) return deploy::read_espdl(path).inputs;
+  auto g = load_model(m == RunMode::Simulation ? path + "/model.onnx" : path);
+  std::vector<std::string> names;
+  for (const Value* v : g->inputs) names.push_back(v->name);
+  return names;
+}
+
+namespace {
+Tensor to_float(const Tensor& t) {
+  std::vector<double> d = t.to_doubles();
+  std::vector<float> f(d.begin(), d.end());
+  return Tensor::from_vector(DType::Float32, t.shape(), f);
+}
+
+NamedTensors run_program_file(const std::string& path, std::map<std::string, Tensor>& feeds) {
+  runtime::IntGraph p = deploy::read_espdl(path);
+  runtime::TensorMap in;
+  for (const std::string& name : p.inputs) {
+    auto it = feeds.find(name);
+    if (it == feeds.end()) fail(ErrorCode::InvalidInput, "no data given for model input '" + name + "'");
+    Tensor f = to_float(it->second);
+    std::vector<float> v(f.data<float>(), f.data<float>() + f.numel());
+    Shape shape;
+    std::vector<float> pv = deploy::to_program_layout(p, name, v, f.shape(), &shape);
+    in[name] = runtime::quantize_for_input(p, name, pv, shape);
+    feeds.erase(it);
+  }
+  runtime::TensorMap out = runtime::run_program(p, in);
+  NamedTensors named;
+  for (const std::string& name : p.outputs) {
+    Shape shape;
+    std::vector<float> v = deploy::to_source_layout(p, name, out.at(name), &shape);
+    named.emplace_back(name, Tensor::from_vector(DType::Float32, shape, v));
+  }
+  return named;
+}
+}  // namespace
+
+NamedTensors run_any(const std::string& path, std::map<std::string, Tensor> feeds, RunMode* mode_out) {
+  RunMode mode = run_mode_of(path);
+  if (mode_out) *mode_out = mode;
+  NamedTensors named;
+  try {
+    if (mode == RunMode::IntegerRuntime) {
+      named = run_program_file(path, feeds);
+    } else {
+      auto g = load_model(mode == RunMode::Simulation ? path + "/model.onnx" : path);
+      std::vector<at::Tensor> inputs;
+      for (const Value* v : g->inputs) {
+        auto it = feeds.find(v->name);
+        if (it == feeds.end()) fail(ErrorCode::InvalidInput, "no data given for model input '" + v->name + "'");
+        inputs.push_back(exec::to_aten(it->second));
+        feeds.erase(it);
+      }
+      exec::Executor ex(*g);
+      std::vector<at::Tensor> outs;
+      at::NoGradGuard no_grad;
+      if (mode == RunMode::Simulation) {
+        QuantPlan plan = quant::read_plan(path + "/quant_config.json");
+        plan.verify(*g, ErrorCode::InvalidInput);
+        quant::QuantSimulator sim(*g, plan, ex);
+        outs = sim.run(inputs);
+      } else {
+        outs = ex.run(inputs);
+      }
+      for (size_t i = 0; i < outs.size(); ++i) named.emplace_back(g->outputs[i]->name, exec::to_ir_tensor(outs[i].contiguous()));
+    }
+  } catch (Error& e) {
+    throw e.add_context(path);
+  }
+  if (!feeds.empty()) fail(ErrorCode::InvalidInput, path + ": the model has no input named '" + feeds.begin()->first + "'");
+  return named;
+}
+
+runtime::SelfTestResult self_test_espdl(const std::string& path) {
+  runtime::IntGraph p = deploy::read_espdl(path);
+  try {
+    return runtime::self_test(p);
+  } catch (Error& e) {
+    throw e.add_context(path);
+  }
+}
+
+}  // namespace edgequant
