@@ -274,7 +274,12 @@ IntTensor decode_tensor(const espdl::Tensor* t, const std::string& source) {
   if (t->exponents())
     for (int64_t e : *t->exponents()) r.exponents.push_back(static_cast<int>(e));
   std::string name = t->name() ? t->name()->str() : "";
-  int64_t n = shape_numel(r.shape);
+  int64_t n = 1;
+  for (int64_t d : r.shape) {
+    if (d < 0 || d > (int64_t(1) << 32) || (d > 0 && n > (int64_t(1) << 40) / d))
+      fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' has impossible dims " + shape_str(r.shape));
+    n *= d;
+  }
   size_t eb = element_bytes(r.dtype);
   if (r.dtype != DType::Float32 && r.dtype != DType::Int8 && r.dtype != DType::Int16 && r.dtype != DType::Int32 &&
       r.dtype != DType::Int64 && r.dtype != DType::UInt8 && r.dtype != DType::UInt16)
@@ -285,10 +290,16 @@ IntTensor decode_tensor(const espdl::Tensor* t, const std::string& source) {
     data = reinterpret_cast<const uint8_t*>(t->raw_data()->Data());
     have = t->raw_data()->size() * 16;
   }
+  if (data && have < size_t(n) * eb)
+    fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' holds " + std::to_string(have) + " bytes, " +
+                                      shape_str(r.shape) + " needs " + std::to_string(size_t(n) * eb));
+  size_t typed = t->int64_data() ? t->int64_data()->size() : t->float_data() ? t->float_data()->size() : 0;
+  if (!data && int64_t(typed) != n && n != 0)
+    fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' has no data for " + shape_str(r.shape));
   if (r.is_float()) r.floats.resize(size_t(n));
   else r.ints.resize(size_t(n));
   if (!data) {
-    if (t->int64_data() && int64_t(t->int64_data()->size()) == n) {
+    if (t->int64_data() && int64_t(t->int64_data()->size()) == n && !r.is_float()) {
       for (int64_t i = 0; i < n; ++i) r.ints[size_t(i)] = t->int64_data()->Get(flatbuffers::uoffset_t(i));
       return r;
     }
@@ -299,9 +310,6 @@ IntTensor decode_tensor(const espdl::Tensor* t, const std::string& source) {
     if (n == 0) return r;
     fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' has no data");
   }
-  if (have < size_t(n) * eb)
-    fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' holds " + std::to_string(have) + " bytes, " +
-                                      shape_str(r.shape) + " needs " + std::to_string(size_t(n) * eb));
   for (int64_t i = 0; i < n; ++i) {
     const uint8_t* p = data + size_t(i) * eb;
     if (r.is_float()) std::memcpy(&r.floats[size_t(i)], p, 4);
@@ -410,6 +418,7 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
     if ((n.op_type != "Conv" && n.op_type != "Gemm") || n.inputs.size() < 2 || !layouts.count(n.inputs[1])) continue;
     IntTensor& w = p.initializers[n.inputs[1]];
     if (w.layout == "logical") continue;
+    if (w.is_float()) fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' is not integer");
     if (w.shape.size() != 4) fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' is not 4-D");
     bool gemm = n.op_type == "Gemm";
     bool depthwise = !gemm && n.attr_int("group", 1) > 1 && w.shape[3] == 1;
@@ -443,7 +452,12 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
     std::string value = it->first.substr(kPermKey.size());
     std::vector<int64_t> perm;
     std::stringstream ss(it->second);
-    for (std::string tok; std::getline(ss, tok, ',');) perm.push_back(std::stoll(tok));
+    for (std::string tok; std::getline(ss, tok, ',');) {
+      char* end = nullptr;
+      long long v = std::strtoll(tok.c_str(), &end, 10);
+      if (tok.empty() || *end != '\0' || v < 0 || v > 8) fail(ErrorCode::InvalidModel, source + ": bad layout metadata for '" + it->first + "'");
+      perm.push_back(v);
+    }
     if (p.values.count(value) && perm.size() == p.values[value].shape.size()) p.values[value].perm = perm;
     it = p.metadata.erase(it);
   }

@@ -73,6 +73,7 @@ struct Builder {
   std::map<std::string, at::Tensor> captured;
   std::set<const Op*> static_ops, absorbed;
   std::map<std::string, std::string> dequantized, quantized;  // value -> program value
+  std::map<std::string, std::string> conversions;             // value|type|grid -> program value
   std::vector<std::string> problems;
   int lut_count = 0;
 
@@ -179,6 +180,10 @@ struct Builder {
 
   // Inserts `type` (Quantize/Requantize/DequantizeLinear) from `value` to the grid `to`.
   std::string convert(const std::string& value, const ValueInfo& to, const std::string& type, const std::string& tag) {
+    // One conversion per (value, grid): an Add reading a value twice shares one RequantizeLinear.
+    std::string key = value + "|" + type + "|" + dtype_name(to.dtype) + "|" + std::to_string(to.exponent);
+    auto done = conversions.find(key);
+    if (done != conversions.end()) return done->second;
     std::string out = value + "_" + tag;
     for (int k = 1; p.values.count(out); ++k) out = value + "_" + tag + std::to_string(k);
     IntTensor scale;
@@ -197,7 +202,7 @@ struct Builder {
     n.attrs["quant_type"] = quant_type(to.dtype == DType::Float32 ? p.value(value) : to);
     p.values[out] = to;
     p.nodes.push_back(std::move(n));
-    return out;
+    return conversions[key] = out;
   }
 
   std::string data_input(const Op& op, size_t i, bool op_is_int, const ValueInfo* out_grid) {
@@ -474,7 +479,7 @@ void to_channels_last(IntGraph& p) {
 
 runtime::IntGraph build_integer_program(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered,
                                         const Target& target, exec::Executor& ex) {
-  Builder b{g, plan, lowered, target, ex, {}, {}, {}, {}, {}, {}, {}, 0};
+  Builder b{g, plan, lowered, target, ex, {}, {}, {}, {}, {}, {}, {}, {}, 0};
   b.build();
   to_channels_last(b.p);
   runtime::verify_program(b.p);
