@@ -138,6 +138,13 @@ void Graph::replace_uses(Value* from, Value* to) {
     if (out == from) out = to;
 }
 
+void Graph::rename_value(Value* v, const std::string& name) {
+  if (by_name_.count(name)) fail(ErrorCode::InvalidModel, "value '" + name + "' is defined twice");
+  by_name_.erase(v->name);
+  v->name = name;
+  by_name_[name] = v;
+}
+
 void Graph::topo_sort() {
   std::unordered_map<const Op*, int> pending;
   for (const auto& op : ops_) {

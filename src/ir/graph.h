@@ -71,7 +71,8 @@ class Graph {
   void remove_op(Op* op);  // detaches it from its values; values stay
   void set_input(Op* op, size_t index, Value* value);
   // Every use of `from` (op inputs and graph outputs) now uses `to`.
-  void replace_uses(Value* from, Value* to);
+  void replace_uses(Value* from, Value* to);  // graph outputs too
+  void rename_value(Value* v, const std::string& name);  // name must be free
   const std::vector<std::unique_ptr<Op>>& ops() const { return ops_; }
   Op* find_op(const std::string& name) const;
 

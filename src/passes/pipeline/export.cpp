@@ -6,6 +6,7 @@
 
 #include "core/files.h"
 #include "deploy/deployable.h"
+#include "deploy/qdq.h"
 #include "onnx/onnx_io.h"
 #include "passes/pipeline.h"
 #include "quant/plan_io.h"
@@ -72,6 +73,12 @@ std::string write_deployable(QuantContext& ctx) {
     case ExportFormat::Espdl: {
       std::vector<at::Tensor> sample = ctx.setting.export_setting.test_values ? first_sample(ctx) : std::vector<at::Tensor>{};
       d = deploy::write_espdl_outputs(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), sample, ctx.out_dir);
+      break;
+    }
+    case ExportFormat::Qdq: {
+      d.path = ctx.out_dir + "/model.qdq.onnx";
+      deploy::write_qdq(*ctx.graph, ctx.plan, ctx.lowered_form(), d.path);
+      d.bytes = file_size(d.path);
       break;
     }
     default:
