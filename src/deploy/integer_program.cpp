@@ -155,6 +155,7 @@ struct Builder {
     const LoweredTensor* lt = lm.tensor(v->name);
     if (lt && lt->codes.dtype() != DType::Undefined) {
       t.dtype = runtime::int_dtype(lt->bits);
+      t.bits = lt->bits < int(dtype_size(t.dtype) * 8) ? lt->bits : 0;
       t.shape = lt->codes.shape();
       t.exponents = lt->exponents;
       if (t.exponents.empty())  // biases: s_in * s_w, a power of two when both are
@@ -478,10 +479,10 @@ void to_channels_last(IntGraph& p) {
 }  // namespace
 
 runtime::IntGraph build_integer_program(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered,
-                                        const Target& target, exec::Executor& ex) {
+                                        const Target& target, exec::Executor& ex, bool channels_last) {
   Builder b{g, plan, lowered, target, ex, {}, {}, {}, {}, {}, {}, {}, {}, 0};
   b.build();
-  to_channels_last(b.p);
+  if (channels_last) to_channels_last(b.p);
   runtime::verify_program(b.p);
   return std::move(b.p);
 }

@@ -15,9 +15,10 @@
 
 namespace edgequant::deploy {
 
-// Throws Unsupported naming every node the program cannot express (see check_target()).
+// Throws Unsupported naming every node the program cannot express. `channels_last` false keeps
+// the ONNX layout (for exporters that write ONNX; the runtime's spatial kernels need channels-last).
 runtime::IntGraph build_integer_program(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered,
-                                        const Target& target, exec::Executor& ex);
+                                        const Target& target, exec::Executor& ex, bool channels_last = true);
 
 // The program's value `v` (program layout, codes) as the source graph's layout, dequantized.
 std::vector<float> to_source_layout(const runtime::IntGraph& p, const std::string& value, const runtime::IntTensor& t,

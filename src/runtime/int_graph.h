@@ -28,6 +28,7 @@ struct IntTensor {
   std::vector<int64_t> ints;   // integer dtypes
   std::vector<float> floats;   // Float32
   std::string layout;          // weights: the stored layout's name once decoded (informative)
+  int bits = 0;                // code width when narrower than the dtype (4-bit weights in int8), else 0
 
   bool is_float() const { return dtype == DType::Float32; }
   int64_t numel() const { return shape_numel(shape); }

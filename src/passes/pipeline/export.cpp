@@ -6,7 +6,9 @@
 
 #include "core/files.h"
 #include "deploy/deployable.h"
+#include "deploy/integer_program.h"
 #include "deploy/qdq.h"
+#include "deploy/ti_onnx.h"
 #include "onnx/onnx_io.h"
 #include "passes/pipeline.h"
 #include "quant/plan_io.h"
@@ -79,6 +81,15 @@ std::string write_deployable(QuantContext& ctx) {
       d.path = ctx.out_dir + "/model.qdq.onnx";
       deploy::write_qdq(*ctx.graph, ctx.plan, ctx.lowered_form(), d.path);
       d.bytes = file_size(d.path);
+      break;
+    }
+    case ExportFormat::TiOnnx: {
+      d.path = ctx.out_dir + "/model.ti.onnx";
+      runtime::IntGraph p = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), false);
+      export_onnx(*deploy::ti_integer_graph(p, ctx.graph->opset), d.path);
+      d.bytes = file_size(d.path);
+      std::string method = calib_algorithm_name(ctx.calibration_report.algorithm);
+      write_file_atomic(ctx.out_dir + "/quantization_config.yaml", deploy::ti_quantization_config(p, method, ctx.plan.notes));
       break;
     }
     default:

@@ -1,0 +1,192 @@
+// Exported ONNX files run in ONNX Runtime (npm onnxruntime-node, through tools/ort_run.js):
+// - QDQ against EdgeQuant's simulation: at most 1 LSB on every output element of every fixture
+//   model, for the ONNX Runtime / TFLite targets and the power-of-two targets;
+// - TI integer ONNX (ti-npu) against EdgeQuant's integer runtime: the same output codes, on
+//   depthwise nets, ReLU6 and residual Adds with unequal scales.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "api/load.h"
+#include "data/dataset.h"
+#include "data/npy.h"
+#include "deploy/integer_program.h"
+#include "deploy/qdq.h"
+#include "deploy/ti_onnx.h"
+#include "onnx/onnx_io.h"
+#include "runtime/interpreter.h"
+#include "exec/kernel.h"
+#include "passes/pipeline.h"
+#include "target/target.h"
+#include "test_util.h"
+
+using namespace edgequant;
+using edgequant::testing::fixture;
+
+namespace {
+struct Case {
+  std::string model, data;
+  bool float_islands = false;  // ops the TI chip runs in float on its CPU
+};
+void PrintTo(const Case& c, std::ostream* os) { *os << c.model; }
+const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+std::string run_command(const std::string& cmd, int* rc) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (p && fgets(buf, sizeof buf, p)) out += buf;
+  *rc = p ? pclose(p) : -1;
+  return out;
+}
+
+// Runs `model` in ONNX Runtime on `x` (input `name`); outputs in graph order.
+std::vector<at::Tensor> run_in_ort(const std::string& dir, const std::string& model, const std::string& name, const at::Tensor& x) {
+  write_npy(dir + "/input.npy", exec::to_ir_tensor(x.contiguous()));
+  int rc = 0;
+  std::string log = run_command("node " + std::string(EQ_SOURCE_DIR) + "/tools/ort_run.js " + model + " " + dir + "/ort " + name +
+                                    "=" + dir + "/input.npy",
+                                &rc);
+  if (rc != 0) ADD_FAILURE() << "ONNX Runtime failed on " << model << ": " << log;
+  std::vector<at::Tensor> outs;
+  for (int k = 0; rc == 0 && std::filesystem::exists(dir + "/ort." + std::to_string(k) + ".npy"); ++k)
+    outs.push_back(exec::to_aten(read_npy(dir + "/ort." + std::to_string(k) + ".npy")));
+  return outs;
+}
+
+std::string scratch_dir(const std::string& tag) {
+  std::string dir = (std::filesystem::temp_directory_path() / ("eq_" + tag + "_" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+class QdqInOnnxRuntime : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
+
+TEST_P(QdqInOnnxRuntime, WithinOneLsbOfTheSimulation) {
+  auto [c, target] = GetParam();
+  Setting s;
+  s.calib_steps = 1;
+  s.batch_size = 8;
+  QuantContext ctx(load_model(fixture(c.model)), load_target(target), s);
+  auto ds = std::shared_ptr<const Dataset>(open_dataset(c.data, {}));
+  ctx.calibration = {ds, 0, std::min<int64_t>(ds->size(), 8), "fixture"};
+  run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
+  std::string dir = scratch_dir("qdq");
+  std::string model = dir + "/model.qdq.onnx";
+  deploy::write_qdq(*ctx.graph, ctx.plan, ctx.lowered_form(), model);
+  quant::BatchStream stream = ctx.batches(ctx.calibration);
+  at::Tensor x;
+  ASSERT_TRUE(stream.next(x));
+  x = x.slice(0, 0, 4).contiguous();
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> want = ctx.simulator().run({x});
+  std::vector<at::Tensor> ort = run_in_ort(dir, model, ctx.graph->inputs[0]->name, x);
+  ASSERT_EQ(ort.size(), want.size());
+  for (size_t o = 0; o < want.size(); ++o) {
+    at::Tensor got = ort[o];
+    ASSERT_EQ(got.sizes(), want[o].sizes());
+    const QuantConfig* oc = ctx.plan.effective(ctx.graph->outputs[o]->name);
+    double lsb = oc && oc->has_scale() ? oc->scales[0] : 0;
+    double diff = (got - want[o].to(at::kFloat)).abs().max().item<double>();
+    if (lsb > 0) {
+      EXPECT_LE(diff, lsb * 1.0001) << c.model << " on " << target << ": max |ORT - simulation| = " << diff / lsb << " LSB";
+    } else {
+      EXPECT_LE(diff, 1e-4) << c.model << " on " << target << " (float output)";
+    }
+    std::printf("%s %s output %zu: max |ORT - simulation| = %.4g LSB\n", c.model.c_str(), target.c_str(), o, lsb > 0 ? diff / lsb : diff);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, QdqInOnnxRuntime,
+    ::testing::Combine(::testing::Values(Case{"fashion/fmnist_mobilenet.onnx", kFashion}, Case{"fashion/fmnist_resnet.onnx", kFashion},
+                                         Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
+                                         Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
+                                         Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy")},
+                                         Case{"models/batchnorm_op13.onnx", fixture("models/batchnorm_input.npy")}),
+                       ::testing::Values("ort-int8", "tflite-int8", "esp32p4", "esp32s3", "c")),
+    [](const auto& info) {
+      std::string m = std::get<0>(info.param).model;
+      m = m.substr(m.find('/') + 1);
+      m = m.substr(0, m.find('.'));
+      std::string t = std::get<1>(info.param);
+      for (auto& ch : t)
+        if (ch == '-') ch = '_';
+      return m + "_" + t;
+    });
+
+class TiIntegerOnnx : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TiIntegerOnnx, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
+  Case c = GetParam();
+  Setting s;
+  s.calib_steps = 1;
+  s.batch_size = 8;
+  QuantContext ctx(load_model(fixture(c.model)), load_target("ti-npu"), s);
+  auto ds = std::shared_ptr<const Dataset>(open_dataset(c.data, {}));
+  ctx.calibration = {ds, 0, std::min<int64_t>(ds->size(), 8), "fixture"};
+  run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
+  std::string dir = scratch_dir("ti");
+  runtime::IntGraph onnx_layout = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), false);
+  runtime::IntGraph program = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor());
+  std::string model = dir + "/model.ti.onnx";
+  auto ti = deploy::ti_integer_graph(onnx_layout, ctx.graph->opset);
+  // No dequantization inside: every op is an integer-valued float op; no QuantizeLinear/DequantizeLinear.
+  for (const auto& op : ti->ops()) EXPECT_TRUE(op->type != "DequantizeLinear" && op->type != "QuantizeLinear") << op->name;
+  export_onnx(*ti, model);
+  quant::BatchStream stream = ctx.batches(ctx.calibration);
+  at::Tensor batch;
+  ASSERT_TRUE(stream.next(batch));
+  int64_t differing = 0, total = 0;
+  double max_codes = 0;
+  for (int64_t i = 0; i < std::min<int64_t>(3, batch.size(0)); ++i) {
+    at::Tensor x = batch.slice(0, i, i + 1).contiguous();
+    std::vector<at::Tensor> ort = run_in_ort(dir, model, ctx.graph->inputs[0]->name, x);
+    std::vector<float> xv(x.data_ptr<float>(), x.data_ptr<float>() + x.numel());
+    Shape ps;
+    const std::string& in = program.inputs[0];
+    std::vector<float> xp = deploy::to_program_layout(program, in, xv, Shape(x.sizes().begin(), x.sizes().end()), &ps);
+    runtime::TensorMap out = runtime::run_program(program, {{in, runtime::quantize_for_input(program, in, xp, ps)}});
+    ASSERT_EQ(ort.size(), program.outputs.size());
+    for (size_t o = 0; o < ort.size(); ++o) {
+      const runtime::IntTensor& codes = out.at(program.outputs[o]);
+      std::vector<float> want = deploy::to_source_layout(program, program.outputs[o], codes);
+      at::Tensor got = ort[o].reshape({-1});
+      ASSERT_EQ(got.numel(), int64_t(want.size()));
+      double lsb = std::ldexp(1.0, codes.exponent());
+      for (int64_t k = 0; k < got.numel(); ++k, ++total) {
+        double d = std::fabs(got[k].item<double>() - want[size_t(k)] / lsb);  // ORT gives codes
+        differing += d > 0 ? 1 : 0;
+        max_codes = std::max(max_codes, d);
+      }
+    }
+  }
+  EXPECT_GT(total, 0);
+  // Layers the NPU runs (Conv/Gemm BNORM, pools, requantized Adds, Clip) are integer on both
+  // sides: exact. Float islands the chip's CPU runs (Sigmoid without a table, bilinear Resize)
+  // round float32 results: ONNX Runtime's kernels and ours may differ there by one code.
+  if (c.float_islands) EXPECT_LE(max_codes, 1.0) << c.model;
+  else EXPECT_EQ(differing, 0) << c.model << ": " << differing << " of " << total << " output codes differ";
+  std::printf("%s ti-npu: %lld of %lld output codes differ (ORT vs integer runtime), max %g\n", c.model.c_str(), (long long)differing,
+              (long long)total, max_codes);
+  std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TiIntegerOnnx,
+                         ::testing::Values(Case{"fashion/fmnist_mobilenet.onnx", kFashion}, Case{"fashion/fmnist_resnet.onnx", kFashion},
+                                           Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
+                                           Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
+                                           Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy"), true},
+                                           Case{"models/batchnorm_op13.onnx", fixture("models/batchnorm_input.npy")}),
+                         [](const auto& info) {
+                           std::string m = info.param.model;
+                           m = m.substr(m.find('/') + 1);
+                           return m.substr(0, m.find('.'));
+                         });
+
+}  // namespace
