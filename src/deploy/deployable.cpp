@@ -19,9 +19,7 @@ using runtime::IntTensor;
 
 ExportFormat resolve_format(ExportFormat requested, const Target& target) {
   if (requested != ExportFormat::Auto) return requested;
-  if (target.name.rfind("esp32", 0) == 0 || target.name == "c") return ExportFormat::Espdl;
-  if (target.name.rfind("ti", 0) == 0) return ExportFormat::TiOnnx;
-  return ExportFormat::Qdq;
+  return parse_export_format(target.export_format);
 }
 
 const char* format_extension(ExportFormat f) {

@@ -124,6 +124,7 @@ std::vector<std::string> pipeline_for(const Setting& s) {
   if (s.layer_split) p.push_back("layer-split");    // graph surgery: before anything is assigned
   if (s.equalization) p.push_back("equalization");  // changes the float weights: before calibration
   p.push_back("assign");
+  p.push_back("check");  // deployability, before any calibration
   p.push_back("calibrate");
   // Optimisation passes in their documented order (README: equalization -> calibration ->
   // bias correction -> TQT/AdaRound).

@@ -105,6 +105,7 @@ EQ_DECLARE_PASS(PreparePass, "prepare")    // normalise the graph, make the exec
 EQ_DECLARE_PASS(LayerSplitPass, "layer-split")  // weight outliers into a parallel op joined by Add
 EQ_DECLARE_PASS(EqualizationPass, "equalization")  // cross-layer weight range equalization
 EQ_DECLARE_PASS(AssignPass, "assign")      // a QuantConfig for every tensor (quant/quantizer.h)
+EQ_DECLARE_PASS(CheckPass, "check")        // deployability of the graph for the export format (deploy/check.h)
 EQ_DECLARE_PASS(CalibratePass, "calibrate")  // observe once (cached), scales for the calibrator
 EQ_DECLARE_PASS(MixedPrecisionPass, "mixed-precision")  // the K worst units to int16 (or float)
 EQ_DECLARE_PASS(BiasCorrectionPass, "bias-correction")  // b += E[y_float - y_quant] per channel

@@ -137,7 +137,9 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
       const QuantConfig* in_cfg = in0 ? plan.find(in0->name) : nullptr;
       if (keep_float) {
         c.state = QuantState::Float;
-      } else if (is_passive_op(*op)) {
+      } else if (is_passive_op(*op) && !(dispatched >= 8 && in_cfg && in_cfg->state != QuantState::Float && in_cfg->bits != dispatched)) {
+        // (A data-movement op dispatched to another width gets a grid of its own: its input is
+        // requantized at the boundary below, as ESP-DL does for an int8 Resize in an int16 model.)
         if (!in_cfg || in_cfg->state == QuantState::Float) {
           c.state = QuantState::Float;
         } else {
@@ -238,8 +240,9 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
   for (const auto& r : plan.requants) requanted.insert({r.op, r.index});
   for (const auto& op_ptr : g.ops()) {
     const Op* op = op_ptr.get();
-    if (is_passive_op(*op) || op->outputs.empty() || !op->outputs[0]) continue;
+    if (op->outputs.empty() || !op->outputs[0]) continue;
     const QuantConfig* oc = plan.find(op->outputs[0]->name);
+    if (is_passive_op(*op) && !(oc && oc->state == QuantState::Quantized)) continue;
     if (oc && oc->state == QuantState::Fused) oc = plan.find(g.find_op(oc->fused_into)->outputs[0]->name);
     int weight_bits = 0;
     if (is_compute_op(op->type) && op->input(1) && plan.find(op->input(1)->name)) weight_bits = plan.find(op->input(1)->name)->bits;

@@ -118,7 +118,10 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
       tables_[op] = Table{at::tensor(deq, at::kFloat), lo->lut->in_min, ic->scales[0], ic->zero_points[0]};
       p.table = &tables_[op];
     }
-    if (!p.constants.empty() || !p.activations.empty() || !p.outputs.empty()) ops_[op] = std::move(p);
+    // int16 layers: the chip's int64 accumulator is exact; float32 sums of 30-bit products are not.
+    const QuantConfig* in0 = is_compute_op(op->type) ? usable(plan.input_config(*op, 0)) : nullptr;
+    p.wide = in0 && in0->bits > 8;
+    if (!p.constants.empty() || !p.activations.empty() || !p.outputs.empty() || p.wide) ops_[op] = std::move(p);
   }
 }
 
@@ -148,6 +151,9 @@ void QuantSimulator::before_op(const Op& op, std::vector<at::Tensor>& in, const 
       if (w || s) in[q.index] = quantize(w ? params_->weight(q.value) : executor_.constant(q.value), q);
     }
   for (const Quantize& q : p.activations) in[q.index] = quantize(in[q.index], q);
+  if (p.wide)
+    for (at::Tensor& t : in)
+      if (t.defined() && t.is_floating_point()) t = t.to(at::kDouble);
   if (p.table && !(params_ && !params_->empty())) {
     // Input codes, exact: the input is on its grid (a quantized producer or a graph input).
     const Table& t = *p.table;
@@ -170,7 +176,11 @@ void QuantSimulator::after_op(const Op& op, std::vector<at::Tensor>& out, const 
     return;
   }
   for (const Quantize& q : it->second.outputs)
-    if (q.index < out.size()) out[q.index] = quantize(out[q.index], q);
+    if (q.index < out.size()) {
+      bool wide = out[q.index].scalar_type() == at::kDouble;
+      out[q.index] = quantize(out[q.index], q);
+      if (wide) out[q.index] = out[q.index].to(at::kFloat);  // codes * 2^e: exact in float32 at 16 bits
+    }
 }
 
 exec::ExecHooks QuantSimulator::hooks(const std::set<const Op*>* only) const {

@@ -110,7 +110,8 @@ Target load_target(const std::string& name_or_path) {
   try {
     check_keys(root, {"name", "description", "scale", "sub8bit_weight_scale", "rounding", "requant_rounding", "activation", "conv_weight",
                       "gemm_weight", "bias_bits", "accumulator_bits", "int16_lut_step", "allowed_bits", "default_calib", "pow2_rule", "float_ops",
-                      "fused_activations", "lut_activations", "channel_rules"},
+                      "fused_activations", "lut_activations", "channel_rules", "export_format", "runtime_ops",
+                      "int8_only_ops"},
                "target", kCode);
     Target t;
     t.file = path;
@@ -148,6 +149,11 @@ Target load_target(const std::string& name_or_path) {
     t.float_ops = string_set(root["float_ops"]);
     t.fused_activations = string_set(root["fused_activations"]);
     t.lut_activations = string_set(root["lut_activations"]);
+    t.export_format = get_or<std::string>(root, "export_format", t.export_format, "target", kCode);
+    if (t.export_format != "espdl" && t.export_format != "qdq" && t.export_format != "ti-onnx")
+      fail(kCode, "export_format must be espdl, qdq or ti-onnx, not '" + t.export_format + "'");
+    t.runtime_ops = string_set(root["runtime_ops"]);
+    t.int8_only_ops = string_set(root["int8_only_ops"]);
     if (const YAML::Node& cr = root["channel_rules"]) {
       check_keys(cr, {"first_conv_in_channels", "channel_multiple", "accelerated_ops"}, "channel_rules", kCode);
       t.channel_rules.enabled = true;

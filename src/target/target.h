@@ -43,6 +43,9 @@ struct Target {
   std::set<std::string> fused_activations;    // fused into the preceding Conv/Gemm
   std::set<std::string> lut_activations;      // run as lookup tables (documented in reports)
   ChannelRules channel_rules;
+  std::string export_format = "qdq";          // the deployable file `quantize` writes by default
+  std::set<std::string> runtime_ops;          // op types the chip's runtime loads (empty: any ONNX op)
+  std::set<std::string> int8_only_ops;        // op types without a 16-bit kernel on the chip
 
   int bias_bits_for(int weight_bits) const;
   int accumulator_bits_for(int activation_bits) const;

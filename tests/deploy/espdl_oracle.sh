@@ -11,22 +11,29 @@ if [ ! -f "$ORACLE/build.sh" ]; then echo "SKIP: no ESP-DL oracle at $ORACLE"; e
 mkdir -p "$WORK"
 BIN=$(bash "$ORACLE/build.sh" "$WORK/espdl-oracle") || { echo "FAIL: the oracle did not build"; exit 1; }
 FASHION=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+S=$SRC/tests/fixtures/settings
+# model, calibration data, setting ("-": defaults, int8)
 CASES=(
-  "fashion/fmnist_mobilenet.onnx $FASHION"
-  "fashion/fmnist_resnet.onnx $FASHION"
-  "models/mobilenetv2_style_op13.onnx $SRC/tests/fixtures/models/mobilenetv2_style_input.npy"
-  "models/resnet_style_op13.onnx $SRC/tests/fixtures/models/resnet_style_input.npy"
-  "models/detection_head_op13.onnx $SRC/tests/fixtures/models/detection_head_input.npy"
-  "models/batchnorm_op13.onnx $SRC/tests/fixtures/models/batchnorm_input.npy"
+  "fashion/fmnist_mobilenet.onnx $FASHION -"
+  "fashion/fmnist_resnet.onnx $FASHION -"
+  "models/mobilenetv2_style_op13.onnx $SRC/tests/fixtures/models/mobilenetv2_style_input.npy -"
+  "models/resnet_style_op13.onnx $SRC/tests/fixtures/models/resnet_style_input.npy -"
+  "models/detection_head_op13.onnx $SRC/tests/fixtures/models/detection_head_input.npy -"
+  "models/batchnorm_op13.onnx $SRC/tests/fixtures/models/batchnorm_input.npy -"
+  "models/mobilenetv2_style_op13.onnx $SRC/tests/fixtures/models/mobilenetv2_style_input.npy $S/int16.yaml"
+  "models/resnet_style_op13.onnx $SRC/tests/fixtures/models/resnet_style_input.npy $S/int16.yaml"
+  "models/detection_head_op13.onnx $SRC/tests/fixtures/models/detection_head_input.npy $S/int16_detection_head.yaml"
 )
 failures=0
-printf "%-26s %-8s %10s %10s  %s\n" model target onnx_bytes espdl_bytes result
+printf "%-28s %-6s %-8s %10s %10s  %s\n" model bits target onnx_bytes espdl_bytes result
 for c in "${CASES[@]}"; do
-  read -r model data <<<"$c"
+  read -r model data setting <<<"$c"
+  bits=int8; extra=()
+  if [ "$setting" != - ]; then bits=int16; extra=(-s "$setting"); fi
   for target in c esp32s3 esp32p4; do
-    out="$WORK/$(basename "$model" .onnx)-$target"
+    out="$WORK/$(basename "$model" .onnx)-$bits-$target"
     rm -rf "$out"
-    if ! "$EQ" quantize "$SRC/tests/fixtures/$model" -t "$target" -c "$data" --calib-steps 1 --batch-size 8 -o "$out" \
+    if ! "$EQ" quantize "$SRC/tests/fixtures/$model" -t "$target" -c "$data" --calib-steps 1 --batch-size 8 -o "$out" "${extra[@]}" \
          >"$out.log" 2>&1; then
       echo "FAIL: quantize $model $target"; tail -3 "$out.log"; failures=$((failures + 1)); continue
     fi
@@ -44,7 +51,7 @@ for c in "${CASES[@]}"; do
         result="FAIL (oracle rc $rc)"; grep RESULT "$out.oracle.log" | head -5; failures=$((failures + 1))
       fi
     fi
-    printf "%-26s %-8s %10s %10s  %s\n" "$(basename "$model")" "$target" "$(stat -c %s "$SRC/tests/fixtures/$model")" \
+    printf "%-28s %-6s %-8s %10s %10s  %s\n" "$(basename "$model")" "$bits" "$target" "$(stat -c %s "$SRC/tests/fixtures/$model")" \
       "$(stat -c %s "$file")" "$result"
   done
 done

@@ -57,9 +57,24 @@ EQ_RUNTIME_KERNEL(unary_kernel) {
     return;
   }
   if (args.node.op_type == "LUT") args.fail_node("a LUT node needs a `lut` attribute");
-  if (y.is_float()) y.floats.resize(size_t(x.numel()));
-  else y.ints.resize(size_t(x.numel()));
-  for (int64_t i = 0; i < x.numel(); ++i) store_real(y, i, apply(args, real_value(x, i)), args.rounding());
+  if (y.is_float() || x.is_float()) {
+    if (y.is_float()) y.floats.resize(size_t(x.numel()));
+    else y.ints.resize(size_t(x.numel()));
+    for (int64_t i = 0; i < x.numel(); ++i) store_real(y, i, apply(args, real_value(x, i)), args.rounding());
+    return;
+  }
+  // Codes in, codes out, in float32 as ESP-DL's modules compute it: temp = f((float)q * 2^e_in),
+  // then round(temp * 2^-e_out) (dl_module_sigmoid.hpp, dl_math.hpp).
+  y.ints.resize(size_t(x.numel()));
+  float in_scale = std::ldexp(1.f, x.exponent()), out_scale = std::ldexp(1.f, -y.exponent());
+  const std::string& t = args.node.op_type;
+  auto sigmoid = [](float v) { return static_cast<float>(1.0 / (1.0 + expf(-v))); };
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    float v = static_cast<float>(x.ints[size_t(i)]) * in_scale;
+    float temp = t == "Sigmoid" ? sigmoid(v) : t == "Tanh" ? 2 * sigmoid(2 * v) - 1 : static_cast<float>(apply(args, v));
+    double q = round_value(static_cast<double>(temp * out_scale), args.rounding());
+    y.ints[size_t(i)] = saturate_to(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), y.dtype);
+  }
 }
 
 EQ_RUNTIME_KERNEL(relu_kernel) {

@@ -56,8 +56,18 @@ EQ_RUNTIME_KERNEL(mul_kernel) {
   const IntTensor& a = args.in(0);
   const IntTensor& b = args.in(1);
   IntTensor& y = args.out();
+  if (a.is_float() || b.is_float() || y.is_float()) {
+    broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+      store_real(y, i, real_value(a, ia) * real_value(b, ib), args.rounding());
+    });
+    return;
+  }
+  // ESP-DL's C path (dl_base_mul.cpp): the integer product as float32 (inexact beyond 2^24:
+  // int16 x int16), times the float rescale 2^(e_a + e_b - e_out), rounded.
+  float scale = std::ldexp(1.f, a.exponent() + b.exponent() - y.exponent());
   broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
-    store_real(y, i, real_value(a, ia) * real_value(b, ib), args.rounding());
+    float out = static_cast<float>(a.ints[size_t(ia)] * b.ints[size_t(ib)]) * scale;
+    y.ints[size_t(i)] = saturate_to(static_cast<int64_t>(round_value(static_cast<double>(out), args.rounding())), y.dtype);
   });
 }
 
