@@ -52,4 +52,14 @@ struct EvaluateOptions {
 // {float, quantized} accuracy of the simulated integer model.
 std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& options);
 
+// `edgequant check`: what the target cannot run or the deployable format cannot express, from
+// the graph and the assigned plan (model, target, setting_file and format of the options).
+struct CheckReport {
+  std::string format;                  // the resolved deployable format
+  size_t ops = 0;                      // ops checked (after normalisation)
+  std::vector<std::string> findings;   // "'node' (Op): reason; remedy: ..." (blocking)
+  std::vector<std::string> notes;      // not blocking (TI CPU fallbacks)
+};
+CheckReport check(const QuantizeOptions& options);
+
 }  // namespace edgequant

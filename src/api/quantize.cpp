@@ -8,6 +8,8 @@
 
 #include "api/load.h"
 #include "core/progress.h"
+#include "deploy/check.h"
+#include "deploy/deployable.h"
 #include "edgequant/error.h"
 #include "quant/lower.h"
 #include "quant/plan_io.h"
@@ -26,8 +28,21 @@ std::unique_ptr<QuantContext> make_context(const QuantizeOptions& o, std::ostrea
   ctx->model_path = o.model;
   ctx->out_dir = o.out_dir;
   ctx->log = log;
-  attach_data(*ctx, o.calib);
+  if (!o.calib.empty()) attach_data(*ctx, o.calib);
   return ctx;
+}
+
+CheckReport check(const QuantizeOptions& o) {
+  auto ctx = make_context(o, nullptr);
+  run_pipeline(*ctx, {"prepare", "assign"});
+  CheckReport r;
+  ExportFormat f = deploy::resolve_format(ctx->setting.export_setting.format, ctx->target, &ctx->plan);
+  r.format = export_format_name(f);
+  if (f != ExportFormat::None)
+    for (const deploy::Finding& x : deploy::check_deployable(*ctx->graph, ctx->plan, ctx->target, f)) r.findings.push_back(x.line());
+  r.notes = ctx->plan.notes;
+  r.ops = ctx->graph->ops().size();
+  return r;
 }
 
 std::unique_ptr<QuantContext> run_quantize(const QuantizeOptions& o, std::ostream& log) {

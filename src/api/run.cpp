@@ -47,25 +47,45 @@ Tensor to_float(const Tensor& t) {
   return Tensor::from_vector(DType::Float32, t.shape(), f);
 }
 
+// The program is compiled at batch 1 (ESP-DL's static shapes): a batch runs sample by sample.
 NamedTensors run_program_file(const std::string& path, std::map<std::string, Tensor>& feeds) {
   runtime::IntGraph p = deploy::read_espdl(path);
-  runtime::TensorMap in;
+  std::vector<Tensor> inputs;
+  int64_t batch = -1;
   for (const std::string& name : p.inputs) {
     auto it = feeds.find(name);
     if (it == feeds.end()) fail(ErrorCode::InvalidInput, "no data given for model input '" + name + "'");
-    Tensor f = to_float(it->second);
-    std::vector<float> v(f.data<float>(), f.data<float>() + f.numel());
-    Shape shape;
-    std::vector<float> pv = deploy::to_program_layout(p, name, v, f.shape(), &shape);
-    in[name] = runtime::quantize_for_input(p, name, pv, shape);
+    inputs.push_back(to_float(it->second));
     feeds.erase(it);
+    int64_t n = inputs.back().shape().empty() ? 1 : inputs.back().shape()[0];
+    if (batch >= 0 && n != batch) fail(ErrorCode::InvalidInput, "inputs have different batch sizes");
+    batch = n;
   }
-  runtime::TensorMap out = runtime::run_program(p, in);
+  std::vector<std::vector<float>> outs(p.outputs.size());
+  std::vector<Shape> out_shapes(p.outputs.size());
+  for (int64_t b = 0; b < std::max<int64_t>(batch, 1); ++b) {
+    runtime::TensorMap in;
+    for (size_t k = 0; k < inputs.size(); ++k) {
+      const Tensor& f = inputs[k];
+      Shape one = f.shape();
+      int64_t per = one.empty() ? 1 : f.numel() / std::max<int64_t>(one[0], 1);
+      if (!one.empty()) one[0] = 1;
+      std::vector<float> v(f.data<float>() + b * per, f.data<float>() + (b + 1) * per);
+      Shape shape;
+      std::vector<float> pv = deploy::to_program_layout(p, p.inputs[k], v, one, &shape);
+      in[p.inputs[k]] = runtime::quantize_for_input(p, p.inputs[k], pv, shape);
+    }
+    runtime::TensorMap out = runtime::run_program(p, in);
+    for (size_t k = 0; k < p.outputs.size(); ++k) {
+      std::vector<float> v = deploy::to_source_layout(p, p.outputs[k], out.at(p.outputs[k]), &out_shapes[k]);
+      outs[k].insert(outs[k].end(), v.begin(), v.end());
+    }
+  }
   NamedTensors named;
-  for (const std::string& name : p.outputs) {
-    Shape shape;
-    std::vector<float> v = deploy::to_source_layout(p, name, out.at(name), &shape);
-    named.emplace_back(name, Tensor::from_vector(DType::Float32, shape, v));
+  for (size_t k = 0; k < p.outputs.size(); ++k) {
+    Shape shape = out_shapes[k];
+    if (!shape.empty()) shape[0] *= std::max<int64_t>(batch, 1);
+    named.emplace_back(p.outputs[k], Tensor::from_vector(DType::Float32, shape, outs[k]));
   }
   return named;
 }

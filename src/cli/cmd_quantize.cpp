@@ -23,6 +23,26 @@ void add_quantize_commands(CLI::App& app, Action& action) {
   qc->add_flag("--no-export-test-values", q.no_test_values, ".espdl without embedded test inputs/outputs");
   qc->callback([&action] { action = [] { quantize(q, std::cout); }; });
 
+  static QuantizeOptions k;
+  auto* kc = app.add_subcommand("check", "Before any calibration: every op the target cannot run or export, with the remedy "
+                                         "(exit 2 when the model cannot be exported)");
+  kc->add_option("model", k.model, "float ONNX model")->required();
+  kc->add_option("--target,-t", k.target, "target name or .yaml file")->required();
+  kc->add_option("--setting,-s", k.setting_file, "setting file (dispatching_table, bits)");
+  kc->add_option("--format,-f", k.format, "deployable file: auto | espdl | qdq | ti-onnx");
+  kc->callback([&action] {
+    action = [] {
+      CheckReport r = check(k);
+      std::cout << k.model << " for " << k.target << " (" << r.format << "): " << r.ops << " ops checked, "
+                << r.findings.size() << " blocking\n";
+      for (const auto& f : r.findings) std::cout << "  " << f << "\n";
+      for (const auto& n : r.notes) std::cout << "  note: " << n << "\n";
+      if (!r.findings.empty())
+        fail(ErrorCode::Unsupported, k.model + " cannot be exported as " + r.format + " for " + k.target + " (" +
+                                         std::to_string(r.findings.size()) + " blocking node(s) listed above)");
+    };
+  });
+
   static EvaluateOptions e;
   auto* ec = app.add_subcommand("evaluate", "Float vs quantized top-1/top-5 on labeled data");
   ec->add_option("model", e.model, "float ONNX model")->required();

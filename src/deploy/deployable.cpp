@@ -17,9 +17,15 @@ namespace edgequant::deploy {
 using runtime::IntGraph;
 using runtime::IntTensor;
 
-ExportFormat resolve_format(ExportFormat requested, const Target& target) {
+ExportFormat resolve_format(ExportFormat requested, const Target& target, const QuantPlan* plan) {
   if (requested != ExportFormat::Auto) return requested;
-  return parse_export_format(target.export_format);
+  ExportFormat f = parse_export_format(target.export_format);
+  // TI integer ONNX writes power-of-two layers; sub-8-bit weights with float scales (TI's 8-bit
+  // multiplier) go to QDQ until that exporter learns the multiplier.
+  if (f == ExportFormat::TiOnnx && plan)
+    for (const auto& [name, c] : plan->values)
+      if (c.role == QuantRole::Weight && c.state != QuantState::Float && c.scale_kind != ScaleKind::PowerOfTwo) return ExportFormat::Qdq;
+  return f;
 }
 
 const char* format_extension(ExportFormat f) {

@@ -15,8 +15,9 @@
 
 namespace edgequant::deploy {
 
-// Auto -> the target's format (espdl on esp32*/c, qdq on ort-int8/tflite-int8, ti-onnx on ti-npu).
-ExportFormat resolve_format(ExportFormat requested, const Target& target);
+// Auto -> the target's `export_format` (espdl on esp32*/c, qdq on ort-int8/tflite-int8, ti-onnx
+// on ti-npu; qdq for TI plans with float-scale sub-8-bit weights). Explicit formats stay.
+ExportFormat resolve_format(ExportFormat requested, const Target& target, const QuantPlan* plan = nullptr);
 const char* format_extension(ExportFormat f);  // ".espdl", ".onnx" ("" for None)
 
 // Test inputs (`inputs`: source layout, batch 1, one per graph input) and the outputs the integer

@@ -67,7 +67,7 @@ std::vector<at::Tensor> first_sample(QuantContext& ctx) {
 
 // The deployable file for the setting's format; a line for the summary.
 std::string write_deployable(QuantContext& ctx) {
-  ExportFormat f = deploy::resolve_format(ctx.setting.export_setting.format, ctx.target);
+  ExportFormat f = deploy::resolve_format(ctx.setting.export_setting.format, ctx.target, &ctx.plan);
   size_t float_bytes = ctx.model_path.empty() ? 0 : file_size(ctx.model_path);
   deploy::Deployed d;
   switch (f) {

@@ -1,0 +1,135 @@
+// Deployable outputs from the command line: `check` before work, `quantize` writing the target's
+// file (nothing when the target cannot run the graph), `run`/`info` on .espdl files and quantize
+// directories, and corrupted files rejected with one line.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "data/npy.h"
+#include "test_util.h"
+
+using namespace edgequant;
+using namespace edgequant::testing;
+namespace fs = std::filesystem;
+
+namespace {
+const std::string kModel = fixture("models/resnet_style_op13.onnx");
+const std::string kData = fixture("models/resnet_style_input.npy");
+
+std::string tmp(const std::string& name) { return (fs::temp_directory_path() / ("eq_dcli_" + name)).string(); }
+
+// Conv -> Abs: EdgeQuant runs Abs, ESP-DL's runtime registers no Abs module.
+std::string abs_model() {
+  ModelBuilder b;
+  b.input("x", {-1, 3, 8, 8}).output("y", {-1, 4, 8, 8});
+  std::vector<float> w(4 * 3);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = float(int(i) - 6) / 8.f;
+  b.initializer("W", {4, 3, 1, 1}, w);
+  b.node("Conv", {"x", "W"}, {"c"}, "conv");
+  b.node("Abs", {"c"}, {"y"}, "abs_node");
+  return b.save(tmp("abs.onnx"));
+}
+
+std::string abs_data() {
+  std::vector<float> v(4 * 3 * 8 * 8);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = float(int(i % 17) - 8) / 8.f;
+  write_npy(tmp("abs.npy"), Tensor::from_vector(DType::Float32, {4, 3, 8, 8}, v));
+  return tmp("abs.npy");
+}
+
+TEST(CheckCli, ListsEveryBlockingNodeWithTheRemedy) {
+  auto r = run_command(cli() + " check " + fixture("models/detection_head_op13.onnx") + " -t esp32s3 -s " +
+                       fixture("settings/int16.yaml"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("'/Resize' (Resize)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'/Resize_1' (Resize)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("dispatching_table"), std::string::npos) << r.output;
+  auto ok = run_command(cli() + " check " + fixture("models/detection_head_op13.onnx") + " -t esp32s3 -s " +
+                        fixture("settings/int16_detection_head.yaml"));
+  EXPECT_EQ(ok.status, 0) << ok.output;
+  EXPECT_NE(ok.output.find("0 blocking"), std::string::npos) << ok.output;
+}
+
+TEST(QuantizeCli, UnrunnableGraphFailsBeforeCalibrationWithNothingWritten) {
+  std::string out = tmp("abs_out");
+  fs::remove_all(out);
+  auto r = run_command(cli() + " quantize " + abs_model() + " -t esp32s3 -c " + abs_data() + " --calib-steps 1 --batch-size 4 -o " + out);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_NE(r.output.find("'abs_node' (Abs)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ESP-DL"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("pass 'check'"), std::string::npos) << "fails before calibration: " << r.output;
+  EXPECT_FALSE(fs::exists(out));
+  // Reports only: no deployable file, no check.
+  auto none = run_command(cli() + " quantize " + abs_model() + " -t esp32s3 -c " + abs_data() +
+                          " --calib-steps 1 --batch-size 4 --format none -o " + out);
+  EXPECT_EQ(none.status, 0) << none.output;
+  EXPECT_FALSE(fs::exists(out + "/model.espdl"));
+}
+
+TEST(DeployCli, QuantizeWritesTheEspdlAndRunReproducesIt) {
+  std::string out = tmp("resnet_s3");
+  fs::remove_all(out);
+  auto q = run_command(cli() + " quantize " + kModel + " -t esp32s3 -c " + kData + " --calib-steps 1 --batch-size 2 -o " + out);
+  ASSERT_EQ(q.status, 0) << q.output;
+  EXPECT_NE(q.output.find("deployable: " + out + "/model.espdl"), std::string::npos) << q.output;
+  for (const char* f : {"/model.espdl", "/model.info", "/model.json"}) EXPECT_TRUE(fs::exists(out + f)) << f;
+  // The embedded self-test (host Model::test()).
+  auto self = run_command(cli() + " run " + out + "/model.espdl");
+  EXPECT_EQ(self.status, 0) << self.output;
+  EXPECT_NE(self.output.find("Model::test() PASS"), std::string::npos) << self.output;
+  // Integer runtime and simulation give the same dequantized outputs on the user's data.
+  auto a = run_command(cli() + " run " + out + "/model.espdl -i " + kData + " -o " + tmp("int.npy"));
+  auto b = run_command(cli() + " run " + out + " -i " + kData + " -o " + tmp("sim.npy"));
+  ASSERT_EQ(a.status, 0) << a.output;
+  ASSERT_EQ(b.status, 0) << b.output;
+  EXPECT_NE(a.output.find("integer runtime"), std::string::npos);
+  EXPECT_NE(b.output.find("quantized simulation"), std::string::npos);
+  Tensor ti = read_npy(tmp("int.npy")), ts = read_npy(tmp("sim.npy"));
+  ASSERT_EQ(ti.shape(), ts.shape());
+  std::vector<double> x = ti.to_doubles(), y = ts.to_doubles();
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x[i], y[i]) << "element " << i;
+  // info: nodes, parameter bytes per dtype, activation memory.
+  auto info = run_command(cli() + " info " + out + "/model.espdl");
+  EXPECT_EQ(info.status, 0) << info.output;
+  EXPECT_NE(info.output.find("memory: parameters"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("greedy arena"), std::string::npos) << info.output;
+}
+
+TEST(DeployCli, CorruptedEspdlIsOneLineAndExit2) {
+  std::string out = tmp("resnet_c");
+  fs::remove_all(out);
+  auto q = run_command(cli() + " quantize " + kModel + " -t c -c " + kData + " --calib-steps 1 --batch-size 2 -o " + out);
+  ASSERT_EQ(q.status, 0) << q.output;
+  std::ifstream in(out + "/model.espdl", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  std::string bad = tmp("truncated.espdl");
+  std::ofstream(bad, std::ios::binary) << bytes.substr(0, bytes.size() / 3);
+  for (const std::string& cmd : {" run " + bad, " info " + bad}) {
+    auto r = run_command(cli() + cmd);
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find(bad), std::string::npos) << r.output;
+  }
+}
+
+TEST(DeployCli, QdqAndTiFilesByTarget) {
+  std::string out = tmp("resnet_ort");
+  fs::remove_all(out);
+  auto q = run_command(cli() + " quantize " + kModel + " -t ort-int8 -c " + kData + " --calib-steps 1 --batch-size 2 -o " + out);
+  ASSERT_EQ(q.status, 0) << q.output;
+  EXPECT_TRUE(fs::exists(out + "/model.qdq.onnx"));
+  std::string ti = tmp("resnet_ti");
+  fs::remove_all(ti);
+  auto t = run_command(cli() + " quantize " + kModel + " -t ti-npu -c " + kData + " --calib-steps 1 --batch-size 2 -o " + ti);
+  ASSERT_EQ(t.status, 0) << t.output;
+  EXPECT_TRUE(fs::exists(ti + "/model.ti.onnx"));
+  std::ifstream cfg(ti + "/quantization_config.yaml");
+  std::string yaml((std::istreambuf_iterator<char>(cfg)), {});
+  EXPECT_NE(yaml.find("weight_bits: 8"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("npu_rule_violations"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("first conv"), std::string::npos) << "the 3-channel first conv breaks the NPU rule: " << yaml;
+}
+
+}  // namespace
