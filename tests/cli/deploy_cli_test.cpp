@@ -114,6 +114,39 @@ TEST(DeployCli, CorruptedEspdlIsOneLineAndExit2) {
   }
 }
 
+TEST(DeployCli, QdqFileRunsAndMismatchedScalesNameTheNode) {
+  std::string out = tmp("resnet_qdq");
+  fs::remove_all(out);
+  auto q = run_command(cli() + " quantize " + kModel + " -t ort-int8 -c " + kData + " --calib-steps 1 --batch-size 2 -o " + out);
+  ASSERT_EQ(q.status, 0) << q.output;
+  auto a = run_command(cli() + " run " + out + "/model.qdq.onnx -i " + kData + " -o " + tmp("qdq.npy"));
+  auto b = run_command(cli() + " run " + out + " -i " + kData + " -o " + tmp("qdq_sim.npy"));
+  ASSERT_EQ(a.status, 0) << a.output;
+  ASSERT_EQ(b.status, 0) << b.output;
+  std::vector<double> x = read_npy(tmp("qdq.npy")).to_doubles(), y = read_npy(tmp("qdq_sim.npy")).to_doubles();
+  ASSERT_EQ(x.size(), y.size());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], y[i], 1e-6) << "element " << i;  // same grid, same ties
+  // Three scales, two zero points on a 3-channel axis.
+  ModelBuilder m;
+  m.input("x", {1, 3, 2, 2}).output("y", {1, 3, 2, 2});
+  m.initializer("s", {3}, {0.1f, 0.2f, 0.3f});
+  auto* zp = m.model().mutable_graph()->add_initializer();
+  zp->set_name("z");
+  zp->set_data_type(onnx::TensorProto::INT8);
+  zp->add_dims(2);
+  zp->add_int32_data(0);
+  zp->add_int32_data(0);
+  m.node("QuantizeLinear", {"x", "s", "z"}, {"q"}, "quant_node");
+  m.node("DequantizeLinear", {"q", "s", "z"}, {"y"}, "dequant_node");
+  std::string path = m.save(tmp("bad_qdq.onnx"));
+  write_npy(tmp("bad_qdq_in.npy"), Tensor::from_vector(DType::Float32, {1, 3, 2, 2}, std::vector<float>(12, 0.5f)));
+  auto r = run_command(cli() + " run " + path + " -i " + tmp("bad_qdq_in.npy") + " -o " + tmp("bad_qdq_out.npy"));
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_NE(r.output.find("quant_node"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(tmp("bad_qdq_out.npy")));
+}
+
 TEST(DeployCli, QdqAndTiFilesByTarget) {
   std::string out = tmp("resnet_ort");
   fs::remove_all(out);

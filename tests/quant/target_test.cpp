@@ -182,7 +182,7 @@ validation: {holdout: 0.3}
   EXPECT_EQ(s.mixed_precision.to, "float");
   EXPECT_DOUBLE_EQ(s.validation.holdout, 0.3);
   // The pipeline they make, in the documented order.
-  std::vector<std::string> want = {"prepare", "layer-split", "equalization", "assign", "calibrate", "mixed-precision",
+  std::vector<std::string> want = {"prepare", "layer-split", "equalization", "assign", "check", "calibrate", "mixed-precision",
                                    "bias-correction", "tqt", "adaround", "analyse", "lower", "export"};
   EXPECT_EQ(pipeline_for(s), want);
 }
