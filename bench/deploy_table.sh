@@ -18,7 +18,7 @@ for c in "fashion/fmnist_mobilenet $F" "fashion/fmnist_resnet $F" "models/mobile
   read -r model data <<<"$c"
   for t in esp32p4 esp32s3 c ort-int8 ti-npu; do
     o=$W/$(basename "$model")-$t
-    "$EQ" quantize "tests/fixtures/$model.onnx" -t "$t" -c "$data" --calib-steps 1 --batch-size 8 -o "$o" >/dev/null 2>&1
+    "$EQ" quantize "tests/fixtures/$model.onnx" -t "$t" -c "$data" --calib-steps 1 --batch-size 8 -o "$o" >/dev/null 2>&1 || true
     onnx=$(stat -c %s "tests/fixtures/$model.onnx")
     if [ -f "$o/model.espdl" ]; then
       esp=$(stat -c %s "$o/model.espdl")
@@ -27,7 +27,7 @@ for c in "fashion/fmnist_mobilenet $F" "fashion/fmnist_resnet $F" "models/mobile
       tv=$(awk '/^inputs:/{s=1;next} /^nodes/{s=0} s && NF>=4 {d=$2; sub(/\[/,"",$3); sub(/\]/,"",$3); n=split($3,a,","); e=1; for(i=1;i<=n;i++) e*=a[i]; b=(d=="int16")?2:(d=="float32")?4:1; t+=int((e*b+15)/16)*16} /^outputs:/{s=1} END{print t+0}' "$o/model.info")
       printf "%-24s %-8s %9s %9s %9s %9s %9s\n" "$(basename "$model")" "$t" "$onnx" "$esp" "$params" "$tv" $((esp - params - tv))
     else
-      f=$(ls "$o"/model.qdq.onnx "$o"/model.ti.onnx 2>/dev/null | head -1)
+      f=$(ls "$o"/model.qdq.onnx "$o"/model.ti.onnx 2>/dev/null | head -1 || true)
       printf "%-24s %-8s %9s %9s %9s %9s %9s\n" "$(basename "$model")" "$t" "$onnx" "$(basename "$f"):$(stat -c %s "$f")" - - -
     fi
   done

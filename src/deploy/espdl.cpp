@@ -68,6 +68,33 @@ struct Filter {
   bool gemm = false, depthwise = false;
 };
 
+// A byte-exact identity of an attribute (name, type, value) for sharing its table; "" for kinds
+// never written.
+std::string attribute_key(const std::string& name, const Attribute& a) {
+  std::string k = name + '\0' + std::to_string(a.index()) + '\0';
+  auto bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return std::to_string(u);
+  };
+  if (const auto* i = std::get_if<int64_t>(&a)) return k + std::to_string(*i);
+  if (const auto* f = std::get_if<float>(&a)) return k + bits(*f);
+  if (const auto* s = std::get_if<std::string>(&a)) return k + *s;
+  if (const auto* is = std::get_if<std::vector<int64_t>>(&a)) {
+    for (int64_t x : *is) k += std::to_string(x) + ",";
+    return k;
+  }
+  if (const auto* fs = std::get_if<std::vector<float>>(&a)) {
+    for (float x : *fs) k += bits(x) + ",";
+    return k;
+  }
+  if (const auto* ss = std::get_if<std::vector<std::string>>(&a)) {
+    for (const auto& x : *ss) k += std::to_string(x.size()) + ":" + x;
+    return k;
+  }
+  return "";
+}
+
 // Which initializers are Conv/Gemm filters, and of what kind.
 std::map<std::string, Filter> filters_of(const IntGraph& p) {
   std::map<std::string, Filter> f;
@@ -133,12 +160,18 @@ std::vector<int64_t> filter_wire_order(const Shape& s, bool depthwise, bool gemm
 
 std::string encode_espdl(const IntGraph& p) {
   flatbuffers::FlatBufferBuilder fbb(1 << 16);
-  auto str = [&](const std::string& s) { return fbb.CreateString(s); };
-  auto ints = [&](const std::vector<int64_t>& v) { return fbb.CreateVector(v); };
+  // Repeated content is written once and referenced (FlatBuffers offsets may be shared): names,
+  // exponent lists, dimensions, types and attributes such as quant_type="S8" on every node.
+  auto str = [&](const std::string& s) { return fbb.CreateSharedString(s); };
+  std::map<std::vector<int64_t>, flatbuffers::Offset<flatbuffers::Vector<int64_t>>> int_vectors;
+  auto ints = [&](const std::vector<int64_t>& v) {
+    auto it = int_vectors.find(v);
+    return it != int_vectors.end() ? it->second : int_vectors[v] = fbb.CreateVector(v);
+  };
   auto exps = [&](const std::vector<int>& e) {
     std::vector<int64_t> v(e.begin(), e.end());
     if (v.empty()) v = {0};
-    return fbb.CreateVector(v);
+    return ints(v);
   };
   std::map<std::string, Filter> filters = filters_of(p);
 
@@ -181,21 +214,42 @@ std::string encode_espdl(const IntGraph& p) {
     return tb.Finish();
   };
 
+  std::map<int64_t, flatbuffers::Offset<espdl::Dimension>> dim_cache;
+  std::map<std::pair<int32_t, Shape>, flatbuffers::Offset<espdl::TypeInfo>> type_cache;
   auto make_value_info = [&](const std::string& name) {
     const ValueInfo& vi = p.value(name);
-    std::vector<flatbuffers::Offset<espdl::Dimension>> dims;
-    for (int64_t d : vi.shape) dims.push_back(espdl::CreateDimension(fbb, espdl::CreateDimensionValue(fbb, espdl::DimensionValueType_VALUE, d)));
-    auto shape = espdl::CreateTensorShape(fbb, fbb.CreateVector(dims));
-    auto tt = espdl::CreateTensorTypeAndShape(fbb, static_cast<int32_t>(vi.dtype), shape);
-    auto type = espdl::CreateTypeInfo(fbb, espdl::TypeInfoValue_tensor_type, tt.Union());
+    auto key = std::make_pair(static_cast<int32_t>(vi.dtype), vi.shape);
+    auto cached = type_cache.find(key);
+    flatbuffers::Offset<espdl::TypeInfo> type;
+    if (cached != type_cache.end()) {
+      type = cached->second;
+    } else {
+      std::vector<flatbuffers::Offset<espdl::Dimension>> dims;
+      for (int64_t d : vi.shape) {
+        auto it = dim_cache.find(d);
+        if (it == dim_cache.end())
+          it = dim_cache.emplace(d, espdl::CreateDimension(fbb, espdl::CreateDimensionValue(fbb, espdl::DimensionValueType_VALUE, d))).first;
+        dims.push_back(it->second);
+      }
+      auto shape = espdl::CreateTensorShape(fbb, fbb.CreateVector(dims));
+      auto tt = espdl::CreateTensorTypeAndShape(fbb, key.first, shape);
+      type = type_cache[key] = espdl::CreateTypeInfo(fbb, espdl::TypeInfoValue_tensor_type, tt.Union());
+    }
     return espdl::CreateValueInfo(fbb, str(name), type, 0, exps({vi.dtype == DType::Float32 ? 0 : vi.exponent}));
   };
 
   // Nodes, attributes sorted by key (std::map order), as ESP-PPQ writes them.
   std::vector<flatbuffers::Offset<espdl::Node>> nodes;
+  std::map<std::string, flatbuffers::Offset<espdl::Attribute>> attr_cache;
   for (const IntNode& n : p.nodes) {
     std::vector<flatbuffers::Offset<espdl::Attribute>> attrs;
     for (const auto& [key, a] : n.attrs) {
+      std::string ckey = attribute_key(key, a);
+      auto cached = attr_cache.find(ckey);
+      if (cached != attr_cache.end()) {
+        attrs.push_back(cached->second);
+        continue;
+      }
       auto name = str(key);
       if (const auto* i = std::get_if<int64_t>(&a)) {
         espdl::AttributeI v(*i);
@@ -216,6 +270,7 @@ std::string encode_espdl(const IntGraph& p) {
         auto v = fbb.CreateVectorOfStrings(*ss);
         attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_STRINGS, nullptr, nullptr, 0, 0, 0, 0, 0, 0, v));
       }
+      if (!ckey.empty() && !attrs.empty()) attr_cache[ckey] = attrs.back();
     }
     auto in = fbb.CreateVectorOfStrings(n.inputs);
     auto out = fbb.CreateVectorOfStrings(n.outputs);

@@ -198,7 +198,10 @@ struct Builder {
     IntNode n;
     n.name = out;
     n.op_type = type;
-    n.inputs = {value, add_scalar(out + "_scale", scale), add_scalar(out + "_zero_point", zp)};
+    // ESP-DL requires the scale and zero-point initializers but reads the exponents from the value
+    // infos: one shared pair per grid keeps the file small.
+    std::string grid = std::to_string(int(scale.floats[0] == 0 ? 0 : std::ilogb(scale.floats[0])));
+    n.inputs = {value, add_scalar("eq_scale_2^" + grid, scale), add_scalar(std::string("eq_zero_point_") + dtype_name(zp.dtype), zp)};
     n.outputs = {out};
     n.attrs["quant_type"] = quant_type(to.dtype == DType::Float32 ? p.value(value) : to);
     p.values[out] = to;
@@ -331,7 +334,10 @@ struct Builder {
         t.exponents = {in.exponent};
         double q = round_value(std::ldexp(double(bounds[k]), -in.exponent), target.rounding);
         t.ints = {saturate(static_cast<int64_t>(std::max(-1e18, std::min(1e18, q))), runtime::dtype_min(in.dtype), runtime::dtype_max(in.dtype))};
-        n.inputs[size_t(k + 1)] = add_scalar(op.name + (k ? "_max" : "_min"), t);
+        // Named by content: Clips with the same bound on the same grid share one initializer.
+        n.inputs[size_t(k + 1)] = add_scalar(std::string("eq_code_") + dtype_name(t.dtype) + "_2^" + std::to_string(in.exponent) + "_" +
+                                                 std::to_string(t.ints[0]),
+                                             t);
       }
       n.attrs.erase("min");
       n.attrs.erase("max");
