@@ -220,6 +220,29 @@ TEST(EspdlGolden, CTargetStoresPlainNHWCFilters) {
       EXPECT_EQ(wd[n * 2 + c], int8_t(std::floor(double(2 * n + c - 17) / 32.0 / std::ldexp(1.0, e_w) + 0.5)));
 }
 
+TEST(EspdlGolden, Esp32p4HasPerChannelExponentsOnFiltersAndBiases) {
+  Built b = quantize(tiny_model(), "esp32p4", tiny_data());
+  std::string bytes = deploy::encode_espdl(b.program);
+  std::vector<uint64_t> buf(bytes.size() / 8 + 1);
+  std::memcpy(buf.data(), bytes.data() + 16, bytes.size() - 16);
+  const espdl::Graph* g = espdl::GetModel(buf.data())->graph();
+  const espdl::Tensor* w = init(g, "W");
+  const espdl::Tensor* bias = init(g, "B");
+  ASSERT_EQ(w->exponents()->size(), 17u);  // one per output channel, natural order
+  ASSERT_EQ(bias->exponents()->size(), 17u);
+  EXPECT_EQ(w->doc_string()->str(), "layout ==> (N/16)HWC16_UNALIGNED");
+  std::vector<int> e_w = b.ctx->plan.effective("W")->exponents();
+  int e_x = b.ctx->plan.effective("x")->exponents()[0];
+  for (int n = 0; n < 17; ++n) {
+    EXPECT_EQ(w->exponents()->Get(flatbuffers::uoffset_t(n)), e_w[size_t(n)]) << n;
+    EXPECT_EQ(bias->exponents()->Get(flatbuffers::uoffset_t(n)), e_x + e_w[size_t(n)]) << n;  // e_b = e_in + e_w[n]
+  }
+  // Per-channel codes: channel 16 (the unaligned remainder) at its own exponent, half-even.
+  const int8_t* wd = reinterpret_cast<const int8_t*>(w->raw_data()->Data());
+  for (int c = 0; c < 2; ++c)
+    EXPECT_EQ(wd[32 + c], int8_t(std::nearbyint(double(2 * 16 + c - 17) / 32.0 / std::ldexp(1.0, e_w[16]))));
+}
+
 TEST(EspdlLayout, DepthwiseBlocksAndRemainder) {
   // Depthwise [N=18, 1, 2, 1]: blocks of 16 lanes per (h, w), then the 2 remaining channels H-W-N.
   std::vector<int64_t> order = deploy::filter_wire_order({18, 1, 2, 1}, true, false, 16);
