@@ -159,6 +159,8 @@ std::vector<int64_t> filter_wire_order(const Shape& s, bool depthwise, bool gemm
 }
 
 std::string encode_espdl(const IntGraph& p) {
+  for (const auto& [name, v] : p.values)
+    if (v.scale > 0) fail(ErrorCode::Unsupported, "'" + name + "' has a float-scale grid: .espdl files hold power-of-two exponents");
   flatbuffers::FlatBufferBuilder fbb(1 << 16);
   // Repeated content is written once and referenced (FlatBuffers offsets may be shared): names,
   // exponent lists, dimensions, types and attributes such as quant_type="S8" on every node.

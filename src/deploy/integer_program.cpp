@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <set>
+#include <sstream>
 
 #include "edgequant/error.h"
 #include "exec/kernel.h"
@@ -122,11 +123,15 @@ struct Builder {
       vi.dtype = DType::Float32;
       return vi;
     }
-    if (c->scale_kind != ScaleKind::PowerOfTwo || !c->is_signed || c->zero_points.empty() || c->zero_points[0] != 0)
-      fail(ErrorCode::Unsupported, "'" + source_value + "': the integer program needs signed symmetric power-of-two grids (target " +
-                                       target.name + "); export QDQ instead");
-    vi.dtype = runtime::int_dtype(c->bits);
-    vi.exponent = c->exponents()[0];
+    if (c->granularity != Granularity::PerTensor || c->scales.size() != 1)
+      fail(ErrorCode::Internal, "'" + source_value + "': per-channel activation grid");
+    vi.dtype = c->bits <= 8 ? (c->is_signed ? DType::Int8 : DType::UInt8) : (c->is_signed ? DType::Int16 : DType::UInt16);
+    if (c->scale_kind == ScaleKind::PowerOfTwo && c->zero_points[0] == 0) {
+      vi.exponent = c->exponents()[0];
+    } else {  // float-scale (TFLite-style) grid
+      vi.scale = c->scales[0];
+      vi.zero_point = c->zero_points[0];
+    }
     return vi;
   }
 
@@ -158,12 +163,19 @@ struct Builder {
       t.bits = lt->bits < int(dtype_size(t.dtype) * 8) ? lt->bits : 0;
       t.shape = lt->codes.shape();
       t.exponents = lt->exponents;
+      bool pow2 = true;
+      for (int64_t z : lt->zero_points) pow2 &= z == 0;
       if (t.exponents.empty())  // biases: s_in * s_w, a power of two when both are
         for (double sc : lt->scales) {
           int e = static_cast<int>(std::lround(std::log2(sc)));
-          if (std::ldexp(1.0, e) != sc) fail(ErrorCode::Unsupported, "'" + v->name + "' is not on a power-of-two grid");
+          pow2 &= std::ldexp(1.0, e) == sc;
           t.exponents.push_back(e);
         }
+      if (!pow2) {  // float-scale grid: real = (q - zero_point) * scale
+        t.exponents = {0};
+        t.scales = lt->scales;
+        t.zero_points = lt->zero_points;
+      }
       t.ints = lt->codes.to_int64s();
     } else if (v->is_constant()) {
       t = tensor_of(ex.constant(v));
@@ -182,28 +194,46 @@ struct Builder {
   // Inserts `type` (Quantize/Requantize/DequantizeLinear) from `value` to the grid `to`.
   std::string convert(const std::string& value, const ValueInfo& to, const std::string& type, const std::string& tag) {
     // One conversion per (value, grid): an Add reading a value twice shares one RequantizeLinear.
-    std::string key = value + "|" + type + "|" + dtype_name(to.dtype) + "|" + std::to_string(to.exponent);
+    // The grid the ONNX-style scale/zero-point inputs describe: the target's for Quantize and
+    // Requantize, the source's for Dequantize.
+    const ValueInfo& grid = to.dtype == DType::Float32 ? p.value(value) : to;
+    std::ostringstream gk;
+    gk << dtype_name(grid.dtype) << "_" << (grid.scale > 0 ? std::to_string(grid.zero_point) + "_" : "") << std::hexfloat
+       << (grid.scale > 0 ? grid.scale : std::ldexp(1.0, grid.exponent));
+    std::string key = value + "|" + type + "|" + dtype_name(to.dtype) + "|" + gk.str();
     auto done = conversions.find(key);
     if (done != conversions.end()) return done->second;
     std::string out = value + "_" + tag;
     for (int k = 1; p.values.count(out); ++k) out = value + "_" + tag + std::to_string(k);
     IntTensor scale;
     scale.dtype = DType::Float32;
-    scale.floats = {static_cast<float>(std::ldexp(1.0, to.dtype == DType::Float32 ? p.value(value).exponent : to.exponent))};
+    scale.floats = {static_cast<float>(grid.scale > 0 ? grid.scale : std::ldexp(1.0, grid.exponent))};
     scale.exponents = {0};
     IntTensor zp;
-    zp.dtype = to.dtype == DType::Float32 ? p.value(value).dtype : to.dtype;
-    zp.ints = {0};
+    zp.dtype = grid.dtype;
+    zp.ints = {grid.zero_point};
     zp.exponents = {0};
     IntNode n;
     n.name = out;
     n.op_type = type;
     // ESP-DL requires the scale and zero-point initializers but reads the exponents from the value
     // infos: one shared pair per grid keeps the file small.
-    std::string grid = std::to_string(int(scale.floats[0] == 0 ? 0 : std::ilogb(scale.floats[0])));
-    n.inputs = {value, add_scalar("eq_scale_2^" + grid, scale), add_scalar(std::string("eq_zero_point_") + dtype_name(zp.dtype), zp)};
+    std::string scale_name = grid.scale > 0 ? "eq_scale_" + gk.str() : "eq_scale_2^" + std::to_string(grid.exponent);
+    std::string zp_name = std::string("eq_zero_point_") + dtype_name(zp.dtype) + (grid.zero_point ? "_" + std::to_string(grid.zero_point) : "");
+    n.inputs = {value, add_scalar(scale_name, scale), add_scalar(zp_name, zp)};
     n.outputs = {out};
     n.attrs["quant_type"] = quant_type(to.dtype == DType::Float32 ? p.value(value) : to);
+    const ValueInfo& from = p.value(value);
+    if (type == "RequantizeLinear" && (from.scale > 0 || to.scale > 0)) {
+      // Float-scale grids: the q31 multiplier and shift of s_in / s_out (TFLite's requantize).
+      double s_in = from.scale > 0 ? from.scale : std::ldexp(1.0, from.exponent);
+      double s_out = to.scale > 0 ? to.scale : std::ldexp(1.0, to.exponent);
+      int32_t m;
+      int shift;
+      quantize_multiplier(s_in / s_out, m, shift);
+      n.attrs["requant_multiplier"] = std::vector<int64_t>{m};
+      n.attrs["requant_shift"] = std::vector<int64_t>{shift};
+    }
     p.values[out] = to;
     p.nodes.push_back(std::move(n));
     return conversions[key] = out;
@@ -228,7 +258,7 @@ struct Builder {
       for (const auto& rq : plan.requants)
         if (rq.op == op.name && rq.index == int(i)) r = &rq;
       ValueInfo to = info(name, r ? plan.requant_config(*r) : nullptr);
-      if (to.dtype == have.dtype && to.exponent == have.exponent) return name;
+      if (to.dtype == have.dtype && to.exponent == have.exponent && to.scale == have.scale && to.zero_point == have.zero_point) return name;
       return convert(name, to, "RequantizeLinear", "requant_" + op.name);
     }
     if (have.dtype == DType::Float32) {
@@ -238,7 +268,9 @@ struct Builder {
     }
     // Ops that move codes (and Add/Sub/Concat) need the output's grid on every input.
     bool same_grid = !is_compute_op(op.type) && (is_passive_op(op) || is_aligned_op(op.type));
-    if (same_grid && out_grid && out_grid->dtype != DType::Float32 && (have.exponent != out_grid->exponent || have.dtype != out_grid->dtype))
+    if (same_grid && out_grid && out_grid->dtype != DType::Float32 &&
+        (have.exponent != out_grid->exponent || have.dtype != out_grid->dtype || have.scale != out_grid->scale ||
+         have.zero_point != out_grid->zero_point))
       return convert(name, *out_grid, "RequantizeLinear", "requant_" + op.name);
     return name;
   }
@@ -332,17 +364,28 @@ struct Builder {
         IntTensor t;
         t.dtype = in.dtype;
         t.exponents = {in.exponent};
-        double q = round_value(std::ldexp(double(bounds[k]), -in.exponent), target.rounding);
+        if (in.scale > 0) {
+          t.scales = {in.scale};
+          t.zero_points = {in.zero_point};
+        }
+        double q = in.scale > 0 ? round_value(double(bounds[k]) / in.scale, target.rounding) + double(in.zero_point)
+                                : round_value(std::ldexp(double(bounds[k]), -in.exponent), target.rounding);
         t.ints = {saturate(static_cast<int64_t>(std::max(-1e18, std::min(1e18, q))), runtime::dtype_min(in.dtype), runtime::dtype_max(in.dtype))};
         // Named by content: Clips with the same bound on the same grid share one initializer.
-        n.inputs[size_t(k + 1)] = add_scalar(std::string("eq_code_") + dtype_name(t.dtype) + "_2^" + std::to_string(in.exponent) + "_" +
-                                                 std::to_string(t.ints[0]),
-                                             t);
+        std::ostringstream grid;
+        if (in.scale > 0) grid << std::hexfloat << in.scale << "_" << in.zero_point;
+        else grid << "2^" << in.exponent;
+        n.inputs[size_t(k + 1)] = add_scalar(std::string("eq_code_") + dtype_name(t.dtype) + "_" + grid.str() + "_" + std::to_string(t.ints[0]), t);
       }
       n.attrs.erase("min");
       n.attrs.erase("max");
     }
     const LoweredOp* lo = lm.op(op.name);
+    if (lo && lo->output_requant && !lo->output_requant->is_shift()) {
+      // Float-scale targets: the lowered q31 multiplier and shift per channel.
+      n.attrs["requant_multiplier"] = std::vector<int64_t>(lo->output_requant->multiplier.begin(), lo->output_requant->multiplier.end());
+      n.attrs["requant_shift"] = std::vector<int64_t>(lo->output_requant->shift.begin(), lo->output_requant->shift.end());
+    }
     if (lo && lo->lut && lo->lut->step == 1 && out.dtype == DType::Int8) {
       IntTensor t;
       t.dtype = DType::Int8;

@@ -1,6 +1,8 @@
 // IntGraph helpers.
 #include "runtime/int_graph.h"
 
+#include <cmath>
+
 #include "edgequant/error.h"
 
 namespace edgequant::runtime {
@@ -28,6 +30,16 @@ std::string IntNode::attr_string(const std::string& key, const std::string& fall
 std::vector<int64_t> IntNode::attr_ints(const std::string& key, const std::vector<int64_t>& fallback) const {
   const auto* v = get<std::vector<int64_t>>(attrs, key);
   return v ? *v : fallback;
+}
+
+double IntTensor::scale(size_t c) const {
+  if (!scales.empty()) return scales[scales.size() > 1 ? c : 0];
+  int e = exponents.empty() ? 0 : exponents[exponents.size() > 1 ? c : 0];
+  return std::ldexp(1.0, e);
+}
+
+int64_t IntTensor::zero_point(size_t c) const {
+  return zero_points.empty() ? 0 : zero_points[zero_points.size() > 1 ? c : 0];
 }
 
 const IntTensor* IntGraph::initializer(const std::string& n) const {

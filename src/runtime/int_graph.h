@@ -5,9 +5,14 @@
 // (RequantizeLinear nodes close the gaps), single-input activations read a 256-entry table, and
 // spatial ops (Conv, pools, Resize) read and write channels-last activations.
 //
-// Built from a quantized graph by export/integer_graph.h, written to and read from `.espdl` by
-// export/espdl.h, executed by runtime/interpreter.h. Weights keep their ONNX logical order
+// Built from a quantized graph by deploy/integer_program.h, written to and read from `.espdl` by
+// deploy/espdl.h, executed by runtime/interpreter.h. Weights keep their ONNX logical order
 // (Conv OIHW, Gemm [C, N] with transB = 0); the `.espdl` codec applies the chip's blocked layouts.
+//
+// Float-scale targets (ONNX Runtime, TFLite) use the same program with TFLite's arithmetic: a
+// grid is real = (q - zero_point) * scale, Conv/Gemm/RequantizeLinear carry `requant_multiplier`
+// and `requant_shift` (a q31 multiplier and shift per channel), and operands are offset by their
+// zero points. Such programs run in the runtime; they are not written as `.espdl`.
 #pragma once
 #include <map>
 #include <optional>
@@ -29,10 +34,15 @@ struct IntTensor {
   std::vector<float> floats;   // Float32
   std::string layout;          // weights: the stored layout's name once decoded (informative)
   int bits = 0;                // code width when narrower than the dtype (4-bit weights in int8), else 0
+  std::vector<double> scales;        // float-scale grids (one, or per channel); empty: 2^exponent
+  std::vector<int64_t> zero_points;  // float-scale grids; empty: 0
 
   bool is_float() const { return dtype == DType::Float32; }
   int64_t numel() const { return shape_numel(shape); }
   int exponent() const { return exponents.empty() ? 0 : exponents[0]; }
+  double scale(size_t channel = 0) const;     // real = (q - zero_point(c)) * scale(c)
+  int64_t zero_point(size_t channel = 0) const;
+  bool is_pow2() const { return scales.empty(); }
 };
 
 // What the program declares about a non-constant value: dtype, exponent, shape (graph inputs
@@ -41,6 +51,8 @@ struct IntTensor {
 struct ValueInfo {
   DType dtype = DType::Int8;
   int exponent = 0;
+  double scale = 0;        // float-scale grid (0: the grid is 2^exponent)
+  int64_t zero_point = 0;
   Shape shape;
   std::vector<int64_t> perm;
 };

@@ -38,9 +38,14 @@ IntTensor quantize_for_input(const IntGraph& g, const std::string& name, const s
     t.floats = values;
     return t;
   }
+  if (vi.scale > 0) {
+    t.scales = {vi.scale};
+    t.zero_points = {vi.zero_point};
+  }
   t.ints.resize(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
-    double q = round_value(std::ldexp(double(values[i]), -vi.exponent), g.rounding);
+    double q = vi.scale > 0 ? round_value(double(values[i]) / vi.scale, g.rounding) + double(vi.zero_point)
+                            : round_value(std::ldexp(double(values[i]), -vi.exponent), g.rounding);
     t.ints[i] = saturate(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), dtype_min(t.dtype), dtype_max(t.dtype));
   }
   return t;
@@ -49,7 +54,8 @@ IntTensor quantize_for_input(const IntGraph& g, const std::string& name, const s
 std::vector<float> dequantize(const IntTensor& t) {
   if (t.is_float()) return t.floats;
   std::vector<float> v(t.ints.size());
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(std::ldexp(double(t.ints[i]), t.exponent()));
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<float>(t.is_pow2() ? std::ldexp(double(t.ints[i]), t.exponent()) : double(t.ints[i] - t.zero_point()) * t.scale());
   return v;
 }
 
@@ -71,7 +77,7 @@ TensorMap execute(const IntGraph& g, const TensorMap& inputs, bool keep_all, F a
     const ValueInfo& vi = g.value(name);
     IntTensor t = it->second;
     if (t.is_float() && vi.dtype != DType::Float32) t = quantize_for_input(g, name, t.floats, t.shape);
-    if (!t.is_float() && (t.dtype != vi.dtype || t.exponent() != vi.exponent))
+    if (!t.is_float() && (t.dtype != vi.dtype || t.exponent() != vi.exponent || (vi.scale > 0 && t.scale() != vi.scale)))
       fail(ErrorCode::InvalidInput, "input '" + name + "': " + dtype_name(t.dtype) + " 2^" + std::to_string(t.exponent()) +
                                         " given, the model takes " + dtype_name(vi.dtype) + " 2^" + std::to_string(vi.exponent));
     if (!vi.shape.empty() && t.shape != vi.shape)
@@ -89,6 +95,10 @@ TensorMap execute(const IntGraph& g, const TensorMap& inputs, bool keep_all, F a
       const ValueInfo& vi = g.value(n.outputs[i]);
       outs[i].dtype = vi.dtype;
       outs[i].exponents = {vi.exponent};
+      if (vi.scale > 0) {
+        outs[i].scales = {vi.scale};
+        outs[i].zero_points = {vi.zero_point};
+      }
     }
     KernelArgs args{g, n, {}, outs};
     for (const std::string& in : n.inputs) {
@@ -147,7 +157,7 @@ SelfTestResult self_test(const IntGraph& g) {
         int64_t bad = 0;
         double worst = 0;
         for (int64_t i = 0; i < got.numel(); ++i) {
-          double d = std::fabs(real_value(got, i) - real_value(want, i)) / std::ldexp(1.0, got.is_float() ? 0 : got.exponent());
+          double d = std::fabs(real_value(got, i) - real_value(want, i)) / (got.is_float() ? 1.0 : got.scale());
           worst = std::max(worst, d);
           if (d > tol) ++bad;
         }

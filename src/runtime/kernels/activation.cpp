@@ -57,7 +57,7 @@ EQ_RUNTIME_KERNEL(unary_kernel) {
     return;
   }
   if (args.node.op_type == "LUT") args.fail_node("a LUT node needs a `lut` attribute");
-  if (y.is_float() || x.is_float()) {
+  if (y.is_float() || x.is_float() || !x.is_pow2() || !y.is_pow2()) {
     if (y.is_float()) y.floats.resize(size_t(x.numel()));
     else y.ints.resize(size_t(x.numel()));
     for (int64_t i = 0; i < x.numel(); ++i) store_real(y, i, apply(args, real_value(x, i)), args.rounding());
@@ -82,9 +82,10 @@ EQ_RUNTIME_KERNEL(relu_kernel) {
   IntTensor& y = args.out();
   if (!args.node.attr_string("lut", "").empty()) return unary_kernel(args);
   y.shape = x.shape;
-  if (!x.is_float() && !y.is_float() && x.exponent() == y.exponent()) {
+  if (!x.is_float() && same_grid(x, y)) {
+    int64_t z = x.zero_point();
     y.ints.resize(x.ints.size());
-    for (size_t i = 0; i < x.ints.size(); ++i) y.ints[i] = saturate_to(x.ints[i] > 0 ? x.ints[i] : 0, y.dtype);
+    for (size_t i = 0; i < x.ints.size(); ++i) y.ints[i] = saturate_to(x.ints[i] > z ? x.ints[i] : z, y.dtype);
     return;
   }
   unary_kernel(args);
@@ -100,13 +101,14 @@ EQ_RUNTIME_KERNEL(clip_kernel) {
   const IntTensor* hi = args.inputs.size() > 2 ? args.inputs[2] : nullptr;
   if (x.is_float()) args.fail_node("Clip needs an integer input");
   int64_t qlo = lo ? lo->ints.at(0) : dtype_min(x.dtype), qhi = hi ? hi->ints.at(0) : dtype_max(x.dtype);
-  if ((lo && lo->exponent() != x.exponent()) || (hi && hi->exponent() != x.exponent()))
-    args.fail_node("Clip bounds must share the input's exponent");
+  if ((lo && !same_grid(*lo, x)) || (hi && !same_grid(*hi, x))) args.fail_node("Clip bounds must be codes on the input's grid");
   y.ints.resize(x.ints.size());
   if (y.is_float()) args.fail_node("Clip output must be integer");
   for (size_t i = 0; i < x.ints.size(); ++i) {
     int64_t c = saturate(x.ints[i], qlo, qhi);
-    y.ints[i] = saturate_to(shift_round(c, y.exponent() - x.exponent(), args.rounding()), y.dtype);
+    if (x.is_pow2() && y.is_pow2()) y.ints[i] = saturate_to(shift_round(c, y.exponent() - x.exponent(), args.rounding()), y.dtype);
+    else if (same_grid(x, y)) y.ints[i] = c;
+    else store_real(y, int64_t(i), double(c - x.zero_point()) * x.scale(), args.rounding());
   }
 }
 

@@ -72,7 +72,8 @@ int64_t shift_round(int64_t v, int shift, RoundingMode mode) {
 
 double real_value(const IntTensor& t, int64_t i) {
   if (t.is_float()) return t.floats[static_cast<size_t>(i)];
-  return std::ldexp(static_cast<double>(t.ints[static_cast<size_t>(i)]), t.exponent());
+  if (t.is_pow2()) return std::ldexp(static_cast<double>(t.ints[static_cast<size_t>(i)]), t.exponent());
+  return static_cast<double>(t.ints[static_cast<size_t>(i)] - t.zero_point()) * t.scale();
 }
 
 void store_real(IntTensor& t, int64_t i, double x, RoundingMode mode) {
@@ -80,9 +81,17 @@ void store_real(IntTensor& t, int64_t i, double x, RoundingMode mode) {
     t.floats[static_cast<size_t>(i)] = static_cast<float>(x);
     return;
   }
-  double q = round_value(std::ldexp(x, -t.exponent()), mode);
+  double q = t.is_pow2() ? round_value(std::ldexp(x, -t.exponent()), mode)
+                         : round_value(x / t.scale(), mode) + static_cast<double>(t.zero_point());
   double lo = static_cast<double>(dtype_min(t.dtype)), hi = static_cast<double>(dtype_max(t.dtype));
   t.ints[static_cast<size_t>(i)] = static_cast<int64_t>(q < lo ? lo : (q > hi ? hi : q));
+}
+
+bool same_grid(const IntTensor& a, const IntTensor& b) {
+  if (a.dtype != b.dtype) return false;
+  if (a.is_float()) return true;
+  if (a.is_pow2() != b.is_pow2()) return false;
+  return a.is_pow2() ? a.exponent() == b.exponent() : a.scale() == b.scale() && a.zero_point() == b.zero_point();
 }
 
 std::vector<int64_t> strides_of(const Shape& s) {

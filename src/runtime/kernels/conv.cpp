@@ -2,6 +2,7 @@
 // int64 accumulation of code products plus the bias code, then shift_and_round to the output
 // exponent per output channel (s = e_out - e_in - e_w[c]) and saturation; a fused Relu clamps
 // negatives (`activation` attribute).
+#include "ir/lowered.h"
 #include "runtime/kernels/kernels.h"
 
 namespace edgequant::runtime {
@@ -11,9 +12,36 @@ int weight_exponent(const IntTensor& w, int64_t channel) {
   return w.exponents.size() > 1 ? w.exponents[static_cast<size_t>(channel)] : w.exponent();
 }
 
-int64_t finish(const KernelArgs& args, int64_t acc, int shift, bool relu) {
-  int64_t y = saturate_to(shift_round(acc, shift, args.rounding()), args.out().dtype);
-  return relu && y < 0 ? 0 : y;
+// Accumulator -> output code: shift_and_round by e_out - e_in - e_w[c] on power-of-two grids, or
+// the q31 multiplier and shift of channel c (`requant_multiplier`/`requant_shift`) plus the
+// output zero point on float-scale grids; a fused Relu clamps at the zero point.
+struct Requant {
+  std::vector<int64_t> multiplier, shift;
+  int64_t zero = 0;
+  bool relu = false;
+};
+
+Requant requant_of(const KernelArgs& args, bool relu) {
+  Requant r;
+  r.multiplier = args.node.attr_ints("requant_multiplier");
+  r.shift = args.node.attr_ints("requant_shift");
+  r.zero = args.out().zero_point();
+  r.relu = relu;
+  if (r.multiplier.size() != r.shift.size()) args.fail_node("requant_multiplier and requant_shift differ in length");
+  return r;
+}
+
+int64_t finish(const KernelArgs& args, const Requant& r, int64_t acc, int shift, size_t channel) {
+  const IntTensor& y = args.out();
+  int64_t q;
+  if (r.multiplier.empty()) {
+    q = saturate_to(shift_round(acc, shift, args.rounding()), y.dtype);
+  } else {
+    size_t c = r.multiplier.size() > 1 ? channel : 0;
+    Requantization rq{{int(r.shift[c])}, {int32_t(r.multiplier[c])}, args.rounding()};
+    q = requantize(acc, rq, 0, dtype_min(y.dtype) - r.zero, dtype_max(y.dtype) - r.zero) + r.zero;
+  }
+  return r.relu && q < r.zero ? r.zero : q;
 }
 
 bool fused_relu(const KernelArgs& args) {
@@ -42,7 +70,7 @@ EQ_RUNTIME_KERNEL(conv_kernel) {
   if (pads.size() != 4 || strides.size() != 2 || dil.size() != 2) args.fail_node("pads/strides/dilations of a 2-D Conv");
   int64_t oh = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) / strides[0] + 1;
   int64_t ow = (wd + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) / strides[1] + 1;
-  bool relu = fused_relu(args);
+  Requant rq = requant_of(args, fused_relu(args));
   IntTensor& y = args.out();
   y.shape = {n, oh, ow, oc};
   y.ints.assign(static_cast<size_t>(y.numel()), 0);
@@ -52,6 +80,9 @@ EQ_RUNTIME_KERNEL(conv_kernel) {
   for (int64_t o = 0; o < oc; ++o) shift[size_t(o)] = e_out - e_in - weight_exponent(w, o);
   const int64_t* X = x.ints.data();
   const int64_t* W = w.ints.data();
+  int64_t zx = x.zero_point();
+  std::vector<int64_t> zw(static_cast<size_t>(oc), 0);
+  for (int64_t o = 0; o < oc; ++o) zw[size_t(o)] = w.zero_point(size_t(o));
   for (int64_t bn = 0; bn < n; ++bn)
     for (int64_t yh = 0; yh < oh; ++yh)
       for (int64_t yw = 0; yw < ow; ++yw)
@@ -66,10 +97,10 @@ EQ_RUNTIME_KERNEL(conv_kernel) {
               if (iw < 0 || iw >= wd) continue;
               const int64_t* xp = X + ((bn * h + ih) * wd + iw) * c + g * cg;
               const int64_t* wp = W + (o * cg * kh + ky) * kw + kx;  // W[o][ci][ky][kx], ci stride kh*kw
-              for (int64_t ci = 0; ci < cg; ++ci) acc += xp[ci] * wp[ci * kh * kw];
+              for (int64_t ci = 0; ci < cg; ++ci) acc += (xp[ci] - zx) * (wp[ci * kh * kw] - zw[size_t(o)]);
             }
           }
-          y.ints[size_t(((bn * oh + yh) * ow + yw) * oc + o)] = finish(args, acc, shift[size_t(o)], relu);
+          y.ints[size_t(((bn * oh + yh) * ow + yw) * oc + o)] = finish(args, rq, acc, shift[size_t(o)], size_t(o));
         }
 }
 
@@ -84,7 +115,7 @@ EQ_RUNTIME_KERNEL(gemm_kernel) {
   int64_t c = w.shape[w.shape.size() - 2], oc = w.shape.back();
   if (x.shape.empty() || x.shape.back() != c) args.fail_node("input " + shape_str(x.shape) + " does not match weight " + shape_str(w.shape));
   int64_t m = x.numel() / c;
-  bool relu = fused_relu(args);
+  Requant rq = requant_of(args, fused_relu(args));
   IntTensor& y = args.out();
   y.shape = x.shape;
   y.shape.back() = oc;
@@ -93,8 +124,9 @@ EQ_RUNTIME_KERNEL(gemm_kernel) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t o = 0; o < oc; ++o) {
       int64_t acc = b ? b->ints[size_t(o)] : 0;
-      for (int64_t k = 0; k < c; ++k) acc += x.ints[size_t(i * c + k)] * w.ints[size_t(k * oc + o)];
-      y.ints[size_t(i * oc + o)] = finish(args, acc, e_out - e_in - weight_exponent(w, o), relu);
+      int64_t zx = x.zero_point(), zw = w.zero_point(size_t(o));
+      for (int64_t k = 0; k < c; ++k) acc += (x.ints[size_t(i * c + k)] - zx) * (w.ints[size_t(k * oc + o)] - zw);
+      y.ints[size_t(i * oc + o)] = finish(args, rq, acc, e_out - e_in - weight_exponent(w, o), size_t(o));
     }
 }
 

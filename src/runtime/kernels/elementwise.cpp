@@ -40,11 +40,13 @@ void add_sub(const KernelArgs& args, int sign) {
     });
     return;
   }
-  if (a.exponent() != y.exponent() || b.exponent() != y.exponent())
-    args.fail_node("operand exponents " + std::to_string(a.exponent()) + ", " + std::to_string(b.exponent()) +
-                   " differ from the output's " + std::to_string(y.exponent()) + " (a RequantizeLinear is missing)");
+  if (!same_grid(a, y) || !same_grid(b, y))
+    args.fail_node("operand grids (exponents " + std::to_string(a.exponent()) + ", " + std::to_string(b.exponent()) +
+                   ") differ from the output's (" + std::to_string(y.exponent()) + "): a RequantizeLinear is missing");
+  // (a - z) +- (b - z) + z: zero points cancel to one (0 on power-of-two grids).
+  int64_t z = y.zero_point();
   broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
-    y.ints[size_t(i)] = saturate_to(a.ints[size_t(ia)] + sign * b.ints[size_t(ib)], y.dtype);
+    y.ints[size_t(i)] = saturate_to(a.ints[size_t(ia)] + sign * b.ints[size_t(ib)] + (sign > 0 ? -z : z), y.dtype);
   });
 }
 }  // namespace
@@ -57,6 +59,12 @@ EQ_RUNTIME_KERNEL(mul_kernel) {
   const IntTensor& b = args.in(1);
   IntTensor& y = args.out();
   if (a.is_float() || b.is_float() || y.is_float()) {
+    broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+      store_real(y, i, real_value(a, ia) * real_value(b, ib), args.rounding());
+    });
+    return;
+  }
+  if (!a.is_pow2() || !b.is_pow2() || !y.is_pow2()) {
     broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
       store_real(y, i, real_value(a, ia) * real_value(b, ib), args.rounding());
     });

@@ -35,6 +35,8 @@ inline int64_t saturate_to(int64_t v, DType d) { return saturate(v, dtype_min(d)
 double real_value(const IntTensor& t, int64_t i);
 // Stores a real value into element i: rounds and saturates integer outputs.
 void store_real(IntTensor& t, int64_t i, double x, RoundingMode mode);
+// Same dtype and grid (exponent, or scale and zero point): codes may move without rescaling.
+bool same_grid(const IntTensor& a, const IntTensor& b);
 // Row-major strides of a shape.
 std::vector<int64_t> strides_of(const Shape& s);
 // NumPy broadcast of two shapes; throws through `args` when incompatible.

@@ -11,7 +11,7 @@ namespace edgequant::runtime {
 namespace {
 void check_same_grid(const KernelArgs& args, const IntTensor& x) {
   const IntTensor& y = args.out();
-  if (x.dtype != y.dtype || (!x.is_float() && x.exponent() != y.exponent()))
+  if (!same_grid(x, y))
     args.fail_node(std::string("data movement from ") + dtype_name(x.dtype) + " 2^" + std::to_string(x.exponent()) +
                    " to " + dtype_name(y.dtype) + " 2^" + std::to_string(y.exponent()) + " (a RequantizeLinear is missing)");
 }

@@ -44,14 +44,22 @@ void pool(const KernelArgs& args, const Window& win, F reduce) {
         }
 }
 
-int64_t average(const KernelArgs& args, int64_t sum, int64_t area) {
-  double v = std::ldexp(static_cast<double>(sum), args.in(0).exponent() - args.out().exponent()) / static_cast<double>(area);
-  return saturate_to(static_cast<int64_t>(round_value(v, args.rounding())), args.out().dtype);
+// `count` codes summed to `sum`, divided by the full window `area`.
+int64_t average(const KernelArgs& args, int64_t sum, int64_t count, int64_t area) {
+  const IntTensor& x = args.in(0);
+  const IntTensor& y = args.out();
+  if (x.is_pow2() && y.is_pow2()) {
+    double v = std::ldexp(static_cast<double>(sum), x.exponent() - y.exponent()) / static_cast<double>(area);
+    return saturate_to(static_cast<int64_t>(round_value(v, args.rounding())), y.dtype);
+  }
+  double real = static_cast<double>(sum - count * x.zero_point()) * x.scale() / static_cast<double>(area);
+  double q = round_value(real / y.scale(), args.rounding()) + static_cast<double>(y.zero_point());
+  return saturate_to(static_cast<int64_t>(q), y.dtype);
 }
 }  // namespace
 
 EQ_RUNTIME_KERNEL(max_pool_kernel) {
-  if (args.in(0).exponent() != args.out().exponent()) args.fail_node("MaxPool output exponent differs from its input's");
+  if (!same_grid(args.in(0), args.out())) args.fail_node("MaxPool output grid differs from its input's");
   pool(args, window_of(args), [](const std::vector<int64_t>& v) {
     int64_t m = INT64_MIN;
     for (int64_t x : v) m = std::max(m, x);
@@ -64,7 +72,7 @@ EQ_RUNTIME_KERNEL(average_pool_kernel) {
   pool(args, win, [&](const std::vector<int64_t>& v) {
     int64_t s = 0;
     for (int64_t x : v) s += x;
-    return average(args, s, win.kh * win.kw);
+    return average(args, s, int64_t(v.size()), win.kh * win.kw);
   });
 }
 
@@ -79,7 +87,7 @@ EQ_RUNTIME_KERNEL(global_average_pool_kernel) {
     for (int64_t ch = 0; ch < c; ++ch) {
       int64_t s = 0;
       for (int64_t i = 0; i < h * w; ++i) s += x.ints[size_t((b * h * w + i) * c + ch)];
-      y.ints[size_t(b * c + ch)] = average(args, s, h * w);
+      y.ints[size_t(b * c + ch)] = average(args, s, h * w, h * w);
     }
 }
 

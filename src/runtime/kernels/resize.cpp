@@ -65,9 +65,12 @@ EQ_RUNTIME_KERNEL(resize_kernel) {
         int64_t iy = std::min<int64_t>(static_cast<int64_t>(float(i) * sh_inv), h - 1);
         for (int64_t j = 0; j < ow; ++j) {
           int64_t ix = std::min<int64_t>(static_cast<int64_t>(float(j) * sw_inv), w - 1);
-          for (int64_t ch = 0; ch < c; ++ch)
-            y.ints[size_t(((b * oh + i) * ow + j) * c + ch)] =
-                saturate_to(shift_round(x.ints[size_t(((b * h + iy) * w + ix) * c + ch)], shift, args.rounding()), y.dtype);
+          for (int64_t ch = 0; ch < c; ++ch) {
+            int64_t src = ((b * h + iy) * w + ix) * c + ch, dst = ((b * oh + i) * ow + j) * c + ch;
+            if (same_grid(x, y)) y.ints[size_t(dst)] = x.ints[size_t(src)];
+            else if (x.is_pow2() && y.is_pow2()) y.ints[size_t(dst)] = saturate_to(shift_round(x.ints[size_t(src)], shift, args.rounding()), y.dtype);
+            else store_real(y, dst, real_value(x, src), args.rounding());
+          }
         }
       }
     return;
@@ -76,19 +79,25 @@ EQ_RUNTIME_KERNEL(resize_kernel) {
   bool align = ctm == "align_corners";
   if (!align && ctm != "half_pixel" && ctm != "pytorch_half_pixel")
     args.fail_node("linear Resize runs as half_pixel or align_corners on ESP-DL; got " + ctm);
-  float in_scale = std::ldexp(1.f, x.exponent()), out_inv = std::ldexp(1.f, -y.exponent());
+  bool pow2 = x.is_pow2() && y.is_pow2();
+  float in_scale = pow2 ? std::ldexp(1.f, x.exponent()) : float(x.scale()), out_inv = std::ldexp(1.f, -y.exponent());
+  float in_zero = float(x.zero_point());
   for (int64_t b = 0; b < n; ++b)
     for (int64_t i = 0; i < oh; ++i) {
       Coeff cy = linear_coeff(int(i), int(h), sh_inv, align);
       for (int64_t j = 0; j < ow; ++j) {
         Coeff cx = linear_coeff(int(j), int(w), sw_inv, align);
         for (int64_t ch = 0; ch < c; ++ch) {
-          auto at = [&](int64_t yy, int64_t xx) { return float(x.ints[size_t(((b * h + yy) * w + xx) * c + ch)]) * in_scale; };
+          auto at = [&](int64_t yy, int64_t xx) { return (float(x.ints[size_t(((b * h + yy) * w + xx) * c + ch)]) - in_zero) * in_scale; };
           float row0 = at(cy.index, cx.index) * cx.r0 + at(cy.index, cx.index + 1) * cx.r1;
           float row1 = at(cy.index + 1, cx.index) * cx.r0 + at(cy.index + 1, cx.index + 1) * cx.r1;
+          int64_t dst = ((b * oh + i) * ow + j) * c + ch;
+          if (!pow2) {
+            store_real(y, dst, double(row0 * cy.r0 + row1 * cy.r1), args.rounding());
+            continue;
+          }
           float v = (row0 * cy.r0 + row1 * cy.r1) * out_inv;
-          y.ints[size_t(((b * oh + i) * ow + j) * c + ch)] =
-              saturate_to(static_cast<int64_t>(round_value(v, args.rounding())), y.dtype);
+          y.ints[size_t(dst)] = saturate_to(static_cast<int64_t>(round_value(v, args.rounding())), y.dtype);
         }
       }
     }
