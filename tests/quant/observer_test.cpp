@@ -136,6 +136,21 @@ TEST(KLObserver, MatchesNumpyReferenceOnALongTail) {
   EXPECT_NEAR(clip(relu.data, CalibAlgorithm::KL), relu.kl, 1e-9 * relu.kl);
 }
 
+TEST(KLObserver, NeverCollapsesOnSparseDataFarFromZero) {
+  // Issue 12: a GlobalAveragePool output (320 values in [1.5, 17.1]) received +-0.89 from KL. The
+  // smallest value sits in the last bin of the 256-bin candidate, so that candidate's clipped P
+  // (319 outliers piled on that bin) and its Q are the same spike: KL = 0. Without the 1% clip
+  // bound the numpy reference gives 1.07; with it, the full range.
+  Reference sparse = reference("sparse_far_from_zero");
+  double t = clip(sparse.data, CalibAlgorithm::KL);
+  EXPECT_NEAR(t, sparse.kl, 1e-9 * sparse.kl);
+  EXPECT_GT(t, 17.0);
+  // Observed in 32 batches of 10 (the range grows by re-binning), it still keeps the range.
+  HistogramObserver obs;
+  for (int64_t b = 0; b < 32; ++b) obs.observe(sparse.data.slice(0, b * 10, std::min<int64_t>((b + 1) * 10, sparse.data.numel())));
+  EXPECT_GT(obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::KL).max, 15.0);
+}
+
 TEST(MSEObserver, MatchesNumpyReferenceInsideTheRange) {
   // Heavy-tailed data: the clip of least expected squared error lies well inside the range.
   Reference outl = reference("gauss_outliers"), lap = reference("laplace");
