@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <vector>
+
+#include "edgequant/metrics.h"
 #include <utility>
 #include <vector>
 
@@ -49,8 +52,17 @@ struct EvaluateOptions {
   int64_t batch_size = 100, limit = 0;
 };
 
-// {float, quantized} accuracy of the simulated integer model.
+// {float, quantized} accuracy of the simulated integer model (labelled data).
 std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& options);
+
+// Accuracy when the data has labels, and for any data the output metrics of the quantized model
+// against the float model (SQNR, cosine, max |diff|, top-1 agreement).
+struct EvaluateReport {
+  bool labelled = false;
+  Accuracy float_accuracy, quantized_accuracy;
+  std::vector<OutputMetrics> outputs;
+};
+EvaluateReport evaluate_report(const EvaluateOptions& options);
 
 // `edgequant check`: what the target cannot run or the deployable format cannot express, from
 // the graph and the assigned plan (model, target, setting_file and format of the options).

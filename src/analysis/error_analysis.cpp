@@ -187,8 +187,13 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
         }
       };
       std::vector<at::Tensor> yq = ex.run(b, &compare);
+      if (report.outputs.empty())
+        for (const Value* o : g.outputs) report.outputs.emplace_back(o->name);
       for (size_t i = 0; i < yf.size(); ++i)
-        if (at::isFloatingType(yf[i].scalar_type())) accumulate_noise_ratio(yf[i], yq[i], out_acc, out_cnt);
+        if (at::isFloatingType(yf[i].scalar_type())) {
+          accumulate_noise_ratio(yf[i], yq[i], out_acc, out_cnt);
+          report.outputs[i].add(yf[i], yq[i]);
+        }
       report.graphwise_seconds += std::chrono::duration<double>(Clock::now() - start).count();
     }
     progress.step();
@@ -229,6 +234,8 @@ nlohmann::json AnalysisReport::to_json() const {
   j["samples_used"] = samples_description;
   j["error_measure"] = "noise:signal power ratio, mean over samples of sum((q-f)^2)/sum(f^2); lower is better";
   j["output_noise_ratio"] = output_noise_ratio;
+  j["outputs"] = nlohmann::json::array();
+  for (const auto& o : outputs) j["outputs"].push_back(o.to_json());
   j["seconds"] = {{"graphwise", graphwise_seconds}, {"layerwise", layerwise_seconds}};
   for (const auto& u : units) {
     nlohmann::json e = {{"op", u.op}, {"type", u.type}, {"value", u.value}, {"bits", u.bits}};

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "analysis/output_metrics.h"
 #include "api/load.h"
 #include "core/progress.h"
 #include "deploy/check.h"
@@ -71,7 +72,7 @@ QuantizeSummary quantize(const QuantizeOptions& options, std::ostream& log) {
   return s;
 }
 
-std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& o) {
+EvaluateReport evaluate_report(const EvaluateOptions& o) {
   auto g = load_model(o.model);
   // The quantized graph is the directory's model.onnx: training passes (TQT) change its weights.
   std::string qmodel = o.quantized_dir + "/model.onnx";
@@ -87,20 +88,37 @@ std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& o) {
   if (sf.empty() && std::filesystem::exists(o.quantized_dir + "/setting.yaml")) sf = o.quantized_dir + "/setting.yaml";
   Setting s = sf.empty() ? Setting{} : load_setting(sf);
   auto ds = open_dataset(o.data, s.preprocess);
-  return evaluate_accuracy(*g, *qg, plan, *ds, o.batch_size, o.limit);
+  return evaluate_models(*g, *qg, plan, *ds, o.batch_size, o.limit);
+}
+
+std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& o) {
+  EvaluateReport r = evaluate_report(o);
+  if (!r.labelled) fail(ErrorCode::InvalidInput, o.data + ": evaluation of accuracy needs labeled data (ImageFolder, IDX labels or an .npz with 'labels')");
+  return {r.float_accuracy, r.quantized_accuracy};
 }
 
 std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& g, const Graph& qg, const QuantPlan& plan,
                                                 const Dataset& data, int64_t batch_size, int64_t limit) {
   if (!data.has_labels()) fail(ErrorCode::InvalidInput, "evaluation needs labeled data (ImageFolder, IDX labels or an .npz with 'labels')");
+  EvaluateReport r = evaluate_models(g, qg, plan, data, batch_size, limit);
+  return {r.float_accuracy, r.quantized_accuracy};
+}
+
+EvaluateReport evaluate_models(const Graph& g, const Graph& qg, const QuantPlan& plan, const Dataset& data,
+                               int64_t batch_size, int64_t limit) {
   exec::Executor ex(g);
   exec::Executor qex(qg);
   LoweredModel lowered = quant::lower(qg, plan, load_target(plan.target_name), qex);
   quant::QuantSimulator sim(qg, plan, qex, &lowered);
   int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
-  quant::BatchStream stream(data, batch_size, (n + batch_size - 1) / batch_size);
-  Accuracy f, q;
-  at::Tensor batch;
+  quant::BatchStream stream(data, batch_size, (n + batch_size - 1) / batch_size, 0, -1, &g.inputs);
+  EvaluateReport r;
+  r.labelled = data.has_labels();
+  Accuracy& f = r.float_accuracy;
+  Accuracy& q = r.quantized_accuracy;
+  std::vector<analysis::OutputMetricsAccumulator> metrics;
+  for (const Value* o : g.outputs) metrics.emplace_back(o->name);
+  std::vector<at::Tensor> batch;
   int64_t offset = 0;
   Progress progress("evaluating", stream.batches());
   at::NoGradGuard no_grad;
@@ -114,19 +132,26 @@ std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& g, const Graph& qg,
     acc.samples += flat.size(0);
   };
   while (stream.next(batch)) {
-    std::vector<int64_t> l(static_cast<size_t>(batch.size(0)));
-    for (int64_t i = 0; i < batch.size(0); ++i) l[i] = data.label(offset + i);
-    offset += batch.size(0);
-    at::Tensor labels = at::tensor(l, at::kLong);
-    score(ex.run({batch})[0], f, labels);
-    score(sim.run({batch})[0], q, labels);
+    int64_t bn = batch[0].size(0);
+    std::vector<at::Tensor> yf = ex.run(batch), yq = sim.run(batch);
+    for (size_t i = 0; i < yf.size() && i < metrics.size(); ++i)
+      if (at::isFloatingType(yf[i].scalar_type())) metrics[i].add(yf[i], yq[i]);
+    if (r.labelled) {
+      std::vector<int64_t> l(static_cast<size_t>(bn));
+      for (int64_t i = 0; i < bn; ++i) l[size_t(i)] = data.label(offset + i);
+      at::Tensor labels = at::tensor(l, at::kLong);
+      score(yf[0], f, labels);
+      score(yq[0], q, labels);
+    }
+    offset += bn;
     progress.step();
   }
   for (Accuracy* a : {&f, &q}) {
     a->top1 = 100.0 * a->top1 / std::max<int64_t>(1, a->samples);
     a->top5 = 100.0 * a->top5 / std::max<int64_t>(1, a->samples);
   }
-  return {f, q};
+  for (const auto& m : metrics) r.outputs.push_back(m.result());
+  return r;
 }
 
 }  // namespace edgequant

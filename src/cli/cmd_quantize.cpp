@@ -44,23 +44,31 @@ void add_quantize_commands(CLI::App& app, Action& action) {
   });
 
   static EvaluateOptions e;
-  auto* ec = app.add_subcommand("evaluate", "Float vs quantized top-1/top-5 on labeled data");
+  auto* ec = app.add_subcommand("evaluate", "Float vs quantized: top-1/top-5 on labeled data; SQNR, cosine, max |diff| and "
+                                            "top-1 agreement per output on any data");
   ec->add_option("model", e.model, "float ONNX model")->required();
   ec->add_option("--quantized,-q", e.quantized_dir, "directory written by 'edgequant quantize'")->required();
-  ec->add_option("--data,-d", e.data, "labeled data: IDX images (labels beside), ImageFolder, .npz with 'labels'")->required();
+  ec->add_option("--data,-d", e.data, "data: IDX images (labels beside), ImageFolder, .npz with 'labels' (unlabeled: metrics only)")->required();
   ec->add_option("--setting,-s", e.setting_file, "setting for preprocessing (default: the one saved in the directory)");
   ec->add_option("--batch-size", e.batch_size, "batch size (default 100)");
   ec->add_option("--limit", e.limit, "evaluate only the first N samples");
   ec->callback([&action] {
     action = [] {
-      auto [f, qa] = evaluate(e);
-      std::cout << std::fixed << std::setprecision(2) << "samples: " << f.samples << "\n"
-                << "              top-1    top-5\n"
-                << "float       " << std::setw(7) << f.top1 << "  " << std::setw(7) << f.top5 << "\n"
-                << "quantized   " << std::setw(7) << qa.top1 << "  " << std::setw(7) << qa.top5 << "\n"
-                << "delta       " << std::setw(7) << qa.top1 - f.top1 << "  " << std::setw(7) << qa.top5 - f.top5 << "\n";
+      EvaluateReport r = evaluate_report(e);
+      if (r.labelled) {
+        const Accuracy &f = r.float_accuracy, &qa = r.quantized_accuracy;
+        std::cout << std::fixed << std::setprecision(2) << "samples: " << f.samples << "\n"
+                  << "              top-1    top-5\n"
+                  << "float       " << std::setw(7) << f.top1 << "  " << std::setw(7) << f.top5 << "\n"
+                  << "quantized   " << std::setw(7) << qa.top1 << "  " << std::setw(7) << qa.top5 << "\n"
+                  << "delta       " << std::setw(7) << qa.top1 - f.top1 << "  " << std::setw(7) << qa.top5 - f.top5 << "\n";
+      } else {
+        std::cout << "no labels: output metrics only\n";
+      }
+      for (const auto& m : r.outputs) std::cout << m.line() << "\n";
     };
   });
+
 }
 
 }  // namespace edgequant::cli

@@ -97,6 +97,23 @@ TEST(DeployCli, QuantizeWritesTheEspdlAndRunReproducesIt) {
   EXPECT_NE(info.output.find("greedy arena"), std::string::npos) << info.output;
 }
 
+TEST(EvaluateCli, UnlabelledDataGivesOutputMetrics) {
+  std::string out = tmp("dh_metrics");
+  fs::remove_all(out);
+  std::string model = fixture("models/detection_head_op13.onnx"), data = fixture("models/detection_head_input.npy");
+  auto q = run_command(cli() + " quantize " + model + " -t esp32s3 -c " + data + " --calib-steps 1 --batch-size 2 -o " + out);
+  ASSERT_EQ(q.status, 0) << q.output;
+  EXPECT_NE(q.output.find("output 'output': SQNR"), std::string::npos) << q.output;
+  std::ifstream aj(out + "/analysis.json");
+  std::string json((std::istreambuf_iterator<char>(aj)), {});
+  EXPECT_NE(json.find("\"sqnr_db\""), std::string::npos);
+  EXPECT_NE(json.find("\"cosine\""), std::string::npos);
+  auto e = run_command(cli() + " evaluate " + model + " -q " + out + " -d " + data);
+  EXPECT_EQ(e.status, 0) << e.output;
+  EXPECT_NE(e.output.find("no labels"), std::string::npos) << e.output;
+  EXPECT_NE(e.output.find("cosine 0.99"), std::string::npos) << e.output;
+}
+
 TEST(DeployCli, CorruptedEspdlIsOneLineAndExit2) {
   std::string out = tmp("resnet_c");
   fs::remove_all(out);

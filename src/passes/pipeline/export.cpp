@@ -43,8 +43,9 @@ std::string summary_of(QuantContext& ctx) {
   for (const auto& n : ctx.plan.notes) s << "note: " << n << "\n";
   if (ctx.report) {
     s << "error analysis on " << ctx.report->samples << " validation samples (" << ctx.validation.description << ")\n"
-      << "output noise:signal (everything quantized): " << std::setprecision(5) << ctx.report->output_noise_ratio
-      << "\n\n"
+      << "output noise:signal (everything quantized): " << std::setprecision(5) << ctx.report->output_noise_ratio << "\n";
+    for (const auto& o : ctx.report->outputs) s << o.result().line() << "\n";
+    s << "\n"
       << ctx.report->table() << "\n";
   }
   s << std::fixed << std::setprecision(2) << "time:";
