@@ -333,4 +333,31 @@ TEST(EspdlReader, RejectsCorruptedFiles) {
   EXPECT_GT(rejected, 0);
 }
 
+TEST(EspdlReader, FlippedFilesThatDecodeNeverCrashTheRuntime) {
+  // A flip the verifier cannot see (a dim, an attribute, a name) reaches the interpreter: it must
+  // end in an edgequant::Error (or a failed self-test), never out-of-bounds reads.
+  Built b = quantize(fixture("models/resnet_style_op13.onnx"), "esp32s3", fixture("models/resnet_style_input.npy"), 2);
+  std::string good = deploy::encode_espdl(b.program);
+  std::mt19937 rng(11);
+  int decoded = 0, ran = 0;
+  for (int k = 0; k < (getenv("EQ_FLIPS") ? atoi(getenv("EQ_FLIPS")) : 400); ++k) {
+    std::string m = good;
+    for (int f = 0; f < 2; ++f) m[16 + rng() % (m.size() - 16)] = char(rng());
+    runtime::IntGraph p;
+    try {
+      p = deploy::decode_espdl(m, "bad.espdl");
+    } catch (const Error&) {
+      continue;
+    }
+    ++decoded;
+    try {
+      runtime::self_test(p);
+      ++ran;
+    } catch (const Error&) {
+    }
+  }
+  EXPECT_GT(decoded, 100);
+  std::printf("flipped files: %d decoded, %d ran to the end of Model::test()\n", decoded, ran);
+}
+
 }  // namespace

@@ -100,7 +100,8 @@ EQ_RUNTIME_KERNEL(clip_kernel) {
   const IntTensor* lo = args.inputs.size() > 1 ? args.inputs[1] : nullptr;
   const IntTensor* hi = args.inputs.size() > 2 ? args.inputs[2] : nullptr;
   if (x.is_float()) args.fail_node("Clip needs an integer input");
-  int64_t qlo = lo ? lo->ints.at(0) : dtype_min(x.dtype), qhi = hi ? hi->ints.at(0) : dtype_max(x.dtype);
+  if ((lo && lo->ints.empty()) || (hi && hi->ints.empty())) args.fail_node("Clip bounds must be integer scalars");
+  int64_t qlo = lo ? lo->ints[0] : dtype_min(x.dtype), qhi = hi ? hi->ints[0] : dtype_max(x.dtype);
   if ((lo && !same_grid(*lo, x)) || (hi && !same_grid(*hi, x))) args.fail_node("Clip bounds must be codes on the input's grid");
   y.ints.resize(x.ints.size());
   if (y.is_float()) args.fail_node("Clip output must be integer");

@@ -87,6 +87,22 @@ void store_real(IntTensor& t, int64_t i, double x, RoundingMode mode) {
   t.ints[static_cast<size_t>(i)] = static_cast<int64_t>(q < lo ? lo : (q > hi ? hi : q));
 }
 
+void set_output(const KernelArgs& args, IntTensor& y, const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || (d > 0 && n > (int64_t(1) << 30) / d)) args.fail_node("output shape " + shape_str(shape) + " is impossible");
+    n *= d;
+  }
+  y.shape = shape;
+  if (y.is_float()) y.floats.assign(size_t(n), 0.f);
+  else y.ints.assign(size_t(n), 0);
+}
+
+void check_at_least(const KernelArgs& args, const std::vector<int64_t>& v, int64_t lo, const char* what) {
+  for (int64_t x : v)
+    if (x < lo) args.fail_node(std::string(what) + " must be at least " + std::to_string(lo));
+}
+
 bool same_grid(const IntTensor& a, const IntTensor& b) {
   if (a.dtype != b.dtype) return false;
   if (a.is_float()) return true;

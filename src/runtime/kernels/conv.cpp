@@ -68,12 +68,18 @@ EQ_RUNTIME_KERNEL(conv_kernel) {
   auto strides = args.node.attr_ints("strides", {1, 1});
   auto dil = args.node.attr_ints("dilations", {1, 1});
   if (pads.size() != 4 || strides.size() != 2 || dil.size() != 2) args.fail_node("pads/strides/dilations of a 2-D Conv");
+  check_at_least(args, pads, 0, "pads");
+  for (int64_t v : pads) if (v > 1 << 16) args.fail_node("pads beyond 65536");
+  check_at_least(args, strides, 1, "strides");
+  check_at_least(args, dil, 1, "dilations");
+  if (kh < 1 || kw < 1) args.fail_node("empty kernel");
+  if (b && b->numel() < oc) args.fail_node("bias has fewer than " + std::to_string(oc) + " values");
+  if (w.exponents.size() > 1 && int64_t(w.exponents.size()) < oc) args.fail_node("fewer weight exponents than channels");
   int64_t oh = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) / strides[0] + 1;
   int64_t ow = (wd + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) / strides[1] + 1;
   Requant rq = requant_of(args, fused_relu(args));
   IntTensor& y = args.out();
-  y.shape = {n, oh, ow, oc};
-  y.ints.assign(static_cast<size_t>(y.numel()), 0);
+  set_output(args, y, {n, std::max<int64_t>(oh, 0), std::max<int64_t>(ow, 0), oc});
   int e_in = x.exponent(), e_out = y.exponent();
   int64_t opg = oc / group;
   std::vector<int> shift(static_cast<size_t>(oc));
@@ -114,12 +120,14 @@ EQ_RUNTIME_KERNEL(gemm_kernel) {
   if (w.shape.size() < 2) args.fail_node("weight must be [C, N]");
   int64_t c = w.shape[w.shape.size() - 2], oc = w.shape.back();
   if (x.shape.empty() || x.shape.back() != c) args.fail_node("input " + shape_str(x.shape) + " does not match weight " + shape_str(w.shape));
+  if (b && b->numel() < oc) args.fail_node("bias has fewer than " + std::to_string(oc) + " values");
+  if (w.exponents.size() > 1 && int64_t(w.exponents.size()) < oc) args.fail_node("fewer weight exponents than channels");
   int64_t m = x.numel() / c;
   Requant rq = requant_of(args, fused_relu(args));
   IntTensor& y = args.out();
-  y.shape = x.shape;
-  y.shape.back() = oc;
-  y.ints.assign(static_cast<size_t>(m * oc), 0);
+  Shape ys = x.shape;
+  ys.back() = oc;
+  set_output(args, y, ys);
   int e_in = x.exponent(), e_out = y.exponent();
   for (int64_t i = 0; i < m; ++i)
     for (int64_t o = 0; o < oc; ++o) {

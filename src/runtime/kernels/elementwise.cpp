@@ -13,10 +13,8 @@ void broadcast_binary(const KernelArgs& args, F f) {
   const IntTensor& a = args.in(0);
   const IntTensor& b = args.in(1);
   IntTensor& y = args.out();
-  y.shape = broadcast_shape(args, a.shape, b.shape);
+  set_output(args, y, broadcast_shape(args, a.shape, b.shape));
   int64_t n = shape_numel(y.shape);
-  if (y.is_float()) y.floats.assign(size_t(n), 0.f);
-  else y.ints.assign(size_t(n), 0);
   std::vector<int64_t> idx(y.shape.size(), 0);
   bool same = a.shape == y.shape && b.shape == y.shape;
   for (int64_t i = 0; i < n; ++i) {

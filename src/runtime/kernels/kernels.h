@@ -35,6 +35,12 @@ inline int64_t saturate_to(int64_t v, DType d) { return saturate(v, dtype_min(d)
 double real_value(const IntTensor& t, int64_t i);
 // Stores a real value into element i: rounds and saturates integer outputs.
 void store_real(IntTensor& t, int64_t i, double x, RoundingMode mode);
+// Sets the output's shape and zero-fills its data after checking the shape is sane (no negative
+// dims, at most 2^30 elements): a corrupted file must end in an error, not an allocation failure.
+void set_output(const KernelArgs& args, IntTensor& y, const Shape& shape);
+// Throws (naming the node) unless every value is >= lo.
+void check_at_least(const KernelArgs& args, const std::vector<int64_t>& v, int64_t lo, const char* what);
+
 // Same dtype and grid (exponent, or scale and zero point): codes may move without rescaling.
 bool same_grid(const IntTensor& a, const IntTensor& b);
 // Row-major strides of a shape.

@@ -19,6 +19,8 @@ void check_same_grid(const KernelArgs& args, const IntTensor& x) {
 void copy_with_shape(const KernelArgs& args, Shape shape) {
   const IntTensor& x = args.in(0);
   check_same_grid(args, x);
+  for (int64_t d : shape)
+    if (d < 0) args.fail_node("cannot reshape " + shape_str(x.shape) + " to " + shape_str(shape));
   if (shape_numel(shape) != x.numel()) args.fail_node("cannot reshape " + shape_str(x.shape) + " to " + shape_str(shape));
   IntTensor& y = args.out();
   y.shape = std::move(shape);
@@ -69,6 +71,7 @@ EQ_RUNTIME_KERNEL(flatten_kernel) {
   int64_t rank = int64_t(x.shape.size());
   int64_t axis = args.node.attr_int("axis", 1);
   if (axis < 0) axis += rank;
+  if (axis < 0 || axis > rank) args.fail_node("axis out of range");
   int64_t outer = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= x.shape[size_t(d)];
   copy_with_shape(args, {outer, outer == 0 ? 0 : x.numel() / outer});
@@ -111,6 +114,11 @@ EQ_RUNTIME_KERNEL(transpose_kernel) {
     std::iota(perm.rbegin(), perm.rend(), 0);
   }
   if (perm.size() != rank) args.fail_node("perm has " + std::to_string(perm.size()) + " axes, input " + shape_str(x.shape));
+  std::vector<bool> seen(rank, false);
+  for (int64_t p : perm) {
+    if (p < 0 || p >= int64_t(rank) || seen[size_t(p)]) args.fail_node("perm is not a permutation");
+    seen[size_t(p)] = true;
+  }
   IntTensor& y = args.out();
   y.shape.resize(rank);
   for (size_t d = 0; d < rank; ++d) y.shape[d] = x.shape[size_t(perm[d])];
@@ -131,7 +139,11 @@ EQ_RUNTIME_KERNEL(concat_kernel) {
   y.shape[size_t(axis)] = 0;
   for (size_t i = 0; i < args.inputs.size(); ++i) {
     check_same_grid(args, args.in(i));
-    y.shape[size_t(axis)] += args.in(i).shape[size_t(axis)];
+    const Shape& s = args.in(i).shape;
+    if (s.size() != first.shape.size()) args.fail_node("inputs differ in rank");
+    for (size_t d = 0; d < s.size(); ++d)
+      if (int64_t(d) != axis && s[d] != first.shape[d]) args.fail_node("inputs differ off the concat axis");
+    y.shape[size_t(axis)] += s[size_t(axis)];
   }
   int64_t outer = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= y.shape[size_t(d)];

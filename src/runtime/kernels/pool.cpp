@@ -18,6 +18,10 @@ Window window_of(const KernelArgs& args) {
   auto p = args.node.attr_ints("pads", {0, 0, 0, 0});
   if (k.size() != 2 || s.size() != 2 || p.size() != 4) args.fail_node("only 2-D pooling is supported");
   if (args.node.attr_int("ceil_mode", 0) != 0) args.fail_node("ceil_mode is not supported");
+  check_at_least(args, k, 1, "kernel_shape");
+  check_at_least(args, s, 1, "strides");
+  check_at_least(args, p, 0, "pads");
+  for (int64_t v : p) if (v > 1 << 16) args.fail_node("pads beyond 65536");
   return {k[0], k[1], s[0], s[1], p[0], p[1], p[2], p[3]};
 }
 
@@ -28,8 +32,7 @@ void pool(const KernelArgs& args, const Window& win, F reduce) {
   int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
   int64_t oh = (h + win.pt + win.pb - win.kh) / win.sh + 1, ow = (w + win.pl + win.pr - win.kw) / win.sw + 1;
   IntTensor& y = args.out();
-  y.shape = {n, oh, ow, c};
-  y.ints.assign(size_t(y.numel()), 0);
+  set_output(args, y, {n, std::max<int64_t>(oh, 0), std::max<int64_t>(ow, 0), c});
   for (int64_t b = 0; b < n; ++b)
     for (int64_t i = 0; i < oh; ++i)
       for (int64_t j = 0; j < ow; ++j)
@@ -81,8 +84,7 @@ EQ_RUNTIME_KERNEL(global_average_pool_kernel) {
   if (x.is_float() || x.shape.size() != 4) args.fail_node("GlobalAveragePool needs a 4-D integer input");
   int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
   IntTensor& y = args.out();
-  y.shape = {n, 1, 1, c};
-  y.ints.assign(size_t(n * c), 0);
+  set_output(args, y, {n, 1, 1, c});
   for (int64_t b = 0; b < n; ++b)
     for (int64_t ch = 0; ch < c; ++ch) {
       int64_t s = 0;

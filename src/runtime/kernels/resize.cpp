@@ -40,21 +40,24 @@ EQ_RUNTIME_KERNEL(resize_kernel) {
   int64_t oh = h, ow = w;
   const IntTensor* sizes = args.inputs.size() > 3 ? args.inputs[3] : nullptr;
   const IntTensor* scales = args.inputs.size() > 2 ? args.inputs[2] : nullptr;
-  if (sizes && sizes->numel() == 4) {
+  if (sizes && sizes->numel() == 4 && !sizes->is_float()) {
     oh = sizes->ints[2];
     ow = sizes->ints[3];
+    if (oh < 0 || ow < 0 || oh > (int64_t(1) << 20) || ow > (int64_t(1) << 20)) args.fail_node("sizes out of range");
     sh = float(oh) / float(h);
     sw = float(ow) / float(w);
   } else if (scales && scales->numel() == 4 && scales->is_float()) {
     sh = scales->floats[2];
     sw = scales->floats[3];
+    if (!(sh > 0 && sh < 4096 && sw > 0 && sw < 4096)) args.fail_node("scales out of range");
     oh = static_cast<int64_t>(float(h) * sh);
     ow = static_cast<int64_t>(float(w) * sw);
   } else {
     args.fail_node("needs 4 scales (float) or 4 sizes");
   }
-  y.shape = {n, oh, ow, c};
-  y.ints.assign(size_t(y.numel()), 0);
+  if (!(sh > 0) || !(sw > 0) || !(sh < 4096) || !(sw < 4096) || h < 1 || w < 1 || oh < 0 || ow < 0)
+    args.fail_node("scales and sizes must be positive and below 4096x");
+  set_output(args, y, {n, oh, ow, c});
   float sh_inv = 1.f / sh, sw_inv = 1.f / sw;
   int shift = y.exponent() - x.exponent();
   if (mode == "nearest") {
