@@ -41,12 +41,15 @@ void calibrate_constants(const Graph& g, exec::Executor& ex, QuantPlan& plan, co
 }
 
 Observations observe_activations(const Graph& g, exec::Executor& ex, const QuantPlan& plan, BatchStream& batches,
-                                 const exec::HookList* extra) {
+                                 const exec::HookList* extra, double batch_percentile) {
   auto start = std::chrono::steady_clock::now();
   Observations obs;
   std::unordered_map<const Value*, HistogramObserver*> observer_of;
   for (const auto& v : g.values())
-    if (wants_observer(*v, plan)) observer_of[v.get()] = &obs.by_value[v->name];
+    if (wants_observer(*v, plan)) {
+      observer_of[v.get()] = &obs.by_value[v->name];
+      obs.by_value[v->name].track_batch_percentile(batch_percentile);
+    }
 
   exec::HookList hooks;
   if (extra) hooks = *extra;
@@ -131,7 +134,7 @@ void apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& plan, cons
 CalibrationReport calibrate(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s,
                             BatchStream& batches) {
   auto start = std::chrono::steady_clock::now();
-  Observations obs = observe_activations(g, ex, plan, batches);
+  Observations obs = observe_activations(g, ex, plan, batches, nullptr, s.percentile);
   apply_calibration(g, ex, plan, t, s, obs);
   CalibrationReport r;
   r.algorithm = calib_algorithm_for(s, t);

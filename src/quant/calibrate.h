@@ -37,9 +37,10 @@ CalibAlgorithm calib_algorithm_for(const Setting& setting, const Target& target)
 bool wants_observer(const Value& value, const QuantPlan& plan);
 
 // The data pass. `extra` hooks run before the observers (e.g. a simulator, to observe the
-// quantized graph).
+// quantized graph). `batch_percentile` > 0: the observers also keep each batch's quantiles at
+// that percentile (ESP-PPQ's percentile semantics, HistogramObserver::track_batch_percentile).
 Observations observe_activations(const Graph& graph, exec::Executor& executor, const QuantPlan& plan,
-                                 BatchStream& batches, const exec::HookList* extra = nullptr);
+                                 BatchStream& batches, const exec::HookList* extra = nullptr, double batch_percentile = 0);
 
 // Scales from observations (every Quantized config gets one); throws Internal if an observed
 // tensor is missing from `observations`.

@@ -112,6 +112,7 @@ void HistogramObserver::observe(const at::Tensor& x_in) {
     double amax = std::max(std::abs(l), std::abs(h));
     if (amax <= 0) {
       pos_[0] += static_cast<double>(n);
+      if (batch_p_ > 0) ++percentile_batches_;  // this batch's quantiles are 0
       return;
     }
     limit_ = amax;
@@ -153,6 +154,11 @@ void HistogramObserver::observe(const at::Tensor& x_in) {
   double global = limit_;
   for (const Local& L : local) global = std::max(global, L.limit);
   grow(global);
+  std::vector<double> call_pos, call_neg;  // this call's own histogram (per-batch percentiles)
+  if (batch_p_ > 0) {
+    call_pos.assign(kBins, 0.0);
+    call_neg.assign(kBins, 0.0);
+  }
   for (int t = 0; t < threads; ++t) {
     const Local& L = local[t];
     if (L.lo > L.hi) continue;  // this thread saw no data
@@ -170,7 +176,41 @@ void HistogramObserver::observe(const at::Tensor& x_in) {
       pos_[i] += h[i];
       neg_[i] += h[i + kBins];
     }
+    if (batch_p_ > 0)
+      for (int i = 0; i < kBins; ++i) {
+        call_pos[i] += h[i];
+        call_neg[i] += h[i + kBins];
+      }
   }
+  if (batch_p_ > 0) add_batch_percentiles(call_pos, call_neg, static_cast<double>(n));
+}
+
+// ESP-PPQ takes torch.kthvalue at k = int(n * p) + 1 (upper) and k = int(n * (1 - p)) + 1
+// (lower) of the batch's signed values; on the histogram that is the bin holding the k-th value,
+// taken at its outer edge (the value is inside the bin; the edge never clips it).
+void HistogramObserver::add_batch_percentiles(const std::vector<double>& pos, const std::vector<double>& neg, double n) {
+  double w = bin_width();
+  double above = std::floor(n - std::min(std::floor(n * batch_p_), n - 1) - 1);  // values beyond the upper k-th
+  double below = std::floor(n * (1.0 - batch_p_));                               // values below the lower k-th
+  auto upper = [&]() {
+    double seen = 0;
+    for (int i = kBins - 1; i >= 0; --i)
+      if ((seen += pos[i]) > above) return (i + 1) * w;
+    for (int i = 0; i < kBins; ++i)
+      if ((seen += neg[i]) > above) return -i * w;
+    return 0.0;
+  };
+  auto lower = [&]() {
+    double seen = 0;
+    for (int i = kBins - 1; i >= 0; --i)
+      if ((seen += neg[i]) > below) return -(i + 1) * w;
+    for (int i = 0; i < kBins; ++i)
+      if ((seen += pos[i]) > below) return i * w;
+    return 0.0;
+  };
+  batch_hi_sum_ += upper();
+  batch_lo_sum_ += lower();
+  ++percentile_batches_;
 }
 
 // Smallest bin edge with at most `tail_count` samples beyond it on this side.
@@ -283,6 +323,16 @@ Range HistogramObserver::finalize(const QuantConfig& c, CalibAlgorithm algorithm
   switch (algorithm) {
     case CalibAlgorithm::MinMax: return {min_, max_};
     case CalibAlgorithm::Percentile: {
+      if (batch_p_ > 0 && percentile_batches_ > 0 && percentile == batch_p_) {
+        // ESP-PPQ: the mean over batches of each batch's quantiles, within the observed range.
+        double lo = std::max(min_, batch_lo_sum_ / double(percentile_batches_));
+        double hi = std::min(max_, batch_hi_sum_ / double(percentile_batches_));
+        if (c.symmetric) {
+          double t = std::max(std::abs(lo), std::abs(hi));
+          return {-t, t};
+        }
+        return {std::min(lo, 0.0), std::max(hi, 0.0)};
+      }
       // The relative epsilon keeps (1 - 0.9999) * 10000 = 0.99999999... from meaning "0 samples".
       double tail = (1.0 - percentile) * n * (1 + 1e-9);
       if (c.symmetric) {

@@ -23,6 +23,11 @@ class HistogramObserver {
  public:
   static constexpr int kBins = 4096;  // per side: 32 * 2^(8-1), ESP-PPQ's KL resolution at 8 bits
   void observe(const at::Tensor& x);
+  // ESP-PPQ's percentile semantics (TorchPercentileObserver): each observe() call (one batch)
+  // contributes its own lower and upper `p`-quantiles of the signed values; finalize(Percentile,
+  // p) returns their means. Set before the first observe(); 0 disables it (finalize then takes
+  // one quantile of the union histogram).
+  void track_batch_percentile(double p) { batch_p_ = p; }
   // The clip range for `config` (bits, symmetry, scale kind decide KL levels and MSE grids).
   Range finalize(const QuantConfig& config, CalibAlgorithm algorithm, double percentile = 0.9999) const;
   bool seen() const { return seen_; }
@@ -43,6 +48,10 @@ class HistogramObserver {
   bool seen_ = false;
   std::vector<double> pos_ = std::vector<double>(kBins, 0.0), neg_ = std::vector<double>(kBins, 0.0);
   std::vector<uint32_t> scratch_;  // per-thread partial counts of one observe() call
+  void add_batch_percentiles(const std::vector<double>& pos, const std::vector<double>& neg, double n);
+  double batch_p_ = 0;
+  double batch_lo_sum_ = 0, batch_hi_sum_ = 0;
+  int64_t percentile_batches_ = 0;
 };
 
 // Per-channel (or per-tensor) weight ranges along config.axis: minmax, or the clip minimising

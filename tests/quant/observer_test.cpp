@@ -151,6 +151,32 @@ TEST(KLObserver, NeverCollapsesOnSparseDataFarFromZero) {
   EXPECT_GT(obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::KL).max, 15.0);
 }
 
+TEST(PercentileObserver, EspPpqSemanticsAverageEachBatchsQuantiles) {
+  // Batch A: 999 values in [0, 1) and one at 100; batch B: 1000 values in [0, 1). At p = 0.999
+  // ESP-PPQ takes each batch's k-th value (k = int(n p) + 1 = 1000: the maximum) and averages:
+  // (100 + ~1) / 2. One quantile of the union (2000 values, 2 in the tail) stays near 1.
+  at::Tensor a = at::cat({at::linspace(0.0, 0.999, 999), at::full({1}, 100.0)});
+  at::Tensor b = at::linspace(0.0, 0.999, 1000);
+  QuantConfig c = int8_symmetric(ScaleKind::Float);
+  HistogramObserver batched, union_;
+  batched.track_batch_percentile(0.999);
+  for (HistogramObserver* o : {&batched, &union_}) {
+    o->observe(a);
+    o->observe(b);
+  }
+  double w = batched.bin_width();  // 100 / 4096: quantiles are bin edges
+  EXPECT_NEAR(batched.finalize(c, CalibAlgorithm::Percentile, 0.999).max, (100.0 + 0.999) / 2, w);
+  EXPECT_NEAR(union_.finalize(c, CalibAlgorithm::Percentile, 0.999).max, 1.0, w);
+  // Another percentile than the tracked one falls back to the union's quantile.
+  EXPECT_NEAR(batched.finalize(c, CalibAlgorithm::Percentile, 0.99).max, union_.finalize(c, CalibAlgorithm::Percentile, 0.99).max, 1e-12);
+  // Signed quantiles: the lower tail is taken on its own side (not folded into |x|).
+  HistogramObserver s;
+  s.track_batch_percentile(0.99);
+  s.observe(at::linspace(-1.0, 3.0, 401));  // k = int(401 * 0.99) + 1 = 397 -> 2.96; lower k = 5 -> -0.96
+  Range r = s.finalize(QuantConfig{}, CalibAlgorithm::Percentile, 0.99);
+  EXPECT_NEAR(r.max, 2.96, s.bin_width() + 1e-9);
+}
+
 TEST(MSEObserver, MatchesNumpyReferenceInsideTheRange) {
   // Heavy-tailed data: the clip of least expected squared error lies well inside the range.
   Reference outl = reference("gauss_outliers"), lap = reference("laplace");

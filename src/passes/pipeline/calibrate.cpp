@@ -16,7 +16,7 @@ PassResult CalibratePass::run(QuantContext& ctx) {
   if (!covered) {
     quant::BatchStream stream = ctx.batches(ctx.calibration);
     try {
-      ctx.observations = quant::observe_activations(*ctx.graph, ctx.executor(), ctx.plan, stream);
+      ctx.observations = quant::observe_activations(*ctx.graph, ctx.executor(), ctx.plan, stream, nullptr, ctx.setting.percentile);
     } catch (Error& e) {
       throw e.add_context(ctx.calibration.description);
     }
