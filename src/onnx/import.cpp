@@ -41,7 +41,8 @@ Attribute convert_attribute(const onnx::AttributeProto& a, const std::string& wh
     case onnx::AttributeProto::TENSOR: return tensor_from_proto(a.t());
     case onnx::AttributeProto::GRAPH:
     case onnx::AttributeProto::GRAPHS:
-      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' is a subgraph (control flow is not supported)");
+      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' is a subgraph (control flow is supported only as an If "
+                                           "whose condition is a constant, folded at import)");
     default:
       fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' has an unsupported type");
   }
@@ -97,6 +98,7 @@ std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::str
   g->opset = opset;
   g->ir_version = model.ir_version();
   g->producer_name = model.producer_name();
+  fold_constant_ifs(*model.mutable_graph());
   const onnx::GraphProto& gp0 = model.graph();
   g->name = gp0.name().empty() ? "graph" : gp0.name();
   // Shape inference only adds value_info; a model it cannot fully infer still imports.

@@ -7,6 +7,7 @@
 
 namespace onnx {
 class ModelProto;
+class GraphProto;
 class TensorProto;
 }  // namespace onnx
 
@@ -17,6 +18,11 @@ namespace edgequant {
 std::unique_ptr<Graph> import_onnx(const std::string& path);
 // From an in-memory model; `base_dir` resolves external-data files.
 std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir);
+
+// Replaces every If whose condition is a constant (an initializer or a Constant node, also after
+// an earlier fold) by the nodes of the branch it takes; returns how many were folded. Import
+// runs it first; an If with a data-dependent condition stays and is refused.
+int fold_constant_ifs(onnx::GraphProto& graph);
 
 // Writes the graph as an ONNX model (atomically: temp file, then rename).
 void export_onnx(const Graph& graph, const std::string& path);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "api/load.h"
+#include "edgequant/error.h"
 #include "exec/executor.h"
 #include "onnx/onnx_io.h"
 #include "test_util.h"
@@ -141,3 +142,70 @@ TEST(Executor, HooksObserveAndSubstitute) {
   EXPECT_TRUE(at::equal(env.at(g->outputs[0]), y));
 }
 }  // namespace
+
+namespace {
+// If(cond) then: y = x * W (a branch initializer) else: y = x + 1 (a branch Constant); nested in
+// the then-branch's place when `nested`: an inner If on a second constant.
+std::string if_model(bool cond, const std::string& path, bool data_dependent = false) {
+  edgequant::testing::ModelBuilder b;
+  b.input("x", {2, 3}).output("y", {2, 3});
+  if (data_dependent) b.input("c", {}, onnx::TensorProto::BOOL);
+  else {
+    auto* c = b.model().mutable_graph()->add_initializer();
+    c->set_name("c");
+    c->set_data_type(onnx::TensorProto::BOOL);
+    c->add_int32_data(cond ? 1 : 0);
+  }
+  onnx::NodeProto& n = b.node("If", {"c"}, {"y"}, "branch_on_flag");
+  auto* then_a = n.add_attribute();
+  then_a->set_name("then_branch");
+  then_a->set_type(onnx::AttributeProto::GRAPH);
+  onnx::GraphProto* tg = then_a->mutable_g();
+  edgequant::testing::ModelBuilder::fill(tg->add_initializer(), "W", {3}, {2.f, 3.f, 4.f});
+  auto* tn = tg->add_node();
+  tn->set_op_type("Mul");
+  tn->add_input("x");  // outer scope
+  tn->add_input("W");
+  tn->add_output("t");
+  tg->add_output()->set_name("t");
+  auto* else_a = n.add_attribute();
+  else_a->set_name("else_branch");
+  else_a->set_type(onnx::AttributeProto::GRAPH);
+  onnx::GraphProto* eg = else_a->mutable_g();
+  auto* one = eg->add_node();
+  one->set_op_type("Constant");
+  one->add_output("one");
+  auto* v = one->add_attribute();
+  v->set_name("value");
+  v->set_type(onnx::AttributeProto::TENSOR);
+  edgequant::testing::ModelBuilder::fill(v->mutable_t(), "", {}, {1.f});
+  auto* en = eg->add_node();
+  en->set_op_type("Add");
+  en->add_input("x");
+  en->add_input("one");
+  en->add_output("e");
+  eg->add_output()->set_name("e");
+  return b.save(path);
+}
+}  // namespace
+
+TEST(Import, ConstantConditionIfFoldsToTheTakenBranch) {
+  std::string dir = std::filesystem::temp_directory_path().string();
+  at::Tensor x = at::arange(6, at::kFloat).reshape({2, 3});
+  at::NoGradGuard no_grad;
+  for (bool cond : {true, false}) {
+    auto g = load_model(if_model(cond, dir + "/eq_if_" + std::to_string(cond) + ".onnx"));
+    for (const auto& op : g->ops()) EXPECT_NE(op->type, "If");
+    exec::Executor ex(*g);
+    at::Tensor y = ex.run({x})[0];
+    at::Tensor want = cond ? x * at::tensor({2.f, 3.f, 4.f}) : x + 1;  // hand-computed branches
+    EXPECT_TRUE(at::equal(y, want)) << "cond " << cond << ": " << y;
+  }
+  // A data-dependent condition stays an If: refused with one clear line.
+  try {
+    load_model(if_model(true, dir + "/eq_if_data.onnx", true));
+    ADD_FAILURE() << "a data-dependent If was accepted";
+  } catch (const edgequant::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("If whose condition is a constant"), std::string::npos) << e.what();
+  }
+}
