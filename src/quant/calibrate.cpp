@@ -28,11 +28,11 @@ bool wants_observer(const Value& v, const QuantPlan& plan) {
 }
 
 void calibrate_constants(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s) {
-  bool mse = s.weight_calib_algorithm == CalibAlgorithm::MSE;
   for (const auto& v : g.values()) {
     QuantConfig* c = plan.find(v->name);
     if (!v->is_constant() || !c || c->state != QuantState::Quantized || c->custom_scale) continue;
     at::Tensor w = ex.constant(v.get());
+    bool mse = s.weight_calib_algorithm ? *s.weight_calib_algorithm == CalibAlgorithm::MSE : c->bits < 8;
     bool weight_mse = c->role == QuantRole::Weight && mse;
     CalibAlgorithm algo = weight_mse ? CalibAlgorithm::MSE : CalibAlgorithm::MinMax;
     set_scale_from_ranges(*c, weight_ranges(w, *c, weight_mse), t.pow2_rule_for(algo));

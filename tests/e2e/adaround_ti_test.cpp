@@ -1,6 +1,6 @@
 // AdaRound (blockwise reconstruction) on the TI NPU target at sub-8-bit weights: the
-// Fashion-MNIST ResNet-style fixture at W4A8 and W2A8, PTQ (minmax weights, the target's default
-// calibrator) vs the pipeline resumed from the calibrated plan with the adaround pass. Asserts:
+// Fashion-MNIST ResNet-style fixture at W4A8 and W2A8, PTQ (the defaults: MSE-optimal weight clips
+// below 8 bits, the target's activation calibrator) vs the pipeline resumed from the calibrated plan with the adaround pass. Asserts:
 // W4A8 with AdaRound within 0.5 point of float; W2A8 with AdaRound at least 5 points above W2A8
 // PTQ; every learned weight is at most one step from its nearest rounding. Prints "ADAROUND" lines.
 #include <ATen/ATen.h>
