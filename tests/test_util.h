@@ -1,5 +1,6 @@
 // Helpers shared by tests: build small ONNX models in code, run the CLI, locate fixtures.
 #pragma once
+#include <unistd.h>
 #include <onnx/onnx_pb.h>
 
 #include <cstdio>
@@ -70,11 +71,15 @@ class ModelBuilder {
     fill(a->mutable_t(), "", shape, v);
   }
   onnx::ModelProto& model() { return model_; }
+  // Atomic (temp file, then rename): CTest runs test cases in parallel processes, and two of them
+  // may save the same fixture path while a third reads it.
   std::string save(const std::string& path) {
-    FILE* f = std::fopen(path.c_str(), "wb");
+    std::string tmp = path + ".tmp" + std::to_string(::getpid());
+    FILE* f = std::fopen(tmp.c_str(), "wb");
     std::string bytes = model_.SerializeAsString();
     std::fwrite(bytes.data(), 1, bytes.size(), f);
     std::fclose(f);
+    std::rename(tmp.c_str(), path.c_str());
     return path;
   }
   static void fill(onnx::TensorProto* t, const std::string& name, const std::vector<int64_t>& shape,
