@@ -54,10 +54,6 @@ std::vector<int64_t> inverse(const std::vector<int64_t>& p) {
   return inv;
 }
 
-bool materialised(const QuantConfig* c) {
-  return c && c->has_scale() && (c->state == QuantState::Quantized || c->state == QuantState::Passive);
-}
-
 std::string quant_type(const ValueInfo& v) {
   if (v.dtype == DType::Int8) return "S8";
   if (v.dtype == DType::Int16) return "S16";
@@ -106,7 +102,7 @@ struct Builder {
           if (v && !v->is_constant() && !(v->producer && static_ops.count(v->producer))) is_static = false;
       }
       for (const Value* o : op->outputs)
-        if (o && materialised(plan.find(o->name))) is_static = false;
+        if (o && has_integer_grid(plan.find(o->name))) is_static = false;
       if (is_static) static_ops.insert(op.get());
     }
   }
@@ -119,7 +115,7 @@ struct Builder {
   ValueInfo info(const std::string& source_value, const QuantConfig* c) {
     ValueInfo vi;
     vi.shape = shape_of(source_value);
-    if (!materialised(c)) {
+    if (!has_integer_grid(c)) {
       vi.dtype = DType::Float32;
       return vi;
     }

@@ -10,10 +10,6 @@
 namespace edgequant::deploy {
 
 namespace {
-bool materialised(const QuantConfig* c) {
-  return c && c->has_scale() && (c->state == QuantState::Quantized || c->state == QuantState::Passive);
-}
-
 struct QdqBuilder {
   Graph& g;
   const QuantPlan& plan;
@@ -133,7 +129,7 @@ struct QdqBuilder {
     for (const InputRequant& r : plan.requants) {
       const QuantConfig* c = plan.requant_config(r);
       Op* op = g.find_op(r.op);
-      if (!op || !materialised(c) || !op->input(size_t(r.index))) continue;
+      if (!op || !has_integer_grid(c) || !op->input(size_t(r.index))) continue;
       g.set_input(op, size_t(r.index), fake_quant(op->input(size_t(r.index)), *c, r.op + "_input" + std::to_string(r.index)));
     }
     for (Value* v : values) {

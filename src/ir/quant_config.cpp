@@ -150,4 +150,8 @@ void QuantPlan::verify(const Graph& g, ErrorCode code) const {
     if (!find(r.target)) bad("requantization of " + op->describe() + " to '" + r.target + "', which has no config");
   }
 }
+bool has_integer_grid(const QuantConfig* c) {
+  return c && c->has_scale() && (c->state == QuantState::Quantized || c->state == QuantState::Passive);
+}
+
 }  // namespace edgequant

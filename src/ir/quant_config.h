@@ -83,6 +83,10 @@ struct QuantConfig {
 // aligned op's output), or, with `grid`, to a grid of its own calibrated from the input value
 // `target` itself (a mixed-precision boundary: an int8 op reading an int16 tensor, as ESP-DL's
 // RequantizeLinear does).
+// The config puts the value on an integer grid the chip stores: scales known, and the value
+// quantized itself or following its master (passive). Fused and float values have none.
+bool has_integer_grid(const QuantConfig* c);
+
 struct InputRequant {
   std::string op;
   int index;

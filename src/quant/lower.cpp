@@ -13,10 +13,6 @@
 namespace edgequant::quant {
 
 namespace {
-bool materialised(const QuantConfig* c) {
-  return c && c->has_scale() && (c->state == QuantState::Quantized || c->state == QuantState::Passive);
-}
-
 LoweredTensor grid_of(const std::string& name, const QuantConfig& c) {
   LoweredTensor t;
   t.value = name;
@@ -96,7 +92,7 @@ LoweredModel lower(const Graph& g, const QuantPlan& plan, const Target& target, 
   for (const auto& [name, c] : plan.values) {
     if (c.state == QuantState::Quantized && !c.has_scale())
       fail(ErrorCode::Internal, "lowering: '" + name + "' has no scale (calibrate first)");
-    if (!materialised(&c)) continue;
+    if (!has_integer_grid(&c)) continue;
     LoweredTensor t = grid_of(name, c);
     const Value* v = g.find_value(name);
     if (v && v->is_constant()) {
@@ -122,9 +118,9 @@ LoweredModel lower(const Graph& g, const QuantPlan& plan, const Target& target, 
     const QuantConfig* oeff = out ? plan.effective(out->name) : nullptr;
     lo.output = out ? out->name : "";
     const QuantConfig* ic = plan.input_config(op, 0);
-    if (is_compute_op(op.type) && materialised(oeff) && materialised(ic) && op.input(1)) {
+    if (is_compute_op(op.type) && has_integer_grid(oeff) && has_integer_grid(ic) && op.input(1)) {
       const QuantConfig* wc = plan.effective(op.input(1)->name);
-      if (materialised(wc)) {
+      if (has_integer_grid(wc)) {
         lo.accumulator_bits = target.accumulator_bits_for(std::max(ic->bits, oeff->bits));
         lo.output_requant = requant(*ic, wc, *oeff, oeff->rounding);
       }
@@ -133,9 +129,9 @@ LoweredModel lower(const Graph& g, const QuantPlan& plan, const Target& target, 
       const Value* v = op.input(static_cast<size_t>(r->index));
       const QuantConfig* from = v ? plan.effective(v->name) : nullptr;
       const QuantConfig* to = plan.requant_config(*r);
-      if (materialised(from) && materialised(to)) lo.input_requants[r->index] = requant(*from, nullptr, *to, to->rounding);
+      if (has_integer_grid(from) && has_integer_grid(to)) lo.input_requants[r->index] = requant(*from, nullptr, *to, to->rounding);
     }
-    bool lut = target.lut_activations.count(op.type) && is_unary_activation(op.type) && materialised(ic) &&
+    bool lut = target.lut_activations.count(op.type) && is_unary_activation(op.type) && has_integer_grid(ic) &&
                oc && oc->state == QuantState::Quantized && oc->has_scale() && ic->granularity == Granularity::PerTensor &&
                ic->bits <= 16 && op.inputs.size() >= 1;
     if (lut) lo.lut = make_table(op, g.opset, *ic, *oc, target.int16_lut_step);

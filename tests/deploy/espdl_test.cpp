@@ -21,11 +21,10 @@
 #include "passes/pipeline.h"
 #include "runtime/interpreter.h"
 #include "target/target.h"
-#include "test_util.h"
+#include "fixture_cases.h"
 
 using namespace edgequant;
-using edgequant::testing::fixture;
-using edgequant::testing::ModelBuilder;
+using namespace edgequant::testing;
 
 namespace {
 std::string tmp(const std::string& name) { return (std::filesystem::temp_directory_path() / name).string(); }
@@ -53,15 +52,10 @@ struct Built {
   runtime::IntGraph program;
 };
 
+// `model` is an absolute path (a fixture or a model the test built).
 Built quantize(const std::string& model, const std::string& target, const std::string& data, int64_t samples = 8) {
-  Setting s;
-  s.calib_steps = 1;
-  s.batch_size = int(samples);
   Built b;
-  b.ctx = std::make_unique<QuantContext>(load_model(model), load_target(target), s);
-  auto ds = std::shared_ptr<const Dataset>(open_dataset(data, {}));
-  b.ctx->calibration = {ds, 0, std::min<int64_t>(ds->size(), samples), "test"};
-  run_pipeline(*b.ctx, {"prepare", "assign", "calibrate", "lower"});
+  b.ctx = calibrated({model, data}, target, samples);
   b.program = deploy::build_integer_program(*b.ctx->graph, b.ctx->plan, *b.ctx->lowered, b.ctx->target, b.ctx->executor());
   quant::BatchStream stream = b.ctx->batches(b.ctx->calibration);
   at::Tensor x;
@@ -257,17 +251,11 @@ TEST(EspdlLayout, DepthwiseBlocksAndRemainder) {
   EXPECT_EQ(deploy::filter_wire_order({3, 2}, false, true, 0), (std::vector<int64_t>{0, 2, 4, 1, 3, 5}));
 }
 
-struct Case {
-  std::string model, data;
-};
-void PrintTo(const Case& c, std::ostream* os) { *os << c.model; }
-const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-
-class EspdlRoundTrip : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
+class EspdlRoundTrip : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
 TEST_P(EspdlRoundTrip, ReaderReproducesTheEmbeddedOutputs) {
   auto [c, target] = GetParam();
-  Built b = quantize(fixture(c.model), target, c.data);
+  Built b = quantize(fixture(c.model), target, c.data);  // 8 samples
   std::string bytes = deploy::encode_espdl(b.program);
   runtime::IntGraph back = deploy::decode_espdl(bytes, "test.espdl");
   runtime::SelfTestResult r = runtime::self_test(back);
@@ -277,18 +265,9 @@ TEST_P(EspdlRoundTrip, ReaderReproducesTheEmbeddedOutputs) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, EspdlRoundTrip,
-    ::testing::Combine(::testing::Values(Case{"fashion/fmnist_mobilenet.onnx", kFashion}, Case{"fashion/fmnist_resnet.onnx", kFashion},
-                                         Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
-                                         Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
-                                         Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy")},
-                                         Case{"models/batchnorm_op13.onnx", fixture("models/batchnorm_input.npy")}),
+    ::testing::Combine(::testing::ValuesIn(fixture_models()),
                        ::testing::Values("esp32p4", "esp32s3", "c")),
-    [](const auto& info) {
-      std::string m = std::get<0>(info.param).model;
-      m = m.substr(m.find('/') + 1);
-      m = m.substr(0, m.find('.'));
-      return m + "_" + std::get<1>(info.param);
-    });
+    CaseName());
 
 void expect_rejected(const std::string& bytes, const std::string& what) {
   try {
@@ -340,6 +319,7 @@ TEST(EspdlReader, FlippedFilesThatDecodeNeverCrashTheRuntime) {
   std::string good = deploy::encode_espdl(b.program);
   std::mt19937 rng(11);
   int decoded = 0, ran = 0;
+  // EQ_FLIPS=N runs a longer search by hand (4000 was run on this fixture, clean).
   for (int k = 0; k < (getenv("EQ_FLIPS") ? atoi(getenv("EQ_FLIPS")) : 400); ++k) {
     std::string m = good;
     for (int f = 0; f < 2; ++f) m[16 + rng() % (m.size() - 16)] = char(rng());

@@ -21,38 +21,21 @@
 #include "exec/kernel.h"
 #include "passes/pipeline.h"
 #include "target/target.h"
-#include "test_util.h"
+#include "fixture_cases.h"
 
 using namespace edgequant;
-using edgequant::testing::fixture;
+using namespace edgequant::testing;
 
 namespace {
-struct Case {
-  std::string model, data;
-  bool float_islands = false;  // ops the TI chip runs in float on its CPU
-};
-void PrintTo(const Case& c, std::ostream* os) { *os << c.model; }
-const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-
-std::string run_command(const std::string& cmd, int* rc) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  *rc = p ? pclose(p) : -1;
-  return out;
-}
 
 // Runs `model` in ONNX Runtime on `x` (input `name`); outputs in graph order.
 std::vector<at::Tensor> run_in_ort(const std::string& dir, const std::string& model, const std::string& name, const at::Tensor& x) {
   write_npy(dir + "/input.npy", exec::to_ir_tensor(x.contiguous()));
-  int rc = 0;
-  std::string log = run_command("node " + std::string(EQ_SOURCE_DIR) + "/tools/ort_run.js " + model + " " + dir + "/ort " + name +
-                                    "=" + dir + "/input.npy",
-                                &rc);
-  if (rc != 0) ADD_FAILURE() << "ONNX Runtime failed on " << model << ": " << log;
+  CommandResult r = run_command("node " + std::string(EQ_SOURCE_DIR) + "/tools/ort_run.js " + model + " " + dir + "/ort " + name +
+                                "=" + dir + "/input.npy");
+  if (r.status != 0) ADD_FAILURE() << "ONNX Runtime failed on " << model << ": " << r.output;
   std::vector<at::Tensor> outs;
-  for (int k = 0; rc == 0 && std::filesystem::exists(dir + "/ort." + std::to_string(k) + ".npy"); ++k)
+  for (int k = 0; r.status == 0 && std::filesystem::exists(dir + "/ort." + std::to_string(k) + ".npy"); ++k)
     outs.push_back(exec::to_aten(read_npy(dir + "/ort." + std::to_string(k) + ".npy")));
   return outs;
 }
@@ -64,17 +47,12 @@ std::string scratch_dir(const std::string& tag) {
   return dir;
 }
 
-class QdqInOnnxRuntime : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
+class QdqInOnnxRuntime : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
 TEST_P(QdqInOnnxRuntime, WithinOneLsbOfTheSimulation) {
   auto [c, target] = GetParam();
-  Setting s;
-  s.calib_steps = 1;
-  s.batch_size = 8;
-  QuantContext ctx(load_model(fixture(c.model)), load_target(target), s);
-  auto ds = std::shared_ptr<const Dataset>(open_dataset(c.data, {}));
-  ctx.calibration = {ds, 0, std::min<int64_t>(ds->size(), 8), "fixture"};
-  run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
+  auto owned = calibrated(c, target, 8);
+  QuantContext& ctx = *owned;
   std::string dir = scratch_dir("qdq");
   std::string model = dir + "/model.qdq.onnx";
   deploy::write_qdq(*ctx.graph, ctx.plan, ctx.lowered_form(), model);
@@ -104,33 +82,16 @@ TEST_P(QdqInOnnxRuntime, WithinOneLsbOfTheSimulation) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, QdqInOnnxRuntime,
-    ::testing::Combine(::testing::Values(Case{"fashion/fmnist_mobilenet.onnx", kFashion}, Case{"fashion/fmnist_resnet.onnx", kFashion},
-                                         Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
-                                         Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
-                                         Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy")},
-                                         Case{"models/batchnorm_op13.onnx", fixture("models/batchnorm_input.npy")}),
+    ::testing::Combine(::testing::ValuesIn(fixture_models()),
                        ::testing::Values("ort-int8", "tflite-int8", "esp32p4", "esp32s3", "c")),
-    [](const auto& info) {
-      std::string m = std::get<0>(info.param).model;
-      m = m.substr(m.find('/') + 1);
-      m = m.substr(0, m.find('.'));
-      std::string t = std::get<1>(info.param);
-      for (auto& ch : t)
-        if (ch == '-') ch = '_';
-      return m + "_" + t;
-    });
+    CaseName());
 
-class TiIntegerOnnx : public ::testing::TestWithParam<Case> {};
+class TiIntegerOnnx : public ::testing::TestWithParam<FixtureCase> {};
 
 TEST_P(TiIntegerOnnx, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
-  Case c = GetParam();
-  Setting s;
-  s.calib_steps = 1;
-  s.batch_size = 8;
-  QuantContext ctx(load_model(fixture(c.model)), load_target("ti-npu"), s);
-  auto ds = std::shared_ptr<const Dataset>(open_dataset(c.data, {}));
-  ctx.calibration = {ds, 0, std::min<int64_t>(ds->size(), 8), "fixture"};
-  run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
+  FixtureCase c = GetParam();
+  auto owned = calibrated(c, "ti-npu", 8);
+  QuantContext& ctx = *owned;
   std::string dir = scratch_dir("ti");
   runtime::IntGraph onnx_layout = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), false);
   runtime::IntGraph program = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor());
@@ -170,7 +131,7 @@ TEST_P(TiIntegerOnnx, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
   // Layers the NPU runs (Conv/Gemm BNORM, pools, requantized Adds, Clip) are integer on both
   // sides: exact. Float islands the chip's CPU runs (Sigmoid without a table, bilinear Resize)
   // round float32 results: ONNX Runtime's kernels and ours may differ there by one code.
-  if (c.float_islands) EXPECT_LE(max_codes, 1.0) << c.model;
+  if (c.float_functions) EXPECT_LE(max_codes, 1.0) << c.model;
   else EXPECT_EQ(differing, 0) << c.model << ": " << differing << " of " << total << " output codes differ";
   std::printf("%s ti-npu: %lld of %lld output codes differ (ORT vs integer runtime), max %g\n", c.model.c_str(), (long long)differing,
               (long long)total, max_codes);
@@ -178,15 +139,7 @@ TEST_P(TiIntegerOnnx, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TiIntegerOnnx,
-                         ::testing::Values(Case{"fashion/fmnist_mobilenet.onnx", kFashion}, Case{"fashion/fmnist_resnet.onnx", kFashion},
-                                           Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
-                                           Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
-                                           Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy"), true},
-                                           Case{"models/batchnorm_op13.onnx", fixture("models/batchnorm_input.npy")}),
-                         [](const auto& info) {
-                           std::string m = info.param.model;
-                           m = m.substr(m.find('/') + 1);
-                           return m.substr(0, m.find('.'));
-                         });
+                         ::testing::ValuesIn(fixture_models(true)),
+                         CaseName());
 
 }  // namespace

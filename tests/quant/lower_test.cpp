@@ -16,30 +16,18 @@
 #include "quant/lower.h"
 #include "quant/quantizer.h"
 #include "target/target.h"
-#include "test_util.h"
+#include "fixture_cases.h"
 
 using namespace edgequant;
-using edgequant::testing::fixture;
+using namespace edgequant::testing;
 
 namespace {
-struct Case {
-  std::string model, data;
-};
-
-void PrintTo(const Case& c, std::ostream* os) { *os << c.model; }
-
-class LoweredSimulation : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
+class LoweredSimulation : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
 TEST_P(LoweredSimulation, EqualsThePlanSimulationBitForBit) {
   auto [c, target] = GetParam();
-  Setting s;
-  s.calib_steps = 1;
-  s.batch_size = 64;
-  QuantContext ctx(load_model(fixture(c.model)), load_target(target), s);
-  auto data = std::shared_ptr<const Dataset>(open_dataset(c.data, {}));
-  int64_t n = std::min<int64_t>(data->size(), 64);
-  ctx.calibration = {data, 0, n, "fixture"};
-  run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
+  auto owned = calibrated(c, target, 64);
+  QuantContext& ctx = *owned;
   quant::QuantSimulator from_plan(*ctx.graph, ctx.plan, ctx.executor());
   quant::QuantSimulator& from_lowered = ctx.simulator();
   ASSERT_TRUE(from_lowered.from_lowered_form());
@@ -60,24 +48,14 @@ TEST_P(LoweredSimulation, EqualsThePlanSimulationBitForBit) {
   }
 }
 
-const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+const std::string kFashion = kFashionTrain;
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, LoweredSimulation,
-    ::testing::Combine(::testing::Values(Case{"fashion/fmnist_mobilenet.onnx", kFashion},
-                                         Case{"fashion/fmnist_resnet.onnx", kFashion},
-                                         Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
-                                         Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
-                                         Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy")}),
+    ::testing::Combine(::testing::Values(fixture_case("fashion/fmnist_mobilenet"), fixture_case("fashion/fmnist_resnet"),
+                                         fixture_case("models/mobilenetv2_style_op13"), fixture_case("models/resnet_style_op13"),
+                                         fixture_case("models/detection_head_op13")),
                        ::testing::Values("esp32p4", "esp32s3", "c", "ort-int8", "tflite-int8", "ti-npu")),
-    [](const auto& info) {
-      std::string m = std::get<0>(info.param).model;
-      m = m.substr(m.find('/') + 1);
-      m = m.substr(0, m.find('.'));
-      std::string t = std::get<1>(info.param);
-      for (auto& ch : t)
-        if (ch == '-') ch = '_';
-      return m + "_" + t;
-    });
+    CaseName());
 
 TEST(Lowering, ShiftsAreOutputMinusInputMinusWeightExponents) {
   QuantContext ctx(load_model(fixture("fashion/fmnist_resnet.onnx")), load_target("esp32p4"), Setting{});

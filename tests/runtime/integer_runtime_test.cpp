@@ -6,26 +6,15 @@
 
 #include <cmath>
 
-#include "api/load.h"
-#include "data/dataset.h"
 #include "deploy/integer_program.h"
-#include "passes/pipeline.h"
 #include "runtime/interpreter.h"
 #include "runtime/kernels/kernels.h"
-#include "target/target.h"
-#include "test_util.h"
+#include "fixture_cases.h"
 
 using namespace edgequant;
-using edgequant::testing::fixture;
+using namespace edgequant::testing;
 
 namespace {
-struct Case {
-  std::string model, data;
-  bool float_functions = false;  // int16 Sigmoid/bilinear Resize: computed in float (no int16 table)
-};
-void PrintTo(const Case& c, std::ostream* os) { *os << c.model; }
-
-const std::string kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
 
 // Largest |simulated - integer| over every output element, in units of the output's LSB, and the
 // number of elements that differ.
@@ -36,7 +25,6 @@ struct Diff {
 
 Diff compare_with_simulation(QuantContext& ctx, int samples) {
   runtime::IntGraph prog = deploy::build_integer_program(*ctx.graph, ctx.plan, *ctx.lowered, ctx.target, ctx.executor());
-  if (getenv("EQ_BREAK")) prog.rounding = RoundingMode::Floor;
   quant::QuantSimulator& sim = ctx.simulator();
   quant::BatchStream stream = ctx.batches(ctx.calibration);
   at::Tensor x;
@@ -72,22 +60,17 @@ Diff compare_with_simulation(QuantContext& ctx, int samples) {
   return d;
 }
 
-class IntegerRuntime : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
+class IntegerRuntime : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
 // Float-scale targets (TFLite-style integer arithmetic: zero points, q31 multipliers): within 1 LSB
 // of the float32 simulation (the multiplier approximates s_in * s_w / s_out to 31 bits and the
 // simulation rounds its float32 product; they can land on either side of a tie).
-class IntegerRuntimeFloatScale : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
+class IntegerRuntimeFloatScale : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
 TEST_P(IntegerRuntimeFloatScale, WithinOneLsbOfTheSimulation) {
   auto [c, target] = GetParam();
-  Setting s;
-  s.calib_steps = 1;
-  s.batch_size = 16;
-  QuantContext ctx(load_model(fixture(c.model)), load_target(target), s);
-  auto data = std::shared_ptr<const Dataset>(open_dataset(c.data, {}));
-  ctx.calibration = {data, 0, std::min<int64_t>(data->size(), 16), "fixture"};
-  run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
+  auto owned = calibrated(c, target, 16);
+  QuantContext& ctx = *owned;
   Diff d = compare_with_simulation(ctx, 4);
   EXPECT_GT(d.total, 0);
   EXPECT_LE(d.max_lsb, 1.0 + 1e-6) << c.model << " on " << target;
@@ -97,31 +80,14 @@ TEST_P(IntegerRuntimeFloatScale, WithinOneLsbOfTheSimulation) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, IntegerRuntimeFloatScale,
-    ::testing::Combine(::testing::Values(Case{"fashion/fmnist_mobilenet.onnx", kFashion}, Case{"fashion/fmnist_resnet.onnx", kFashion},
-                                         Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
-                                         Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
-                                         Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy")},
-                                         Case{"models/batchnorm_op13.onnx", fixture("models/batchnorm_input.npy")}),
+    ::testing::Combine(::testing::ValuesIn(fixture_models()),
                        ::testing::Values("ort-int8", "tflite-int8")),
-    [](const auto& info) {
-      std::string m = std::get<0>(info.param).model;
-      m = m.substr(m.find('/') + 1);
-      m = m.substr(0, m.find('.'));
-      std::string t = std::get<1>(info.param);
-      for (auto& ch : t)
-        if (ch == '-') ch = '_';
-      return m + "_" + t;
-    });
+    CaseName());
 
 TEST_P(IntegerRuntime, EqualsTheSimulationBitForBit) {
   auto [c, target] = GetParam();
-  Setting s;
-  s.calib_steps = 1;
-  s.batch_size = 16;
-  QuantContext ctx(load_model(fixture(c.model)), load_target(target), s);
-  auto data = std::shared_ptr<const Dataset>(open_dataset(c.data, {}));
-  ctx.calibration = {data, 0, std::min<int64_t>(data->size(), 16), "fixture"};
-  run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
+  auto owned = calibrated(c, target, 16);
+  QuantContext& ctx = *owned;
   Diff d = compare_with_simulation(ctx, 4);
   EXPECT_GT(d.total, 0);
   EXPECT_EQ(d.differing, 0) << c.model << " on " << target << ": " << d.differing << " of " << d.total
@@ -130,37 +96,20 @@ TEST_P(IntegerRuntime, EqualsTheSimulationBitForBit) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, IntegerRuntime,
-    ::testing::Combine(::testing::Values(Case{"fashion/fmnist_mobilenet.onnx", kFashion},
-                                         Case{"fashion/fmnist_resnet.onnx", kFashion},
-                                         Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
-                                         Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
-                                         Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy")},
-                                         Case{"models/batchnorm_op13.onnx", fixture("models/batchnorm_input.npy")}),
+    ::testing::Combine(::testing::ValuesIn(fixture_models()),
                        ::testing::Values("esp32p4", "esp32s3", "c", "ti-npu")),
-    [](const auto& info) {
-      std::string m = std::get<0>(info.param).model;
-      m = m.substr(m.find('/') + 1);
-      m = m.substr(0, m.find('.'));
-      std::string t = std::get<1>(info.param);
-      for (auto& ch : t)
-        if (ch == '-') ch = '_';
-      return m + "_" + t;
-    });
+    CaseName());
 
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
-class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<Case, std::string>> {};
+class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
 TEST_P(IntegerRuntime16, Int16WithinOneLsb) {
   auto [c, target] = GetParam();
   Setting s;
-  s.calib_steps = 1;
-  s.batch_size = 16;
   s.activation_bits = 16;
   s.weight_bits = 16;
-  QuantContext ctx(load_model(fixture(c.model)), load_target(target), s);
-  auto data = std::shared_ptr<const Dataset>(open_dataset(c.data, {}));
-  ctx.calibration = {data, 0, std::min<int64_t>(data->size(), 16), "fixture"};
-  run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
+  auto owned = calibrated(c, target, 16, s);
+  QuantContext& ctx = *owned;
   Diff d = compare_with_simulation(ctx, 2);
   EXPECT_GT(d.total, 0);
   // Exact where every op is integer (the simulator accumulates int16 layers in double); the
@@ -174,16 +123,9 @@ TEST_P(IntegerRuntime16, Int16WithinOneLsb) {
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, IntegerRuntime16,
-    ::testing::Combine(::testing::Values(Case{"models/mobilenetv2_style_op13.onnx", fixture("models/mobilenetv2_style_input.npy")},
-                                         Case{"models/resnet_style_op13.onnx", fixture("models/resnet_style_input.npy")},
-                                         Case{"models/detection_head_op13.onnx", fixture("models/detection_head_input.npy"), true}),
+    ::testing::Combine(::testing::Values(fixture_case("models/mobilenetv2_style_op13"), fixture_case("models/resnet_style_op13"), fixture_case("models/detection_head_op13", true)),
                        ::testing::Values("esp32p4", "esp32s3", "c")),
-    [](const auto& info) {
-      std::string m = std::get<0>(info.param).model;
-      m = m.substr(m.find('/') + 1);
-      m = m.substr(0, m.find('.'));
-      return m + "_" + std::get<1>(info.param);
-    });
+    CaseName());
 
 TEST(ShiftRound, TiesFollowTheMode) {
   // 5/2 = 2.5, -3/2 = -1.5, 7/4 = 1.75, -7/4 = -1.75: hand-computed.
