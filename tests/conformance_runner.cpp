@@ -185,9 +185,16 @@ int main(int argc, char** argv) {
   for (const auto& f : failures) std::cout << "  FAIL " << f << "\n";
   for (const auto& [name, reason] : allowed)
     if (!allowed_used.count(name)) failures.push_back(name + ": listed in the allowed-skips file but no longer refused (remove it)");
+  // Ops newer than Debian's ONNX test data (libonnx 1.12, opset <= 17), checked elsewhere.
+  const std::map<std::string, std::string> covered_elsewhere = {
+      {"GroupNormalization", "opset 18/21, tests/onnx/ort_reference_test.cpp against ONNX Runtime"}};
   std::vector<std::string> uncovered;
-  for (const auto& op : exec::supported_op_types())
-    if (!ops_passing.count(op)) uncovered.push_back(op);
+  for (const auto& op : exec::supported_op_types()) {
+    if (ops_passing.count(op)) continue;
+    auto it = covered_elsewhere.find(op);
+    if (it != covered_elsewhere.end()) std::cout << "covered elsewhere: " << op << " (" << it->second << ")\n";
+    else uncovered.push_back(op);
+  }
   std::cout << "supported ops without a passing case:" << (uncovered.empty() ? " none" : "");
   for (const auto& u : uncovered) std::cout << " " << u;
   std::cout << "\nconformance: ran " << ran << ", passed " << passed << ", failed " << failures.size() << ", skipped "

@@ -34,6 +34,14 @@ class ModelBuilder {
     fill(t, name, shape, v);
     return *this;
   }
+  ModelBuilder& initializer_i32(const std::string& name, const std::vector<int64_t>& shape, const std::vector<int32_t>& v) {
+    auto* t = model_.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT32);
+    for (auto d : shape) t->add_dims(d);
+    for (auto x : v) t->add_int32_data(x);
+    return *this;
+  }
   ModelBuilder& initializer_i64(const std::string& name, const std::vector<int64_t>& shape, const std::vector<int64_t>& v) {
     auto* t = model_.mutable_graph()->add_initializer();
     t->set_name(name);
@@ -62,6 +70,18 @@ class ModelBuilder {
     a->set_name(key);
     a->set_type(onnx::AttributeProto::INTS);
     for (auto x : v) a->add_ints(x);
+  }
+  static void attr_float(onnx::NodeProto& n, const std::string& key, float v) {
+    auto* a = n.add_attribute();
+    a->set_name(key);
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(v);
+  }
+  static void attr_floats(onnx::NodeProto& n, const std::string& key, const std::vector<float>& v) {
+    auto* a = n.add_attribute();
+    a->set_name(key);
+    a->set_type(onnx::AttributeProto::FLOATS);
+    for (auto x : v) a->add_floats(x);
   }
   static void attr_tensor(onnx::NodeProto& n, const std::string& key, const std::vector<int64_t>& shape,
                           const std::vector<float>& v) {

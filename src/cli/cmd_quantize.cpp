@@ -16,7 +16,7 @@ void add_quantize_commands(CLI::App& app, Action& action) {
   qc->add_option("--calib,-c", q.calib, "calibration data: IDX file, .npy/.npz, image folder")->required();
   qc->add_option("--calib-steps", q.calib_steps, "number of calibration batches (default 32)");
   qc->add_option("--batch-size", q.batch_size, "calibration batch size (default 32)");
-  qc->add_option("--calib-algorithm", q.calib_algorithm, "minmax | percentile | kl | mse (default: the target's)");
+  qc->add_option("--calib-algorithm", q.calib_algorithm, "minmax | percentile | kl | mse | auto (default: the target's)");
   qc->add_option("--setting,-s", q.setting_file, "setting file (YAML or JSON), see docs/settings.md");
   qc->add_option("--out,-o", q.out_dir, "output directory")->required();
   qc->add_option("--format,-f", q.format, "deployable file: auto (the target's) | espdl | qdq | ti-onnx | none");

@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
@@ -206,6 +207,47 @@ class NamedInputsDataset : public Dataset {
   std::vector<int64_t> labels_;
 };
 
+// A folder of .npz files keyed by model input names, one sample (batch dim 1) or a few per file:
+// arrays that differ between files are concatenated along dim 0 (per-sample inputs); an array
+// identical in every file (a sample rate, a zero initial state) is a shared input, fed whole.
+NamedTensors join_npz_files(const std::vector<fs::path>& files) {
+  std::vector<NamedTensors> all;
+  for (const auto& f : files) all.push_back(read_npz(f.string()));
+  NamedTensors out;
+  for (const auto& [key, first] : all[0]) {
+    bool same = true;
+    std::vector<const Tensor*> parts;
+    for (size_t i = 0; i < all.size(); ++i) {
+      const Tensor* t = nullptr;
+      for (const auto& [k, v] : all[i])
+        if (k == key) t = &v;
+      if (!t) fail(ErrorCode::InvalidInput, files[i].string() + ": no array '" + key + "' (" + files[0].string() + " has one)");
+      same = same && t->dtype() == first.dtype() && t->shape() == first.shape() &&
+             std::memcmp(t->raw(), first.raw(), t->nbytes()) == 0;
+      parts.push_back(t);
+    }
+    if (same && all.size() > 1) {
+      out.emplace_back(key, first);
+      continue;
+    }
+    Shape shape = first.shape();
+    if (shape.empty()) fail(ErrorCode::InvalidInput, files[0].string() + ": per-sample array '" + key + "' has no batch dimension");
+    std::string bytes;
+    int64_t n = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const Tensor& t = *parts[i];
+      if (t.dtype() != first.dtype() || t.shape().size() != shape.size() || !std::equal(shape.begin() + 1, shape.end(), t.shape().begin() + 1))
+        fail(ErrorCode::InvalidInput, files[i].string() + ": array '" + key + "' is " + shape_str(t.shape()) + ", " +
+                                          files[0].string() + " has " + shape_str(shape));
+      bytes.append(static_cast<const char*>(t.raw()), t.nbytes());
+      n += t.shape()[0];
+    }
+    shape[0] = n;
+    out.emplace_back(key, Tensor::from_bytes(first.dtype(), shape, bytes.data(), bytes.size()));
+  }
+  return out;
+}
+
 bool is_image(const fs::path& p) {
   std::string e = p.extension().string();
   std::transform(e.begin(), e.end(), e.begin(), ::tolower);
@@ -299,6 +341,14 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess&
     if (files.empty()) fail(ErrorCode::InvalidInput, path + ": no images in the class folders");
     return std::make_unique<ImageDataset>(files, classes, pp);
   }
+  std::vector<fs::path> npz;
+  for (const auto& e : entries)
+    if (e.extension() == ".npz") npz.push_back(e);
+  if (!npz.empty() && !model_inputs.empty()) {
+    auto d = std::make_unique<NamedInputsDataset>(path, join_npz_files(npz));
+    if (d->size() == 0) fail(ErrorCode::InvalidInput, path + ": no per-sample arrays in the .npz files");
+    return d;
+  }
   std::vector<std::pair<std::string, int64_t>> images;
   auto arrays = std::make_unique<ArrayDataset>();
   for (const auto& e : entries) {
@@ -307,7 +357,7 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess&
   }
   if (!images.empty()) return std::make_unique<ImageDataset>(images, std::vector<std::string>{}, pp);
   if (arrays->size() > 0) return arrays;
-  fail(ErrorCode::InvalidInput, path + ": the folder holds no images, .npy files or class folders");
+  fail(ErrorCode::InvalidInput, path + ": the folder holds no images, .npy files, .npz files (multi-input models) or class folders");
 }
 
 }  // namespace edgequant

@@ -43,9 +43,10 @@ QuantRole parse_quant_role(const std::string& s) {
 }
 
 CalibAlgorithm parse_calib_algorithm(const std::string& name) {
-  for (CalibAlgorithm a : {CalibAlgorithm::MinMax, CalibAlgorithm::Percentile, CalibAlgorithm::KL, CalibAlgorithm::MSE})
+  for (CalibAlgorithm a : {CalibAlgorithm::MinMax, CalibAlgorithm::Percentile, CalibAlgorithm::KL, CalibAlgorithm::MSE,
+                           CalibAlgorithm::Auto})
     if (name == calib_algorithm_name(a)) return a;
-  fail(ErrorCode::InvalidSetting, "unknown calib_algorithm '" + name + "' (valid: minmax, percentile, kl, mse)");
+  fail(ErrorCode::InvalidSetting, "unknown calib_algorithm '" + name + "' (valid: minmax, percentile, kl, mse, auto)");
 }
 
 const char* calib_algorithm_name(CalibAlgorithm a) {
@@ -54,6 +55,7 @@ const char* calib_algorithm_name(CalibAlgorithm a) {
     case CalibAlgorithm::Percentile: return "percentile";
     case CalibAlgorithm::KL: return "kl";
     case CalibAlgorithm::MSE: return "mse";
+    case CalibAlgorithm::Auto: return "auto";
   }
   return "?";
 }
@@ -85,6 +87,7 @@ RangeSource range_source_of(CalibAlgorithm a) {
     case CalibAlgorithm::Percentile: return RangeSource::Percentile;
     case CalibAlgorithm::KL: return RangeSource::KL;
     case CalibAlgorithm::MSE: return RangeSource::MSE;
+    case CalibAlgorithm::Auto: break;  // the chosen calibrator is the source
   }
   return RangeSource::None;
 }

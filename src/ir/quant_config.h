@@ -34,7 +34,8 @@ const char* quant_role_name(QuantRole r);
 QuantRole parse_quant_role(const std::string& s);
 
 // Calibration algorithms for activations (and, minmax/mse, for weights).
-enum class CalibAlgorithm { MinMax, Percentile, KL, MSE };
+// Auto chooses among the other four per tensor (quant/auto_calib.h); it is never a range source.
+enum class CalibAlgorithm { MinMax, Percentile, KL, MSE, Auto };
 CalibAlgorithm parse_calib_algorithm(const std::string& name);  // throws InvalidSetting
 const char* calib_algorithm_name(CalibAlgorithm a);
 

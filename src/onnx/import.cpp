@@ -93,18 +93,24 @@ std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::str
     if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
     else g->extra_opsets[o.domain()] = o.version();
   }
-  if (opset < 1 || opset > 17)
-    fail(ErrorCode::Unsupported, "opset " + std::to_string(opset) + " of the default domain is not supported (supported: 1-17)");
+  if (opset < 1 || opset > kMaxOpset)
+    fail(ErrorCode::Unsupported, "opset " + std::to_string(opset) + " of the default domain is not supported (supported: 1-" +
+                                     std::to_string(kMaxOpset) + ")");
   g->opset = opset;
   g->ir_version = model.ir_version();
   g->producer_name = model.producer_name();
   fold_constant_ifs(*model.mutable_graph());
+  decompose_experimental_ops(*model.mutable_graph(), opset);
   const onnx::GraphProto& gp0 = model.graph();
   g->name = gp0.name().empty() ? "graph" : gp0.name();
-  // Shape inference only adds value_info; a model it cannot fully infer still imports.
-  try {
-    onnx::shape_inference::InferShapes(model);
-  } catch (const std::exception&) {
+  // Shape inference only adds value_info; a model it cannot fully infer still imports. Above
+  // libonnx's opsets its older schemas would misread newer nodes (ReduceMean's axes input):
+  // load_model types those graphs by running them instead.
+  if (opset <= kLibonnxMaxOpset) {
+    try {
+      onnx::shape_inference::InferShapes(model);
+    } catch (const std::exception&) {
+    }
   }
   const onnx::GraphProto& gp = model.graph();
   if (gp.sparse_initializer_size() > 0) fail(ErrorCode::Unsupported, "sparse initializers are not supported");

@@ -1,5 +1,6 @@
 // ONNX <-> IR through Debian's libonnx protobuf classes and its shape inference.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -13,7 +14,12 @@ class TensorProto;
 
 namespace edgequant {
 
-// Reads an ONNX file (opsets 6-17; initializers, Constant-node weights, external data,
+// The newest default-domain opset imported, and the newest Debian's libonnx 1.12 knows (its
+// shape inference runs up to that; newer graphs are typed by exec::infer_types_by_running).
+constexpr int64_t kMaxOpset = 21;
+constexpr int64_t kLibonnxMaxOpset = 17;
+
+// Reads an ONNX file (opsets 6-21; initializers, Constant-node weights, external data,
 // symbolic dims). Errors name the file. Constant nodes become initializers.
 std::unique_ptr<Graph> import_onnx(const std::string& path);
 // From an in-memory model; `base_dir` resolves external-data files.
@@ -23,6 +29,10 @@ std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::str
 // an earlier fold) by the nodes of the branch it takes; returns how many were folded. Import
 // runs it first; an If with a data-dependent condition stays and is refused.
 int fold_constant_ifs(onnx::GraphProto& graph);
+
+// Replaces the opset-1 experimental ops WinML-era exporters still write (ImageScaler, Affine,
+// Crop) by standard ops; returns how many. Import runs it before shape inference.
+int decompose_experimental_ops(onnx::GraphProto& graph, int64_t opset);
 
 // Writes the graph as an ONNX model (atomically: temp file, then rename).
 void export_onnx(const Graph& graph, const std::string& path);

@@ -4,10 +4,14 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <limits>
+#include <map>
+#include <optional>
 
 #include "core/progress.h"
 #include "edgequant/error.h"
 #include "ir/op_traits.h"
+#include "quant/auto_calib.h"
 #include "quant/simulator.h"
 
 namespace edgequant::quant {
@@ -16,6 +20,41 @@ namespace {
 double since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
+// The selection samples: the first `per_batch` samples of every batch, so they spread over the
+// calibration set (scoring clips on one batch favours clips fitted to an average batch).
+// Tensors whose leading dim is not the batch's sample count are shared inputs, kept whole.
+void take_selection(const std::vector<at::Tensor>& inputs, int64_t per_batch, std::vector<std::vector<at::Tensor>>& pieces) {
+  if (inputs.empty() || inputs[0].dim() == 0) return;
+  int64_t n = inputs[0].size(0), take = std::min(n, per_batch);
+  std::vector<at::Tensor> piece;
+  for (const at::Tensor& x : inputs)
+    piece.push_back(x.dim() > 0 && x.size(0) == n ? x.narrow(0, 0, take).clone() : x);
+  pieces.push_back(std::move(piece));
+}
+
+// Pieces joined into batches of up to 32 samples (fewer, larger runs).
+std::vector<std::vector<at::Tensor>> merge_selection(const std::vector<std::vector<at::Tensor>>& pieces) {
+  std::vector<std::vector<at::Tensor>> out;
+  size_t i = 0;
+  while (i < pieces.size()) {
+    int64_t n0 = pieces[i][0].size(0), n = 0;
+    std::vector<std::vector<at::Tensor>> group;
+    while (i < pieces.size() && n < 32) {
+      n += pieces[i][0].size(0);
+      group.push_back(pieces[i++]);
+    }
+    std::vector<at::Tensor> batch;
+    for (size_t k = 0; k < group[0].size(); ++k) {
+      bool batched = group[0][k].dim() > 0 && group[0][k].size(0) == n0;
+      std::vector<at::Tensor> parts;
+      for (const auto& p : group) parts.push_back(p[k]);
+      batch.push_back(batched && group.size() > 1 ? at::cat(parts, 0) : group[0][k]);
+    }
+    out.push_back(std::move(batch));
+  }
+  return out;
+}
+
 }  // namespace
 
 CalibAlgorithm calib_algorithm_for(const Setting& s, const Target& t) {
@@ -66,6 +105,8 @@ Observations observe_activations(const Graph& g, exec::Executor& ex, const Quant
   };
   hooks.add(observe);
   Progress progress("calibrating", batches.batches());
+  int64_t per_batch = std::max<int64_t>(1, (Observations::kSelectionSamples + batches.batches() - 1) / std::max<int64_t>(1, batches.batches()));
+  std::vector<std::vector<at::Tensor>> pieces;
   std::vector<at::Tensor> inputs;
   at::NoGradGuard no_grad;
   while (batches.next(inputs)) {
@@ -73,6 +114,7 @@ Observations observe_activations(const Graph& g, exec::Executor& ex, const Quant
       auto it = observer_of.find(g.inputs[i]);
       if (it != observer_of.end()) it->second->observe(inputs[i]);
     }
+    take_selection(inputs, per_batch, pieces);
     ex.run(inputs, &hooks);
     ++obs.batches;
     obs.samples += inputs.empty() ? 0 : inputs[0].size(0);
@@ -80,24 +122,32 @@ Observations observe_activations(const Graph& g, exec::Executor& ex, const Quant
   }
   progress.finish();
   if (obs.samples == 0) fail(ErrorCode::InvalidInput, "the calibration set is empty");
+  obs.selection = merge_selection(pieces);
   obs.seconds = since(start);
   return obs;
 }
 
-void apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s,
-                       const Observations& obs) {
-  calibrate_constants(g, ex, plan, t, s);
-  CalibAlgorithm algo = calib_algorithm_for(s, t);
-  Pow2Rule rule = t.pow2_rule_for(algo);
+namespace {
+
+// Scales of the observed tensors (each tensor's `chosen` config, else `algo`'s range), then the
+// tensors whose scales follow from them: Align-to-Large outputs, mixed-precision boundary grids,
+// passives and biases.
+void apply_observed(const Graph& g, QuantPlan& plan, const Target& t, const Setting& s, const Observations& obs,
+                    CalibAlgorithm algo, const std::unordered_map<std::string, AutoChoice>* chosen) {
   for (const auto& v : g.values()) {
     if (!wants_observer(*v, plan)) continue;
+    QuantConfig& c = plan.values.at(v->name);
+    if (chosen) {
+      c = chosen->at(v->name).config;
+      continue;
+    }
     auto it = obs.by_value.find(v->name);
     if (it == obs.by_value.end())
       fail(ErrorCode::Internal, "no observation of '" + v->name + "' (the plan changed after calibration's data pass)");
-    QuantConfig& c = plan.values.at(v->name);
-    set_scale_from_ranges(c, {it->second.finalize(c, algo, s.percentile)}, rule);
+    set_scale_from_ranges(c, {it->second.finalize(c, algo, s.percentile)}, t.pow2_rule_for(algo));
     c.source = range_source_of(algo);
   }
+  Pow2Rule rule = t.pow2_rule_for(algo);
   // Align to Large: the output's scale covers the union of its inputs' ranges.
   for (const auto& op : g.ops()) {
     if (op->outputs.empty() || !op->outputs[0]) continue;
@@ -113,7 +163,8 @@ void apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& plan, cons
     set_scale_from_ranges(*c, {u}, rule);
     c->source = RangeSource::AlignToLarge;
   }
-  // Mixed-precision boundary grids: the source tensor's observation at the consumer's width.
+  // Mixed-precision boundary grids: the source tensor's observation at the consumer's width,
+  // by the calibrator that set the source.
   for (auto& r : plan.requants) {
     if (!r.grid) continue;
     const QuantConfig* src = plan.effective(r.target);
@@ -123,20 +174,76 @@ void apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& plan, cons
            owner->producer->input(0))
       owner = owner->producer->input(0);
     auto it = owner ? obs.by_value.find(owner->name) : obs.by_value.end();
-    if (it != obs.by_value.end()) set_scale_from_ranges(*r.grid, {it->second.finalize(*r.grid, algo, s.percentile)}, rule);
+    CalibAlgorithm grid_algo = algo;
+    if (owner && chosen && chosen->count(owner->name)) grid_algo = chosen->at(owner->name).from;
+    if (it != obs.by_value.end())
+      set_scale_from_ranges(*r.grid, {it->second.finalize(*r.grid, grid_algo, s.percentile)}, t.pow2_rule_for(grid_algo));
     else if (src) set_scale_from_ranges(*r.grid, {{src->range_min, src->range_max}}, rule);
-    r.grid->source = range_source_of(algo);
+    r.grid->source = range_source_of(grid_algo);
   }
   // Passives copy their master's scale so the plan file is self-describing; biases s_in * s_w.
   refresh_derived_scales(plan, g);
+}
+
+// Sum of squared output error / sum of squared float output of `plan` on the selection samples.
+double output_noise_ratio(const Graph& g, exec::Executor& ex, const QuantPlan& plan, const Observations& obs) {
+  QuantSimulator sim(g, plan, ex);
+  double noise = 0, signal = 0;
+  at::NoGradGuard no_grad;
+  for (const auto& inputs : obs.selection) {
+    std::vector<at::Tensor> yf = ex.run(inputs), yq = sim.run(inputs);
+    for (size_t i = 0; i < yf.size() && i < yq.size(); ++i) {
+      if (!at::isFloatingType(yf[i].scalar_type())) continue;
+      noise += (yq[i].to(at::kDouble) - yf[i].to(at::kDouble)).pow(2).sum().item<double>();
+      signal += yf[i].to(at::kDouble).pow(2).sum().item<double>();
+    }
+  }
+  return signal > 0 ? noise / signal : noise;
+}
+
+}  // namespace
+
+std::string apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s,
+                              const Observations& obs) {
+  calibrate_constants(g, ex, plan, t, s);
+  CalibAlgorithm algo = calib_algorithm_for(s, t);
+  if (algo != CalibAlgorithm::Auto) {
+    apply_observed(g, plan, t, s, obs, algo, nullptr);
+    return calib_algorithm_name(algo);
+  }
+  // Auto: the per-tensor choice and every single calibrator, each as a whole plan, scored by the
+  // graph outputs' noise:signal on the selection samples; the per-tensor choice wins ties.
+  std::unordered_map<std::string, AutoChoice> chosen = choose_clips(g, ex, plan, t, s, obs);
+  std::optional<QuantPlan> best;
+  double best_error = std::numeric_limits<double>::infinity();
+  std::string best_name;
+  for (int k = -1; k < 4; ++k) {
+    QuantPlan candidate = plan;
+    CalibAlgorithm a = k < 0 ? CalibAlgorithm::MSE : static_cast<CalibAlgorithm>(k);
+    apply_observed(g, candidate, t, s, obs, a, k < 0 ? &chosen : nullptr);
+    double e = output_noise_ratio(g, ex, candidate, obs);
+    if (e < best_error) {
+      best_error = e;
+      best = std::move(candidate);
+      best_name = k < 0 ? "per tensor" : calib_algorithm_name(a);
+    }
+  }
+  plan = std::move(*best);
+  if (best_name != "per tensor") return "auto (" + best_name + " for every tensor)";
+  std::map<std::string, int> count;
+  for (const auto& [name, c] : chosen) ++count[calib_algorithm_name(c.from)];
+  std::string out = "auto (per tensor:";
+  for (const auto& [name, n] : count) out += " " + name + " " + std::to_string(n);
+  return out + ")";
 }
 
 CalibrationReport calibrate(const Graph& g, exec::Executor& ex, QuantPlan& plan, const Target& t, const Setting& s,
                             BatchStream& batches) {
   auto start = std::chrono::steady_clock::now();
   Observations obs = observe_activations(g, ex, plan, batches, nullptr, s.percentile);
-  apply_calibration(g, ex, plan, t, s, obs);
+  std::string chosen = apply_calibration(g, ex, plan, t, s, obs);
   CalibrationReport r;
+  r.chosen = chosen;
   r.algorithm = calib_algorithm_for(s, t);
   r.batches = obs.batches;
   r.samples = obs.samples;

@@ -5,7 +5,9 @@
 // Align-to-Large, passives and biases: no data pass, so another calibrator on a cloned plan is
 // cheap.
 #pragma once
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "exec/executor.h"
 #include "ir/quant_config.h"
@@ -21,10 +23,15 @@ struct Observations {
   int64_t batches = 0, samples = 0;
   double seconds = 0;
   double observer_seconds = 0;  // of `seconds`, spent inside observers
+  // About kSelectionSamples calibration samples, the first few of every batch: what
+  // calib_algorithm auto scores its candidates on.
+  static constexpr int64_t kSelectionSamples = 64;
+  std::vector<std::vector<at::Tensor>> selection;
 };
 
 struct CalibrationReport {
   CalibAlgorithm algorithm = CalibAlgorithm::MinMax;
+  std::string chosen;  // apply_calibration's account of the choice
   int64_t batches = 0, samples = 0, observed_tensors = 0;
   double seconds = 0;
   double observer_seconds = 0;
@@ -43,8 +50,9 @@ Observations observe_activations(const Graph& graph, exec::Executor& executor, c
                                  BatchStream& batches, const exec::HookList* extra = nullptr, double batch_percentile = 0);
 
 // Scales from observations (every Quantized config gets one); throws Internal if an observed
-// tensor is missing from `observations`.
-void apply_calibration(const Graph& graph, exec::Executor& executor, QuantPlan& plan, const Target& target,
+// tensor is missing from `observations`. Returns what chose the scales ("kl"; under auto, e.g.
+// "auto (per tensor: kl 3 mse 12)" or "auto (mse for every tensor)").
+std::string apply_calibration(const Graph& graph, exec::Executor& executor, QuantPlan& plan, const Target& target,
                        const Setting& setting, const Observations& observations);
 
 // Both steps.

@@ -352,6 +352,8 @@ Range HistogramObserver::finalize(const QuantConfig& c, CalibAlgorithm algorithm
       if (c.symmetric) return {-t, t};
       return {std::max(min_, -t), std::min(max_, t)};
     }
+    case CalibAlgorithm::Auto:
+      fail(ErrorCode::Internal, "finalize(auto): auto chooses among the calibrators' ranges (quant/auto_calib.h)");
   }
   return {min_, max_};
 }

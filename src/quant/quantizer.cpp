@@ -127,7 +127,7 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     int dispatched = bits_of(op, -1);
     int bits = dispatched < 0 ? act_bits : (dispatched >= 8 ? dispatched : act_bits);
     int wb = dispatched > 0 ? dispatched : w_bits;
-    bool keep_float = dispatched == 0 || t.float_ops.count(op->type);
+    bool keep_float = dispatched == 0 || t.float_ops.count(op->type) || op_traits(op->type).has(kFloatOnly);
     // Outputs.
     for (const Value* out : op->outputs) {
       if (!out || !is_float(out) || out->is_constant()) continue;

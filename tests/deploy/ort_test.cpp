@@ -22,30 +22,12 @@
 #include "passes/pipeline.h"
 #include "target/target.h"
 #include "fixture_cases.h"
+#include "ort_reference.h"
 
 using namespace edgequant;
 using namespace edgequant::testing;
 
 namespace {
-
-// Runs `model` in ONNX Runtime on `x` (input `name`); outputs in graph order.
-std::vector<at::Tensor> run_in_ort(const std::string& dir, const std::string& model, const std::string& name, const at::Tensor& x) {
-  write_npy(dir + "/input.npy", exec::to_ir_tensor(x.contiguous()));
-  CommandResult r = run_command("node " + std::string(EQ_SOURCE_DIR) + "/tools/ort_run.js " + model + " " + dir + "/ort " + name +
-                                "=" + dir + "/input.npy");
-  if (r.status != 0) ADD_FAILURE() << "ONNX Runtime failed on " << model << ": " << r.output;
-  std::vector<at::Tensor> outs;
-  for (int k = 0; r.status == 0 && std::filesystem::exists(dir + "/ort." + std::to_string(k) + ".npy"); ++k)
-    outs.push_back(exec::to_aten(read_npy(dir + "/ort." + std::to_string(k) + ".npy")));
-  return outs;
-}
-
-std::string scratch_dir(const std::string& tag) {
-  std::string dir = (std::filesystem::temp_directory_path() / ("eq_" + tag + "_" + std::to_string(::getpid()))).string();
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  return dir;
-}
 
 class QdqInOnnxRuntime : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 

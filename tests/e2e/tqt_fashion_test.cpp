@@ -1,5 +1,5 @@
 // TQT on Fashion-MNIST (the PTQ fixtures; 10 000-image test set): for esp32s3 and esp32p4 at
-// 8 bits, PTQ with the target's default calibrator, then the pipeline resumed from the
+// 8 bits, PTQ with KL (ESP-PPQ's default), then the pipeline resumed from the
 // calibrated plan with the tqt pass (500 steps, block size 4, batch 32, lr 1.25e-4, biases trained). Asserts:
 // TQT >= PTQ top-1; TQT at most 0.05 point below float on the depthwise model on esp32s3; TQT at
 // least halves the graph-output noise:signal of PTQ on the validation samples (1000 training
@@ -29,6 +29,9 @@ TEST_P(TqtFashion, BeatsPtqAndHalvesOutputNoise) {
   Setting s;
   s.analysis.samples = 1000;
   s.analysis.layerwise = false;
+  // ESP-PPQ's TQT flow starts from KL (the targets' default until auto): the figures below were
+  // recorded from that start. From auto's better start TQT cuts the noise by 0.45-0.64x instead.
+  s.calib_algorithm = CalibAlgorithm::KL;
   s.tqt.lr = 1.25e-4;
   if (const char* lr = std::getenv("EQ_TQT_LR")) s.tqt.lr = std::atof(lr);
   if (const char* st = std::getenv("EQ_TQT_STEPS")) s.tqt.steps = std::atoi(st);

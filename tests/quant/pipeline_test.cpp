@@ -55,6 +55,35 @@ TEST(Pipeline, CalibratesEveryFloatInputOfAMultiInputModel) {
   EXPECT_GT(ctx.report->output_noise_ratio, 0.0);  // the held-out sample clips: 100 > 127 * 2^-5
 }
 
+// The same six samples as a folder of .npz files, one sample each (batch dim 1), the shared
+// int64 shape in every file: the same samples, scales and held-out split.
+TEST(Pipeline, FolderOfNpzFilesOneSampleEach) {
+  std::string dir = tmp("npz_folder");
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::vector<float> x(24, 0.25f), h(24, 0.125f);
+  x[5] = -3.0f;
+  h[10] = 0.5f;
+  x[21] = 100.0f;
+  for (int i = 0; i < 6; ++i)
+    write_npz(dir + "/sample" + std::to_string(i) + ".npz",
+              {{"x", Tensor::from_vector(DType::Float32, {1, 4}, std::vector<float>(x.begin() + 4 * i, x.begin() + 4 * i + 4))},
+               {"h", Tensor::from_vector(DType::Float32, {1, 4}, std::vector<float>(h.begin() + 4 * i, h.begin() + 4 * i + 4))},
+               {"shape", Tensor::from_vector(DType::Int64, {2}, std::vector<int64_t>{-1, 4})}});
+  Setting s;
+  s.calib_steps = 1;
+  s.batch_size = 6;
+  s.calib_algorithm = CalibAlgorithm::MinMax;
+  s.alignment = Alignment::None;
+  QuantContext ctx(two_input_graph(), load_target("esp32s3"), s);
+  attach_data(ctx, dir);
+  EXPECT_EQ(ctx.calibration.size(), 5);
+  run_pipeline(ctx, {"prepare", "assign", "calibrate"});
+  EXPECT_EQ(ctx.plan.find("x")->exponents(), std::vector<int>{-5});
+  EXPECT_EQ(ctx.plan.find("h")->exponents(), std::vector<int>{-7});
+  EXPECT_EQ(ctx.calibration_report.samples, 5);
+}
+
 TEST(Pipeline, MissingInputInTheDataIsNamed) {
   write_npz(tmp("partial.npz"), {{"x", Tensor::from_vector(DType::Float32, {2, 4}, std::vector<float>(8, 1.0f))}});
   QuantContext ctx(two_input_graph(), load_target("esp32s3"), Setting{});
@@ -102,7 +131,9 @@ TEST(Pipeline, AnotherCalibratorReusesTheObservations) {
   write_npz(tmp("sweep.npz"), {{"x", Tensor::from_vector(DType::Float32, {6, 4}, x)},
                                {"h", Tensor::from_vector(DType::Float32, {6, 4}, h)},
                                {"shape", Tensor::from_vector(DType::Int64, {2}, std::vector<int64_t>{-1, 4})}});
-  QuantContext ctx(two_input_graph(), load_target("esp32p4"), Setting{});
+  Setting s;
+  s.calib_algorithm = CalibAlgorithm::KL;
+  QuantContext ctx(two_input_graph(), load_target("esp32p4"), s);
   attach_data(ctx, tmp("sweep.npz"));
   run_pipeline(ctx, {"prepare", "assign", "calibrate"});
   EXPECT_EQ(ctx.stats.data_passes, 1);
@@ -112,5 +143,10 @@ TEST(Pipeline, AnotherCalibratorReusesTheObservations) {
   EXPECT_EQ(ctx.stats.data_passes, 1);  // no second pass over the data
   EXPECT_EQ(ctx.plan.find("x")->source, RangeSource::MinMax);
   EXPECT_EQ(kl.find("x")->source, RangeSource::KL);
+  // auto scores its candidates on the samples the data pass kept: still one pass.
+  ctx.setting.calib_algorithm = CalibAlgorithm::Auto;
+  run_pipeline(ctx, {"assign", "calibrate"});
+  EXPECT_EQ(ctx.stats.data_passes, 1);
+  EXPECT_EQ(ctx.calibration_report.chosen.rfind("auto (", 0), 0u) << ctx.calibration_report.chosen;
 }
 }  // namespace

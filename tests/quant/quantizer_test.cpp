@@ -221,3 +221,25 @@ TEST(Calibration, NaNSampleIsNamed) {
   }
 }
 }  // namespace
+
+// Recurrent cells have no integer kernel on any target: the LSTM's outputs and its W/R/B stay
+// float while the Gemm after it is quantized; the simulation then equals float up to the Gemm's
+// quantization.
+TEST(Quantizer, LstmStaysFloat) {
+  ModelBuilder b;
+  b.input("x", {5, -1, 3}).output("y");
+  std::vector<float> w(4 * 2 * 3, 0.1f), r(4 * 2 * 2, -0.2f), bias(16, 0.05f), gw(2 * 2, 0.5f);
+  b.initializer("W", {1, 8, 3}, w).initializer("R", {1, 8, 2}, r).initializer("B", {1, 16}, bias);
+  b.initializer("gw", {2, 2}, gw).initializer_i64("axis0", {1}, {0});
+  auto& lstm = b.node("LSTM", {"x", "W", "R", "B"}, {"", "h"}, "lstm");
+  ModelBuilder::attr_int(lstm, "hidden_size", 2);
+  b.node("Squeeze", {"h", "axis0"}, {"hs"}, "squeeze");
+  b.node("Gemm", {"hs", "gw"}, {"y"}, "gemm");
+  auto g = load_model(b.save(tmp("lstm_float.onnx")));
+  for (const char* target : {"ort-int8", "esp32p4"}) {
+    QuantPlan p = quant::assign_quant_configs(*g, load_target(target), Setting{});
+    EXPECT_EQ(p.find("h")->state, QuantState::Float) << target;
+    EXPECT_TRUE(!p.find("W") && !p.find("R") && !p.find("B")) << target;
+    EXPECT_EQ(p.find("y")->state, QuantState::Quantized) << target;
+  }
+}

@@ -46,3 +46,28 @@ Kernel make_instance_norm(const Op& op, int64_t) {
 }
 
 }  // namespace edgequant::exec
+
+namespace edgequant::exec {
+
+// GroupNormalization: opset 18 scales/biases per group, opset 21 per channel (told apart by size).
+Kernel make_group_norm(const Op& op, int64_t) {
+  int64_t groups = op.attr_int("num_groups", 0);
+  if (groups <= 0) unsupported(op, "num_groups must be > 0");
+  double eps = op.attr_float("epsilon", 1e-5f);
+  std::string where = op.describe();
+  return [=](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    if (x.dim() < 2 || x.size(1) % groups != 0)
+      fail(ErrorCode::InvalidInput, where + ": the channel count is not a multiple of num_groups");
+    int64_t C = x.size(1);
+    at::Tensor scale = in[1].reshape({-1}), bias = in[2].reshape({-1});
+    auto per_channel = [&](at::Tensor t) {
+      if (t.numel() == C) return t;
+      if (t.numel() != groups) fail(ErrorCode::InvalidInput, where + ": scale/bias must hold num_groups or C values");
+      return t.repeat_interleave(C / groups);
+    };
+    return {at::group_norm(x, groups, per_channel(scale), per_channel(bias), eps)};
+  };
+}
+
+}  // namespace edgequant::exec

@@ -111,6 +111,8 @@ Kernel make_resize(const Op& op, int64_t opset) {
   else if (nname == "ceil") nearest = Nearest::Ceil;
   else unsupported(op, "nearest_mode '" + nname + "'");
   if (op.attr_int("antialias", 0) != 0) unsupported(op, "antialias=1");
+  if (op.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch")
+    unsupported(op, "keep_aspect_ratio_policy '" + op.attr_string("keep_aspect_ratio_policy", "") + "'");
   if (op.has_attr("axes")) unsupported(op, "the axes attribute");
   std::vector<float> scales_attr = op.attr_floats("scales");
   size_t scales_index = upsample || opset < 11 ? 1 : 2, sizes_index = 3;

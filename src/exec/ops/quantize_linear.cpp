@@ -31,6 +31,7 @@ std::pair<at::Tensor, at::Tensor> scale_and_zero(const Op& op, const at::Tensor&
 }  // namespace
 
 Kernel make_quantize_linear(const Op& op, int64_t) {
+  if (op.attr_int("block_size", 0) != 0) unsupported(op, "block_size (opset 21 blocked quantization)");
   int64_t axis = op.attr_int("axis", 1);
   return [op, axis](const Tensors& in) -> Tensors {
     at::Tensor zp = in.size() > 2 ? in[2] : at::Tensor();
@@ -46,6 +47,7 @@ Kernel make_quantize_linear(const Op& op, int64_t) {
 }
 
 Kernel make_dequantize_linear(const Op& op, int64_t) {
+  if (op.attr_int("block_size", 0) != 0) unsupported(op, "block_size (opset 21 blocked quantization)");
   int64_t axis = op.attr_int("axis", 1);
   return [op, axis](const Tensors& in) -> Tensors {
     at::Tensor zp = in.size() > 2 ? in[2] : at::Tensor();

@@ -22,9 +22,11 @@ PassResult CalibratePass::run(QuantContext& ctx) {
     }
     ++ctx.stats.data_passes;
   }
-  quant::apply_calibration(*ctx.graph, ctx.executor(), ctx.plan, ctx.target, ctx.setting, *ctx.observations);
+  std::string chosen =
+      quant::apply_calibration(*ctx.graph, ctx.executor(), ctx.plan, ctx.target, ctx.setting, *ctx.observations);
   ctx.count_walk(4);  // constants, observed values, align-to-large ops, passives + biases
   quant::CalibrationReport& rep = ctx.calibration_report;
+  rep.chosen = chosen;
   rep.algorithm = quant::calib_algorithm_for(ctx.setting, ctx.target);
   rep.batches = ctx.observations->batches;
   rep.samples = ctx.observations->samples;

@@ -20,7 +20,7 @@ std::string summary_of(QuantContext& ctx) {
   const quant::CalibrationReport& cal = ctx.calibration_report;
   std::ostringstream s;
   s << "model: " << ctx.model_path << "\ntarget: " << ctx.target.name << " (" << ctx.target.description << ")\n"
-    << "calibration: " << calib_algorithm_name(cal.algorithm) << " over " << cal.samples << " samples (" << cal.batches
+    << "calibration: " << (cal.chosen.empty() ? calib_algorithm_name(cal.algorithm) : cal.chosen) << " over " << cal.samples << " samples (" << cal.batches
     << " batches; " << ctx.calibration.description << "), " << cal.observed_tensors << " observed tensors\n";
   size_t quantized = 0, passive = 0, fused = 0, fl = 0;
   for (const auto& [n, c] : ctx.plan.values) {
@@ -113,6 +113,7 @@ PassResult ExportPass::run(QuantContext& ctx) {
     pj["model"] = "model.onnx";
     pj["calib_algorithm"] = calib_algorithm_name(ctx.calibration_report.algorithm);
     pj["calib_samples"] = ctx.calibration_report.samples;
+    if (!ctx.calibration_report.chosen.empty()) pj["calib_chosen"] = ctx.calibration_report.chosen;
     write_file_atomic(ctx.out_dir + "/quant_config.json", pj.dump(1) + "\n");
     if (ctx.report) write_file_atomic(ctx.out_dir + "/analysis.json", ctx.report->to_json().dump(1) + "\n");
     if (!ctx.setting.file.empty()) write_file_atomic(ctx.out_dir + "/setting.yaml", read_file(ctx.setting.file));

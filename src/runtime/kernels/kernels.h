@@ -17,7 +17,11 @@ struct KernelArgs {
   std::vector<IntTensor>& outputs;       // sized to node.outputs, dtype/exponent preset
 
   const IntTensor& in(size_t i) const;   // throws InvalidModel (naming the node) when absent
-  IntTensor& out(size_t i = 0) const { return outputs[i]; }
+  // Throws InvalidModel naming the node when the node lists fewer outputs (a damaged file).
+  IntTensor& out(size_t i = 0) const {
+    if (i >= outputs.size()) fail_node("has no output " + std::to_string(i));
+    return outputs[i];
+  }
   RoundingMode rounding() const { return graph.rounding; }
   [[noreturn]] void fail_node(const std::string& what) const;  // InvalidModel naming the node
 };

@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""Graphs at opsets 18-21 (what current PyTorch and Ultralytics export), written with onnx.helper
+(Debian's python3-onnx 1.12 builds them; its checker and shape inference stop at opset 17, which
+is why EdgeQuant types such graphs with its own kernels). ONNX Runtime is the reference for their
+outputs (tests/onnx/ort_reference_test.cpp). Run: /usr/bin/python3 tools/gen_fixtures/opset18_models.py
+"""
+import os
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper, save
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "opsets")
+rng = np.random.default_rng(18)
+
+
+def const(name, array):
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def model(nodes, inputs, outputs, inits, opset, name):
+    g = helper.make_graph(nodes, name, inputs, outputs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="opset18_models.py")
+    m.ir_version = 8 if opset < 21 else 10
+    save(m, os.path.join(OUT, name + ".onnx"))
+
+
+def f32(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+os.makedirs(OUT, exist_ok=True)
+
+# Opset 18: reductions with axes as an input, Split by num_outputs (uneven), Pad with an axes input.
+model(
+    [
+        helper.make_node("ReduceMean", ["x", "axes_hw"], ["mean"], keepdims=1),
+        helper.make_node("ReduceMax", ["x", "axes_c"], ["max"], keepdims=0),
+        helper.make_node("ReduceSum", ["x", "axes_c"], ["sum"], keepdims=1),
+        helper.make_node("Split", ["x"], ["s0", "s1", "s2"], axis=2, num_outputs=3),
+        helper.make_node("Pad", ["x", "pads", "", "axes_hw"], ["pad"], mode="reflect"),
+    ],
+    [f32("x", ["batch", 6, 5, 4])],
+    [f32("mean", None), f32("max", None), f32("sum", None), f32("s0", None), f32("s1", None), f32("s2", None),
+     f32("pad", None)],
+    [const("axes_hw", np.array([2, 3], np.int64)), const("axes_c", np.array([1], np.int64)),
+     const("pads", np.array([1, 2, 1, 2], np.int64))],
+    18, "opset18_reduce_split_pad")
+
+# GroupNormalization: opset 18 (scale/bias per group) and opset 21 (per channel).
+model(
+    [helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], num_groups=3, epsilon=1e-5)],
+    [f32("x", ["batch", 6, 4, 4])], [f32("y", None)],
+    [const("scale", rng.uniform(0.5, 1.5, 3).astype(np.float32)), const("bias", rng.uniform(-1, 1, 3).astype(np.float32))],
+    18, "opset18_groupnorm")
+model(
+    [helper.make_node("GroupNormalization", ["x", "scale", "bias"], ["y"], num_groups=3, epsilon=1e-5)],
+    [f32("x", ["batch", 6, 4, 4])], [f32("y", None)],
+    [const("scale", rng.uniform(0.5, 1.5, 6).astype(np.float32)), const("bias", rng.uniform(-1, 1, 6).astype(np.float32))],
+    21, "opset21_groupnorm")
+
+# Opset 21 convnet: Conv -> Relu -> MaxPool -> Flatten -> Gemm, quantized end to end by the test.
+model(
+    [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "gw", "gb"], ["y"], transB=1),
+    ],
+    [f32("x", ["batch", 3, 8, 8])], [f32("y", None)],
+    [const("w", rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32)), const("b", rng.normal(0, 0.1, 8).astype(np.float32)),
+     const("gw", rng.normal(0, 0.1, (10, 128)).astype(np.float32)), const("gb", rng.normal(0, 0.1, 10).astype(np.float32))],
+    21, "opset21_convnet")
+print("wrote", sorted(os.listdir(OUT)))
