@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-"""Float inference throughput: EdgeQuant's executor vs Debian's PyTorch (eager, channels_last),
+"""Float inference throughput: EdgeQuant's executor vs ONNX Runtime (npm onnxruntime-node, all
+graph optimizations, bench/ort_throughput.js) and vs Debian's PyTorch (eager, channels_last),
 torchvision mobilenet_v2 architecture (random weights), batch 32, 3x224x224, same thread count,
-best of 3, measured in the same run. Prints both figures and their ratio (target >= 1.0).
+best of 3, measured in the same run. Prints the figures and the ratios (target vs ONNX Runtime
+>= 1.0).
 
 Run: /usr/bin/python3 bench/float_throughput.py [--build build] [--threads 2]
 """
@@ -47,11 +49,17 @@ def main():
                           "--repeats", str(args.repeats), "--threads", str(args.threads)],
                          check=True, capture_output=True, text=True).stdout
     eq_ips = float(re.search(r"edgequant_images_per_s ([\d.]+)", out).group(1))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ort_out = subprocess.run(["node", os.path.join(root, "bench", "ort_throughput.js"), path, str(args.batch),
+                              str(args.repeats), str(args.threads)], check=True, capture_output=True, text=True).stdout
+    ort_ips = float(re.search(r"ort_images_per_s ([\d.]+)", ort_out).group(1))
     print(f"model: torchvision mobilenet_v2 (random weights), batch {args.batch}, 3x224x224, "
           f"{args.threads} threads, best of {args.repeats}")
     print(f"torch eager channels_last : {torch_ips:8.2f} images/s ({best:.3f} s/batch)")
+    print(f"onnx runtime (node, all)  : {ort_ips:8.2f} images/s")
     print(f"edgequant executor        : {eq_ips:8.2f} images/s")
-    print(f"ratio edgequant/torch     : {eq_ips / torch_ips:8.3f}   (target >= 1.0)")
+    print(f"ratio edgequant/ort       : {eq_ips / ort_ips:8.3f}   (target >= 1.0)")
+    print(f"ratio edgequant/torch     : {eq_ips / torch_ips:8.3f}")
 
 
 if __name__ == "__main__":

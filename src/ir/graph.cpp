@@ -248,6 +248,7 @@ std::unique_ptr<Graph> Graph::clone() const {
     Op* c = g->add_op(op->type, op->name, ins, outs);
     c->domain = op->domain;
     c->attrs = op->attrs;
+    c->subgraphs = op->subgraphs;
   }
   for (Value* v : inputs) g->inputs.push_back(m(v));
   for (Value* v : outputs) g->outputs.push_back(m(v));

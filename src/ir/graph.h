@@ -13,6 +13,7 @@
 namespace edgequant {
 
 struct Op;
+class Graph;
 
 // A tensor edge. Initializers are Values with data; a graph input has no producer and no data.
 struct Value {
@@ -38,6 +39,10 @@ struct Op {
   std::vector<Value*> inputs;   // nullptr marks an omitted optional input
   std::vector<Value*> outputs;  // nullptr marks an omitted optional output
   std::map<std::string, Attribute> attrs;
+  // Subgraph attributes (If's then_branch/else_branch), immutable and shared by clones. A
+  // subgraph's graph inputs are the outer-scope values its nodes read: the op lists them, in
+  // the same order, after its own ONNX inputs (If: inputs[0] is the condition).
+  std::map<std::string, std::shared_ptr<const Graph>> subgraphs;
 
   bool has_attr(const std::string& key) const { return attrs.count(key) != 0; }
   int64_t attr_int(const std::string& key, int64_t fallback) const;

@@ -52,6 +52,41 @@ void set_attribute(const std::string& name, const Attribute& attr, onnx::Attribu
   }
 }
 
+// Initializers, nodes and value infos of `g` into `gp`. A subgraph's graph inputs are outer-scope
+// references: ONNX branches name them directly, so they are not written as inputs, and an op
+// with subgraphs lists only its own inputs (the implicit ones follow them in the IR).
+void write_graph_body(const Graph& g, onnx::GraphProto* gp, bool subgraph) {
+  gp->set_name(g.name);
+  for (const auto& v : g.values()) {
+    if (!v->is_constant() || (v->consumers.empty() && !is_graph_output(g, v.get()))) continue;
+    auto* t = gp->add_initializer();
+    t->set_name(v->name);
+    tensor_to_proto(*v->data, *t);
+  }
+  if (!subgraph)
+    for (const Value* v : g.inputs) set_type(v, gp->add_input());
+  for (const Value* v : g.outputs) set_type(v, gp->add_output());
+  for (const auto& op : g.ops()) {
+    auto* n = gp->add_node();
+    n->set_name(op->name);
+    n->set_op_type(op->type);
+    if (!op->domain.empty()) n->set_domain(op->domain);
+    size_t own_inputs = op->inputs.size();
+    if (!op->subgraphs.empty()) own_inputs -= op->subgraphs.begin()->second->inputs.size();
+    for (size_t i = 0; i < own_inputs; ++i) n->add_input(op->inputs[i] ? op->inputs[i]->name : "");
+    for (const Value* out : op->outputs) n->add_output(out ? out->name : "");
+    for (const auto& kv : op->attrs) set_attribute(kv.first, kv.second, n->add_attribute());
+    for (const auto& [key, sub] : op->subgraphs) {
+      auto* a = n->add_attribute();
+      a->set_name(key);
+      a->set_type(onnx::AttributeProto::GRAPH);
+      write_graph_body(*sub, a->mutable_g(), true);
+    }
+    for (const Value* out : op->outputs)
+      if (out && out->dtype != DType::Undefined && !is_graph_output(g, out)) set_type(out, gp->add_value_info());
+  }
+}
+
 }  // namespace
 
 void graph_to_model(const Graph& g, onnx::ModelProto& model) {
@@ -66,27 +101,7 @@ void graph_to_model(const Graph& g, onnx::ModelProto& model) {
     o->set_domain(kv.first);
     o->set_version(kv.second);
   }
-  onnx::GraphProto* gp = model.mutable_graph();
-  gp->set_name(g.name);
-  for (const auto& v : g.values()) {
-    if (!v->is_constant() || (v->consumers.empty() && !is_graph_output(g, v.get()))) continue;
-    auto* t = gp->add_initializer();
-    t->set_name(v->name);
-    tensor_to_proto(*v->data, *t);
-  }
-  for (const Value* v : g.inputs) set_type(v, gp->add_input());
-  for (const Value* v : g.outputs) set_type(v, gp->add_output());
-  for (const auto& op : g.ops()) {
-    auto* n = gp->add_node();
-    n->set_name(op->name);
-    n->set_op_type(op->type);
-    if (!op->domain.empty()) n->set_domain(op->domain);
-    for (const Value* in : op->inputs) n->add_input(in ? in->name : "");
-    for (const Value* out : op->outputs) n->add_output(out ? out->name : "");
-    for (const auto& kv : op->attrs) set_attribute(kv.first, kv.second, n->add_attribute());
-    for (const Value* out : op->outputs)
-      if (out && out->dtype != DType::Undefined && !is_graph_output(g, out)) set_type(out, gp->add_value_info());
-  }
+  write_graph_body(g, model.mutable_graph(), false);
 }
 
 void export_onnx(const Graph& g, const std::string& path) {

@@ -4,6 +4,8 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "edgequant/error.h"
@@ -41,8 +43,8 @@ Attribute convert_attribute(const onnx::AttributeProto& a, const std::string& wh
     case onnx::AttributeProto::TENSOR: return tensor_from_proto(a.t());
     case onnx::AttributeProto::GRAPH:
     case onnx::AttributeProto::GRAPHS:
-      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' is a subgraph (control flow is supported only as an If "
-                                           "whose condition is a constant, folded at import)");
+      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' is a subgraph (control flow is supported as If only; "
+                                           "Loop and Scan are not)");
     default:
       fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' has an unsupported type");
   }
@@ -86,33 +88,38 @@ std::unique_ptr<Graph> import_onnx(const std::string& path) {
   }
 }
 
-std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir) {
+namespace {
+
+// Names a graph's nodes read (nested subgraphs included) that it does not define: its
+// outer-scope references, in first-use order.
+std::vector<std::string> outer_references(const onnx::GraphProto& gp) {
+  std::set<std::string> defined;
+  for (const auto& t : gp.initializer()) defined.insert(t.name());
+  for (const auto& i : gp.input()) defined.insert(i.name());
+  for (const auto& n : gp.node())
+    for (const auto& o : n.output()) defined.insert(o);
+  std::vector<std::string> refs;
+  std::set<std::string> seen;
+  auto use = [&](const std::string& name) {
+    if (!name.empty() && !defined.count(name) && seen.insert(name).second) refs.push_back(name);
+  };
+  for (const auto& n : gp.node()) {
+    for (const auto& i : n.input()) use(i);
+    for (const auto& a : n.attribute())
+      if (a.type() == onnx::AttributeProto::GRAPH)
+        for (const auto& r : outer_references(a.g())) use(r);
+  }
+  for (const auto& o : gp.output()) use(o.name());
+  return refs;
+}
+
+// The body of a (sub)graph. `outer` lists the outer-scope values a subgraph reads: they become
+// its graph inputs, typed like the enclosing graph's values of those names.
+std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::string& base_dir, int64_t opset,
+                                    const std::vector<const Value*>* outer) {
   auto g = std::make_unique<Graph>();
-  int64_t opset = -1;
-  for (const auto& o : model.opset_import()) {
-    if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
-    else g->extra_opsets[o.domain()] = o.version();
-  }
-  if (opset < 1 || opset > kMaxOpset)
-    fail(ErrorCode::Unsupported, "opset " + std::to_string(opset) + " of the default domain is not supported (supported: 1-" +
-                                     std::to_string(kMaxOpset) + ")");
   g->opset = opset;
-  g->ir_version = model.ir_version();
-  g->producer_name = model.producer_name();
-  fold_constant_ifs(*model.mutable_graph());
-  decompose_experimental_ops(*model.mutable_graph(), opset);
-  const onnx::GraphProto& gp0 = model.graph();
-  g->name = gp0.name().empty() ? "graph" : gp0.name();
-  // Shape inference only adds value_info; a model it cannot fully infer still imports. Above
-  // libonnx's opsets its older schemas would misread newer nodes (ReduceMean's axes input):
-  // load_model types those graphs by running them instead.
-  if (opset <= kLibonnxMaxOpset) {
-    try {
-      onnx::shape_inference::InferShapes(model);
-    } catch (const std::exception&) {
-    }
-  }
-  const onnx::GraphProto& gp = model.graph();
+  g->name = gp.name().empty() ? "graph" : gp.name();
   if (gp.sparse_initializer_size() > 0) fail(ErrorCode::Unsupported, "sparse initializers are not supported");
 
   for (const auto& init : gp.initializer()) {
@@ -120,6 +127,15 @@ std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::str
       g->add_constant(init.name(), tensor_from_proto(init, base_dir));
     } catch (Error& e) {
       throw e.add_context("initializer '" + init.name() + "'");
+    }
+  }
+  if (outer) {
+    for (const Value* o : *outer) {
+      Value* v = g->add_value(o->name);
+      v->dtype = o->dtype;
+      v->shape = o->shape;
+      v->dim_names = o->dim_names;
+      g->inputs.push_back(v);
     }
   }
   for (const auto& in : gp.input()) {
@@ -154,22 +170,50 @@ std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::str
     if (name.empty() || g->find_op(name)) name = g->unique_name(node->op_type() + "_" + std::to_string(counter));
     ++counter;
     std::string where = "node '" + name + "' (" + node->op_type() + ")";
-    std::vector<Value*> ins, outs;
-    for (const auto& in : node->input()) {
-      if (in.empty()) {
-        ins.push_back(nullptr);
-        continue;
-      }
+    auto find_input = [&](const std::string& in) {
       Value* v = g->find_value(in);
       if (!v)
         fail(ErrorCode::InvalidModel, where + " reads '" + in +
                                           "', which is neither a graph input, an initializer nor any node's output");
-      ins.push_back(v);
-    }
+      return v;
+    };
+    std::vector<Value*> ins, outs;
+    for (const auto& in : node->input()) ins.push_back(in.empty() ? nullptr : find_input(in));
     for (const auto& out : node->output()) outs.push_back(out.empty() ? nullptr : g->find_value(out));
+    // If: both branches become subgraphs reading the union of their outer references, which
+    // the op lists after its condition.
+    bool is_if = node->op_type() == "If" && (node->domain().empty() || node->domain() == "ai.onnx");
+    std::map<std::string, const onnx::GraphProto*> branches;
+    std::vector<const Value*> implicit;
+    if (is_if) {
+      std::set<std::string> seen;
+      for (const auto& a : node->attribute())
+        if (a.type() == onnx::AttributeProto::GRAPH) {
+          branches[a.name()] = &a.g();
+          for (const auto& r : outer_references(a.g()))
+            if (seen.insert(r).second) implicit.push_back(find_input(r));
+        }
+      if (!branches.count("then_branch") || !branches.count("else_branch"))
+        fail(ErrorCode::InvalidModel, where + ": If needs then_branch and else_branch");
+      for (const Value* v : implicit) ins.push_back(const_cast<Value*>(v));
+    }
     Op* op = g->add_op(node->op_type(), name, ins, outs);
     op->domain = node->domain() == "ai.onnx" ? "" : node->domain();
-    for (const auto& a : node->attribute()) op->attrs[a.name()] = convert_attribute(a, where);
+    for (const auto& a : node->attribute()) {
+      if (is_if && a.type() == onnx::AttributeProto::GRAPH) continue;
+      op->attrs[a.name()] = convert_attribute(a, where);
+    }
+    for (const auto& [key, branch] : branches) {
+      try {
+        auto sub = import_graph(*branch, base_dir, opset, &implicit);
+        if (sub->outputs.size() != outs.size())
+          fail(ErrorCode::InvalidModel, key + " has " + std::to_string(sub->outputs.size()) + " outputs, the If " +
+                                            std::to_string(outs.size()));
+        op->subgraphs[key] = std::move(sub);
+      } catch (Error& e) {
+        throw e.add_context(where + " " + key);
+      }
+    }
   }
   for (const auto& out : gp.output()) {
     Value* v = g->find_value(out.name());
@@ -182,6 +226,36 @@ std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::str
       if (!v->is_constant()) apply_type(v, vi.type());
   g->topo_sort();
   g->verify();
+  return g;
+}
+
+}  // namespace
+
+std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir) {
+  int64_t opset = -1;
+  std::map<std::string, int64_t> extra;
+  for (const auto& o : model.opset_import()) {
+    if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
+    else extra[o.domain()] = o.version();
+  }
+  if (opset < 1 || opset > kMaxOpset)
+    fail(ErrorCode::Unsupported, "opset " + std::to_string(opset) + " of the default domain is not supported (supported: 1-" +
+                                     std::to_string(kMaxOpset) + ")");
+  fold_constant_ifs(*model.mutable_graph());
+  decompose_experimental_ops(*model.mutable_graph(), opset);
+  // Shape inference only adds value_info; a model it cannot fully infer still imports. Above
+  // libonnx's opsets its older schemas would misread newer nodes (ReduceMean's axes input):
+  // load_model types those graphs by running them instead.
+  if (opset <= kLibonnxMaxOpset) {
+    try {
+      onnx::shape_inference::InferShapes(model);
+    } catch (const std::exception&) {
+    }
+  }
+  auto g = import_graph(model.graph(), base_dir, opset, nullptr);
+  g->extra_opsets = extra;
+  g->ir_version = model.ir_version();
+  g->producer_name = model.producer_name();
   return g;
 }
 

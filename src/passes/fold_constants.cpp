@@ -1,6 +1,9 @@
 // FoldConstantsPass: evaluate constant subgraphs once with the executor's own kernels.
 #include <ATen/ATen.h>
 
+#include <memory>
+#include <unordered_map>
+
 #include "exec/kernel.h"
 #include "passes/graph_passes.h"
 
@@ -34,6 +37,46 @@ bool fold_from_static_shape(const Op& op, Tensor& out) {
   }
   return false;
 }
+// An If whose condition became a constant (Shape -> Gather -> Equal on static dims, say): the
+// taken branch's ops replace it, their names prefixed with the If's, writing the If's outputs.
+void inline_branch(Graph& graph, Op* op, std::shared_ptr<const Graph> branch_owner) {
+  const Graph& branch = *branch_owner;  // held here: removing the If drops its own reference
+  std::unordered_map<const Value*, Value*> map;
+  for (size_t k = 0; k < branch.inputs.size(); ++k) map[branch.inputs[k]] = op->inputs.at(1 + k);
+  std::string prefix = op->name + "/";
+  std::vector<Value*> outs = op->outputs;
+  std::unordered_map<const Value*, Value*> result_of;  // branch output value -> If output
+  for (size_t i = 0; i < outs.size() && i < branch.outputs.size(); ++i)
+    if (outs[i]) result_of[branch.outputs[i]] = outs[i];
+  graph.remove_op(op);
+  for (const auto& v : branch.values())
+    if (v->is_constant()) map[v.get()] = graph.add_constant(graph.unique_name(prefix + v->name), *v->data);
+  for (const auto& b : branch.ops()) {
+    std::vector<Value*> ins, bouts;
+    for (Value* in : b->inputs) ins.push_back(in ? map.at(in) : nullptr);
+    for (Value* o : b->outputs) {
+      if (!o) {
+        bouts.push_back(nullptr);
+        continue;
+      }
+      auto r = result_of.find(o);
+      Value* nv = r != result_of.end() ? r->second : graph.add_value(graph.unique_name(prefix + o->name));
+      if (r != result_of.end()) result_of.erase(r);  // a value is produced once
+      if (nv->dtype == DType::Undefined) nv->dtype = o->dtype;
+      if (!nv->shape) nv->shape = o->shape;
+      map[o] = nv;
+      bouts.push_back(nv);
+    }
+    Op* c = graph.add_op(b->type, graph.unique_name(prefix + b->name), ins, bouts);
+    c->domain = b->domain;
+    c->attrs = b->attrs;
+    c->subgraphs = b->subgraphs;
+  }
+  // Branch outputs that are outer values or constants: an Identity writes the If's output.
+  for (const auto& [bo, out] : result_of) graph.add_op("Identity", graph.unique_name(prefix + "identity"), {map.at(bo)}, {out});
+  graph.topo_sort();
+}
+
 }  // namespace
 
 PassResult FoldConstantsPass::run(Graph& graph, PassContext&) {
@@ -42,6 +85,12 @@ PassResult FoldConstantsPass::run(Graph& graph, PassContext&) {
   for (const auto& op : graph.ops()) order.push_back(op.get());
   for (Op* op : order) {
     if (!op->domain.empty()) continue;
+    if (op->type == "If" && op->input(0) && op->input(0)->is_constant() && op->input(0)->data->numel() == 1) {
+      bool take_then = op->input(0)->data->to_doubles().at(0) != 0;
+      inline_branch(graph, op, op->subgraphs.at(take_then ? "then_branch" : "else_branch"));
+      ++result.rewrites;
+      continue;
+    }
     Tensor static_value;
     if (op->outputs.size() == 1 && op->outputs[0] && fold_from_static_shape(*op, static_value)) {
       Value* out = op->outputs[0];

@@ -128,6 +128,9 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     int bits = dispatched < 0 ? act_bits : (dispatched >= 8 ? dispatched : act_bits);
     int wb = dispatched > 0 ? dispatched : w_bits;
     bool keep_float = dispatched == 0 || t.float_ops.count(op->type) || op_traits(op->type).has(kFloatOnly);
+    if (op->type == "If")
+      plan.notes.push_back(op->describe() + ": its condition depends on the input data, so both branches are kept and run "
+                           "in float (the If's outputs are not quantized)");
     // Outputs.
     for (const Value* out : op->outputs) {
       if (!out || !is_float(out) || out->is_constant()) continue;

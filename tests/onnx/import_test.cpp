@@ -10,6 +10,8 @@
 #include "edgequant/error.h"
 #include "exec/executor.h"
 #include "onnx/onnx_io.h"
+#include "quant/quantizer.h"
+#include "target/target.h"
 #include "test_util.h"
 
 using namespace edgequant;
@@ -201,11 +203,73 @@ TEST(Import, ConstantConditionIfFoldsToTheTakenBranch) {
     at::Tensor want = cond ? x * at::tensor({2.f, 3.f, 4.f}) : x + 1;  // hand-computed branches
     EXPECT_TRUE(at::equal(y, want)) << "cond " << cond << ": " << y;
   }
-  // A data-dependent condition stays an If: refused with one clear line.
-  try {
-    load_model(if_model(true, dir + "/eq_if_data.onnx", true));
-    ADD_FAILURE() << "a data-dependent If was accepted";
-  } catch (const edgequant::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("If whose condition is a constant"), std::string::npos) << e.what();
+  // A data-dependent condition stays an If: both branches are subgraphs, the executor takes the
+  // one the condition names; written back with its branches, the file runs the same.
+  auto g = load_model(if_model(true, dir + "/eq_if_data.onnx", true));
+  int ifs = 0;
+  for (const auto& op : g->ops()) ifs += op->type == "If";
+  EXPECT_EQ(ifs, 1);
+  export_onnx(*g, dir + "/eq_if_data_out.onnx");
+  auto again = load_model(dir + "/eq_if_data_out.onnx");
+  for (const Graph* graph : {g.get(), again.get()}) {
+    exec::Executor ex(*graph);
+    for (bool cond : {true, false}) {
+      at::Tensor y = ex.run({x, at::full({}, cond, at::kBool)})[0];
+      at::Tensor want = cond ? x * at::tensor({2.f, 3.f, 4.f}) : x + 1;
+      EXPECT_TRUE(at::equal(y, want)) << "data-dependent cond " << cond << ": " << y;
+    }
   }
+  // Its outputs stay float in quantization, with a note saying why.
+  QuantPlan plan = quant::assign_quant_configs(*g, load_target("esp32p4"), Setting{});
+  EXPECT_EQ(plan.find("y")->state, QuantState::Float);
+  bool noted = false;
+  for (const auto& n : plan.notes) noted = noted || n.find("both branches are kept and run in float") != std::string::npos;
+  EXPECT_TRUE(noted);
+}
+
+// The condition is Equal(Gather(Shape(x), 1), 3): constant once shapes fold (x is [2, 3]), so
+// the If is replaced by its then branch at load.
+TEST(Import, IfWhoseConditionFoldsFromShapesIsInlined) {
+  std::string path = std::filesystem::temp_directory_path().string() + "/eq_if_shape.onnx";
+  if_model(true, path, true);
+  onnx::ModelProto m;
+  {
+    std::ifstream f(path, std::ios::binary);
+    ASSERT_TRUE(m.ParseFromIstream(&f));
+  }
+  auto* g = m.mutable_graph();
+  g->mutable_input()->RemoveLast();  // drop the boolean input 'c'; compute it from x's shape
+  auto* i1 = g->add_initializer();
+  i1->set_name("one");
+  i1->set_data_type(onnx::TensorProto::INT64);
+  i1->add_int64_data(1);
+  auto* three = g->add_initializer();
+  three->set_name("three");
+  three->set_data_type(onnx::TensorProto::INT64);
+  three->add_int64_data(3);
+  onnx::GraphProto head;
+  auto add = [&](const std::string& type, std::vector<std::string> ins, const std::string& out) {
+    auto* n = head.add_node();
+    n->set_op_type(type);
+    n->set_name(out + "_node");
+    for (auto& i : ins) n->add_input(i);
+    n->add_output(out);
+  };
+  add("Shape", {"x"}, "shape");
+  add("Gather", {"shape", "one"}, "dim1");
+  add("Equal", {"dim1", "three"}, "c");
+  for (const auto& n : g->node()) *head.add_node() = n;
+  g->clear_node();
+  for (const auto& n : head.node()) *g->add_node() = n;
+  {
+    std::ofstream f(path, std::ios::binary);
+    ASSERT_TRUE(m.SerializeToOstream(&f));
+  }
+  auto graph = load_model(path);
+  for (const auto& op : graph->ops()) EXPECT_NE(op->type, "If");
+  exec::Executor ex(*graph);
+  at::NoGradGuard no_grad;
+  at::Tensor x = at::arange(6, at::kFloat).reshape({2, 3});
+  EXPECT_TRUE(at::equal(ex.run({x})[0], x * at::tensor({2.f, 3.f, 4.f})));
+  EXPECT_EQ(graph->outputs[0]->name, "y");
 }
