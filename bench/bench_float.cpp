@@ -1,12 +1,14 @@
 // Float inference throughput of an ONNX model on EdgeQuant's executor.
-// Usage: bench_float MODEL.onnx [--batch 32] [--repeats 3] [--threads N]
-// Prints "edgequant_images_per_s <value>" (best of the repeats, after one warm-up run).
+// Usage: bench_float MODEL.onnx [--batch 32] [--repeats 3] [--threads N] [--profile 1]
+// Prints "edgequant_images_per_s <value>" (best of the repeats, after one warm-up run); with
+// --profile, the seconds per op type of one more run (hooks time each op).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <string>
 
 #include "api/load.h"
@@ -17,11 +19,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: bench_float MODEL.onnx [--batch N] [--repeats N] [--threads N]\n");
     return 2;
   }
-  int batch = 32, repeats = 3, threads = 0;
+  int batch = 32, repeats = 3, threads = 0, profile = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--repeats")) repeats = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--profile")) profile = std::atoi(argv[i + 1]);
   }
   auto t0 = std::chrono::steady_clock::now();
   auto g = edgequant::load_model(argv[1]);
@@ -38,6 +41,27 @@ int main(int argc, char** argv) {
     auto s = std::chrono::steady_clock::now();
     ex.run({x});
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - s).count());
+  }
+  if (profile) {
+    std::map<std::string, double> per_type;
+    std::map<std::string, int> count;
+    std::chrono::steady_clock::time_point t;
+    edgequant::exec::ExecHooks h;
+    h.allow_inplace = true;
+    h.before_op = [&](const edgequant::Op&, std::vector<at::Tensor>&) { t = std::chrono::steady_clock::now(); };
+    h.after_op = [&](const edgequant::Op& op, std::vector<at::Tensor>&) {
+      // Convolutions split by kind (depthwise / pointwise / other): their kernels differ most.
+      std::string key = op.type;
+      if (op.type == "Conv") {
+        const auto& w = op.input(1);
+        bool pointwise = w && w->shape && w->shape->size() == 4 && (*w->shape)[2] == 1 && (*w->shape)[3] == 1;
+        key += op.attr_int("group", 1) > 1 ? " depthwise" : pointwise ? " 1x1" : " other";
+      }
+      per_type[key] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+      ++count[key];
+    };
+    ex.run({x}, &h);
+    for (const auto& [type, sec] : per_type) std::printf("op %-20s %4d ops %8.4f s\n", type.c_str(), count[type], sec);
   }
   std::printf("edgequant_load_s %.3f\nedgequant_batch_s %.4f\nedgequant_images_per_s %.2f\nthreads %d\n", load_s, best,
               batch / best, at::get_num_threads());

@@ -57,6 +57,23 @@ double modeled_error(const at::Tensor& x, const QuantConfig& c) {
   return (outside.sum().item<double>() + inside * s * s / 12) / std::max<double>(1, double(x.numel()));
 }
 
+// The per-tensor scores run every candidate through its consumers: on at most
+// kScoringSamples of the selection (the whole-plan check that follows uses all of it).
+constexpr int64_t kScoringSamples = 16;
+std::vector<std::vector<at::Tensor>> scoring_batches(const Observations& obs) {
+  std::vector<std::vector<at::Tensor>> out;
+  int64_t left = kScoringSamples;
+  for (const auto& batch : obs.selection) {
+    if (left <= 0 || batch.empty() || batch[0].dim() == 0) break;
+    int64_t n = batch[0].size(0), take = std::min(n, left);
+    std::vector<at::Tensor> b;
+    for (const at::Tensor& x : batch) b.push_back(x.dim() > 0 && x.size(0) == n ? x.narrow(0, 0, take) : x);
+    out.push_back(std::move(b));
+    left -= take;
+  }
+  return out;
+}
+
 }  // namespace
 
 AutoCandidates auto_candidates(const QuantConfig& c, const HistogramObserver& obs, const Target& t, double percentile) {
@@ -129,7 +146,8 @@ std::unordered_map<std::string, AutoChoice> choose_clips(const Graph& g, exec::E
       if (in) ++reads[in];
   exec::ExecHooks no_inplace;  // candidates re-read the consumer's float inputs after it ran
   at::NoGradGuard no_grad;
-  for (const std::vector<at::Tensor>& inputs : obs.selection) {
+  const std::vector<std::vector<at::Tensor>> scoring = scoring_batches(obs);
+  for (const std::vector<at::Tensor>& inputs : scoring) {
     exec::ValueTensors env;
     for (size_t i = 0; i < g.inputs.size() && i < inputs.size(); ++i) {
       env[g.inputs[i]] = inputs[i];
@@ -170,7 +188,7 @@ std::unordered_map<std::string, AutoChoice> choose_clips(const Graph& g, exec::E
     std::vector<double> sc = scores.at(v);
     const HistogramObserver& h = obs.by_value.at(v->name);
     for (size_t k = 0; k < cands.size(); ++k) {
-      double sel = selection_model.at(v)[k] / double(obs.selection.size());
+      double sel = selection_model.at(v)[k] / double(scoring.size());
       if (sel > 0) sc[k] *= modeled_error(h, cands[k].config) / sel;
     }
     size_t best = 0;

@@ -185,13 +185,16 @@ void apply_observed(const Graph& g, QuantPlan& plan, const Target& t, const Sett
   refresh_derived_scales(plan, g);
 }
 
-// Sum of squared output error / sum of squared float output of `plan` on the selection samples.
-double output_noise_ratio(const Graph& g, exec::Executor& ex, const QuantPlan& plan, const Observations& obs) {
+// Sum of squared output error / sum of squared float output of `plan` on the selection samples
+// (`reference`: the float outputs per selection batch, computed once for every candidate plan).
+double output_noise_ratio(const Graph& g, exec::Executor& ex, const QuantPlan& plan, const Observations& obs,
+                          const std::vector<std::vector<at::Tensor>>& reference) {
   QuantSimulator sim(g, plan, ex);
   double noise = 0, signal = 0;
   at::NoGradGuard no_grad;
-  for (const auto& inputs : obs.selection) {
-    std::vector<at::Tensor> yf = ex.run(inputs), yq = sim.run(inputs);
+  for (size_t b = 0; b < obs.selection.size(); ++b) {
+    const std::vector<at::Tensor>& yf = reference[b];
+    std::vector<at::Tensor> yq = sim.run(obs.selection[b]);
     for (size_t i = 0; i < yf.size() && i < yq.size(); ++i) {
       if (!at::isFloatingType(yf[i].scalar_type())) continue;
       noise += (yq[i].to(at::kDouble) - yf[i].to(at::kDouble)).pow(2).sum().item<double>();
@@ -214,6 +217,11 @@ std::string apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& pla
   // Auto: the per-tensor choice and every single calibrator, each as a whole plan, scored by the
   // graph outputs' noise:signal on the selection samples; the per-tensor choice wins ties.
   std::unordered_map<std::string, AutoChoice> chosen = choose_clips(g, ex, plan, t, s, obs);
+  std::vector<std::vector<at::Tensor>> reference;
+  {
+    at::NoGradGuard no_grad;
+    for (const auto& inputs : obs.selection) reference.push_back(ex.run(inputs));
+  }
   std::optional<QuantPlan> best;
   double best_error = std::numeric_limits<double>::infinity();
   std::string best_name;
@@ -221,7 +229,7 @@ std::string apply_calibration(const Graph& g, exec::Executor& ex, QuantPlan& pla
     QuantPlan candidate = plan;
     CalibAlgorithm a = k < 0 ? CalibAlgorithm::MSE : static_cast<CalibAlgorithm>(k);
     apply_observed(g, candidate, t, s, obs, a, k < 0 ? &chosen : nullptr);
-    double e = output_noise_ratio(g, ex, candidate, obs);
+    double e = output_noise_ratio(g, ex, candidate, obs, reference);
     if (e < best_error) {
       best_error = e;
       best = std::move(candidate);
