@@ -172,7 +172,7 @@ Setting load_setting(const std::string& path) {
         fail(kCode, "equalization_setting.opt_level must be 1 (through ReLU and pooling) or 2 (also across Add), not " +
                         std::to_string(q.opt_level));
     }
-    s.bias_correction = get_or(root, "bias_correction", false, "setting", kCode);
+    if (root["bias_correction"]) s.bias_correction = get_or(root, "bias_correction", false, "setting", kCode);
     if (const YAML::Node& b = root["bias_correction_setting"]) {
       check_keys(b, {"interested_layers", "steps"}, "bias_correction_setting", kCode);
       s.bias_correction_setting.interested_layers = interested_layers(b);

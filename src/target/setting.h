@@ -116,8 +116,14 @@ struct Setting {
   LayerSplitSetting layer_split_setting;
   bool equalization = false;
   EqualizationSetting equalization_setting;
-  bool bias_correction = false;
+  // Unset: on when weights are below 8 bits and no training pass runs (TI ResNet W2A8 54.6 ->
+  // 80.3 %, W4A8 90.5 -> 90.8 %); bias_correction_enabled() decides.
+  std::optional<bool> bias_correction;
   BiasCorrectionSetting bias_correction_setting;
+  bool bias_correction_enabled() const {
+    if (bias_correction) return *bias_correction;
+    return weight_bits > 0 && weight_bits < 8 && !tqt_optimization && !lsq_optimization && !blockwise_reconstruction;
+  }
   bool tqt_optimization = false;
   TqtSetting tqt;
   bool lsq_optimization = false;  // the same knobs for LSQ (float-scale targets)

@@ -1,6 +1,8 @@
 // Target files: sub-8-bit TI weights, TFLite narrow-range weights, asymmetric ORT activations.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 
@@ -185,6 +187,26 @@ validation: {holdout: 0.3}
   std::vector<std::string> want = {"prepare", "layer-split", "equalization", "assign", "check", "calibrate", "mixed-precision",
                                    "bias-correction", "tqt", "adaround", "analyse", "lower", "export"};
   EXPECT_EQ(pipeline_for(s), want);
+}
+
+// bias_correction unset: on below 8-bit weights when no training pass runs; a setting wins.
+TEST(SettingFile, BiasCorrectionDefaultsOnBelowEightBitWeights) {
+  auto has_bc = [](const Setting& s) {
+    auto p = pipeline_for(s);
+    return std::find(p.begin(), p.end(), "bias-correction") != p.end();
+  };
+  Setting s;
+  EXPECT_FALSE(has_bc(s));  // 8-bit weights
+  s.weight_bits = 4;
+  EXPECT_TRUE(has_bc(s));
+  s.blockwise_reconstruction = true;  // AdaRound reconstructs outputs itself
+  EXPECT_FALSE(has_bc(s));
+  s.blockwise_reconstruction = false;
+  s.bias_correction = false;
+  EXPECT_FALSE(has_bc(s));
+  s.weight_bits = 8;
+  s.bias_correction = true;
+  EXPECT_TRUE(has_bc(s));
 }
 
 TEST(SettingFile, BadRecoverySettingsNameTheKey) {
