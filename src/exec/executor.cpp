@@ -112,6 +112,10 @@ struct Executor::Impl {
     } catch (const c10::Error& e) {
       std::string msg = e.what_without_backtrace();
       throw Error(ErrorCode::InvalidInput, p.op->describe() + ": " + msg.substr(0, msg.find('\n')));
+    } catch (const std::bad_alloc&) {
+      // A size taken from the model or the data (a pad, a Resize scale, a Tile count) too large.
+      throw Error(ErrorCode::InvalidInput, p.op->describe() + ": its result does not fit in memory (a size in the model or "
+                                                              "the data is too large)");
     }
     if (hooks) hooks->after_op(*p.op, out);
     for (size_t i = 0; i < p.out_slots.size() && i < out.size(); ++i)

@@ -1,9 +1,12 @@
 // ONNX model -> Graph. Protobuf parsing and shape inference are libonnx's; this file maps
 // the proto onto the IR and reports malformed graphs by file and node.
 #include <onnx/onnx_pb.h>
+#include <onnx/defs/schema.h>
 #include <onnx/shape_inference/implementation.h>
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -197,6 +200,30 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
         fail(ErrorCode::InvalidModel, where + ": If needs then_branch and else_branch");
       for (const Value* v : implicit) ins.push_back(const_cast<Value*>(v));
     }
+    // Input/output counts against ONNX's schema: a node missing a required input is the model's
+    // fault, not a kernel's out-of-range read. Above libonnx's opsets (17) only the minimums are
+    // checked, against the newest schema it knows (later versions added inputs, e.g. ReduceMean's
+    // axes).
+    if (node->domain().empty() || node->domain() == "ai.onnx")
+      if (const onnx::OpSchema* schema =
+              onnx::OpSchemaRegistry::Schema(node->op_type(), static_cast<int>(std::min(opset, kLibonnxMaxOpset)), "")) {
+        bool exact = opset <= kLibonnxMaxOpset;
+        int n_in = node->input_size(), n_out = node->output_size();
+        int max_in = exact ? schema->max_input() : std::numeric_limits<int>::max();
+        int max_out = exact ? schema->max_output() : std::numeric_limits<int>::max();
+        if (n_in < schema->min_input() || n_in > max_in)
+          fail(ErrorCode::InvalidModel, where + " has " + std::to_string(n_in) + " inputs; ONNX's " + node->op_type() + " takes " +
+                                            std::to_string(schema->min_input()) +
+                                            (exact ? " to " + std::to_string(max_in) : std::string(" or more")));
+        if (n_out < schema->min_output() || n_out > max_out)
+          fail(ErrorCode::InvalidModel, where + " has " + std::to_string(n_out) + " outputs; ONNX's " + node->op_type() +
+                                            " gives " + std::to_string(schema->min_output()) +
+                                            (exact ? " to " + std::to_string(max_out) : std::string(" or more")));
+        for (int i = 0; exact && i < n_in && i < static_cast<int>(schema->inputs().size()); ++i)
+          if (node->input(i).empty() && schema->inputs()[size_t(i)].GetOption() == onnx::OpSchema::Single)
+            fail(ErrorCode::InvalidModel, where + ": required input " + std::to_string(i) + " (" +
+                                              schema->inputs()[size_t(i)].GetName() + ") is empty");
+      }
     Op* op = g->add_op(node->op_type(), name, ins, outs);
     op->domain = node->domain() == "ai.onnx" ? "" : node->domain();
     for (const auto& a : node->attribute()) {

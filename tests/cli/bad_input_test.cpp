@@ -81,6 +81,21 @@ TEST(BadInput, UnsupportedOpNamesNodeTypeAndOpset) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// A node with fewer inputs than ONNX's schema requires (found by mutating an opset-18 model:
+// ReduceMean with no input crashed the kernel) is refused at import, naming the node.
+TEST(BadInput, MissingRequiredInputIsNamed) {
+  ModelBuilder b(13);
+  b.input("x", {1, 4}).output("y");
+  b.node("ReduceMean", {}, {"y"}, "rm");
+  std::string path = b.save(tmp("no_inputs.onnx"));
+  expect_user_error(run_command(cli() + " info " + path), {path, "rm", "has 0 inputs", "ReduceMean takes 1"});
+  ModelBuilder c(13);
+  c.input("x", {1, 4}).output("y");
+  c.node("Gemm", {"x", ""}, {"y"}, "gemm_no_b");
+  std::string path2 = c.save(tmp("empty_required.onnx"));
+  expect_user_error(run_command(cli() + " info " + path2), {path2, "gemm_no_b", "required input 1 (B) is empty"});
+}
+
 TEST(BadInput, UnsupportedAttributeValue) {
   ModelBuilder b(13);
   b.input("x", {1, 1, 2, 2}).output("y");

@@ -82,7 +82,7 @@ std::vector<Activation> read_activations(const Op& op, Cell cell, int dirs) {
     }
     if (!takes_alpha(a.name) && a.name != "Sigmoid" && a.name != "Tanh" && a.name != "Relu" && a.name != "Softsign" &&
         a.name != "Softplus")
-      unsupported(op, "activation '" + raw + "'");
+      unsupported(op, "activation '" + raw + "' is not supported");
     a.alpha = takes_alpha(a.name) ? (ai < alphas.size() ? alphas[ai++] : default_alpha(a.name)) : 0;
     a.beta = takes_beta(a.name) ? (bi < betas.size() ? betas[bi++] : default_beta(a.name)) : 0;
     out.push_back(a);
@@ -93,10 +93,10 @@ std::vector<Activation> read_activations(const Op& op, Cell cell, int dirs) {
 Kernel make_recurrent(const Op& op, int64_t opset, Cell cell) {
   std::string direction = op.attr_string("direction", "forward");
   if (direction != "forward" && direction != "reverse" && direction != "bidirectional")
-    unsupported(op, "direction '" + direction + "'");
+    unsupported(op, "unknown direction '" + direction + "' (forward, reverse, bidirectional)");
   int dirs = direction == "bidirectional" ? 2 : 1;
   int64_t layout = opset >= 14 ? op.attr_int("layout", 0) : 0;
-  if (layout != 0 && layout != 1) unsupported(op, "layout " + std::to_string(layout));
+  if (layout != 0 && layout != 1) unsupported(op, "layout must be 0 or 1, not " + std::to_string(layout));
   std::optional<double> clip;
   if (op.has_attr("clip")) clip = op.attr_float("clip", 0);
   bool input_forget = cell == Cell::Lstm && op.attr_int("input_forget", 0) != 0;
