@@ -127,7 +127,9 @@ EvaluateReport evaluate_models(const Graph& g, const Graph& qg, const QuantPlan&
     int64_t k = std::min<int64_t>(5, flat.size(1));
     at::Tensor top = std::get<1>(flat.topk(k, 1));
     at::Tensor hit = top.eq(labels.unsqueeze(1));
-    acc.top1 += hit.select(1, 0).sum().item<double>();
+    // Top-1 by argmax (the first of equal maxima, as numpy and the tests do): coarse outputs
+    // (2-bit weights) tie often, and topk orders ties differently (TI ResNet W2A8: 80.28 vs 80.55).
+    acc.top1 += flat.argmax(1).eq(labels).sum().item<double>();
     acc.top5 += hit.any(1).sum().item<double>();
     acc.samples += flat.size(0);
   };
