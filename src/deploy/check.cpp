@@ -34,8 +34,7 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
         "replace it in the model (decompose it into supported ops) or quantize for a QDQ target");
     return;
   }
-  if (!runtime::find_kernel(op.type) && !(op.type == "Relu" && !op.inputs.empty() && op.inputs[0] && op.inputs[0]->producer &&
-                                          plan.find(op.inputs[0]->name) && plan.find(op.inputs[0]->name)->state == QuantState::Fused))
+  if (!runtime::find_kernel(op.type))
     add("EdgeQuant's integer runtime has no " + op.type + " kernel yet (the .espdl test values are computed by it)",
         "--format none for reports only, or a QDQ target");
   if (t.int8_only_ops.count(op.type) && widest_bits(op, plan) > 8)

@@ -162,6 +162,7 @@ TEST_P(NewOpsets, TypedByOurKernelsAndEqualToOnnxRuntime) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, NewOpsets,
                          ::testing::Values(OpsetCase{"opset18_reduce_split_pad", {2, 6, 5, 4}},
                                            OpsetCase{"opset18_groupnorm", {2, 6, 4, 4}},
+                                           OpsetCase{"opset19_pad_wrap_resize", {2, 2, 5, 4}},
                                            OpsetCase{"opset21_groupnorm", {2, 6, 4, 4}},
                                            OpsetCase{"opset21_convnet", {2, 3, 8, 8}}),
                          [](const ::testing::TestParamInfo<OpsetCase>& i) { return i.param.model; });

@@ -58,6 +58,20 @@ model(
     [const("scale", rng.uniform(0.5, 1.5, 6).astype(np.float32)), const("bias", rng.uniform(-1, 1, 6).astype(np.float32))],
     21, "opset21_groupnorm")
 
+# Opset 19: Pad mode wrap, Resize half_pixel_symmetric (linear and nearest, non-integer scales).
+model(
+    [
+        helper.make_node("Pad", ["x", "pads19", "", "axes_hw"], ["wrap"], mode="wrap"),
+        helper.make_node("Resize", ["x", "", "scales19"], ["lin"], mode="linear",
+                         coordinate_transformation_mode="half_pixel_symmetric"),
+        helper.make_node("Resize", ["x", "", "scales19"], ["near"], mode="nearest",
+                         coordinate_transformation_mode="half_pixel_symmetric"),
+    ],
+    [f32("x", ["batch", 2, 5, 4])], [f32("wrap", None), f32("lin", None), f32("near", None)],
+    [const("pads19", np.array([1, 2, 2, 1], np.int64)), const("axes_hw", np.array([2, 3], np.int64)),
+     const("scales19", np.array([1, 1, 1.7, 1.3], np.float32))],
+    19, "opset19_pad_wrap_resize")
+
 # Opset 21 convnet: Conv -> Relu -> MaxPool -> Flatten -> Gemm, quantized end to end by the test.
 model(
     [

@@ -10,7 +10,8 @@ namespace edgequant::exec {
 
 Kernel make_pad(const Op& op, int64_t opset) {
   std::string mode = op.attr_string("mode", "constant");
-  if (mode != "constant" && mode != "reflect" && mode != "edge") unsupported(op, "Pad mode '" + mode + "'");
+  if (mode != "constant" && mode != "reflect" && mode != "edge" && !(mode == "wrap" && opset >= 19))
+    unsupported(op, "Pad mode '" + mode + "'");
   bool legacy = opset < 11;
   std::vector<int64_t> pads_attr = op.attr_ints(opset < 2 ? "paddings" : "pads");
   double value_attr = op.attr_float("value", 0.0f);
@@ -42,13 +43,15 @@ Kernel make_pad(const Op& op, int64_t opset) {
       }
       return {at::constant_pad_nd(x, list, value)};
     }
-    // reflect/edge: gather along each padded axis with mirrored or clamped source indices.
+    // reflect/edge/wrap: gather along each padded axis with mirrored, clamped or cyclic indices.
     for (int64_t d = 0; d < rank; ++d) {
       if (begin[d] == 0 && end[d] == 0) continue;
       int64_t len = x.size(d);
       auto idx = at::arange(-begin[d], len + end[d], at::kLong);
       if (mode == "edge") {
         idx = idx.clamp(0, len - 1);
+      } else if (mode == "wrap") {
+        idx = at::remainder(idx, len);
       } else {
         idx = at::where(idx < 0, -idx, idx);
         idx = at::where(idx >= len, 2 * (len - 1) - idx, idx);
@@ -60,13 +63,17 @@ Kernel make_pad(const Op& op, int64_t opset) {
 }
 
 namespace {
-enum class Coord { HalfPixel, PytorchHalfPixel, AlignCorners, Asymmetric, TfHalfPixelForNn };
+enum class Coord { HalfPixel, HalfPixelSymmetric, PytorchHalfPixel, AlignCorners, Asymmetric, TfHalfPixelForNn };
 enum class Nearest { RoundPreferFloor, RoundPreferCeil, Floor, Ceil };
 
 // `out` is the resized length as ONNX defines it: in * scale (unfloored) when scales are given.
 double source_coord(Coord mode, int64_t o, int64_t in, double out, double scale) {
   switch (mode) {
     case Coord::HalfPixel: return (o + 0.5) / scale - 0.5;
+    case Coord::HalfPixelSymmetric: {  // opset 19: centred when the output length was floored
+      double adjustment = std::floor(out) / out, offset = in / 2.0 * (1 - adjustment);
+      return offset + (o + 0.5) / scale - 0.5;
+    }
     case Coord::PytorchHalfPixel: return out > 1 ? (o + 0.5) / scale - 0.5 : 0.0;
     case Coord::AlignCorners: return out == 1 ? 0.0 : o * double(in - 1) / (out - 1);
     case Coord::Asymmetric: return o / scale;
@@ -98,6 +105,7 @@ Kernel make_resize(const Op& op, int64_t opset) {
   std::string cname = legacy ? "asymmetric" : op.attr_string("coordinate_transformation_mode", "half_pixel");
   Coord coord;
   if (cname == "half_pixel") coord = Coord::HalfPixel;
+  else if (cname == "half_pixel_symmetric" && opset >= 19) coord = Coord::HalfPixelSymmetric;
   else if (cname == "pytorch_half_pixel") coord = Coord::PytorchHalfPixel;
   else if (cname == "align_corners") coord = Coord::AlignCorners;
   else if (cname == "asymmetric") coord = Coord::Asymmetric;
