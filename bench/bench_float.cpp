@@ -1,5 +1,6 @@
 // Float inference throughput of an ONNX model on EdgeQuant's executor.
-// Usage: bench_float MODEL.onnx [--batch 32] [--repeats 3] [--threads N] [--profile 1]
+// Usage: bench_float MODEL.onnx [--batch 32] [--repeats 3] [--threads N] [--profile 1] [--chunk-mib M]
+// (--chunk-mib 0: whole batches, no cache blocking across the batch)
 // Prints "edgequant_images_per_s <value>" (best of the repeats, after one warm-up run); with
 // --profile, the seconds per op type of one more run (hooks time each op).
 #include <ATen/ATen.h>
@@ -16,20 +17,23 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_float MODEL.onnx [--batch N] [--repeats N] [--threads N]\n");
+    std::fprintf(stderr, "usage: bench_float MODEL.onnx [--batch N] [--repeats N] [--threads N] [--profile 1] [--chunk-mib M]\n");
     return 2;
   }
   int batch = 32, repeats = 3, threads = 0, profile = 0;
+  double chunk_mib = -1;  // default: ExecOptions' own
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--repeats")) repeats = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--profile")) profile = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--chunk-mib")) chunk_mib = std::atof(argv[i + 1]);
   }
   auto t0 = std::chrono::steady_clock::now();
   auto g = edgequant::load_model(argv[1]);
   edgequant::exec::ExecOptions opts;
   opts.num_threads = threads;
+  if (chunk_mib >= 0) opts.chunk_bytes = static_cast<size_t>(chunk_mib * 1024 * 1024);
   edgequant::exec::Executor ex(*g, opts);
   double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::vector<int64_t> shape = *g->inputs[0]->shape;

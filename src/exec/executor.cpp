@@ -5,11 +5,14 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <limits>
 #include <thread>
 
 
+#include "exec/batch_split.h"
 #include "exec/buffer_cache.h"
 #include "exec/kernel.h"
+#include "exec/ops/factories.h"
 
 namespace edgequant::exec {
 
@@ -32,10 +35,12 @@ struct Executor::Impl {
   std::vector<const Value*> slot_value;
   std::vector<at::Tensor> constants;  // by slot; undefined for non-constants
   std::vector<PreparedOp> ops;
+  std::vector<PreparedOp> fused_ops;  // `ops` with Conv+ReLU/Clip pairs fused, for hook-free runs
   std::unordered_map<const Op*, size_t> op_index;
   std::vector<int> input_slots, output_slots;
   std::vector<bool> is_input;
   bool gradient = false;
+  int64_t chunk = 0;  // samples per hook-free run; 0: whole batches
 
   explicit Impl(const Graph& g, ExecOptions o) : graph(g), options(o) {}
 
@@ -61,26 +66,90 @@ struct Executor::Impl {
     return in;
   }
 
-  std::function<void(at::Tensor&)> inplace_kernel(const Op& op, int64_t opset) const {
-    if (op.outputs.size() != 1 || !op.outputs[0]) return nullptr;
-    if (op.type == "Relu") return [](at::Tensor& t) { t.relu_(); };
-    if (op.type != "Clip") return nullptr;
-    c10::optional<at::Scalar> lo, hi;
+  // The bounds of a Relu, or of a Clip whose bounds are constants; false otherwise.
+  bool constant_clamp(const Op& op, int64_t opset, c10::optional<double>& lo, c10::optional<double>& hi) const {
+    if (op.outputs.size() != 1 || !op.outputs[0]) return false;
+    if (op.type == "Relu") {
+      lo = 0.0;
+      return true;
+    }
+    if (op.type != "Clip") return false;
     if (opset < 11) {
       if (op.has_attr("min")) lo = op.attr_float("min", 0);
       if (op.has_attr("max")) hi = op.attr_float("max", 0);
     } else {
-      auto bound = [&](size_t i, c10::optional<at::Scalar>& out) {
+      auto bound = [&](size_t i, c10::optional<double>& out) {
         const Value* v = op.input(i);
         if (!v) return true;
         if (!v->is_constant()) return false;
-        out = constants[slot.at(v)].item();
+        out = constants[slot.at(v)].item<double>();
         return true;
       };
-      if (!bound(1, lo) || !bound(2, hi)) return nullptr;
+      if (!bound(1, lo) || !bound(2, hi)) return false;
     }
-    if (!lo && !hi) return nullptr;
-    return [lo, hi](at::Tensor& t) { t.clamp_(lo, hi); };
+    return lo || hi;
+  }
+
+  std::function<void(at::Tensor&)> inplace_kernel(const Op& op, int64_t opset) const {
+    c10::optional<double> lo, hi;
+    if (!constant_clamp(op, opset, lo, hi)) return nullptr;
+    if (op.type == "Relu") return [](at::Tensor& t) { t.relu_(); };
+    c10::optional<at::Scalar> lo_s, hi_s;
+    if (lo) lo_s = *lo;
+    if (hi) hi_s = *hi;
+    return [lo_s, hi_s](at::Tensor& t) { t.clamp_(lo_s, hi_s); };
+  }
+
+  // The plan of hook-free inference runs: each Conv whose only reader is a constant-bound
+  // Relu/Clip runs as one kernel with the clamp as a oneDNN post-op (hooks must see the
+  // value between the two, so hooked runs keep `ops`).
+  void build_fused_plan(int64_t opset, const std::vector<bool>& keep) {
+    std::vector<int> readers(slot_value.size(), 0), reader(slot_value.size(), -1);
+    for (size_t i = 0; i < ops.size(); ++i)
+      for (int s : ops[i].in_slots)
+        if (s >= 0) {
+          ++readers[s];
+          reader[s] = static_cast<int>(i);
+        }
+    std::vector<bool> absorbed(ops.size(), false);
+    fused_ops.clear();
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (absorbed[i]) continue;
+      const PreparedOp& p = ops[i];
+      if (p.op->type == "Conv" && p.out_slots.size() == 1 && p.out_slots[0] >= 0) {
+        int s = p.out_slots[0];
+        c10::optional<double> lo, hi;
+        if (readers[s] == 1 && !keep[s] && ops[reader[s]].in_slots[0] == s &&
+            constant_clamp(*ops[reader[s]].op, opset, lo, hi)) {
+          const PreparedOp& act = ops[reader[s]];
+          ClampPostOp clamp{lo ? static_cast<float>(*lo) : std::numeric_limits<float>::lowest(),
+                            hi ? static_cast<float>(*hi) : std::numeric_limits<float>::max()};
+          fused_ops.push_back(PreparedOp{p.op, make_conv_clamped(*p.op, clamp), nullptr, p.in_slots, act.out_slots, {}});
+          absorbed[reader[s]] = true;
+          continue;
+        }
+      }
+      fused_ops.push_back(p);
+      fused_ops.back().free_after.clear();
+    }
+    schedule_frees(fused_ops, keep);
+  }
+
+  void run_plan(const std::vector<PreparedOp>& plan, std::vector<at::Tensor>& env, const HookList* hooks) {
+    for (const PreparedOp& p : plan) {
+      execute(p, env, hooks);
+      for (int s : p.free_after) env[s].reset();
+    }
+  }
+
+  // Frees each intermediate after its last reader so peak memory stays at the live set.
+  void schedule_frees(std::vector<PreparedOp>& plan, const std::vector<bool>& keep) const {
+    std::vector<int> last_use(slot_value.size(), -1);
+    for (size_t i = 0; i < plan.size(); ++i)
+      for (int s : plan[i].in_slots)
+        if (s >= 0) last_use[s] = static_cast<int>(i);
+    for (size_t s = 0; s < last_use.size(); ++s)
+      if (last_use[s] >= 0 && !keep[s] && !constants[s].defined()) plan[last_use[s]].free_after.push_back(static_cast<int>(s));
   }
 
   bool can_run_inplace(const PreparedOp& p, const std::vector<at::Tensor>& env, const HookList* hooks) const {
@@ -148,18 +217,14 @@ Executor::Executor(const Graph& graph, ExecOptions options) : impl_(std::make_un
         at::Tensor& w = m.constants[p.in_slots[1]];
         if (w.defined() && w.dim() == 4) w = w.contiguous(at::MemoryFormat::ChannelsLast);
       }
-  // Free each intermediate after its last reader so peak memory stays at the live set.
-  std::vector<int> last_use(m.slot_value.size(), -1);
-  for (size_t i = 0; i < m.ops.size(); ++i)
-    for (int s : m.ops[i].in_slots)
-      if (s >= 0) last_use[s] = static_cast<int>(i);
   m.is_input.assign(m.slot_value.size(), false);
   for (int s : m.input_slots) m.is_input[s] = true;
   for (auto& p : m.ops) p.inplace = m.inplace_kernel(*p.op, graph.opset);
   std::vector<bool> keep(m.slot_value.size(), false);
   for (int s : m.output_slots) keep[s] = true;
-  for (size_t s = 0; s < last_use.size(); ++s)
-    if (last_use[s] >= 0 && !keep[s] && !m.constants[s].defined()) m.ops[last_use[s]].free_after.push_back(static_cast<int>(s));
+  m.schedule_frees(m.ops, keep);
+  m.build_fused_plan(graph.opset, keep);
+  m.chunk = batch_chunk_size(graph, options.chunk_bytes);
 }
 
 Executor::~Executor() = default;
@@ -197,6 +262,10 @@ void HookList::after_op(const Op& op, std::vector<at::Tensor>& outputs) const {
     if (h.after_op) h.after_op(op, outputs);
 }
 
+Executor::InferencePlan Executor::inference_plan() const {
+  return {impl_->ops.size() - impl_->fused_ops.size(), impl_->chunk};
+}
+
 void Executor::set_gradient_mode(bool enabled) { impl_->gradient = enabled; }
 bool Executor::gradient_mode() const { return impl_->gradient; }
 
@@ -220,14 +289,25 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, con
                                       std::to_string(inputs.size()));
   at::AutoGradMode grad_mode(m.gradient);
   std::vector<at::Tensor> env(m.slot_value.size());
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    check_input(g.inputs[i], inputs[i]);
-    env[m.input_slots[i]] = inputs[i].to(m.options.device);
+  for (size_t i = 0; i < inputs.size(); ++i) check_input(g.inputs[i], inputs[i]);
+  bool hook_free = (!hooks || hooks->empty()) && !m.gradient && !at::GradMode::is_enabled();
+  int64_t batch = !inputs.empty() && inputs[0].dim() > 0 ? inputs[0].size(0) : 0;
+  bool chunked = hook_free && m.chunk > 0 && batch > m.chunk;
+  for (const at::Tensor& t : inputs) chunked = chunked && t.dim() > 0 && t.size(0) == batch;
+  if (chunked) {
+    std::vector<std::vector<at::Tensor>> parts(m.output_slots.size());
+    for (int64_t start = 0; start < batch; start += m.chunk) {
+      for (size_t i = 0; i < inputs.size(); ++i)
+        env[m.input_slots[i]] = inputs[i].narrow(0, start, std::min(m.chunk, batch - start)).to(m.options.device);
+      m.run_plan(m.fused_ops, env, nullptr);
+      for (size_t o = 0; o < m.output_slots.size(); ++o) parts[o].push_back(env[m.output_slots[o]]);
+    }
+    std::vector<at::Tensor> out;
+    for (auto& p : parts) out.push_back(at::cat(p, 0));
+    return out;
   }
-  for (const PreparedOp& p : m.ops) {
-    m.execute(p, env, hooks);
-    for (int s : p.free_after) env[s].reset();
-  }
+  for (size_t i = 0; i < inputs.size(); ++i) env[m.input_slots[i]] = inputs[i].to(m.options.device);
+  m.run_plan(hook_free ? m.fused_ops : m.ops, env, hooks);
   std::vector<at::Tensor> out;
   for (int s : m.output_slots) out.push_back(m.constants[s].defined() ? m.constants[s] : env[s]);
   return out;

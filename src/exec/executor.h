@@ -19,6 +19,9 @@ struct ExecOptions {
   c10::Device device = c10::Device(c10::kCPU);
   int num_threads = 0;         // 0: every core
   bool channels_last = true;   // store 4-D conv weights NHWC so oneDNN takes its fast path
+  // Hook-free runs of a graph that treats samples independently go through it in chunks whose
+  // largest intermediate fits this many bytes (exec/batch_split.h); 0 runs every batch whole.
+  size_t chunk_bytes = size_t{20} << 20;
 };
 
 using ValueTensors = std::unordered_map<const Value*, at::Tensor>;
@@ -75,6 +78,13 @@ class Executor {
   at::Tensor constant(const Value* value) const;
   // Replaces a constant's tensor for later runs (e.g. trained or fake-quantized weights).
   void set_constant(const Value* value, const at::Tensor& tensor);
+  // How hook-free runs differ from hooked ones: Conv+ReLU/Clip pairs run as one kernel, and
+  // batches larger than `chunk` samples run `chunk` at a time (0: whole).
+  struct InferencePlan {
+    size_t fused_activations = 0;
+    int64_t chunk = 0;
+  };
+  InferencePlan inference_plan() const;
   // Checks an input tensor against the graph input's dtype and static dims.
   void check_input(const Value* input, const at::Tensor& tensor) const;
 

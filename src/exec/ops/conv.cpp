@@ -1,15 +1,18 @@
 // Convolution, transposed convolution and matrix products.
 #include <ATen/ATen.h>
 
+#include "exec/onednn_conv.h"
 #include "exec/ops/factories.h"
 
 namespace edgequant::exec {
 
 
-Kernel make_conv(const Op& op, int64_t) {
+namespace {
+Kernel conv_kernel(const Op& op, std::optional<ClampPostOp> clamp) {
   WindowAttrs a = read_window_attrs(op);
   std::string where = op.describe();
-  return [a, where](const Tensors& in) -> Tensors {
+  auto onednn = std::make_shared<OneDnnConv2d>(clamp);
+  return [a, where, clamp, onednn](const Tensors& in) -> Tensors {
     at::Tensor x = in[0];
     const at::Tensor& w = in[1];
     at::Tensor b = in.size() > 2 ? in[2] : at::Tensor();
@@ -18,6 +21,11 @@ Kernel make_conv(const Op& op, int64_t) {
     std::vector<int64_t> kernel(w.sizes().begin() + 2, w.sizes().end());
     auto strides = or_ones(a.strides, nd), dil = or_ones(a.dilations, nd);
     auto pads = resolve_pads(a.auto_pad, a.pads, x.sizes().slice(2), kernel, strides, dil);
+    if (nd == 2 && OneDnnConv2d::applies(x, w, b)) {
+      Conv2dGeometry geometry{strides, dil, {pads[0], pads[1]}, {pads[2], pads[3]}, a.group};
+      at::Tensor y = onednn->run(x, w, b, geometry);
+      if (y.defined()) return {y};
+    }
     std::vector<int64_t> padding(pads.begin(), pads.begin() + nd);
     if (!pads_symmetric(pads)) {
       x = at::constant_pad_nd(x, aten_pad_list(pads), 0);
@@ -25,9 +33,16 @@ Kernel make_conv(const Op& op, int64_t) {
     }
     // channels_last lets oneDNN pick its fast NHWC kernels (weights are stored channels_last too).
     if (nd == 2 && w.is_contiguous(at::MemoryFormat::ChannelsLast)) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    return {at::convolution(x, w, b, strides, padding, dil, false, std::vector<int64_t>(nd, 0), a.group)};
+    at::Tensor y = at::convolution(x, w, b, strides, padding, dil, false, std::vector<int64_t>(nd, 0), a.group);
+    if (clamp) y = at::clamp(y, clamp->lo, clamp->hi);
+    return {y};
   };
 }
+}  // namespace
+
+Kernel make_conv(const Op& op, int64_t) { return conv_kernel(op, std::nullopt); }
+
+Kernel make_conv_clamped(const Op& op, ClampPostOp clamp) { return conv_kernel(op, clamp); }
 
 Kernel make_conv_transpose(const Op& op, int64_t) {
   WindowAttrs a = read_window_attrs(op);

@@ -1,9 +1,14 @@
 // Declarations of every kernel factory named in ops.def.
 #pragma once
 #include "exec/kernel.h"
+#include "exec/onednn_conv.h"
 
 namespace edgequant::exec {
 #define EQ_OP(type, factory) Kernel factory(const Op& op, int64_t opset);
 #include "exec/ops/ops.def"
 #undef EQ_OP
+
+// Conv followed by its only reader, a ReLU/Clip with constant bounds, as one kernel (the
+// executor fuses them when no hook needs to see the value between the two).
+Kernel make_conv_clamped(const Op& conv, ClampPostOp clamp);
 }  // namespace edgequant::exec

@@ -1,0 +1,139 @@
+// Hook-free inference (oneDNN convolutions with ReLU/Clip fused, batches run in cache-sized
+// chunks) against the hooked path, which runs every op alone through ATen on the whole batch,
+// and against PyTorch's outputs for the exported fixtures.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "api/load.h"
+#include "data/npy.h"
+#include "exec/batch_split.h"
+#include "exec/executor.h"
+#include "exec/kernel.h"
+#include "test_util.h"
+
+using namespace edgequant;
+using edgequant::testing::fixture;
+using edgequant::testing::ModelBuilder;
+namespace fs = std::filesystem;
+
+namespace {
+at::Tensor load_npy(const std::string& rel) { return exec::to_aten(read_npy(fixture(rel))); }
+
+// A hook that observes nothing: the executor then runs the plain per-op plan.
+at::Tensor hooked_run(exec::Executor& ex, const at::Tensor& x) {
+  exec::ExecHooks none;
+  none.after_op = [](const Op&, std::vector<at::Tensor>&) {};
+  return ex.run({x}, &none)[0];
+}
+
+float max_abs_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<float>(); }
+
+std::vector<float> ramp(int64_t n, float scale) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = scale * static_cast<float>((i * 37) % 23 - 11);
+  return v;
+}
+
+TEST(FusedInference, ExportedFixturesMatchTorchAndTheHookedPath) {
+  // The detection head (SiLU, Reshape/Transpose of the batch) neither fuses nor chunks: the same
+  // checks then cover the plain path.
+  for (std::string net : {"mobilenetv2_style_op11", "mobilenetv2_style_op13", "resnet_style_op11", "resnet_style_op13",
+                          "detection_head_op13"}) {
+    SCOPED_TRACE(net);
+    bool per_sample_convnet = net.rfind("detection", 0) != 0;
+    std::string stem = net.substr(0, net.rfind("_op"));
+    auto g = load_model(fixture("models/" + net + ".onnx"));
+    exec::ExecOptions options;
+    options.chunk_bytes = 1;  // one sample at a time: every batch is chunked
+    exec::Executor ex(*g, options);
+    EXPECT_EQ(ex.inference_plan().fused_activations > 0, per_sample_convnet);
+    EXPECT_EQ(ex.inference_plan().chunk, per_sample_convnet ? 1 : 0);
+    at::Tensor x = load_npy("models/" + stem + "_input.npy");
+    at::Tensor torch_out = load_npy("models/" + net + "_output.npy");
+    at::Tensor fused = ex.run({x})[0];
+    EXPECT_LT(max_abs_diff(fused, torch_out), 1e-4);
+    // A batch of 5 different samples, run one sample at a time, whole (fused, unchunked) and
+    // hooked (per op, whole batch): the same outputs.
+    at::Tensor batch = at::cat({x, x * 0.5, -x, x.flip(-1), x * 1.5}, 0);
+    exec::Executor whole(*g);
+    at::Tensor reference = hooked_run(whole, batch);
+    exec::ExecOptions no_chunks;
+    no_chunks.chunk_bytes = 0;
+    exec::Executor unchunked(*g, no_chunks);
+    EXPECT_LT(max_abs_diff(unchunked.run({batch})[0], reference), 1e-5);
+    EXPECT_LT(max_abs_diff(ex.run({batch})[0], reference), 1e-5);
+  }
+}
+
+// Convolution geometries the fixtures lack, each followed by the activation forms that fuse:
+// Clip with opset-6 attributes, Clip with a max only (opset 11 inputs), Relu.
+TEST(FusedInference, ConvGeometriesAndClampFormsMatchATen) {
+  for (int64_t opset : {6, 13}) {
+    SCOPED_TRACE(opset);
+    ModelBuilder b(opset);
+    b.input("x", {-1, 4, 11, 13});
+    b.initializer("w1", {6, 2, 3, 3}, ramp(6 * 2 * 9, 0.05f)).initializer("b1", {6}, ramp(6, 0.1f));
+    b.initializer("w2", {5, 6, 1, 1}, ramp(30, 0.07f));
+    auto& c1 = b.node("Conv", {"x", "w1", "b1"}, {"c1"});
+    ModelBuilder::attr_ints(c1, "pads", {0, 1, 2, 1});  // asymmetric: begin (0,1), end (2,1)
+    ModelBuilder::attr_ints(c1, "strides", {2, 1});
+    ModelBuilder::attr_ints(c1, "dilations", {1, 2});
+    ModelBuilder::attr_int(c1, "group", 2);
+    if (opset < 11) {
+      auto& clip = b.node("Clip", {"c1"}, {"a1"});
+      ModelBuilder::attr_float(clip, "min", -0.5f);
+      ModelBuilder::attr_float(clip, "max", 0.7f);
+    } else {
+      b.initializer("hi", {}, {0.7f});
+      b.node("Clip", {"c1", "", "hi"}, {"a1"});
+    }
+    b.node("Conv", {"a1", "w2"}, {"c2"});
+    b.node("Relu", {"c2"}, {"y"});
+    b.output("y");
+    auto path = (fs::temp_directory_path() / ("fused_geometry_" + std::to_string(opset) + ".onnx")).string();
+    auto g = load_model(b.save(path));
+    exec::Executor ex(*g);
+    EXPECT_EQ(ex.inference_plan().fused_activations, 2u);
+    at::Tensor x = at::randn({3, 4, 11, 13}, at::TensorOptions().dtype(at::kFloat));
+    at::Tensor fused = ex.run({x})[0], reference = hooked_run(ex, x);
+    ASSERT_EQ(fused.sizes(), reference.sizes());
+    EXPECT_LT(max_abs_diff(fused, reference), 1e-5);
+    // The clamp really ran inside the fused kernel: the first activation's bounds shape the output.
+    EXPECT_GT(reference.abs().max().item<float>(), 0.1f);
+  }
+}
+
+TEST(BatchSplit, ChunkFromTheLargestIntermediateAndOnlyForPerSampleGraphs) {
+  ModelBuilder b(13);
+  b.input("x", {-1, 2, 16, 16});
+  b.initializer("w", {8, 2, 3, 3}, ramp(8 * 2 * 9, 0.1f));
+  auto& conv = b.node("Conv", {"x", "w"}, {"c"});
+  ModelBuilder::attr_ints(conv, "pads", {1, 1, 1, 1});
+  b.node("Relu", {"c"}, {"r"});
+  b.node("GlobalAveragePool", {"r"}, {"p"});
+  auto& flat = b.node("Flatten", {"p"}, {"f"});
+  ModelBuilder::attr_int(flat, "axis", 1);
+  auto& softmax = b.node("Softmax", {"f"}, {"y"});
+  ModelBuilder::attr_int(softmax, "axis", 1);
+  b.output("y", {-1, 8});
+  auto path = (fs::temp_directory_path() / "batch_split.onnx").string();
+  auto g = load_model(b.save(path));
+  // Largest intermediate per sample: 8 x 16 x 16 floats = 8192 bytes.
+  EXPECT_EQ(exec::batch_chunk_size(*g, 8192 * 3 + 100), 3);
+  EXPECT_EQ(exec::batch_chunk_size(*g, 100), 1);
+  EXPECT_EQ(exec::batch_chunk_size(*g, 0), 0);
+  // Softmax over the batch axis mixes samples: the batch must run whole.
+  ModelBuilder::attr_int(softmax, "axis", 0);
+  auto mixed = load_model(b.save(path));
+  EXPECT_EQ(exec::batch_chunk_size(*mixed, 1 << 20), 0);
+  exec::ExecOptions options;
+  options.chunk_bytes = 1;
+  exec::Executor ex(*mixed, options);
+  EXPECT_EQ(ex.inference_plan().chunk, 0);
+  at::Tensor x = at::randn({4, 2, 16, 16}, at::TensorOptions().dtype(at::kFloat));
+  EXPECT_LT(max_abs_diff(ex.run({x})[0], hooked_run(ex, x)), 1e-6);
+}
+
+}  // namespace
