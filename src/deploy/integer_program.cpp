@@ -1,6 +1,7 @@
 // Integer program construction (see integer_program.h).
 #include "deploy/integer_program.h"
 
+#include <algorithm>
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -310,9 +311,14 @@ struct Builder {
       bool data = !op.inputs[i]->is_constant() && !(op.inputs[i]->producer && static_ops.count(op.inputs[i]->producer));
       n.inputs.push_back(data ? data_input(op, i, is_int, &out_info) : constant(op.inputs[i]));
     }
-    for (size_t i = 1; i < op.outputs.size(); ++i)
-      if (op.outputs[i] && !op.outputs[i]->consumers.empty())
-        problems.push_back("node '" + op.name + "' (" + op.type + "): extra outputs are not supported");
+    for (size_t i = 1; i < op.outputs.size(); ++i) {
+      const Value* extra = op.outputs[i];
+      bool used = extra && (!extra->consumers.empty() ||
+                            std::find(g.outputs.begin(), g.outputs.end(), extra) != g.outputs.end());
+      if (used)
+        problems.push_back("node '" + op.name + "' (" + op.type + "): its output '" + extra->name + "' (output " +
+                           std::to_string(i + 1) + ") is used; the integer program keeps one output per node");
+    }
     n.outputs = {out_name};
     p.values[out_name] = out_info;
     n.attrs["quant_type"] = quant_type(out_info);

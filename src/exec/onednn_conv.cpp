@@ -85,6 +85,8 @@ at::Tensor OneDnnConv2d::run(const at::Tensor& x_in, const at::Tensor& w, const 
                       : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm::convolution_direct,
                                                         src_md, w_md, dst_md, strides, dil, pad_l, pad_r);
       dnnl::primitive_attr attr;
+      // Scratchpad from our allocator per call: oneDNN's own keeps one per primitive alive.
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       if (post_op_) {
         dnnl::post_ops ops;
         ops.append_eltwise(1.0f, algorithm::eltwise_clip, post_op_->lo, post_op_->hi);
@@ -119,6 +121,12 @@ at::Tensor OneDnnConv2d::run(const at::Tensor& x_in, const at::Tensor& w, const 
   memory dst(p->pd.dst_desc(), cpu_engine(), y.data_ptr());
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, packed}, {DNNL_ARG_DST, dst}};
   if (b.defined()) args.emplace(DNNL_ARG_BIAS, memory(p->pd.bias_desc(), cpu_engine(), b.data_ptr()));
+  at::Tensor scratch;
+  memory::desc scratch_md = p->pd.scratchpad_desc();
+  if (scratch_md.get_size() > 0) {
+    scratch = at::empty({static_cast<int64_t>(scratch_md.get_size())}, x.options().dtype(at::kByte));
+    args.emplace(DNNL_ARG_SCRATCHPAD, memory(scratch_md, cpu_engine(), scratch.data_ptr()));
+  }
   p->conv.execute(stream, args);
   stream.wait();
   return y;

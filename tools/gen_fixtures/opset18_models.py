@@ -85,4 +85,18 @@ model(
     [const("w", rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32)), const("b", rng.normal(0, 0.1, 8).astype(np.float32)),
      const("gw", rng.normal(0, 0.1, (10, 128)).astype(np.float32)), const("gb", rng.normal(0, 0.1, 10).astype(np.float32))],
     21, "opset21_convnet")
+
+# Opset 20 activations transformer and YOLO exports carry: Gelu (exact and tanh), Mish (18), and
+# LpNormalization (no conformance data in Debian's ONNX 1.12).
+model(
+    [
+        helper.make_node("Gelu", ["x"], ["gelu"]),
+        helper.make_node("Gelu", ["x"], ["gelu_tanh"], approximate="tanh"),
+        helper.make_node("Mish", ["x"], ["mish"]),
+        helper.make_node("LpNormalization", ["x"], ["l2"], axis=1, p=2),
+        helper.make_node("LpNormalization", ["x"], ["l1"], axis=-1, p=1),
+    ],
+    [f32("x", ["batch", 3, 4, 5])],
+    [f32("gelu", None), f32("gelu_tanh", None), f32("mish", None), f32("l2", None), f32("l1", None)],
+    [], 20, "opset20_gelu_mish_lpnorm")
 print("wrote", sorted(os.listdir(OUT)))

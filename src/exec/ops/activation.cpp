@@ -28,6 +28,18 @@ Kernel make_unary(const Op& op, int64_t) {
       {"Not", [](const at::Tensor& x) { return at::logical_not(x); }},
       {"Softplus", [](const at::Tensor& x) { return at::log1p(at::exp(x)); }},
       {"Softsign", [](const at::Tensor& x) { return x / (1 + at::abs(x)); }},
+      {"Sign", [](const at::Tensor& x) { return at::sign(x); }},
+      {"Tan", [](const at::Tensor& x) { return at::tan(x); }},
+      {"Asin", [](const at::Tensor& x) { return at::asin(x); }},
+      {"Acos", [](const at::Tensor& x) { return at::acos(x); }},
+      {"Atan", [](const at::Tensor& x) { return at::atan(x); }},
+      {"Sinh", [](const at::Tensor& x) { return at::sinh(x); }},
+      {"Cosh", [](const at::Tensor& x) { return at::cosh(x); }},
+      {"Asinh", [](const at::Tensor& x) { return at::asinh(x); }},
+      {"Acosh", [](const at::Tensor& x) { return at::acosh(x); }},
+      {"Atanh", [](const at::Tensor& x) { return at::atanh(x); }},
+      {"IsNaN", [](const at::Tensor& x) { return at::isnan(x); }},
+      {"Mish", [](const at::Tensor& x) { return x * at::tanh(at::softplus(x)); }},
   };
   auto it = fns.find(op.type);
   if (it == fns.end()) unsupported(op, "not a unary op");
@@ -91,6 +103,60 @@ Kernel make_hard_sigmoid(const Op& op, int64_t) {
 
 Kernel make_hard_swish(const Op&, int64_t) {
   return [](const Tensors& in) -> Tensors { return {in[0] * at::clamp(in[0] / 6.0 + 0.5, 0.0, 1.0)}; };
+}
+
+Kernel make_celu(const Op& op, int64_t) {
+  double alpha = op.attr_float("alpha", 1.0f);
+  return [alpha](const Tensors& in) -> Tensors { return {at::celu(in[0], alpha)}; };
+}
+
+Kernel make_thresholded_relu(const Op& op, int64_t) {
+  double alpha = op.attr_float("alpha", 1.0f);
+  return [alpha](const Tensors& in) -> Tensors { return {at::where(in[0] > alpha, in[0], at::zeros_like(in[0]))}; };
+}
+
+Kernel make_shrink(const Op& op, int64_t) {
+  double bias = op.attr_float("bias", 0.0f), lambd = op.attr_float("lambd", 0.5f);
+  return [bias, lambd](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    // Computed in the input's type (integer inputs stay integer, as ONNX's reference does).
+    return {at::where(x < -lambd, x + bias, at::where(x > lambd, x - bias, at::zeros_like(x))).to(x.scalar_type())};
+  };
+}
+
+Kernel make_gelu(const Op& op, int64_t) {
+  std::string approximate = op.attr_string("approximate", "none");
+  if (approximate != "none" && approximate != "tanh") unsupported(op, "approximate='" + approximate + "'");
+  return [approximate](const Tensors& in) -> Tensors { return {at::gelu(in[0], approximate)}; };
+}
+
+Kernel make_is_inf(const Op& op, int64_t) {
+  bool pos = op.attr_int("detect_positive", 1) != 0, neg = op.attr_int("detect_negative", 1) != 0;
+  return [pos, neg](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    at::Tensor none = at::zeros(x.sizes(), x.options().dtype(at::kBool));
+    return {at::logical_or(pos ? at::isposinf(x) : none, neg ? at::isneginf(x) : none)};
+  };
+}
+
+// Hardmax: 1 at the first maximum along the axis (before opset 13: of the input coerced to 2-D).
+Kernel make_hardmax(const Op& op, int64_t opset) {
+  bool legacy = opset < 13;
+  int64_t axis = op.attr_int("axis", legacy ? 1 : -1);
+  Op desc = op;
+  return [legacy, axis, desc](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    int64_t a = normalize_axis(axis, std::max<int64_t>(x.dim(), 1), desc);
+    at::Tensor v = x;
+    if (legacy) {
+      int64_t outer = 1;
+      for (int64_t i = 0; i < a; ++i) outer *= x.size(i);
+      v = x.reshape({outer, -1});
+      a = 1;
+    }
+    at::Tensor y = at::zeros_like(v).scatter_(a, v.argmax(a, true), 1.0);
+    return {y.reshape(x.sizes())};
+  };
 }
 
 Kernel make_softmax(const Op& op, int64_t opset) {

@@ -109,4 +109,10 @@ Kernel make_matmul(const Op&, int64_t) {
   return [](const Tensors& in) -> Tensors { return {at::matmul(in[0], in[1])}; };
 }
 
+Kernel make_einsum(const Op& op, int64_t) {
+  std::string equation = op.attr_string("equation", "");
+  if (equation.empty()) unsupported(op, "an empty equation");
+  return [equation](const Tensors& in) -> Tensors { return {at::einsum(equation, in)}; };
+}
+
 }  // namespace edgequant::exec

@@ -43,6 +43,15 @@ Kernel make_binary(const Op& op, int64_t opset) {
   };
 }
 
+// Mod: fmod=1 takes the dividend's sign (C fmod; required for floats), fmod=0 the divisor's.
+Kernel make_mod(const Op& op, int64_t) {
+  bool c_fmod = op.attr_int("fmod", 0) != 0;
+  return [c_fmod](const Tensors& in) -> Tensors {
+    if (c_fmod) return {at::fmod(in[0], in[1])};
+    return {at::remainder(in[0], in[1])};
+  };
+}
+
 Kernel make_variadic(const Op& op, int64_t) {
   const std::string type = op.type;
   return [type](const Tensors& in) -> Tensors {

@@ -70,4 +70,29 @@ Kernel make_group_norm(const Op& op, int64_t) {
   };
 }
 
+Kernel make_lp_normalization(const Op& op, int64_t) {
+  int64_t axis = op.attr_int("axis", -1), p = op.attr_int("p", 2);
+  if (p != 1 && p != 2) unsupported(op, "p=" + std::to_string(p) + " (ONNX allows 1 or 2)");
+  Op desc = op;
+  return [axis, p, desc](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    int64_t a = normalize_axis(axis, x.dim(), desc);
+    at::Tensor norm = p == 1 ? at::sum(at::abs(x), {a}, true) : at::sqrt(at::sum(x * x, {a}, true));
+    // A zero norm leaves the zeros as they are (ONNX Runtime's behaviour) instead of 0/0.
+    return {at::where(norm == 0, x, x / norm)};
+  };
+}
+
+Kernel make_mean_variance_normalization(const Op& op, int64_t) {
+  std::vector<int64_t> axes = op.attr_ints("axes", {0, 2, 3});
+  Op desc = op;
+  return [axes, desc](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    std::vector<int64_t> a;
+    for (int64_t ax : axes) a.push_back(normalize_axis(ax, x.dim(), desc));
+    at::Tensor centred = x - at::mean(x, a, true);
+    return {centred / (at::sqrt(at::mean(centred * centred, a, true)) + 1e-9)};
+  };
+}
+
 }  // namespace edgequant::exec

@@ -30,6 +30,11 @@ Kernel make_reduce(const Op& op, int64_t) {
     if (type == "ReduceSum") return {at::sum(x, axes, keep).to(dtype)};
     if (type == "ReduceMax") return {at::amax(x, axes, keep)};
     if (type == "ReduceMin") return {at::amin(x, axes, keep)};
+    if (type == "ReduceL1") return {at::sum(at::abs(x), axes, keep).to(dtype)};
+    if (type == "ReduceL2") return {at::sqrt(at::sum(x * x, axes, keep)).to(dtype)};
+    if (type == "ReduceSumSquare") return {at::sum(x * x, axes, keep).to(dtype)};
+    if (type == "ReduceLogSum") return {at::log(at::sum(x, axes, keep)).to(dtype)};
+    if (type == "ReduceLogSumExp") return {at::logsumexp(x, axes, keep).to(dtype)};
     // ReduceProd: ATen reduces one dim at a time; go from the last so indices stay valid.
     std::sort(axes.rbegin(), axes.rend());
     at::Tensor y = x;

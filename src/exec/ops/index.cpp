@@ -1,0 +1,197 @@
+// Index-driven ops: gathers and scatters by index tensors, top-k, one-hot, cumulative sums,
+// triangular masks, and the depth/space rearrangements of super-resolution and detector heads.
+#include <ATen/ATen.h>
+
+#include "exec/ops/factories.h"
+
+namespace edgequant::exec {
+
+namespace {
+// ONNX indices may count from the end of their axis.
+at::Tensor wrap_negative(const at::Tensor& idx, int64_t size) {
+  at::Tensor i = idx.to(at::kLong);
+  return at::where(i < 0, i + size, i);
+}
+
+// Rows of `data` viewed as [prod(dims[b, b+k)), rest...] per batch, and the flat row index of each
+// index tuple: GatherND/ScatterND address the first k dims after `batch_dims` with a k-tuple.
+struct NdAddress {
+  at::Tensor rows;    // [batch * P, rest...]
+  at::Tensor linear;  // [batch * M] row numbers
+  std::vector<int64_t> rest;
+};
+NdAddress nd_address(const at::Tensor& data, const at::Tensor& indices, int64_t batch_dims, const std::string& where) {
+  int64_t k = indices.size(-1), b = batch_dims;
+  if (b + k > data.dim()) fail(ErrorCode::InvalidModel, where + ": index tuples longer than the data's rank");
+  int64_t batch = 1, rows = 1;
+  for (int64_t d = 0; d < b; ++d) batch *= data.size(d);
+  std::vector<int64_t> row_shape{-1};
+  NdAddress a;
+  for (int64_t d = b + k; d < data.dim(); ++d) a.rest.push_back(data.size(d));
+  for (int64_t d = b; d < b + k; ++d) rows *= data.size(d);
+  at::Tensor idx = indices.to(at::kLong).reshape({batch, -1, k});
+  at::Tensor lin = at::zeros({idx.size(0), idx.size(1)}, idx.options());
+  for (int64_t j = 0; j < k; ++j) {
+    int64_t size = data.size(b + j);
+    lin = lin * size + wrap_negative(idx.select(2, j), size);
+  }
+  lin = lin + at::arange(batch, idx.options()).unsqueeze(1) * rows;
+  row_shape.insert(row_shape.end(), a.rest.begin(), a.rest.end());
+  a.rows = data.reshape(row_shape);
+  a.linear = lin.reshape({-1});
+  return a;
+}
+}  // namespace
+
+Kernel make_depth_to_space(const Op& op, int64_t) {
+  int64_t b = op.attr_int("blocksize", 0);
+  bool crd = op.attr_string("mode", "DCR") == "CRD";
+  if (b <= 0) unsupported(op, "blocksize " + std::to_string(b));
+  return [b, crd](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    at::Tensor y = crd ? x.reshape({n, c / (b * b), b, b, h, w}).permute({0, 1, 4, 2, 5, 3})
+                       : x.reshape({n, b, b, c / (b * b), h, w}).permute({0, 3, 4, 1, 5, 2});
+    return {y.reshape({n, c / (b * b), h * b, w * b})};
+  };
+}
+
+Kernel make_space_to_depth(const Op& op, int64_t) {
+  int64_t b = op.attr_int("blocksize", 0);
+  if (b <= 0) unsupported(op, "blocksize " + std::to_string(b));
+  return [b](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    at::Tensor y = x.reshape({n, c, h / b, b, w / b, b}).permute({0, 3, 5, 1, 2, 4});
+    return {y.reshape({n, c * b * b, h / b, w / b})};
+  };
+}
+
+Kernel make_gather_elements(const Op& op, int64_t) {
+  int64_t axis = op.attr_int("axis", 0);
+  Op desc = op;
+  return [axis, desc](const Tensors& in) -> Tensors {
+    int64_t a = normalize_axis(axis, in[0].dim(), desc);
+    return {at::gather(in[0], a, wrap_negative(in[1], in[0].size(a)))};
+  };
+}
+
+Kernel make_scatter_elements(const Op& op, int64_t) {
+  int64_t axis = op.attr_int("axis", 0);
+  std::string reduction = op.attr_string("reduction", "none");
+  static const std::map<std::string, std::string> aten_reduce = {{"mul", "prod"}, {"max", "amax"}, {"min", "amin"}};
+  if (reduction != "none" && reduction != "add" && !aten_reduce.count(reduction)) unsupported(op, "reduction '" + reduction + "'");
+  Op desc = op;
+  return [axis, reduction, desc](const Tensors& in) -> Tensors {
+    int64_t a = normalize_axis(axis, in[0].dim(), desc);
+    at::Tensor idx = wrap_negative(in[1], in[0].size(a));
+    if (reduction == "none") return {at::scatter(in[0], a, idx, in[2])};
+    if (reduction == "add") return {at::scatter_add(in[0], a, idx, in[2])};
+    return {at::scatter_reduce(in[0], a, idx, in[2], aten_reduce.at(reduction), true)};
+  };
+}
+
+Kernel make_gather_nd(const Op& op, int64_t) {
+  int64_t batch_dims = op.attr_int("batch_dims", 0);
+  std::string where = op.describe();
+  return [batch_dims, where](const Tensors& in) -> Tensors {
+    NdAddress a = nd_address(in[0], in[1], batch_dims, where);
+    std::vector<int64_t> shape(in[1].sizes().begin(), in[1].sizes().end() - 1);
+    shape.insert(shape.end(), a.rest.begin(), a.rest.end());
+    return {a.rows.index_select(0, a.linear).reshape(shape)};
+  };
+}
+
+Kernel make_scatter_nd(const Op& op, int64_t) {
+  std::string reduction = op.attr_string("reduction", "none");
+  static const std::map<std::string, std::string> aten_reduce = {{"mul", "prod"}, {"max", "amax"}, {"min", "amin"}};
+  if (reduction != "none" && reduction != "add" && !aten_reduce.count(reduction)) unsupported(op, "reduction '" + reduction + "'");
+  std::string where = op.describe();
+  return [reduction, where](const Tensors& in) -> Tensors {
+    at::Tensor out = in[0].clone(at::MemoryFormat::Contiguous);
+    NdAddress a = nd_address(out, in[1], 0, where);
+    std::vector<int64_t> update_shape{-1};
+    update_shape.insert(update_shape.end(), a.rest.begin(), a.rest.end());
+    at::Tensor updates = in[2].reshape(update_shape).to(out.scalar_type());
+    if (reduction == "none" || reduction == "add")
+      a.rows.index_put_({a.linear}, updates, reduction == "add");
+    else
+      a.rows.index_reduce_(0, a.linear, updates, aten_reduce.at(reduction), true);
+    return {out};
+  };
+}
+
+// TopK: equal values keep their index order (ONNX: the lower index first), so a stable sort.
+Kernel make_top_k(const Op& op, int64_t opset) {
+  int64_t axis = op.attr_int("axis", -1), k_attr = op.attr_int("k", -1);
+  bool largest = op.attr_int("largest", 1) != 0;
+  bool legacy = opset < 10;
+  Op desc = op;
+  return [=](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    int64_t a = normalize_axis(axis, x.dim(), desc);
+    int64_t k = legacy ? k_attr : int_values(in[1]).at(0);
+    if (k < 0 || k > x.size(a))
+      fail(ErrorCode::InvalidInput, desc.describe() + ": K=" + std::to_string(k) + " for an axis of " + std::to_string(x.size(a)));
+    auto [values, indices] = at::sort(x, true, a, largest);
+    return {values.narrow(a, 0, k).contiguous(), indices.narrow(a, 0, k).contiguous()};
+  };
+}
+
+Kernel make_cum_sum(const Op& op, int64_t) {
+  bool exclusive = op.attr_int("exclusive", 0) != 0, reverse = op.attr_int("reverse", 0) != 0;
+  Op desc = op;
+  return [exclusive, reverse, desc](const Tensors& in) -> Tensors {
+    at::Tensor x = in[0];
+    int64_t a = normalize_axis(int_values(in[1]).at(0), x.dim(), desc);
+    if (reverse) x = x.flip(a);
+    at::Tensor y = at::cumsum(x, a).to(x.scalar_type());
+    if (exclusive && x.size(a) > 0)
+      y = at::cat({at::zeros_like(x.narrow(a, 0, 1)), y.narrow(a, 0, x.size(a) - 1)}, a);
+    return {reverse ? y.flip(a) : y};
+  };
+}
+
+Kernel make_trilu(const Op& op, int64_t) {
+  bool upper = op.attr_int("upper", 1) != 0;
+  return [upper](const Tensors& in) -> Tensors {
+    int64_t k = in.size() > 1 && in[1].defined() ? int_values(in[1]).at(0) : 0;
+    return {upper ? at::triu(in[0], k) : at::tril(in[0], k)};
+  };
+}
+
+Kernel make_one_hot(const Op& op, int64_t) {
+  int64_t axis = op.attr_int("axis", -1);
+  Op desc = op;
+  return [axis, desc](const Tensors& in) -> Tensors {
+    int64_t depth = static_cast<int64_t>(in[1].to(at::kDouble).reshape({-1})[0].item<double>());
+    if (depth <= 0) fail(ErrorCode::InvalidInput, desc.describe() + ": depth " + std::to_string(depth));
+    at::Tensor idx = wrap_negative(in[0].to(at::kDouble).floor(), depth);
+    at::Tensor valid = (idx >= 0).logical_and(idx < depth);
+    at::Tensor hot = at::one_hot(at::where(valid, idx, at::zeros_like(idx)), depth).logical_and(valid.unsqueeze(-1));
+    int64_t a = normalize_axis(axis, in[0].dim() + 1, desc);
+    hot = hot.movedim(-1, a);
+    at::Tensor values = in[2].reshape({-1});
+    return {at::where(hot, values[1], values[0])};
+  };
+}
+
+Kernel make_eye_like(const Op& op, int64_t) {
+  int64_t k = op.attr_int("k", 0);
+  bool has_dtype = op.has_attr("dtype");
+  at::ScalarType type = has_dtype ? to_scalar_type(static_cast<DType>(op.attr_int("dtype", 1))) : at::kFloat;
+  return [k, has_dtype, type](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    at::Tensor ones = at::ones({x.size(0), x.size(1)}, x.options().dtype(at::kDouble));
+    return {ones.triu(k).tril(k).to(has_dtype ? type : x.scalar_type())};
+  };
+}
+
+Kernel make_non_zero(const Op&, int64_t) {
+  return [](const Tensors& in) -> Tensors {
+    at::Tensor x = in[0].dim() == 0 ? in[0].reshape({1}) : in[0];
+    return {at::nonzero(x).t().contiguous()};
+  };
+}
+
+}  // namespace edgequant::exec
