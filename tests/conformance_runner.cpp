@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
   // Ops newer than Debian's ONNX test data (libonnx 1.12, opset <= 17), checked elsewhere.
   const std::map<std::string, std::string> covered_elsewhere = {
       {"GroupNormalization", "opset 18/21, tests/onnx/ort_reference_test.cpp against ONNX Runtime"},
+      {"Col2Im", "opset 18, tests/onnx/ort_reference_test.cpp against ONNX Runtime"},
       {"Gelu", "opset 20, tests/onnx/ort_reference_test.cpp against ONNX Runtime"},
       {"Mish", "opset 18, tests/onnx/ort_reference_test.cpp against ONNX Runtime"},
       {"LpNormalization", "no node test in ONNX 1.12; tests/onnx/ort_reference_test.cpp against ONNX Runtime"}};

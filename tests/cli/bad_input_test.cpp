@@ -67,17 +67,17 @@ TEST(BadInput, DanglingInput) {
 
 TEST(BadInput, UnsupportedOpNamesNodeTypeAndOpset) {
   ModelBuilder b(13);
-  b.input("x", {1, 4}).output("y");
-  b.node("Hardmax", {"x"}, {"y"}, "hm");
+  b.input("x", {1, 4, 4}).output("y");
+  b.node("Det", {"x"}, {"y"}, "det");
   std::string path = b.save(tmp("unsupported.onnx"));
   // info lists it and succeeds; run refuses with one line.
   auto info = run_command(cli() + " info " + path);
   EXPECT_EQ(info.status, 0);
-  EXPECT_NE(info.output.find("Hardmax"), std::string::npos);
-  std::string in = write_input("x4.npy", Tensor(DType::Float32, {1, 4}));
+  EXPECT_NE(info.output.find("Det"), std::string::npos);
+  std::string in = write_input("x44.npy", Tensor(DType::Float32, {1, 4, 4}));
   std::string out = tmp("unsupported_out.npz");
   fs::remove(out);
-  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + out), {path, "hm", "Hardmax", "opset 13"});
+  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + out), {path, "det", "Det", "opset 13"});
   EXPECT_FALSE(fs::exists(out));
 }
 

@@ -165,7 +165,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, NewOpsets,
                                            OpsetCase{"opset19_pad_wrap_resize", {2, 2, 5, 4}},
                                            OpsetCase{"opset21_groupnorm", {2, 6, 4, 4}},
                                            OpsetCase{"opset21_convnet", {2, 3, 8, 8}},
-                                           OpsetCase{"opset20_gelu_mish_lpnorm", {2, 3, 4, 5}}),
+                                           OpsetCase{"opset20_gelu_mish_lpnorm", {2, 3, 4, 5}},
+                                           OpsetCase{"opset18_col2im", {2, 3, 4, 8}}),
                          [](const ::testing::TestParamInfo<OpsetCase>& i) { return i.param.model; });
 
 // An opset-21 model quantizes end to end: every op output typed, Conv/Relu/Gemm quantized, the

@@ -99,4 +99,17 @@ model(
     [f32("x", ["batch", 3, 4, 5])],
     [f32("gelu", None), f32("gelu_tanh", None), f32("mish", None), f32("l2", None), f32("l1", None)],
     [], 20, "opset20_gelu_mish_lpnorm")
+
+# Col2Im (opset 18): a column tensor [N, C*kh*kw, L] folded back into [N, C, H, W], with strides,
+# dilations and asymmetric pads; the test's input [2, 3, 4, 8] is reshaped to its 12 x 8 columns
+# (image 4x5 padded to 5x6, effective block 2x3, strides 2x1: 2 x 4 = 8 blocks).
+model(
+    [
+        helper.make_node("Reshape", ["x", "cols_shape"], ["cols"]),
+        helper.make_node("Col2Im", ["cols", "image", "block"], ["y"], strides=[2, 1], dilations=[1, 2], pads=[1, 0, 0, 1]),
+    ],
+    [f32("x", ["batch", 3, 4, 8])], [f32("y", None)],
+    [const("cols_shape", np.array([0, 12, 8], np.int64)), const("image", np.array([4, 5], np.int64)),
+     const("block", np.array([2, 2], np.int64))],
+    18, "opset18_col2im")
 print("wrote", sorted(os.listdir(OUT)))

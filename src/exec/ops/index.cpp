@@ -194,4 +194,20 @@ Kernel make_non_zero(const Op&, int64_t) {
   };
 }
 
+// Col2Im (opset 18): sums the columns of sliding blocks back into an image. Asymmetric pads: fold
+// into the padded image, then crop it.
+Kernel make_col2im(const Op& op, int64_t) {
+  std::vector<int64_t> dilations = op.attr_ints("dilations", {1, 1}), pads = op.attr_ints("pads", {0, 0, 0, 0}),
+                       strides = op.attr_ints("strides", {1, 1});
+  if (dilations.size() != 2 || pads.size() != 4 || strides.size() != 2) unsupported(op, "only 2-D images");
+  std::string where = op.describe();
+  return [=](const Tensors& in) -> Tensors {
+    std::vector<int64_t> image = int_values(in[1]), block = int_values(in[2]);
+    if (image.size() != 2 || block.size() != 2) fail(ErrorCode::Unsupported, where + ": only 2-D images are supported");
+    std::vector<int64_t> padded{image[0] + pads[0] + pads[2], image[1] + pads[1] + pads[3]};
+    at::Tensor y = at::col2im(in[0], padded, block, dilations, {0, 0}, strides);
+    return {y.narrow(2, pads[0], image[0]).narrow(3, pads[1], image[1]).contiguous()};
+  };
+}
+
 }  // namespace edgequant::exec
