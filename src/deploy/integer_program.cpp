@@ -1,8 +1,9 @@
 // Integer program construction (see integer_program.h).
 #include "deploy/integer_program.h"
 
-#include <algorithm>
 #include <ATen/ATen.h>
+
+#include <algorithm>
 
 #include <cmath>
 #include <set>
@@ -74,6 +75,7 @@ struct Builder {
   std::map<std::string, std::string> conversions;             // value|type|grid -> program value
   std::vector<std::string> problems;
   int lut_count = 0;
+  std::set<std::string> unexpressed_outputs;  // extra node outputs already named in `problems`
 
   void capture() {
     std::vector<at::Tensor> inputs;
@@ -315,9 +317,11 @@ struct Builder {
       const Value* extra = op.outputs[i];
       bool used = extra && (!extra->consumers.empty() ||
                             std::find(g.outputs.begin(), g.outputs.end(), extra) != g.outputs.end());
-      if (used)
+      if (used) {
+        unexpressed_outputs.insert(extra->name);
         problems.push_back("node '" + op.name + "' (" + op.type + "): its output '" + extra->name + "' (output " +
                            std::to_string(i + 1) + ") is used; the integer program keeps one output per node");
+      }
     }
     n.outputs = {out_name};
     p.values[out_name] = out_info;
@@ -414,13 +418,13 @@ struct Builder {
     for (const Value* v : g.outputs) {
       if (!p.values.count(v->name)) {
         if (p.initializers.count(v->name)) problems.push_back("graph output '" + v->name + "' is a constant");
-        else problems.push_back("graph output '" + v->name + "' is not produced");
+        else if (!unexpressed_outputs.count(v->name)) problems.push_back("graph output '" + v->name + "' is not produced");
       }
       p.outputs.push_back(v->name);
     }
     if (!problems.empty()) {
       std::string all;
-      for (const auto& s : problems) all += "\n  " + s;
+      for (const auto& s : problems) all += (all.empty() ? " " : "; ") + s;
       fail(ErrorCode::Unsupported, "the integer program cannot express " + std::to_string(problems.size()) + " node(s):" + all);
     }
   }
@@ -531,7 +535,7 @@ void to_channels_last(IntGraph& p) {
 
 runtime::IntGraph build_integer_program(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered,
                                         const Target& target, exec::Executor& ex, bool channels_last) {
-  Builder b{g, plan, lowered, target, ex, {}, {}, {}, {}, {}, {}, {}, {}, 0};
+  Builder b{g, plan, lowered, target, ex, {}, {}, {}, {}, {}, {}, {}, {}, 0, {}};
   b.build();
   if (channels_last) to_channels_last(b.p);
   runtime::verify_program(b.p);

@@ -62,6 +62,25 @@ TEST(QuantizeCli, InfInCalibrationDataNamesTheSample) {
   expect_error(kModel + " -t esp32s3 --calib-steps 1 --batch-size 4 -c " + tmp("inf.npy"), {"sample 2", "Inf"}, tmp("o6"));
 }
 
+// A model the deployable format cannot hold (TopK's indices are a graph output; TI's integer
+// ONNX keeps one output per node): one line naming the node and output, and no directory.
+TEST(QuantizeCli, UnexportableSecondOutputNamesTheNodeAndWritesNothing) {
+  ModelBuilder b(13);
+  b.input("x", {-1, 2, 4, 4});
+  b.initializer("w", {4, 2, 1, 1}, {0.5f, -0.25f, 0.75f, 0.1f, -0.5f, 0.3f, 0.2f, 0.6f});
+  b.initializer_i64("k", {1}, {3});
+  b.node("Conv", {"x", "w"}, {"c"}, "conv");
+  auto& topk = b.node("TopK", {"c", "k"}, {"values", "indices"}, "topk");
+  ModelBuilder::attr_int(topk, "axis", -1);
+  b.output("values", {-1, 4, 4, 3}).output("indices", {-1, 4, 4, 3}, 7);
+  std::string model = b.save(tmp("topk.onnx"));
+  Tensor t(DType::Float32, {8, 2, 4, 4});
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = static_cast<float>((i * 37) % 17) / 17.0f - 0.5f;
+  write_npy(tmp("topk_x.npy"), t);
+  expect_error(model + " -t ti-npu --calib-steps 2 --batch-size 4 -c " + tmp("topk_x.npy"), {"'topk'", "'indices'"},
+               tmp("o7"));
+}
+
 TEST(QuantizeCli, FewerSamplesThanRequestedWarnsAndQuantizes) {
   std::string out = tmp("ok");
   fs::remove_all(out);

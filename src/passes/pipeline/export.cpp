@@ -1,5 +1,6 @@
 // export: DIR/{model.onnx, quant_config.json, analysis.json, summary.txt, setting.yaml}, each
 // written atomically; the summary also goes to the context's log.
+#include <filesystem>
 #include <iomanip>
 #include <ostream>
 #include <sstream>
@@ -106,7 +107,17 @@ std::string write_deployable(QuantContext& ctx) {
 PassResult ExportPass::run(QuantContext& ctx) {
   std::string deployed;
   if (!ctx.out_dir.empty()) {
+    bool created = !std::filesystem::exists(ctx.out_dir);
     make_directories(ctx.out_dir);
+    // The deployable first: when the format cannot hold the model, nothing is written (and a
+    // directory made for this run is removed again).
+    try {
+      deployed = write_deployable(ctx);
+    } catch (...) {
+      std::error_code ignored;
+      if (created) std::filesystem::remove(ctx.out_dir, ignored);  // only if still empty
+      throw;
+    }
     export_onnx(*ctx.graph, ctx.out_dir + "/model.onnx");
     nlohmann::json pj = quant::plan_to_json(ctx.plan);
     ctx.count_walk();
@@ -117,7 +128,6 @@ PassResult ExportPass::run(QuantContext& ctx) {
     write_file_atomic(ctx.out_dir + "/quant_config.json", pj.dump(1) + "\n");
     if (ctx.report) write_file_atomic(ctx.out_dir + "/analysis.json", ctx.report->to_json().dump(1) + "\n");
     if (!ctx.setting.file.empty()) write_file_atomic(ctx.out_dir + "/setting.yaml", read_file(ctx.setting.file));
-    deployed = write_deployable(ctx);
   }
   std::string summary = summary_of(ctx) + deployed;
   if (!ctx.out_dir.empty()) write_file_atomic(ctx.out_dir + "/summary.txt", summary);
