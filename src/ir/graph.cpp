@@ -252,6 +252,7 @@ std::unique_ptr<Graph> Graph::clone() const {
   }
   for (Value* v : inputs) g->inputs.push_back(m(v));
   for (Value* v : outputs) g->outputs.push_back(m(v));
+  g->outer_inputs = outer_inputs;
   g->opset = opset;
   g->ir_version = ir_version;
   g->name = name;

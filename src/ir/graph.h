@@ -39,9 +39,10 @@ struct Op {
   std::vector<Value*> inputs;   // nullptr marks an omitted optional input
   std::vector<Value*> outputs;  // nullptr marks an omitted optional output
   std::map<std::string, Attribute> attrs;
-  // Subgraph attributes (If's then_branch/else_branch), immutable and shared by clones. A
-  // subgraph's graph inputs are the outer-scope values its nodes read: the op lists them, in
-  // the same order, after its own ONNX inputs (If: inputs[0] is the condition).
+  // Subgraph attributes (If's then_branch/else_branch, Loop's and Scan's body), immutable and
+  // shared by clones. A subgraph's first Graph::outer_inputs graph inputs are the outer-scope
+  // values its nodes read: the op lists them, in the same order, after its own ONNX inputs (If:
+  // inputs[0] is the condition); the subgraph's formal inputs follow them.
   std::map<std::string, std::shared_ptr<const Graph>> subgraphs;
 
   bool has_attr(const std::string& key) const { return attrs.count(key) != 0; }
@@ -90,6 +91,10 @@ class Graph {
 
   std::vector<Value*> inputs;   // runtime inputs (never constants)
   std::vector<Value*> outputs;
+  // A subgraph's first `outer_inputs` inputs are the outer-scope values it reads (the op lists
+  // them after its own inputs); the rest are its formal inputs (a Loop body's iteration number,
+  // condition and carried values; a Scan body's states and slices; none for If branches).
+  size_t outer_inputs = 0;
   int64_t opset = 13;
   int64_t ir_version = 8;
   std::string name = "graph";

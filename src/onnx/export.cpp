@@ -52,9 +52,9 @@ void set_attribute(const std::string& name, const Attribute& attr, onnx::Attribu
   }
 }
 
-// Initializers, nodes and value infos of `g` into `gp`. A subgraph's graph inputs are outer-scope
-// references: ONNX branches name them directly, so they are not written as inputs, and an op
-// with subgraphs lists only its own inputs (the implicit ones follow them in the IR).
+// Initializers, nodes and value infos of `g` into `gp`. A subgraph's leading outer-scope inputs
+// are not written (ONNX subgraphs name them directly), only its formal ones, and an op with
+// subgraphs lists only its own inputs (the implicit ones follow them in the IR).
 void write_graph_body(const Graph& g, onnx::GraphProto* gp, bool subgraph) {
   gp->set_name(g.name);
   for (const auto& v : g.values()) {
@@ -63,8 +63,7 @@ void write_graph_body(const Graph& g, onnx::GraphProto* gp, bool subgraph) {
     t->set_name(v->name);
     tensor_to_proto(*v->data, *t);
   }
-  if (!subgraph)
-    for (const Value* v : g.inputs) set_type(v, gp->add_input());
+  for (size_t i = subgraph ? g.outer_inputs : 0; i < g.inputs.size(); ++i) set_type(g.inputs[i], gp->add_input());
   for (const Value* v : g.outputs) set_type(v, gp->add_output());
   for (const auto& op : g.ops()) {
     auto* n = gp->add_node();
@@ -72,7 +71,7 @@ void write_graph_body(const Graph& g, onnx::GraphProto* gp, bool subgraph) {
     n->set_op_type(op->type);
     if (!op->domain.empty()) n->set_domain(op->domain);
     size_t own_inputs = op->inputs.size();
-    if (!op->subgraphs.empty()) own_inputs -= op->subgraphs.begin()->second->inputs.size();
+    if (!op->subgraphs.empty()) own_inputs -= op->subgraphs.begin()->second->outer_inputs;
     for (size_t i = 0; i < own_inputs; ++i) n->add_input(op->inputs[i] ? op->inputs[i]->name : "");
     for (const Value* out : op->outputs) n->add_output(out ? out->name : "");
     for (const auto& kv : op->attrs) set_attribute(kv.first, kv.second, n->add_attribute());

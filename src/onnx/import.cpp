@@ -46,8 +46,8 @@ Attribute convert_attribute(const onnx::AttributeProto& a, const std::string& wh
     case onnx::AttributeProto::TENSOR: return tensor_from_proto(a.t());
     case onnx::AttributeProto::GRAPH:
     case onnx::AttributeProto::GRAPHS:
-      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' is a subgraph (control flow is supported as If only; "
-                                           "Loop and Scan are not)");
+      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' is a subgraph (control flow is supported as If, "
+                                           "Loop and Scan only)");
     default:
       fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' has an unsupported type");
   }
@@ -140,6 +140,7 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
       v->dim_names = o->dim_names;
       g->inputs.push_back(v);
     }
+    g->outer_inputs = outer->size();
   }
   for (const auto& in : gp.input()) {
     if (Value* existing = g->find_value(in.name())) {
@@ -183,12 +184,14 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
     std::vector<Value*> ins, outs;
     for (const auto& in : node->input()) ins.push_back(in.empty() ? nullptr : find_input(in));
     for (const auto& out : node->output()) outs.push_back(out.empty() ? nullptr : g->find_value(out));
-    // If: both branches become subgraphs reading the union of their outer references, which
-    // the op lists after its condition.
-    bool is_if = node->op_type() == "If" && (node->domain().empty() || node->domain() == "ai.onnx");
+    // Control flow: the If branches and the Loop/Scan body become subgraphs reading the union of
+    // their outer references, which the op lists after its own inputs.
+    bool onnx_domain = node->domain().empty() || node->domain() == "ai.onnx";
+    bool is_if = onnx_domain && node->op_type() == "If";
+    bool has_body = onnx_domain && (node->op_type() == "Loop" || node->op_type() == "Scan");
     std::map<std::string, const onnx::GraphProto*> branches;
     std::vector<const Value*> implicit;
-    if (is_if) {
+    if (is_if || has_body) {
       std::set<std::string> seen;
       for (const auto& a : node->attribute())
         if (a.type() == onnx::AttributeProto::GRAPH) {
@@ -196,8 +199,9 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
           for (const auto& r : outer_references(a.g()))
             if (seen.insert(r).second) implicit.push_back(find_input(r));
         }
-      if (!branches.count("then_branch") || !branches.count("else_branch"))
+      if (is_if && (!branches.count("then_branch") || !branches.count("else_branch")))
         fail(ErrorCode::InvalidModel, where + ": If needs then_branch and else_branch");
+      if (has_body && !branches.count("body")) fail(ErrorCode::InvalidModel, where + ": " + node->op_type() + " needs a body");
       for (const Value* v : implicit) ins.push_back(const_cast<Value*>(v));
     }
     // Input/output counts against ONNX's schema: a node missing a required input is the model's
@@ -227,13 +231,13 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
     Op* op = g->add_op(node->op_type(), name, ins, outs);
     op->domain = node->domain() == "ai.onnx" ? "" : node->domain();
     for (const auto& a : node->attribute()) {
-      if (is_if && a.type() == onnx::AttributeProto::GRAPH) continue;
+      if ((is_if || has_body) && a.type() == onnx::AttributeProto::GRAPH) continue;
       op->attrs[a.name()] = convert_attribute(a, where);
     }
     for (const auto& [key, branch] : branches) {
       try {
         auto sub = import_graph(*branch, base_dir, opset, &implicit);
-        if (sub->outputs.size() != outs.size())
+        if (is_if && sub->outputs.size() != outs.size())
           fail(ErrorCode::InvalidModel, key + " has " + std::to_string(sub->outputs.size()) + " outputs, the If " +
                                             std::to_string(outs.size()));
         op->subgraphs[key] = std::move(sub);

@@ -112,4 +112,42 @@ model(
     [const("cols_shape", np.array([0, 12, 8], np.int64)), const("image", np.array([4, 5], np.int64)),
      const("block", np.array([2, 2], np.int64))],
     18, "opset18_col2im")
+
+# Control flow (opset 18): a Loop whose body reads an outer initializer and an outer computed value
+# (trip count 3, a carried value and a scan output), and a Scan in reverse over axis 1 with its
+# outputs stacked along axis 1.
+f32b = lambda name, shape: helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+loop_body = helper.make_graph(
+    [
+        helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        helper.make_node("Mul", ["acc_in", "loop_w"], ["acc_w"]),
+        helper.make_node("Cast", ["iter"], ["iter_f"], to=TensorProto.FLOAT),
+        helper.make_node("Add", ["acc_w", "x_half"], ["acc_x"]),
+        helper.make_node("Add", ["acc_x", "iter_f"], ["acc_out"]),
+        helper.make_node("Identity", ["acc_out"], ["scan_out"]),
+    ],
+    "loop_body",
+    [helper.make_tensor_value_info("iter", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+     f32b("acc_in", None)],
+    [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), f32b("acc_out", None), f32b("scan_out", None)])
+scan_body = helper.make_graph(
+    [
+        helper.make_node("Mul", ["x_t", "scan_scale"], ["x_scaled"]),
+        helper.make_node("Add", ["s_in", "x_scaled"], ["s_out"]),
+        helper.make_node("Identity", ["s_out"], ["y_t"]),
+    ],
+    "scan_body", [f32b("s_in", None), f32b("x_t", None)], [f32b("s_out", None), f32b("y_t", None)])
+model(
+    [
+        helper.make_node("Mul", ["x", "half"], ["x_half"]),
+        helper.make_node("Loop", ["trips", "yes", "x"], ["acc", "acc_steps"], body=loop_body),
+        helper.make_node("ReduceMean", ["x", "axes_c"], ["s0"], keepdims=0),
+        helper.make_node("Scan", ["s0", "x"], ["s_final", "ys"], body=scan_body, num_scan_inputs=1,
+                         scan_input_axes=[1], scan_input_directions=[1], scan_output_axes=[1]),
+    ],
+    [f32("x", ["batch", 4])], [f32("acc", None), f32("acc_steps", None), f32("s_final", None), f32("ys", None)],
+    [const("half", np.array(0.5, np.float32)), const("trips", np.array(3, np.int64)), const("yes", np.array(True)),
+     const("loop_w", rng.uniform(0.5, 1.5, 4).astype(np.float32)), const("axes_c", np.array([1], np.int64)),
+     const("scan_scale", np.array(2.0, np.float32))],
+    18, "opset18_loop_scan")
 print("wrote", sorted(os.listdir(OUT)))
