@@ -5,7 +5,9 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <limits>
+#include <stdexcept>
 #include <thread>
 
 
@@ -161,6 +163,10 @@ struct Executor::Impl {
     return false;
   }
 
+  bool read_anywhere(const Value* v) const {
+    return !v->consumers.empty() || std::find(graph.outputs.begin(), graph.outputs.end(), v) != graph.outputs.end();
+  }
+
   void execute(const PreparedOp& p, std::vector<at::Tensor>& env, const HookList* hooks) {
     std::vector<at::Tensor> in = gather_inputs(p, env);
     for (size_t i = 0; i < in.size(); ++i)
@@ -181,11 +187,22 @@ struct Executor::Impl {
     } catch (const c10::Error& e) {
       std::string msg = e.what_without_backtrace();
       throw Error(ErrorCode::InvalidInput, p.op->describe() + ": " + msg.substr(0, msg.find('\n')));
+    } catch (const std::runtime_error& e) {
+      // Some ATen shape checks (view/reshape sizes) throw std::runtime_error, not c10::Error.
+      std::string msg = e.what();
+      throw Error(ErrorCode::InvalidInput, p.op->describe() + ": " + msg.substr(0, msg.find('\n')));
+    } catch (const std::length_error&) {
+      // A container sized from a value in the model or the data (a negative or huge size).
+      throw Error(ErrorCode::InvalidInput, p.op->describe() + ": a size computed from the model or the data is invalid");
     } catch (const std::bad_alloc&) {
       // A size taken from the model or the data (a pad, a Resize scale, a Tile count) too large.
       throw Error(ErrorCode::InvalidInput, p.op->describe() + ": its result does not fit in memory (a size in the model or "
                                                               "the data is too large)");
     }
+    for (size_t i = out.size(); i < p.out_slots.size(); ++i)
+      if (p.out_slots[i] >= 0 && read_anywhere(slot_value[p.out_slots[i]]))
+        fail(ErrorCode::InvalidModel, p.op->describe() + ": gives " + std::to_string(out.size()) + " output(s), the model uses output " +
+                                          std::to_string(i + 1) + " ('" + slot_value[p.out_slots[i]]->name + "')");
     if (hooks) hooks->after_op(*p.op, out);
     for (size_t i = 0; i < p.out_slots.size() && i < out.size(); ++i)
       if (p.out_slots[i] >= 0) env[p.out_slots[i]] = out[i];

@@ -39,6 +39,13 @@ std::vector<int64_t> int_values(const at::Tensor& t) {
   return std::vector<int64_t>(p, p + c.numel());
 }
 
+int64_t single_int(const at::Tensor& t, const std::string& where, const std::string& what) {
+  if (!t.defined() || t.numel() != 1)
+    fail(ErrorCode::InvalidInput, where + ": " + what + " must hold one value, it holds " +
+                                      std::to_string(t.defined() ? t.numel() : 0));
+  return int_values(t)[0];
+}
+
 int64_t normalize_axis(int64_t axis, int64_t rank, const Op& op) { return normalize_axis(axis, rank, op.describe()); }
 
 int64_t normalize_axis(int64_t axis, int64_t rank, const std::string& where) {

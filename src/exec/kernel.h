@@ -25,6 +25,8 @@ std::vector<std::string> supported_op_types();
 // Helpers shared by the op families.
 [[noreturn]] void unsupported(const Op& op, const std::string& what);
 std::vector<int64_t> int_values(const at::Tensor& t);  // 0-D or 1-D integer/float tensor
+// The one value of a scalar input (TopK's K, CumSum's axis); InvalidInput naming it otherwise.
+int64_t single_int(const at::Tensor& t, const std::string& where, const std::string& what);
 int64_t normalize_axis(int64_t axis, int64_t rank, const Op& op);
 int64_t normalize_axis(int64_t axis, int64_t rank, const std::string& where);
 // Begin/end pads per spatial dim ([b0, b1, ..., e0, e1, ...] as ONNX orders them) after

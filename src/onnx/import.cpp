@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "edgequant/error.h"
 #include "onnx/onnx_io.h"
@@ -116,6 +117,56 @@ std::vector<std::string> outer_references(const onnx::GraphProto& gp) {
   return refs;
 }
 
+// Input/output counts against ONNX's schema: a node missing a required input is the model's
+// fault, not a kernel's out-of-range read. At opsets libonnx knows (<= 17) the counts are exact;
+// above them, or for an op used below the opset that introduced it, only the minimums of the
+// newest schema it knows are checked (later versions added inputs, e.g. ReduceMean's axes); ops
+// newer than libonnx 1.12 have their minimums here.
+void check_arity(const onnx::NodeProto& node, int64_t opset, const std::string& where) {
+  static const std::map<std::string, std::pair<int, int>> newer_ops = {
+      {"Col2Im", {3, 1}}, {"GroupNormalization", {3, 1}}, {"Mish", {1, 1}}, {"Gelu", {1, 1}}, {"CenterCropPad", {2, 1}},
+      {"DeformConv", {3, 1}}, {"AffineGrid", {2, 1}}, {"BitwiseAnd", {2, 1}}, {"BitwiseOr", {2, 1}}, {"BitwiseXor", {2, 1}},
+      {"BitwiseNot", {1, 1}}, {"ImageDecoder", {1, 1}}, {"RegexFullMatch", {1, 1}}, {"StringConcat", {2, 1}},
+      {"StringSplit", {1, 2}}};
+  const std::string& type = node.op_type();
+  const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(type, static_cast<int>(std::min(opset, kLibonnxMaxOpset)), "");
+  bool exact = schema && opset <= kLibonnxMaxOpset;
+  if (!schema) {
+    schema = onnx::OpSchemaRegistry::Schema(type, static_cast<int>(kLibonnxMaxOpset), "");
+    // An op used below the opset that introduced it does not exist there (ONNX Runtime refuses
+    // such a model too); kernels would read inputs and write outputs its schema never had.
+    if (schema && opset <= kLibonnxMaxOpset)
+      fail(ErrorCode::InvalidModel, where + ": " + type + " does not exist at opset " + std::to_string(opset) +
+                                        " (introduced in opset " + std::to_string(schema->since_version()) + ")");
+  }
+  int min_in = 0, min_out = 0;
+  if (schema) {
+    min_in = schema->min_input();
+    min_out = schema->min_output();
+  } else if (auto it = newer_ops.find(type); it != newer_ops.end()) {
+    std::tie(min_in, min_out) = it->second;
+  } else {
+    return;  // unknown op: the executor refuses it by name
+  }
+  int n_in = node.input_size(), n_out = node.output_size();
+  int max_in = exact ? schema->max_input() : std::numeric_limits<int>::max();
+  int max_out = exact ? schema->max_output() : std::numeric_limits<int>::max();
+  if (n_in < min_in || n_in > max_in)
+    fail(ErrorCode::InvalidModel, where + " has " + std::to_string(n_in) + " inputs; ONNX's " + type + " takes " +
+                                      std::to_string(min_in) + (exact ? " to " + std::to_string(max_in) : std::string(" or more")));
+  if (n_out < min_out || n_out > max_out)
+    fail(ErrorCode::InvalidModel, where + " has " + std::to_string(n_out) + " outputs; ONNX's " + type + " gives " +
+                                      std::to_string(min_out) + (exact ? " to " + std::to_string(max_out) : std::string(" or more")));
+  // Required inputs may not be empty names (positions are only certain at the exact version).
+  if (exact)
+    for (int i = 0; i < n_in && i < static_cast<int>(schema->inputs().size()); ++i)
+      if (node.input(i).empty() && schema->inputs()[size_t(i)].GetOption() == onnx::OpSchema::Single)
+        fail(ErrorCode::InvalidModel, where + ": required input " + std::to_string(i) + " (" +
+                                          schema->inputs()[size_t(i)].GetName() + ") is empty");
+  for (int i = 0; !schema && i < min_in; ++i)
+    if (node.input(i).empty()) fail(ErrorCode::InvalidModel, where + ": required input " + std::to_string(i) + " is empty");
+}
+
 // The body of a (sub)graph. `outer` lists the outer-scope values a subgraph reads: they become
 // its graph inputs, typed like the enclosing graph's values of those names.
 std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::string& base_dir, int64_t opset,
@@ -204,30 +255,7 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
       if (has_body && !branches.count("body")) fail(ErrorCode::InvalidModel, where + ": " + node->op_type() + " needs a body");
       for (const Value* v : implicit) ins.push_back(const_cast<Value*>(v));
     }
-    // Input/output counts against ONNX's schema: a node missing a required input is the model's
-    // fault, not a kernel's out-of-range read. Above libonnx's opsets (17) only the minimums are
-    // checked, against the newest schema it knows (later versions added inputs, e.g. ReduceMean's
-    // axes).
-    if (node->domain().empty() || node->domain() == "ai.onnx")
-      if (const onnx::OpSchema* schema =
-              onnx::OpSchemaRegistry::Schema(node->op_type(), static_cast<int>(std::min(opset, kLibonnxMaxOpset)), "")) {
-        bool exact = opset <= kLibonnxMaxOpset;
-        int n_in = node->input_size(), n_out = node->output_size();
-        int max_in = exact ? schema->max_input() : std::numeric_limits<int>::max();
-        int max_out = exact ? schema->max_output() : std::numeric_limits<int>::max();
-        if (n_in < schema->min_input() || n_in > max_in)
-          fail(ErrorCode::InvalidModel, where + " has " + std::to_string(n_in) + " inputs; ONNX's " + node->op_type() + " takes " +
-                                            std::to_string(schema->min_input()) +
-                                            (exact ? " to " + std::to_string(max_in) : std::string(" or more")));
-        if (n_out < schema->min_output() || n_out > max_out)
-          fail(ErrorCode::InvalidModel, where + " has " + std::to_string(n_out) + " outputs; ONNX's " + node->op_type() +
-                                            " gives " + std::to_string(schema->min_output()) +
-                                            (exact ? " to " + std::to_string(max_out) : std::string(" or more")));
-        for (int i = 0; exact && i < n_in && i < static_cast<int>(schema->inputs().size()); ++i)
-          if (node->input(i).empty() && schema->inputs()[size_t(i)].GetOption() == onnx::OpSchema::Single)
-            fail(ErrorCode::InvalidModel, where + ": required input " + std::to_string(i) + " (" +
-                                              schema->inputs()[size_t(i)].GetName() + ") is empty");
-      }
+    if (node->domain().empty() || node->domain() == "ai.onnx") check_arity(*node, opset, where);
     Op* op = g->add_op(node->op_type(), name, ins, outs);
     op->domain = node->domain() == "ai.onnx" ? "" : node->domain();
     for (const auto& a : node->attribute()) {

@@ -65,6 +65,54 @@ TEST(BadInput, DanglingInput) {
   expect_user_error(run_command(cli() + " info " + path), {path, "adder", "ghost"});
 }
 
+// A scalar input that holds no value (CumSum's axis as an empty tensor) is the model's fault:
+// one line naming the node, exit 2 (it was an uncaught std::out_of_range, exit 1).
+TEST(BadInput, EmptyScalarInputNamesTheNode) {
+  ModelBuilder b(13);
+  b.input("x", {1, 4}).output("y", {1, 4});
+  b.initializer_i64("axis", {0}, {});
+  b.node("CumSum", {"x", "axis"}, {"y"}, "cumsum");
+  std::string path = b.save(tmp("cumsum_empty_axis.onnx"));
+  std::string in = write_input("x14.npy", Tensor(DType::Float32, {1, 4}));
+  std::string out = tmp("cumsum_out.npz");
+  fs::remove(out);
+  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + out), {path, "cumsum", "axis"});
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// Found by mutating models that hold this session's ops (exit 1 or a segfault before): an op
+// used below the opset that introduced it, an opset-18 op missing inputs (libonnx 1.12 has no
+// schema for it), and a DepthToSpace whose channels do not split into blocks (ATen's reshape
+// error is a std::runtime_error, not a c10::Error).
+TEST(BadInput, MutatedNewOpsAreRefusedByName) {
+  {
+    ModelBuilder b(11);
+    b.input("x", {3, 4}).output("y", {3, 4});
+    b.node("Trilu", {"x"}, {"y"}, "tri");
+    std::string path = b.save(tmp("trilu_op11.onnx"));
+    expect_user_error(run_command(cli() + " info " + path), {path, "tri", "does not exist at opset 11", "14"});
+  }
+  {
+    ModelBuilder b(18);
+    b.input("x", {1, 12, 8}).output("y");
+    b.node("Col2Im", {"x"}, {"y"}, "c2i");
+    std::string path = b.save(tmp("col2im_one_input.onnx"));
+    expect_user_error(run_command(cli() + " info " + path), {path, "c2i", "takes 3 or more"});
+  }
+  {
+    ModelBuilder b(13);
+    b.input("x", {1, 8, 2, 3}).output("y");
+    auto& n = b.node("DepthToSpace", {"x"}, {"y"}, "d2s");
+    ModelBuilder::attr_int(n, "blocksize", 7);
+    std::string path = b.save(tmp("d2s_bad_blocks.onnx"));
+    std::string in = write_input("x8.npy", Tensor(DType::Float32, {1, 8, 2, 3}));
+    std::string out = tmp("d2s_out.npz");
+    fs::remove(out);
+    expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + out), {path, "d2s", "blocksize"});
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
 TEST(BadInput, UnsupportedOpNamesNodeTypeAndOpset) {
   ModelBuilder b(13);
   b.input("x", {1, 4, 4}).output("y");

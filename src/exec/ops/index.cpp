@@ -47,8 +47,11 @@ Kernel make_depth_to_space(const Op& op, int64_t) {
   int64_t b = op.attr_int("blocksize", 0);
   bool crd = op.attr_string("mode", "DCR") == "CRD";
   if (b <= 0) unsupported(op, "blocksize " + std::to_string(b));
-  return [b, crd](const Tensors& in) -> Tensors {
+  std::string where = op.describe();
+  return [b, crd, where](const Tensors& in) -> Tensors {
     const at::Tensor& x = in[0];
+    if (x.dim() != 4 || x.size(1) % (b * b) != 0)
+      fail(ErrorCode::InvalidInput, where + ": needs [N, C, H, W] with C a multiple of blocksize^2 = " + std::to_string(b * b));
     int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     at::Tensor y = crd ? x.reshape({n, c / (b * b), b, b, h, w}).permute({0, 1, 4, 2, 5, 3})
                        : x.reshape({n, b, b, c / (b * b), h, w}).permute({0, 3, 4, 1, 5, 2});
@@ -59,8 +62,11 @@ Kernel make_depth_to_space(const Op& op, int64_t) {
 Kernel make_space_to_depth(const Op& op, int64_t) {
   int64_t b = op.attr_int("blocksize", 0);
   if (b <= 0) unsupported(op, "blocksize " + std::to_string(b));
-  return [b](const Tensors& in) -> Tensors {
+  std::string where = op.describe();
+  return [b, where](const Tensors& in) -> Tensors {
     const at::Tensor& x = in[0];
+    if (x.dim() != 4 || x.size(2) % b != 0 || x.size(3) % b != 0)
+      fail(ErrorCode::InvalidInput, where + ": needs [N, C, H, W] with H and W multiples of blocksize " + std::to_string(b));
     int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     at::Tensor y = x.reshape({n, c, h / b, b, w / b, b}).permute({0, 3, 5, 1, 2, 4});
     return {y.reshape({n, c * b * b, h / b, w / b})};
@@ -130,7 +136,7 @@ Kernel make_top_k(const Op& op, int64_t opset) {
   return [=](const Tensors& in) -> Tensors {
     const at::Tensor& x = in[0];
     int64_t a = normalize_axis(axis, x.dim(), desc);
-    int64_t k = legacy ? k_attr : int_values(in[1]).at(0);
+    int64_t k = legacy ? k_attr : single_int(in[1], desc.describe(), "K");
     if (k < 0 || k > x.size(a))
       fail(ErrorCode::InvalidInput, desc.describe() + ": K=" + std::to_string(k) + " for an axis of " + std::to_string(x.size(a)));
     auto [values, indices] = at::sort(x, true, a, largest);
@@ -143,7 +149,7 @@ Kernel make_cum_sum(const Op& op, int64_t) {
   Op desc = op;
   return [exclusive, reverse, desc](const Tensors& in) -> Tensors {
     at::Tensor x = in[0];
-    int64_t a = normalize_axis(int_values(in[1]).at(0), x.dim(), desc);
+    int64_t a = normalize_axis(single_int(in[1], desc.describe(), "axis"), x.dim(), desc);
     if (reverse) x = x.flip(a);
     at::Tensor y = at::cumsum(x, a).to(x.scalar_type());
     if (exclusive && x.size(a) > 0)
@@ -154,8 +160,9 @@ Kernel make_cum_sum(const Op& op, int64_t) {
 
 Kernel make_trilu(const Op& op, int64_t) {
   bool upper = op.attr_int("upper", 1) != 0;
-  return [upper](const Tensors& in) -> Tensors {
-    int64_t k = in.size() > 1 && in[1].defined() ? int_values(in[1]).at(0) : 0;
+  std::string where = op.describe();
+  return [upper, where](const Tensors& in) -> Tensors {
+    int64_t k = in.size() > 1 && in[1].defined() ? single_int(in[1], where, "k") : 0;
     return {upper ? at::triu(in[0], k) : at::tril(in[0], k)};
   };
 }

@@ -125,6 +125,7 @@ Kernel make_resize(const Op& op, int64_t opset) {
   std::vector<float> scales_attr = op.attr_floats("scales");
   size_t scales_index = upsample || opset < 11 ? 1 : 2, sizes_index = 3;
   bool linear = mode == "linear";
+  std::string where = op.describe();
   return [=](const Tensors& in) -> Tensors {
     at::Tensor x = in[0];
     int64_t rank = x.dim();
@@ -136,6 +137,10 @@ Kernel make_resize(const Op& op, int64_t opset) {
       at::Tensor s = in[scales_index].to(at::kCPU).to(at::kDouble).contiguous();
       scales.assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
     }
+    size_t given = sizes.empty() ? scales.size() : sizes.size();
+    if (given != static_cast<size_t>(rank))
+      fail(ErrorCode::InvalidInput, where + ": " + std::to_string(given) + (sizes.empty() ? " scales" : " sizes") +
+                                        " for an input of rank " + std::to_string(rank));
     for (int64_t d = 0; d < rank; ++d) {
       int64_t len = x.size(d), out;
       double scale, resized;
@@ -148,7 +153,10 @@ Kernel make_resize(const Op& op, int64_t opset) {
         resized = len * scale;
         out = static_cast<int64_t>(std::floor(resized));
       }
+      if (out < 0 || !std::isfinite(resized))
+        fail(ErrorCode::InvalidInput, where + ": output size " + std::to_string(out) + " along axis " + std::to_string(d));
       if (out == len && scale == 1.0) continue;
+      if (len == 0) fail(ErrorCode::InvalidInput, where + ": resizing an empty axis " + std::to_string(d));
       auto dev = at::TensorOptions().device(x.device());
       if (!linear) {
         std::vector<int64_t> idx(out);
