@@ -32,6 +32,16 @@ std::string write_input(const std::string& name, const Tensor& t) {
   return p;
 }
 
+// `edgequant run MODEL` on a zero input of `shape` is refused as bad input and writes no output.
+void expect_run_refused(const std::string& model, const std::string& stem, const Shape& shape,
+                        const std::vector<std::string>& mentions) {
+  std::string in = write_input(stem + "_in.npy", Tensor(DType::Float32, shape));
+  std::string out = tmp(stem + "_out.npz");
+  fs::remove(out);
+  expect_user_error(run_command(cli() + " run " + model + " -i " + in + " -o " + out), mentions);
+  EXPECT_FALSE(fs::exists(out));
+}
+
 TEST(BadInput, TruncatedModel) {
   std::ifstream in(fixture("models/resnet_style_op13.onnx"), std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
@@ -73,11 +83,7 @@ TEST(BadInput, EmptyScalarInputNamesTheNode) {
   b.initializer_i64("axis", {0}, {});
   b.node("CumSum", {"x", "axis"}, {"y"}, "cumsum");
   std::string path = b.save(tmp("cumsum_empty_axis.onnx"));
-  std::string in = write_input("x14.npy", Tensor(DType::Float32, {1, 4}));
-  std::string out = tmp("cumsum_out.npz");
-  fs::remove(out);
-  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + out), {path, "cumsum", "axis"});
-  EXPECT_FALSE(fs::exists(out));
+  expect_run_refused(path, "cumsum", {1, 4}, {path, "cumsum", "axis"});
 }
 
 // Found by mutating models that hold this session's ops (exit 1 or a segfault before): an op
@@ -105,11 +111,7 @@ TEST(BadInput, MutatedNewOpsAreRefusedByName) {
     auto& n = b.node("DepthToSpace", {"x"}, {"y"}, "d2s");
     ModelBuilder::attr_int(n, "blocksize", 7);
     std::string path = b.save(tmp("d2s_bad_blocks.onnx"));
-    std::string in = write_input("x8.npy", Tensor(DType::Float32, {1, 8, 2, 3}));
-    std::string out = tmp("d2s_out.npz");
-    fs::remove(out);
-    expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + out), {path, "d2s", "blocksize"});
-    EXPECT_FALSE(fs::exists(out));
+    expect_run_refused(path, "d2s", {1, 8, 2, 3}, {path, "d2s", "blocksize"});
   }
 }
 
@@ -122,11 +124,7 @@ TEST(BadInput, UnsupportedOpNamesNodeTypeAndOpset) {
   auto info = run_command(cli() + " info " + path);
   EXPECT_EQ(info.status, 0);
   EXPECT_NE(info.output.find("Det"), std::string::npos);
-  std::string in = write_input("x44.npy", Tensor(DType::Float32, {1, 4, 4}));
-  std::string out = tmp("unsupported_out.npz");
-  fs::remove(out);
-  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + out), {path, "det", "Det", "opset 13"});
-  EXPECT_FALSE(fs::exists(out));
+  expect_run_refused(path, "unsupported", {1, 4, 4}, {path, "det", "Det", "opset 13"});
 }
 
 // A node with fewer inputs than ONNX's schema requires (found by mutating an opset-18 model:
