@@ -31,8 +31,7 @@ bool op_is_per_sample(const Op& op) {
   size_t rank = out->shape->size();
   const Value* x = op.input(0);
   if (!batched(x)) return false;
-  if (op.type == "Conv" || op.type == "ConvTranspose" || op.type == "BatchNormalization" || op.type == "PRelu" ||
-      op.type == "Clip") {
+  if (op.type == "Conv" || op.type == "ConvTranspose" || op.type == "BatchNormalization" || op.type == "Clip") {
     for (size_t i = 1; i < op.inputs.size(); ++i)
       if (op.inputs[i] && !op.inputs[i]->is_constant()) return false;
     return op.type != "BatchNormalization" || op.attr_int("training_mode", 0) == 0;
@@ -46,9 +45,11 @@ bool op_is_per_sample(const Op& op) {
       if (op.inputs[i] && !op.inputs[i]->is_constant()) return false;
     return true;
   }
-  if (op.type == "MatMul") return x->shape->size() >= 2 && op.input(1) && op.input(1)->is_constant();
-  // Elementwise: a batched operand has the output's rank (so its dim 0 is the batch); a constant
-  // one broadcasts over the batch.
+  // MatMul: a constant B of rank > 2 would broadcast its own leading dims in front of the batch.
+  if (op.type == "MatMul")
+    return x->shape->size() >= 2 && op.input(1) && op.input(1)->is_constant() && op.input(1)->data->shape().size() <= 2;
+  // Elementwise (PRelu's slope included): a batched operand has the output's rank (so its dim 0 is
+  // the batch); a constant one broadcasts over the batch.
   for (const Value* in : op.inputs) {
     if (!in) continue;
     if (in->is_constant()) {

@@ -124,6 +124,22 @@ TEST(BatchSplit, ChunkFromTheLargestIntermediateAndOnlyForPerSampleGraphs) {
   EXPECT_EQ(exec::batch_chunk_size(*g, 8192 * 3 + 100), 3);
   EXPECT_EQ(exec::batch_chunk_size(*g, 100), 1);
   EXPECT_EQ(exec::batch_chunk_size(*g, 0), 0);
+  // A MatMul with a constant 3-D B puts B's leading dim in front of the batch: whole batches.
+  {
+    ModelBuilder m(13);
+    m.input("x", {5, 4});  // static dims: the chunk size is computable, so only the rule decides
+    m.initializer("b3", {3, 4, 2}, ramp(24, 0.1f));
+    m.node("MatMul", {"x", "b3"}, {"y"});
+    m.output("y", {3, 5, 2});
+    auto path3 = (fs::temp_directory_path() / "batch_split_matmul3d.onnx").string();
+    auto g3 = load_model(m.save(path3));
+    EXPECT_EQ(exec::batch_chunk_size(*g3, 1), 0);
+    exec::ExecOptions tiny;
+    tiny.chunk_bytes = 1;
+    exec::Executor ex3(*g3, tiny);
+    at::Tensor x3 = at::randn({5, 4}, at::TensorOptions().dtype(at::kFloat));
+    EXPECT_LT(max_abs_diff(ex3.run({x3})[0], hooked_run(ex3, x3)), 1e-6);
+  }
   // Softmax over the batch axis mixes samples: the batch must run whole.
   ModelBuilder::attr_int(softmax, "axis", 0);
   auto mixed = load_model(b.save(path));
