@@ -73,6 +73,7 @@ int chunk_bins_avx512(const float* q, int len, float inv, int32_t* idx, float& l
   __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   int m = 0, j = 0;
   for (; j + 16 <= len; j += 16) {
+    _mm_prefetch(reinterpret_cast<const char*>(q + j + 1024), _MM_HINT_T0);
     __m512 v = _mm512_loadu_ps(q + j);
     vlo = _mm512_min_ps(v, vlo);  // a NaN in v keeps vlo, as the portable comparisons do
     vhi = _mm512_max_ps(v, vhi);
@@ -80,7 +81,9 @@ int chunk_bins_avx512(const float* q, int len, float inv, int32_t* idx, float& l
     __m512i i = _mm512_cvttps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_abs_ps(v), scale), top));
     i = _mm512_mask_add_epi32(i, _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), i, negative_half);
     __mmask16 nonzero = _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ);
-    _mm512_mask_compressstoreu_epi32(idx + m, nonzero, i);
+    // Compress in a register and store all 16 lanes: Intel's compress-to-memory form is several
+    // times slower. The lanes past the popcount are overwritten by the next store (idx has slack).
+    _mm512_storeu_si512(idx + m, _mm512_maskz_compress_epi32(nonzero, i));
     m += __builtin_popcount(nonzero);
   }
   alignas(64) float los[16], his[16];  // (GCC 12's _mm512_reduce_min_ps trips -Wuninitialized)
@@ -104,23 +107,26 @@ int chunk_bins(const float* q, int len, float inv, int32_t* idx, float& lo, floa
   return chunk_bins_portable(q, len, inv, idx, lo, hi);
 }
 
-// Adds a chunk's nonzero bins to two 16-bit tables (2 * kBins counts each) that together fit in
-// L1; the loop alternates them so that runs of equal indices (ReLU6's saturated values) do not
-// serialise on one counter. The caller flushes them before a count could reach 2^16.
-void count_bins(const int32_t* idx, int m, uint16_t* a, uint16_t* b) {
+// Adds a chunk's nonzero bins to kTables 16-bit tables (2 * kBins counts each); the loop
+// rotates over them so that runs of equal indices (ReLU6's saturated values, a peak near zero)
+// do not serialise on one counter. The caller flushes them before a count could reach 2^16.
+constexpr int kTables = 4;
+using BinTables = uint16_t[kTables][2 * kSideBins];
+void count_bins(const int32_t* idx, int m, BinTables& t) {
   int j = 0;
-  for (; j + 2 <= m; j += 2) {
-    ++a[idx[j]];
-    ++b[idx[j + 1]];
-  }
-  if (j < m) ++a[idx[j]];
+  for (; j + kTables <= m; j += kTables)
+    for (int k = 0; k < kTables; ++k) ++t[k][idx[j + k]];
+  for (int k = 0; j < m; ++j, ++k) ++t[k][idx[j]];
 }
 
-// Adds both 16-bit tables to the 32-bit counts `h` and clears them.
-void flush_bins(uint16_t* a, uint16_t* b, uint32_t* h) {
-  for (int i = 0; i < 2 * kSideBins; ++i) h[i] += uint32_t(a[i]) + b[i];
-  std::fill(a, a + 2 * kSideBins, uint16_t(0));
-  std::fill(b, b + 2 * kSideBins, uint16_t(0));
+// Adds the 16-bit tables to the 32-bit counts `h` and clears them.
+void flush_bins(BinTables& t, uint32_t* h) {
+  for (int i = 0; i < 2 * kSideBins; ++i) {
+    uint32_t sum = 0;
+    for (int k = 0; k < kTables; ++k) sum += t[k][i];
+    h[i] += sum;
+  }
+  std::memset(t, 0, sizeof(BinTables));
 }
 
 // Merges bins by `factor` (a power of two) in place: the range grew by that factor.
@@ -170,15 +176,16 @@ void HistogramObserver::accumulate(const at::Tensor& x_in) {
   }
   // One fused pass: each thread tracks min/max per 1024-element chunk and grows its own copy of
   // the range by powers of two when a chunk exceeds it; copies merge exactly in end_batch().
-  at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+  // A share of at least 32 Ki values: each share clears and flushes its tables (64 KiB) once.
+  at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
     int t = at::get_thread_num();
     ThreadPart& L = parts_[t];
     if (L.limit <= 0) L.limit = limit_;
     uint32_t* h = scratch_.data() + static_cast<size_t>(t) * kPerThread;
     float inv = static_cast<float>(kBins / L.limit);
-    int32_t idx[1024];
-    uint16_t a[2 * kBins] = {}, b[2 * kBins] = {};
-    int since_flush = 0;  // chunks counted into a/b: each adds at most 512 to a counter
+    int32_t idx[1024 + 16];  // 16 lanes of slack for the vector loop's full stores
+    BinTables tables = {};
+    int since_flush = 0;  // chunks counted into the tables: each adds at most 1024 / kTables to a counter
     for (int64_t c = begin; c < end; c += 1024) {
       int len = static_cast<int>(std::min<int64_t>(1024, end - c));
       const float* q = p + c;
@@ -186,7 +193,7 @@ void HistogramObserver::accumulate(const at::Tensor& x_in) {
       int m = chunk_bins(q, len, inv, idx, lo, hi);
       double amax = std::max(std::fabs(lo), std::fabs(hi));
       if (amax > L.limit) {  // rare: the range grows, the chunk is binned again
-        flush_bins(a, b, h);
+        flush_bins(tables, h);
         since_flush = 0;
         int factor = 1;
         while (L.limit * factor < amax) factor *= 2;
@@ -197,15 +204,15 @@ void HistogramObserver::accumulate(const at::Tensor& x_in) {
         m = chunk_bins(q, len, inv, idx, lo, hi);
       }
       h[0] += static_cast<uint32_t>(len - m);  // the zeros
-      count_bins(idx, m, a, b);
-      if (++since_flush == 127) {
-        flush_bins(a, b, h);
+      count_bins(idx, m, tables);
+      if (++since_flush == 65535 / (1024 / kTables)) {
+        flush_bins(tables, h);
         since_flush = 0;
       }
       L.lo = std::min(L.lo, lo);
       L.hi = std::max(L.hi, hi);
     }
-    flush_bins(a, b, h);
+    flush_bins(tables, h);
   });
 }
 

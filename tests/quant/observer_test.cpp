@@ -317,6 +317,27 @@ TEST(HistogramObserver, BinsEqualTheDefinitionWithZerosAndSpikes) {
   }
 }
 
+TEST(HistogramObserver, ASpikeOfMillionsDoesNotOverflowTheSixteenBitTables) {
+  // ReLU6's saturated half: 2^21 + 3 values at exactly 6 on one thread fill one bin of every
+  // 16-bit table by 1024 / tables per chunk; the tables must be flushed before any reaches 2^16.
+  edgequant::testing::ScopedThreads one(1);
+  const int64_t n = (int64_t{1} << 21) + 3;
+  at::Tensor x = at::full({n}, 6.0f);
+  x.narrow(0, 0, 1000).fill_(0.0f);
+  x.narrow(0, 1000, 5).fill_(-1.5f);
+  for (bool vector : {true, false}) {
+    SCOPED_TRACE(vector ? "vector binning" : "portable binning");
+    HistogramObserver::vector_binning = vector;
+    HistogramObserver obs;
+    obs.observe(x);
+    HistogramObserver::vector_binning = true;
+    EXPECT_DOUBLE_EQ(obs.positive()[HistogramObserver::kBins - 1], double(n - 1005));  // 6 is the range's end
+    EXPECT_DOUBLE_EQ(obs.positive()[0], 1000.0);
+    EXPECT_DOUBLE_EQ(obs.negative()[HistogramObserver::kBins / 4], 5.0);  // 1.5 / 6 of the side
+    EXPECT_DOUBLE_EQ(obs.total(), double(n));
+  }
+}
+
 TEST(HistogramObserver, ABatchSeenInPiecesEqualsItSeenWhole) {
   // The executor may show a batch a few samples at a time (accumulate per piece, end_batch
   // once). Once a first batch has set the range, the state is the same as for one observe():
