@@ -222,4 +222,32 @@ model(
     [const("rois", np.array([[0, 0, 5, 4], [1.5, 2.2, 9.1, 7.7], [-1, -2, 3, 11], [2, 3, 2.4, 3.1]], np.float32)),
      const("batch_idx", np.array([0, 1, 1, 0], np.int64))],
     18, "opset18_roi_align")
+# Resize at opset 18 as Ultralytics/torchvision exports write it: antialiased downscaling (linear
+# and cubic filters stretched by 1 / scale; 20 taps on the strongest), the axes attribute, and
+# keep_aspect_ratio_policy bounding the output by sizes.
+model(
+    [
+        helper.make_node("Resize", ["x", "", "s_lin"], ["lin_aa"], mode="linear", antialias=1),
+        helper.make_node("Resize", ["x", "", "", "sz_hw"], ["cubic_aa"], mode="cubic", antialias=1, axes=[2, 3]),
+        helper.make_node("Resize", ["x", "", "", "sz_fit"], ["not_larger"], mode="linear", axes=[2, 3],
+                         keep_aspect_ratio_policy="not_larger"),
+        helper.make_node("Resize", ["x", "", "", "sz_fill"], ["not_smaller"], mode="nearest", axes=[3, 2],
+                         keep_aspect_ratio_policy="not_smaller"),
+        helper.make_node("Resize", ["x", "", "s_w"], ["cubic_aa_excl"], mode="cubic", antialias=1, exclude_outside=1,
+                         cubic_coeff_a=-0.5, axes=[-1], coordinate_transformation_mode="pytorch_half_pixel"),
+        helper.make_node("Resize", ["x", "", "s_h"], ["lin_aa_wide"], mode="linear", antialias=1, axes=[-2]),
+        # Upscaling: antialias changes nothing. (align_corners from sizes: with a scale whose
+        # output length is floored, ONNX's reference divides by the unfloored length and ONNX
+        # Runtime by the floored one; EdgeQuant follows the reference and its conformance data.)
+        helper.make_node("Resize", ["x", "", "", "sz_up"], ["lin_aa_up"], mode="linear", antialias=1, axes=[2, 3],
+                         coordinate_transformation_mode="align_corners"),
+        helper.make_node("Resize", ["x", "", "s_up"], ["cubic_aa_up"], mode="cubic", antialias=1),
+    ],
+    [f32("x", ["batch", 3, 11, 13])],
+    [f32(n, None) for n in ["lin_aa", "cubic_aa", "not_larger", "not_smaller", "cubic_aa_excl", "lin_aa_wide", "lin_aa_up", "cubic_aa_up"]],
+    [const("s_lin", np.array([1, 1, 0.6, 0.45], np.float32)), const("sz_hw", np.array([4, 5], np.int64)),
+     const("sz_fit", np.array([9, 20], np.int64)), const("sz_fill", np.array([5, 30], np.int64)),
+     const("s_w", np.array([0.3], np.float32)), const("s_h", np.array([0.1], np.float32)),
+     const("sz_up", np.array([16, 22], np.int64)), const("s_up", np.array([1, 1, 1.5, 1.7], np.float32))],
+    18, "opset18_resize_antialias")
 print("wrote", sorted(os.listdir(OUT)))

@@ -93,37 +93,46 @@ int64_t nearest_index(Nearest mode, double x) {
   }
   return 0;
 }
-// Cubic convolution along axis `d` (Keys' kernel with parameter a; PyTorch's bicubic is
-// a = -0.75): four taps around each source coordinate. Taps beyond the axis repeat its edge, or
-// with exclude_outside get weight 0 and the others are renormalised.
-template <class SourceCoord>
-at::Tensor resize_cubic_axis(const at::Tensor& x, int64_t d, int64_t out, SourceCoord source, double a, bool exclude_outside) {
+// Resampling by a filter kernel along axis `d`, as ONNX's reference defines it: the taps around
+// each source coordinate c sit at floor(c) + start .. (c - 1 when c is whole: the left pixel is
+// preferred), weighted kernel(filter_scale * distance). `radius` is the kernel's support (1
+// linear, 2 cubic); antialiasing stretches it by 1 / scale when downscaling (filter_scale =
+// scale < 1) and normalises the weights. Taps beyond the axis repeat its edge, or with
+// exclude_outside get weight 0 and the others are renormalised.
+template <class SourceCoord, class FilterKernel>
+at::Tensor resize_filter_axis(const at::Tensor& x, int64_t d, int64_t out, SourceCoord source, FilterKernel kernel,
+                              int radius, double filter_scale, bool normalize, bool exclude_outside) {
   int64_t len = x.size(d);
-  auto kernel = [a](double t) {  // t = |distance| in source pixels
-    if (t <= 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
-    if (t < 2) return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a;
-    return 0.0;
-  };
-  std::vector<std::vector<int64_t>> idx(4, std::vector<int64_t>(static_cast<size_t>(out)));
-  std::vector<std::vector<double>> w(4, std::vector<double>(static_cast<size_t>(out)));
+  int64_t start = static_cast<int64_t>(std::floor(-radius / filter_scale)) + 1, taps = 2 - 2 * start;
+  std::vector<std::vector<int64_t>> idx(static_cast<size_t>(taps), std::vector<int64_t>(static_cast<size_t>(out)));
+  std::vector<std::vector<double>> w(static_cast<size_t>(taps), std::vector<double>(static_cast<size_t>(out)));
   for (int64_t o = 0; o < out; ++o) {
-    double c = source(o), base = std::floor(c), sum = 0;
-    for (int k = 0; k < 4; ++k) {
-      int64_t i = static_cast<int64_t>(base) - 1 + k;
-      double weight = kernel(std::fabs(c - static_cast<double>(i)));
+    double c = source(o), base = std::floor(c), ratio = c == base ? 1.0 : c - base, sum = 0;
+    for (int64_t k = 0; k < taps; ++k) {
+      int64_t i = static_cast<int64_t>(c - ratio) + start + k;
+      double weight = kernel(std::fabs(filter_scale * (double(start + k) - ratio)));
       if (exclude_outside && (i < 0 || i >= len)) weight = 0;
       idx[k][o] = std::clamp<int64_t>(i, 0, len - 1);
       w[k][o] = weight;
       sum += weight;
     }
-    if (exclude_outside && sum != 0)
-      for (int k = 0; k < 4; ++k) w[k][o] /= sum;
+    if ((normalize || exclude_outside) && sum != 0)
+      for (int64_t k = 0; k < taps; ++k) w[k][o] /= sum;
+  }
+  auto dev = at::TensorOptions().device(x.device());
+  if (taps > 16 && out * len <= (int64_t{1} << 24)) {
+    // A wide filter (strong antialiased downscaling): one [out, len] matrix, taps at the same
+    // (clamped) index summed, applied as a matrix product along the axis.
+    std::vector<double> m(static_cast<size_t>(out * len), 0.0);
+    for (int64_t k = 0; k < taps; ++k)
+      for (int64_t o = 0; o < out; ++o) m[static_cast<size_t>(o * len + idx[k][o])] += w[k][o];
+    at::Tensor mt = at::tensor(m, dev.dtype(at::kDouble)).reshape({out, len}).to(x.scalar_type());
+    return at::matmul(x.movedim(d, -1), mt.t()).movedim(-1, d);
   }
   std::vector<int64_t> wshape(static_cast<size_t>(x.dim()), 1);
   wshape[static_cast<size_t>(d)] = out;
-  auto dev = at::TensorOptions().device(x.device());
   at::Tensor y;
-  for (int k = 0; k < 4; ++k) {
+  for (int64_t k = 0; k < taps; ++k) {
     at::Tensor term = x.index_select(d, at::tensor(idx[k], dev.dtype(at::kLong))) *
                       at::tensor(w[k], dev.dtype(at::kDouble)).reshape(wshape).to(x.scalar_type());
     y = k == 0 ? term : y + term;
@@ -158,13 +167,22 @@ Kernel make_resize(const Op& op, int64_t opset) {
   else if (nname == "floor") nearest = Nearest::Floor;
   else if (nname == "ceil") nearest = Nearest::Ceil;
   else unsupported(op, "nearest_mode '" + nname + "'");
-  if (op.attr_int("antialias", 0) != 0) unsupported(op, "antialias=1");
-  if (op.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch")
-    unsupported(op, "keep_aspect_ratio_policy '" + op.attr_string("keep_aspect_ratio_policy", "") + "'");
-  if (op.has_attr("axes")) unsupported(op, "the axes attribute");
+  bool linear = mode == "linear", cubic = mode == "cubic";
+  // Opset 18: antialias (linear and cubic filters stretched when downscaling), axes (the axes
+  // scales/sizes refer to; the others keep their length) and keep_aspect_ratio_policy (sizes
+  // bound the output: one scale for all listed axes, the smallest or the largest).
+  bool antialias = op.attr_int("antialias", 0) != 0;
+  if (antialias && !linear && !cubic) unsupported(op, "antialias=1 with mode 'nearest' (defined for linear and cubic)");
+  enum class Aspect { Stretch, NotLarger, NotSmaller };
+  std::string aname = op.attr_string("keep_aspect_ratio_policy", "stretch");
+  Aspect aspect;
+  if (aname == "stretch") aspect = Aspect::Stretch;
+  else if (aname == "not_larger") aspect = Aspect::NotLarger;
+  else if (aname == "not_smaller") aspect = Aspect::NotSmaller;
+  else unsupported(op, "keep_aspect_ratio_policy '" + aname + "'");
+  std::vector<int64_t> axes_attr = op.attr_ints("axes");
   std::vector<float> scales_attr = op.attr_floats("scales");
   size_t scales_index = upsample || opset < 11 ? 1 : 2, sizes_index = 3;
-  bool linear = mode == "linear", cubic = mode == "cubic";
   std::string where = op.describe();
   return [=](const Tensors& in) -> Tensors {
     at::Tensor x = in[0];
@@ -177,30 +195,73 @@ Kernel make_resize(const Op& op, int64_t opset) {
       at::Tensor s = in[scales_index].to(at::kCPU).to(at::kDouble).contiguous();
       scales.assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
     }
+    std::vector<int64_t> axes;
+    for (int64_t a : axes_attr) {
+      a = normalize_axis(a, rank, where);
+      if (std::find(axes.begin(), axes.end(), a) != axes.end())
+        fail(ErrorCode::InvalidModel, where + ": axis " + std::to_string(a) + " is listed twice");
+      axes.push_back(a);
+    }
+    if (axes_attr.empty())
+      for (int64_t d = 0; d < rank; ++d) axes.push_back(d);
     size_t given = sizes.empty() ? scales.size() : sizes.size();
-    if (given != static_cast<size_t>(rank))
-      fail(ErrorCode::InvalidInput, where + ": " + std::to_string(given) + (sizes.empty() ? " scales" : " sizes") +
-                                        " for an input of rank " + std::to_string(rank));
-    for (int64_t d = 0; d < rank; ++d) {
-      int64_t len = x.size(d), out;
-      double scale, resized;
-      if (!sizes.empty()) {
-        out = sizes[d];
-        scale = double(out) / double(len);
-        resized = double(out);
+    if (given != axes.size())
+      fail(ErrorCode::InvalidInput, where + ": " + std::to_string(given) + (sizes.empty() ? " scales" : " sizes") + " for " +
+                                        std::to_string(axes.size()) + " axes of an input of rank " + std::to_string(rank));
+    // Per listed axis: the output length, the scale the coordinates use, and the unfloored length.
+    std::vector<int64_t> outs(axes.size());
+    std::vector<double> axis_scale(axes.size()), axis_resized(axes.size());
+    double common = aspect == Aspect::NotLarger ? INFINITY : 0;  // keep_aspect_ratio_policy's one scale
+    for (size_t i = 0; i < axes.size(); ++i) {
+      int64_t len = x.size(axes[i]);
+      if (len == 0) {  // only an empty output can come of it (checked below)
+        outs[i] = sizes.empty() ? 0 : sizes[i];
+        axis_scale[i] = 1.0;
+        axis_resized[i] = double(outs[i]);
+      } else if (sizes.empty()) {
+        axis_scale[i] = scales[i];
+        axis_resized[i] = len * scales[i];
+        outs[i] = std::isfinite(axis_resized[i]) ? static_cast<int64_t>(std::floor(axis_resized[i])) : -1;
       } else {
-        scale = scales.at(d);
-        resized = len * scale;
-        out = static_cast<int64_t>(std::floor(resized));
+        outs[i] = sizes[i];
+        axis_scale[i] = double(sizes[i]) / double(len);
+        axis_resized[i] = double(sizes[i]);
+        common = aspect == Aspect::NotLarger ? std::min(common, axis_scale[i]) : std::max(common, axis_scale[i]);
       }
-      if (out < 0 || !std::isfinite(resized))
+    }
+    if (!sizes.empty() && aspect != Aspect::Stretch)
+      for (size_t i = 0; i < axes.size(); ++i) {
+        if (x.size(axes[i]) == 0) continue;
+        axis_scale[i] = common;
+        axis_resized[i] = common * double(x.size(axes[i]));
+        outs[i] = static_cast<int64_t>(axis_resized[i] + 0.5);  // rounded half up
+      }
+    for (size_t i = 0; i < axes.size(); ++i) {
+      int64_t d = axes[i], len = x.size(d), out = outs[i];
+      double scale = axis_scale[i], resized = axis_resized[i];
+      if (out < 0 || !std::isfinite(resized) || !(scale >= 0))
         fail(ErrorCode::InvalidInput, where + ": output size " + std::to_string(out) + " along axis " + std::to_string(d));
       if (out == len && scale == 1.0) continue;
       if (len == 0) fail(ErrorCode::InvalidInput, where + ": resizing an empty axis " + std::to_string(d));
+      if (out == 0) {
+        x = x.narrow(d, 0, 0);
+        continue;
+      }
       auto dev = at::TensorOptions().device(x.device());
+      auto source = [&](int64_t o) { return source_coord(coord, o, len, resized, scale); };
+      double filter_scale = antialias ? std::min(scale, 1.0) : 1.0;
       if (cubic) {
-        x = resize_cubic_axis(x, d, out, [&](int64_t o) { return source_coord(coord, o, len, resized, scale); }, cubic_a,
-                              exclude_outside);
+        auto keys = [a = cubic_a](double t) {  // Keys' cubic convolution kernel, t = |distance|
+          if (t <= 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
+          if (t < 2) return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a;
+          return 0.0;
+        };
+        x = resize_filter_axis(x, d, out, source, keys, 2, filter_scale, antialias, exclude_outside);
+        continue;
+      }
+      if (linear && antialias) {
+        auto triangle = [](double t) { return std::max(0.0, 1 - t); };
+        x = resize_filter_axis(x, d, out, source, triangle, 1, filter_scale, true, exclude_outside);
         continue;
       }
       if (!linear) {
