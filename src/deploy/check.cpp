@@ -50,7 +50,10 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
     add("Gemm needs alpha = beta = 1 and transA = 0", "fold alpha/beta into the weights");
   if (op.type == "Resize") {
     std::string mode = op.attr_string("mode", "nearest"), ctm = op.attr_string("coordinate_transformation_mode", "half_pixel");
-    if (mode == "nearest" && (ctm != "asymmetric" || op.attr_string("nearest_mode", "round_prefer_floor") != "floor"))
+    if (op.attr_int("antialias", 0) != 0 || op.has_attr("axes") || op.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch")
+      add("ESP-DL's Resize has no antialias, axes or keep_aspect_ratio_policy",
+          "export without antialiasing, with scales or sizes for all four axes");
+    else if (mode == "nearest" && (ctm != "asymmetric" || op.attr_string("nearest_mode", "round_prefer_floor") != "floor"))
       add("ESP-DL's nearest Resize computes asymmetric/floor coordinates, the model asks " + ctm + "/" +
               op.attr_string("nearest_mode", "round_prefer_floor"),
           "export nearest upsampling with coordinate_transformation_mode=asymmetric, nearest_mode=floor (PyTorch's default)");

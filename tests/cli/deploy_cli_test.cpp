@@ -51,6 +51,15 @@ TEST(CheckCli, ListsEveryBlockingNodeWithTheRemedy) {
   EXPECT_NE(ok.output.find("0 blocking"), std::string::npos) << ok.output;
 }
 
+TEST(CheckCli, Opset18ResizeExtensionsBlockEspdlByName) {
+  // The float executor runs antialias / axes / keep_aspect_ratio_policy (ORT fixture); ESP-DL has
+  // none of them, so each such Resize is listed rather than exported with other semantics.
+  auto r = run_command(cli() + " check " + fixture("opsets/opset18_resize_antialias.onnx") + " -t esp32p4");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("8 ops checked, 8 blocking"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'Resize_0' (Resize): ESP-DL's Resize has no antialias"), std::string::npos) << r.output;
+}
+
 TEST(QuantizeCli, UnrunnableGraphFailsBeforeCalibrationWithNothingWritten) {
   std::string out = tmp("abs_out");
   fs::remove_all(out);

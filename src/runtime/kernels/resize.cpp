@@ -36,6 +36,10 @@ EQ_RUNTIME_KERNEL(resize_kernel) {
   int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
   std::string mode = args.node.attr_string("mode", "nearest");
   std::string ctm = args.node.attr_string("coordinate_transformation_mode", "half_pixel");
+  // Opset 18's extensions have no ESP-DL counterpart: scales/sizes cover all four axes here.
+  if (args.node.attr_int("antialias", 0) != 0 || args.node.attrs.count("axes") ||
+      args.node.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch")
+    args.fail_node("Resize with antialias, axes or keep_aspect_ratio_policy has no integer kernel");
   float sh = 1, sw = 1;
   int64_t oh = h, ow = w;
   const IntTensor* sizes = args.inputs.size() > 3 ? args.inputs[3] : nullptr;
