@@ -171,11 +171,16 @@ TEST(BadInput, UnsupportedAttributeValue) {
   auto* a = n.add_attribute();
   a->set_name("coordinate_transformation_mode");
   a->set_type(onnx::AttributeProto::STRING);
-  a->set_s("tf_crop_and_resize");
-  std::string path = b.save(tmp("crop_resize.onnx"));
+  a->set_s("half_pixel_centers");  // TensorFlow's name, not an ONNX mode
+  std::string path = b.save(tmp("bad_mode_resize.onnx"));
   std::string in = write_input("x1122.npy", Tensor(DType::Float32, {1, 1, 2, 2}));
-  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + tmp("crop_resize_out.npz")),
-                    {"up", "tf_crop_and_resize"});
+  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + tmp("bad_mode_resize_out.npz")),
+                    {"up", "coordinate_transformation_mode 'half_pixel_centers'"});
+  // tf_crop_and_resize runs, but only with its roi.
+  a->set_s("tf_crop_and_resize");
+  std::string crop = b.save(tmp("crop_resize.onnx"));
+  expect_user_error(run_command(cli() + " run " + crop + " -i " + in + " -o " + tmp("crop_resize_out.npz")),
+                    {"up", "tf_crop_and_resize needs a roi of 8 values"});
 }
 
 TEST(BadInput, WrongInputShapeAndDtype) {

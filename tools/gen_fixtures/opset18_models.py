@@ -242,12 +242,25 @@ model(
         helper.make_node("Resize", ["x", "", "", "sz_up"], ["lin_aa_up"], mode="linear", antialias=1, axes=[2, 3],
                          coordinate_transformation_mode="align_corners"),
         helper.make_node("Resize", ["x", "", "s_up"], ["cubic_aa_up"], mode="cubic", antialias=1),
+        # tf_crop_and_resize (TensorFlow's CropAndResize): the roi's crop resampled, coordinates
+        # outside the input take extrapolation_value; with scales the crop's length is scaled.
+        helper.make_node("Resize", ["x", "roi_hw", "", "sz_crop"], ["crop_linear"], mode="linear", axes=[2, 3],
+                         coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=-3.5),
+        helper.make_node("Resize", ["x", "roi_all", "s_crop"], ["crop_nearest"], mode="nearest",
+                         coordinate_transformation_mode="tf_crop_and_resize"),
+        helper.make_node("Resize", ["x", "roi_in", "", "sz_crop_c"], ["crop_cubic"], mode="cubic", axes=[2, 3],
+                         coordinate_transformation_mode="tf_crop_and_resize"),
     ],
     [f32("x", ["batch", 3, 11, 13])],
-    [f32(n, None) for n in ["lin_aa", "cubic_aa", "not_larger", "not_smaller", "cubic_aa_excl", "lin_aa_wide", "lin_aa_up", "cubic_aa_up"]],
+    [f32(n, None) for n in ["lin_aa", "cubic_aa", "not_larger", "not_smaller", "cubic_aa_excl", "lin_aa_wide", "lin_aa_up", "cubic_aa_up", "crop_linear",
+                           "crop_nearest", "crop_cubic"]],
     [const("s_lin", np.array([1, 1, 0.6, 0.45], np.float32)), const("sz_hw", np.array([4, 5], np.int64)),
      const("sz_fit", np.array([9, 20], np.int64)), const("sz_fill", np.array([5, 30], np.int64)),
      const("s_w", np.array([0.3], np.float32)), const("s_h", np.array([0.1], np.float32)),
-     const("sz_up", np.array([16, 22], np.int64)), const("s_up", np.array([1, 1, 1.5, 1.7], np.float32))],
+     const("sz_up", np.array([16, 22], np.int64)), const("s_up", np.array([1, 1, 1.5, 1.7], np.float32)),
+     const("roi_hw", np.array([0.2, -0.1, 0.9, 1.2], np.float32)), const("sz_crop", np.array([5, 7], np.int64)),
+     const("roi_all", np.array([0, 0, 0.1, 0.3, 1, 1, 0.7, 1.0], np.float32)),
+     const("s_crop", np.array([1, 1, 0.8, 1.5], np.float32)),
+     const("roi_in", np.array([0.1, 0.2, 0.8, 0.6], np.float32)), const("sz_crop_c", np.array([4, 6], np.int64))],
     18, "opset18_resize_antialias")
 print("wrote", sorted(os.listdir(OUT)))

@@ -63,11 +63,12 @@ Kernel make_pad(const Op& op, int64_t opset) {
 }
 
 namespace {
-enum class Coord { HalfPixel, HalfPixelSymmetric, PytorchHalfPixel, AlignCorners, Asymmetric, TfHalfPixelForNn };
+enum class Coord { HalfPixel, HalfPixelSymmetric, PytorchHalfPixel, AlignCorners, Asymmetric, TfHalfPixelForNn, TfCropAndResize };
 enum class Nearest { RoundPreferFloor, RoundPreferCeil, Floor, Ceil };
 
 // `out` is the resized length as ONNX defines it: in * scale (unfloored) when scales are given.
-double source_coord(Coord mode, int64_t o, int64_t in, double out, double scale) {
+// tf_crop_and_resize maps the output onto the crop [roi_start, roi_end] of the axis (fractions).
+double source_coord(Coord mode, int64_t o, int64_t in, double out, double scale, double roi_start, double roi_end) {
   switch (mode) {
     case Coord::HalfPixel: return (o + 0.5) / scale - 0.5;
     case Coord::HalfPixelSymmetric: {  // opset 19: centred when the output length was floored
@@ -78,6 +79,10 @@ double source_coord(Coord mode, int64_t o, int64_t in, double out, double scale)
     case Coord::AlignCorners: return out == 1 ? 0.0 : o * double(in - 1) / (out - 1);
     case Coord::Asymmetric: return o / scale;
     case Coord::TfHalfPixelForNn: return (o + 0.5) / scale;
+    case Coord::TfCropAndResize: {
+      double span = (roi_end - roi_start) * double(in - 1);
+      return roi_start * double(in - 1) + (out > 1 ? o * span / (out - 1) : span / 2);
+    }
   }
   return 0;
 }
@@ -159,6 +164,7 @@ Kernel make_resize(const Op& op, int64_t opset) {
   else if (cname == "align_corners") coord = Coord::AlignCorners;
   else if (cname == "asymmetric") coord = Coord::Asymmetric;
   else if (cname == "tf_half_pixel_for_nn") coord = Coord::TfHalfPixelForNn;
+  else if (cname == "tf_crop_and_resize") coord = Coord::TfCropAndResize;
   else unsupported(op, "coordinate_transformation_mode '" + cname + "'");
   std::string nname = legacy ? "floor" : op.attr_string("nearest_mode", "round_prefer_floor");
   Nearest nearest;
@@ -183,6 +189,8 @@ Kernel make_resize(const Op& op, int64_t opset) {
   std::vector<int64_t> axes_attr = op.attr_ints("axes");
   std::vector<float> scales_attr = op.attr_floats("scales");
   size_t scales_index = upsample || opset < 11 ? 1 : 2, sizes_index = 3;
+  bool crop = coord == Coord::TfCropAndResize;
+  double extrapolation = op.attr_float("extrapolation_value", 0.0f);  // tf_crop_and_resize outside the input
   std::string where = op.describe();
   return [=](const Tensors& in) -> Tensors {
     at::Tensor x = in[0];
@@ -208,6 +216,17 @@ Kernel make_resize(const Op& op, int64_t opset) {
     if (given != axes.size())
       fail(ErrorCode::InvalidInput, where + ": " + std::to_string(given) + (sizes.empty() ? " scales" : " sizes") + " for " +
                                         std::to_string(axes.size()) + " axes of an input of rank " + std::to_string(rank));
+    // tf_crop_and_resize: roi holds each listed axis's crop start, then each one's end.
+    std::vector<double> roi;
+    if (crop) {
+      if (in.size() > 1 && in[1].defined()) {
+        at::Tensor r = in[1].to(at::kCPU).to(at::kDouble).contiguous();
+        roi.assign(r.data_ptr<double>(), r.data_ptr<double>() + r.numel());
+      }
+      if (roi.size() != 2 * axes.size())
+        fail(ErrorCode::InvalidInput, where + ": tf_crop_and_resize needs a roi of " + std::to_string(2 * axes.size()) +
+                                          " values (starts, then ends), got " + std::to_string(roi.size()));
+    }
     // Per listed axis: the output length, the scale the coordinates use, and the unfloored length.
     std::vector<int64_t> outs(axes.size());
     std::vector<double> axis_scale(axes.size()), axis_resized(axes.size());
@@ -220,7 +239,7 @@ Kernel make_resize(const Op& op, int64_t opset) {
         axis_resized[i] = double(outs[i]);
       } else if (sizes.empty()) {
         axis_scale[i] = scales[i];
-        axis_resized[i] = len * scales[i];
+        axis_resized[i] = len * scales[i];  // also with tf_crop_and_resize's roi (ONNX's reference, ONNX Runtime)
         outs[i] = std::isfinite(axis_resized[i]) ? static_cast<int64_t>(std::floor(axis_resized[i])) : -1;
       } else {
         outs[i] = sizes[i];
@@ -248,7 +267,23 @@ Kernel make_resize(const Op& op, int64_t opset) {
         continue;
       }
       auto dev = at::TensorOptions().device(x.device());
-      auto source = [&](int64_t o) { return source_coord(coord, o, len, resized, scale); };
+      double roi_start = crop ? roi[i] : 0, roi_end = crop ? roi[axes.size() + i] : 1;
+      // The crop spans the integer output length, as ONNX Runtime computes it (ONNX's reference
+      // uses len * scale; no conformance case tells them apart, only scales whose product is floored).
+      if (crop) resized = double(out);
+      auto source = [&](int64_t o) { return source_coord(coord, o, len, resized, scale, roi_start, roi_end); };
+      // tf_crop_and_resize: outputs whose coordinate falls outside the axis take extrapolation_value
+      // (constant along the other axes, so resampling them later keeps it).
+      std::vector<int64_t> outside;
+      if (crop)
+        for (int64_t o = 0; o < out; ++o) {
+          double c = source(o);
+          if (c < 0 || c > double(len - 1)) outside.push_back(o);
+        }
+      auto extrapolate = [&](at::Tensor t) {
+        if (outside.empty()) return t;
+        return t.index_fill(d, at::tensor(outside, at::TensorOptions().dtype(at::kLong).device(t.device())), extrapolation);
+      };
       double filter_scale = antialias ? std::min(scale, 1.0) : 1.0;
       if (cubic) {
         auto keys = [a = cubic_a](double t) {  // Keys' cubic convolution kernel, t = |distance|
@@ -256,25 +291,25 @@ Kernel make_resize(const Op& op, int64_t opset) {
           if (t < 2) return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a;
           return 0.0;
         };
-        x = resize_filter_axis(x, d, out, source, keys, 2, filter_scale, antialias, exclude_outside);
+        x = extrapolate(resize_filter_axis(x, d, out, source, keys, 2, filter_scale, antialias, exclude_outside));
         continue;
       }
       if (linear && antialias) {
         auto triangle = [](double t) { return std::max(0.0, 1 - t); };
-        x = resize_filter_axis(x, d, out, source, triangle, 1, filter_scale, true, exclude_outside);
+        x = extrapolate(resize_filter_axis(x, d, out, source, triangle, 1, filter_scale, true, exclude_outside));
         continue;
       }
       if (!linear) {
         std::vector<int64_t> idx(out);
         for (int64_t o = 0; o < out; ++o)
-          idx[o] = std::clamp<int64_t>(nearest_index(nearest, source_coord(coord, o, len, resized, scale)), 0, len - 1);
-        x = x.index_select(d, at::tensor(idx, dev.dtype(at::kLong)));
+          idx[o] = std::clamp<int64_t>(nearest_index(nearest, source(o)), 0, len - 1);
+        x = extrapolate(x.index_select(d, at::tensor(idx, dev.dtype(at::kLong))));
         continue;
       }
       std::vector<int64_t> i0(out), i1(out);
       std::vector<float> w(out);
       for (int64_t o = 0; o < out; ++o) {
-        double c = std::clamp(source_coord(coord, o, len, resized, scale), 0.0, double(len - 1));
+        double c = std::clamp(source(o), 0.0, double(len - 1));
         i0[o] = static_cast<int64_t>(std::floor(c));
         i1[o] = std::min(i0[o] + 1, len - 1);
         w[o] = static_cast<float>(c - i0[o]);
@@ -284,7 +319,7 @@ Kernel make_resize(const Op& op, int64_t opset) {
       at::Tensor wt = at::tensor(w, dev.dtype(at::kFloat)).reshape(wshape).to(x.scalar_type());
       at::Tensor a = x.index_select(d, at::tensor(i0, dev.dtype(at::kLong)));
       at::Tensor b = x.index_select(d, at::tensor(i1, dev.dtype(at::kLong)));
-      x = a + (b - a) * wt;
+      x = extrapolate(a + (b - a) * wt);
     }
     return {x.is_same(in[0]) ? x.clone() : x};
   };
