@@ -81,7 +81,9 @@ double source_coord(Coord mode, int64_t o, int64_t in, double out, double scale,
     case Coord::TfHalfPixelForNn: return (o + 0.5) / scale;
     case Coord::TfCropAndResize: {
       double span = (roi_end - roi_start) * double(in - 1);
-      return roi_start * double(in - 1) + (out > 1 ? o * span / (out - 1) : span / 2);
+      double c = roi_start * double(in - 1) + (out > 1 ? o * span / (out - 1) : span / 2);
+      // Beyond the axis (or NaN from the roi) the output is extrapolated: keep it finite there.
+      return c >= 0 ? std::min(c, double(in)) : -1.0;
     }
   }
   return 0;
