@@ -193,30 +193,14 @@ struct Executor::Impl {
     bool inplace = can_run_inplace(p, env, hooks);
     if (hooks) hooks->before_op(*p.op, in);
     std::vector<at::Tensor> out;
-    try {
+    run_reporting_as_op(*p.op, [&] {
       if (inplace && in[0].is_same(env[p.in_slots[0]])) {
         p.inplace(in[0]);
         out = {in[0]};
       } else {
         out = p.kernel(in);
       }
-    } catch (Error& e) {
-      throw;
-    } catch (const c10::Error& e) {
-      std::string msg = e.what_without_backtrace();
-      throw Error(ErrorCode::InvalidInput, p.op->describe() + ": " + msg.substr(0, msg.find('\n')));
-    } catch (const std::runtime_error& e) {
-      // Some ATen shape checks (view/reshape sizes) throw std::runtime_error, not c10::Error.
-      std::string msg = e.what();
-      throw Error(ErrorCode::InvalidInput, p.op->describe() + ": " + msg.substr(0, msg.find('\n')));
-    } catch (const std::length_error&) {
-      // A container sized from a value in the model or the data (a negative or huge size).
-      throw Error(ErrorCode::InvalidInput, p.op->describe() + ": a size computed from the model or the data is invalid");
-    } catch (const std::bad_alloc&) {
-      // A size taken from the model or the data (a pad, a Resize scale, a Tile count) too large.
-      throw Error(ErrorCode::InvalidInput, p.op->describe() + ": its result does not fit in memory (a size in the model or "
-                                                              "the data is too large)");
-    }
+    });
     for (size_t i = out.size(); i < p.out_slots.size(); ++i)
       if (p.out_slots[i] >= 0 && read_anywhere(slot_value[p.out_slots[i]]))
         fail(ErrorCode::InvalidModel, p.op->describe() + ": gives " + std::to_string(out.size()) + " output(s), the model uses output " +

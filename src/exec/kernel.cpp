@@ -170,4 +170,26 @@ Tensor to_ir_tensor(const at::Tensor& t) {
   return Tensor::from_bytes(from_scalar_type(c.scalar_type()), shape, c.data_ptr(), c.nbytes());
 }
 
+void run_reporting_as_op(const Op& op, const std::function<void()>& body) {
+  try {
+    body();
+  } catch (Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    throw Error(ErrorCode::InvalidInput, op.describe() + ": " + msg.substr(0, msg.find('\n')));
+  } catch (const std::runtime_error& e) {
+    // Some ATen shape checks (view/reshape sizes) throw std::runtime_error, not c10::Error.
+    std::string msg = e.what();
+    throw Error(ErrorCode::InvalidInput, op.describe() + ": " + msg.substr(0, msg.find('\n')));
+  } catch (const std::length_error&) {
+    // A container sized from a value in the model or the data (a negative or huge size).
+    throw Error(ErrorCode::InvalidInput, op.describe() + ": a size computed from the model or the data is invalid");
+  } catch (const std::bad_alloc&) {
+    // A size taken from the model or the data (a pad, a Resize scale, a Tile count) too large.
+    throw Error(ErrorCode::InvalidInput,
+                op.describe() + ": its result does not fit in memory (a size in the model or the data is too large)");
+  }
+}
+
 }  // namespace edgequant::exec

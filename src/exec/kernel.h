@@ -20,6 +20,9 @@ using KernelFactory = Kernel (*)(const Op& op, int64_t opset);
 
 // nullptr when the op type is not supported.
 KernelFactory find_kernel_factory(const std::string& op_type);
+// Runs `body` (a kernel call for `op`) and turns what ATen and the standard library throw on
+// values taken from the model or the data into one InvalidInput error naming the op.
+void run_reporting_as_op(const Op& op, const std::function<void()>& body);
 std::vector<std::string> supported_op_types();
 
 // Helpers shared by the op families.

@@ -110,10 +110,10 @@ PassResult FoldConstantsPass::run(Graph& graph, PassContext&) {
     exec::Tensors in;
     for (Value* v : op->inputs) in.push_back(v ? exec::view_tensor(*v->data) : at::Tensor());
     exec::Tensors out;
-    {
+    exec::run_reporting_as_op(*op, [&] {  // a constant op the model cannot compute is the model's error
       at::NoGradGuard guard;
       out = factory(*op, graph.opset)(in);
-    }
+    });
     std::vector<Value*> outs = op->outputs;
     graph.remove_op(op);
     for (size_t i = 0; i < outs.size() && i < out.size(); ++i) {

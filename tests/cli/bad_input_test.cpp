@@ -163,6 +163,28 @@ TEST(BadInput, MissingRequiredInputIsNamed) {
   expect_user_error(run_command(cli() + " info " + path2), {path2, "gemm_no_b", "required input 1 (B) is empty"});
 }
 
+// Constant ops are computed at import (fold-constants): when the model's own constants cannot be
+// combined, that is the model's error, named by node (found by mutation: a GatherND of scalars,
+// and ATen's MatMul shape check reported as an internal error).
+TEST(BadInput, ConstantsTheModelCannotCombineAreItsError) {
+  ModelBuilder b(13);
+  b.input("x", {2, 5}).output("y");
+  b.initializer("a", {2, 3}, std::vector<float>(6, 1.f));
+  b.initializer("b", {4, 5}, std::vector<float>(20, 1.f));
+  b.node("MatMul", {"a", "b"}, {"c"}, "mm");
+  b.node("Add", {"x", "c"}, {"y"}, "add");
+  std::string path = b.save(tmp("fold_matmul.onnx"));
+  expect_user_error(run_command(cli() + " info " + path), {path, "fold-constants", "'mm' (MatMul)", "cannot be multiplied"});
+  ModelBuilder g(13);
+  g.input("x", {1}).output("y");
+  g.initializer("s", {}, {1.f});
+  g.initializer_i64("i", {}, {0});
+  g.node("GatherND", {"s", "i"}, {"t"}, "gnd");
+  g.node("Add", {"x", "t"}, {"y"}, "add");
+  std::string path2 = g.save(tmp("fold_gathernd.onnx"));
+  expect_user_error(run_command(cli() + " info " + path2), {path2, "'gnd' (GatherND)", "rank >= 1"});
+}
+
 TEST(BadInput, UnsupportedAttributeValue) {
   ModelBuilder b(13);
   b.input("x", {1, 1, 2, 2}).output("y");

@@ -263,4 +263,29 @@ model(
      const("s_crop", np.array([1, 1, 0.8, 1.5], np.float32)),
      const("roi_in", np.array([0.1, 0.2, 0.8, 0.6], np.float32)), const("sz_crop_c", np.array([4, 6], np.int64))],
     18, "opset18_resize_antialias")
+# DeformConv (opset 19; DCNv2 heads of detectors): offsets and a sigmoid mask predicted from the
+# input by convolutions, grouped (group 2, offset_group 2) with bias; then strided and dilated
+# with offsets doubled (samples leave the input), no mask, no bias.
+model(
+    [
+        helper.make_node("Conv", ["x", "w_off", "b_off"], ["off"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "w_mask"], ["mask_logits"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["mask_logits"], ["mask"]),
+        helper.make_node("DeformConv", ["x", "w_dc", "off", "b_dc", "mask"], ["dcn"], pads=[1, 1, 1, 1], group=2,
+                         offset_group=2, kernel_shape=[3, 3]),
+        helper.make_node("Conv", ["x", "w_off2"], ["off2_raw"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Mul", ["off2_raw", "two"], ["off2"]),
+        helper.make_node("DeformConv", ["x", "w_dc2", "off2"], ["dcn_strided"], pads=[2, 2, 2, 2], strides=[2, 2],
+                         dilations=[2, 2]),
+    ],
+    [f32("x", ["batch", 4, 7, 9])], [f32("dcn", None), f32("dcn_strided", None)],
+    [const("w_off", rng.normal(0, 0.3, (36, 4, 3, 3)).astype(np.float32)),
+     const("b_off", rng.normal(0, 0.5, 36).astype(np.float32)),
+     const("w_mask", rng.normal(0, 0.3, (18, 4, 3, 3)).astype(np.float32)),
+     const("w_dc", rng.normal(0, 0.3, (6, 2, 3, 3)).astype(np.float32)),
+     const("b_dc", rng.normal(0, 0.1, 6).astype(np.float32)),
+     const("w_off2", rng.normal(0, 0.3, (18, 4, 3, 3)).astype(np.float32)),
+     const("two", np.array(2.0, np.float32)),
+     const("w_dc2", rng.normal(0, 0.3, (5, 4, 3, 3)).astype(np.float32))],
+    19, "opset19_deform_conv")
 print("wrote", sorted(os.listdir(OUT)))

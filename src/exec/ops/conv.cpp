@@ -44,6 +44,72 @@ Kernel make_conv(const Op& op, int64_t) { return conv_kernel(op, std::nullopt); 
 
 Kernel make_conv_clamped(const Op& op, ClampPostOp clamp) { return conv_kernel(op, clamp); }
 
+// DeformConv (opset 19, 2-D): each kernel tap samples the input at its regular position moved by
+// a learned offset (bilinear, zero outside the input, as GridSample with align_corners), scaled
+// by the optional mask; the sampled columns are then convolved by grouped matrix products.
+// offset is [N, offset_group * kH * kW * 2 (dy, dx), oH, oW]; the output grid is offset's.
+Kernel make_deform_conv(const Op& op, int64_t) {
+  WindowAttrs a = read_window_attrs(op);
+  int64_t offset_groups = op.attr_int("offset_group", 1);
+  Op desc = op;
+  return [a, offset_groups, desc](const Tensors& in) -> Tensors {
+    const at::Tensor &x = in[0], &w = in[1], &offset = in[2];
+    at::Tensor bias = in.size() > 3 ? in[3] : at::Tensor(), mask = in.size() > 4 ? in[4] : at::Tensor();
+    auto bad = [&](const std::string& why) { fail(ErrorCode::InvalidInput, desc.describe() + ": " + why); };
+    if (x.dim() != 4 || w.dim() != 4 || offset.dim() != 4) bad("DeformConv runs 2-D inputs [N, C, H, W] only");
+    int64_t n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3), oc = w.size(0), kh = w.size(2), kw = w.size(3);
+    int64_t group = a.group, og = offset_groups, taps = kh * kw;
+    if (group < 1 || og < 1 || c != w.size(1) * group || oc % group != 0 || c % og != 0)
+      bad("channels " + std::to_string(c) + ", weight " + shape_str(Shape(w.sizes().begin(), w.sizes().end())) +
+          ", group " + std::to_string(group) + " and offset_group " + std::to_string(og) + " do not fit");
+    if (!a.kernel.empty() && (a.kernel.size() != 2 || a.kernel[0] != kh || a.kernel[1] != kw))
+      bad("kernel_shape differs from the weight's");
+    auto strides = or_ones(a.strides, 2), dil = or_ones(a.dilations, 2);
+    std::vector<int64_t> pads = a.pads.empty() ? std::vector<int64_t>(4, 0) : a.pads;
+    if (pads.size() != 4 || strides[0] < 1 || strides[1] < 1 || dil[0] < 1 || dil[1] < 1) bad("bad pads, strides or dilations");
+    int64_t oh = (h + pads[0] + pads[2] - (dil[0] * (kh - 1) + 1)) / strides[0] + 1;
+    int64_t ow = (wd + pads[1] + pads[3] - (dil[1] * (kw - 1) + 1)) / strides[1] + 1;
+    if (oh < 1 || ow < 1 || offset.size(0) != n || offset.size(1) != og * taps * 2 || offset.size(2) != oh ||
+        offset.size(3) != ow)
+      bad("offset must be [" + std::to_string(n) + ", " + std::to_string(og * taps * 2) + ", " + std::to_string(oh) +
+          ", " + std::to_string(ow) + "], got " + shape_str(Shape(offset.sizes().begin(), offset.sizes().end())));
+    if (mask.defined() && (mask.dim() != 4 || mask.size(0) != n || mask.size(1) != og * taps || mask.size(2) != oh ||
+                           mask.size(3) != ow))
+      bad("mask must be [" + std::to_string(n) + ", " + std::to_string(og * taps) + ", " + std::to_string(oh) + ", " +
+          std::to_string(ow) + "]");
+    if (bias.defined() && bias.numel() != oc) bad("bias must hold " + std::to_string(oc) + " values");
+    auto opts = x.options();
+    // Sampling positions [N, og, taps, oH*oW]: the tap's place in the window plus its offset.
+    at::Tensor off = offset.to(x.scalar_type()).reshape({n, og, taps, 2, oh * ow});
+    at::Tensor ky = at::arange(kh, opts).mul(dil[0]).repeat_interleave(kw), kx = at::arange(kw, opts).mul(dil[1]).repeat({kh});
+    at::Tensor oy = at::arange(oh, opts).mul(strides[0]).sub(pads[0]).repeat_interleave(ow);
+    at::Tensor ox = at::arange(ow, opts).mul(strides[1]).sub(pads[1]).repeat({oh});
+    at::Tensor py = off.select(3, 0) + (ky.view({taps, 1}) + oy.view({1, -1}));
+    at::Tensor px = off.select(3, 1) + (kx.view({taps, 1}) + ox.view({1, -1}));
+    // Bilinear: four corners, each weighted and zeroed when outside the input.
+    at::Tensor y0 = py.floor(), x0 = px.floor(), fy = py - y0, fx = px - x0;
+    int64_t cg = c / og, l = taps * oh * ow;
+    at::Tensor planes = x.reshape({n, og, cg, h * wd});
+    at::Tensor sampled = at::zeros({n, og, cg, l}, opts);
+    for (int dy = 0; dy < 2; ++dy)
+      for (int dx = 0; dx < 2; ++dx) {
+        at::Tensor yy = y0 + dy, xx = x0 + dx;
+        at::Tensor weight = (dy ? fy : 1 - fy) * (dx ? fx : 1 - fx);
+        at::Tensor inside = (yy >= 0) & (yy <= h - 1) & (xx >= 0) & (xx <= wd - 1);  // NaN positions are outside
+        at::Tensor index = (yy.clamp(0, h - 1) * wd + xx.clamp(0, wd - 1)).nan_to_num(0).to(at::kLong);
+        at::Tensor corner = planes.gather(3, index.reshape({n, og, 1, l}).expand({n, og, cg, l}));
+        sampled += corner * at::where(inside, weight, at::zeros_like(weight)).reshape({n, og, 1, l});
+      }
+    if (mask.defined()) sampled = sampled * mask.to(x.scalar_type()).reshape({n, og, 1, l});
+    // Columns [N, group, C/group * taps, oH*oW] times weights [group, oC/group, C/group * taps].
+    at::Tensor columns = sampled.reshape({n, group, (c / group) * taps, oh * ow});
+    at::Tensor weights = w.to(x.scalar_type()).reshape({group, oc / group, (c / group) * taps});
+    at::Tensor y = at::matmul(weights.unsqueeze(0), columns).reshape({n, oc, oh, ow});
+    if (bias.defined()) y = y + bias.to(x.scalar_type()).reshape({1, oc, 1, 1});
+    return {y};
+  };
+}
+
 Kernel make_conv_transpose(const Op& op, int64_t) {
   WindowAttrs a = read_window_attrs(op);
   std::vector<int64_t> output_padding = op.attr_ints("output_padding");

@@ -24,7 +24,9 @@ struct NdAddress {
   std::vector<int64_t> rest;
 };
 NdAddress nd_address(const at::Tensor& data, const at::Tensor& indices, int64_t batch_dims, const std::string& where) {
+  if (indices.dim() < 1 || data.dim() < 1) fail(ErrorCode::InvalidModel, where + ": data and indices need rank >= 1");
   int64_t k = indices.size(-1), b = batch_dims;
+  if (b < 0 || b >= indices.dim()) fail(ErrorCode::InvalidModel, where + ": batch_dims " + std::to_string(b) + " out of range");
   if (b + k > data.dim()) fail(ErrorCode::InvalidModel, where + ": index tuples longer than the data's rank");
   int64_t batch = 1, rows = 1;
   for (int64_t d = 0; d < b; ++d) batch *= data.size(d);
