@@ -37,7 +37,10 @@ def mutate(m):
     elif k == 1 and g.initializer:
         t = random.choice(g.initializer)
         a = numpy_helper.to_array(t).copy()
-        if a.size: a.flat[random.randrange(a.size)] = random.choice([-7, -1, 0, 3, 1000])
+        if a.size:
+            values = [-7, -1, 0, 3, 1000]
+            if a.dtype.kind == "f": values += [float("nan"), float("inf"), -1e30]  # non-finite weights, scales, rois
+            a.flat[random.randrange(a.size)] = random.choice(values)
         t.CopyFrom(numpy_helper.from_array(a, t.name))
     elif k == 2 and g.input:  # a declared dim
         d = random.choice(g.input).type.tensor_type.shape.dim
