@@ -288,4 +288,48 @@ model(
      const("two", np.array(2.0, np.float32)),
      const("w_dc2", rng.normal(0, 0.3, (5, 4, 3, 3)).astype(np.float32))],
     19, "opset19_deform_conv")
+# An already-quantized model in ONNX Runtime's operator format (QOperator, as its quantizer and
+# TFLite converters write): QLinearConv with per-channel int8 weights and int32 bias, a strided
+# QLinearConv with asymmetric pads, ConvInteger, and the dynamic-quantization pattern
+# DynamicQuantizeLinear -> MatMulInteger -> scale; QLinearMatMul. Integer outputs are cast or
+# dequantized so the test compares floats.
+def i8(name, shape, lo=-127, hi=127, dtype=np.int8):
+    return const(name, rng.integers(lo, hi + 1, shape).astype(dtype))
+
+model(
+    [
+        helper.make_node("QuantizeLinear", ["x", "s_x", "zp_x"], ["q"]),
+        helper.make_node("QLinearConv", ["q", "s_x", "zp_x", "w1", "w1_s", "w1_zp", "s_y1", "zp_y1", "b1"], ["c1"],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("QLinearConv", ["c1", "s_y1", "zp_y1", "w2", "w2_s", "w2_zp", "s_y2", "zp_y2"], ["c2"],
+                         strides=[2, 2], pads=[0, 1, 1, 0]),
+        helper.make_node("DequantizeLinear", ["c2", "s_y2", "zp_y2"], ["conv_out"]),
+        helper.make_node("Flatten", ["conv_out"], ["flat"]),
+        helper.make_node("DynamicQuantizeLinear", ["flat"], ["dq", "dq_s", "dq_zp"]),
+        helper.make_node("MatMulInteger", ["dq", "w3", "dq_zp", "w3_zp"], ["mm"]),
+        helper.make_node("Cast", ["mm"], ["mmf"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["dq_s", "w3_s"], ["mm_scale"]),
+        helper.make_node("Mul", ["mmf", "mm_scale"], ["dynamic_out"]),
+        helper.make_node("QuantizeLinear", ["flat", "s_a", "zp_a"], ["qa"]),
+        helper.make_node("QLinearMatMul", ["qa", "s_a", "zp_a", "w4", "w4_s", "w4_zp", "s_y4", "zp_y4"], ["qm"]),
+        helper.make_node("DequantizeLinear", ["qm", "s_y4", "zp_y4"], ["qmatmul_out"]),
+        helper.make_node("ConvInteger", ["q", "w5", "zp_x", "w5_zp"], ["ci"], pads=[1, 0, 1, 0]),
+        helper.make_node("Cast", ["ci"], ["convinteger_out"], to=TensorProto.FLOAT),
+    ],
+    [f32("x", ["batch", 3, 8, 8])],
+    [f32("conv_out", None), f32("dynamic_out", None), f32("qmatmul_out", None), f32("convinteger_out", None)],
+    [const("s_x", np.array(0.05, np.float32)), const("zp_x", np.array(128, np.uint8)),
+     i8("w1", (8, 3, 3, 3)), const("w1_s", rng.uniform(0.002, 0.01, 8).astype(np.float32)),
+     const("w1_zp", np.zeros(8, np.int8)), const("s_y1", np.array(0.1, np.float32)),
+     const("zp_y1", np.array(120, np.uint8)), i8("b1", (8,), -500, 500, np.int32),
+     i8("w2", (4, 8, 3, 3)), const("w2_s", np.array(0.004, np.float32)), const("w2_zp", np.array(0, np.int8)),
+     const("s_y2", np.array(0.2, np.float32)), const("zp_y2", np.array(100, np.uint8)),
+     i8("w3", (64, 10), 0, 255, np.uint8), const("w3_zp", np.array(128, np.uint8)),
+     const("w3_s", np.array(0.01, np.float32)),
+     const("s_a", np.array(0.1, np.float32)), const("zp_a", np.array(128, np.uint8)),
+     i8("w4", (64, 6), 0, 255, np.uint8), const("w4_s", np.array(0.02, np.float32)),
+     const("w4_zp", np.array(128, np.uint8)), const("s_y4", np.array(0.3, np.float32)),
+     const("zp_y4", np.array(128, np.uint8)),
+     i8("w5", (2, 3, 3, 3), 0, 255, np.uint8), const("w5_zp", np.array(128, np.uint8))],
+    19, "opset19_qoperator")
 print("wrote", sorted(os.listdir(OUT)))
