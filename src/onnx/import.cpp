@@ -297,6 +297,22 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
 
 }  // namespace
 
+namespace {
+// Every node's arity and required inputs, checked before libonnx's shape inference runs: some of
+// its inference functions read a required input without checking it is there (MaxUnpool's
+// indices: a crash found by fuzzing).
+void check_arities(const onnx::GraphProto& gp, int64_t opset) {
+  int index = 0;
+  for (const auto& node : gp.node()) {
+    std::string name = node.name().empty() ? node.op_type() + "_" + std::to_string(index) : node.name();
+    ++index;
+    if (node.domain().empty() || node.domain() == "ai.onnx") check_arity(node, opset, "node '" + name + "' (" + node.op_type() + ")");
+    for (const auto& a : node.attribute())
+      if (a.type() == onnx::AttributeProto::GRAPH) check_arities(a.g(), opset);
+  }
+}
+}  // namespace
+
 std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::string& base_dir) {
   int64_t opset = -1;
   std::map<std::string, int64_t> extra;
@@ -313,6 +329,7 @@ std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::str
   // libonnx's opsets its older schemas would misread newer nodes (ReduceMean's axes input):
   // load_model types those graphs by running them instead.
   if (opset <= kLibonnxMaxOpset) {
+    check_arities(model.graph(), opset);
     try {
       onnx::shape_inference::InferShapes(model);
     } catch (const std::exception&) {

@@ -161,6 +161,13 @@ TEST(BadInput, MissingRequiredInputIsNamed) {
   c.node("Gemm", {"x", ""}, {"y"}, "gemm_no_b");
   std::string path2 = c.save(tmp("empty_required.onnx"));
   expect_user_error(run_command(cli() + " info " + path2), {path2, "gemm_no_b", "required input 1 (B) is empty"});
+  // Checked before libonnx's shape inference, whose MaxUnpool function reads the indices
+  // without looking (a segfault found by fuzzing).
+  ModelBuilder u(11);
+  u.input("x", {1, 1, 2, 2}).output("y");
+  ModelBuilder::attr_ints(u.node("MaxUnpool", {"x", ""}, {"y"}, "unpool"), "kernel_shape", {2, 2});
+  std::string path3 = u.save(tmp("unpool_no_indices.onnx"));
+  expect_user_error(run_command(cli() + " info " + path3), {path3, "unpool", "required input 1 (I) is empty"});
 }
 
 // Constant ops are computed at import (fold-constants): when the model's own constants cannot be
@@ -183,6 +190,18 @@ TEST(BadInput, ConstantsTheModelCannotCombineAreItsError) {
   g.node("Add", {"x", "t"}, {"y"}, "add");
   std::string path2 = g.save(tmp("fold_gathernd.onnx"));
   expect_user_error(run_command(cli() + " info " + path2), {path2, "'gnd' (GatherND)", "rank >= 1"});
+}
+
+// A class index outside the scores is the data's error (ATen would read out of bounds or abort).
+TEST(BadInput, LossTargetOutsideTheClassesIsNamed) {
+  ModelBuilder b(13);
+  b.input("x", {2, 3}).output("loss");
+  b.initializer_i64("target", {2}, {0, 5});
+  b.node("NegativeLogLikelihoodLoss", {"x", "target"}, {"loss"}, "nll");
+  std::string path = b.save(tmp("nll_target.onnx"));
+  std::string in = write_input("x23.npy", Tensor(DType::Float32, {2, 3}));
+  expect_user_error(run_command(cli() + " run " + path + " -i " + in + " -o " + tmp("nll_out.npz")),
+                    {"'nll' (NegativeLogLikelihoodLoss)", "a target is outside [0, 3)"});
 }
 
 TEST(BadInput, UnsupportedAttributeValue) {

@@ -22,7 +22,8 @@ pats = ["test_top_k", "test_gathernd", "test_scatternd", "test_onehot", "test_ei
         "test_hannwindow", "test_hammingwindow", "test_blackmanwindow", "test_melweightmatrix", "test_unique",
         "test_maxunpool", "test_bitshift_left_uint8", "test_compress", "test_reversesequence", "test_det",
         "test_resize_", "test_roialign", "test_qlinear", "test_convinteger",
-        "test_basic_convinteger", "test_matmulinteger", "test_dynamicquantizelinear", "test_scatter_with"]
+        "test_basic_convinteger", "test_matmulinteger", "test_dynamicquantizelinear", "test_scatter_with", "test_nllloss",
+        "test_sce_"]
 models = [m for p in pats for m in glob.glob(base + p + "*/model.onnx")]
 models += glob.glob(os.path.join(ROOT, "tests", "fixtures", "opsets", "*.onnx"))
 np_types = {TensorProto.FLOAT: np.float32, TensorProto.INT64: np.int64, TensorProto.INT32: np.int32, TensorProto.BOOL: np.bool_,

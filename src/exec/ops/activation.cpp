@@ -178,4 +178,36 @@ Kernel make_softmax(const Op& op, int64_t opset) {
   };
 }
 
+// NegativeLogLikelihoodLoss(input [N, C, d...], target [N, d...], weight? [C]) and
+// SoftmaxCrossEntropyLoss(scores, labels, weights?) -> (loss, log_prob?): the losses training
+// exports end in. reduction none/sum/mean (mean divides by the summed weights of the counted
+// targets); ignore_index drops a class (none when the attribute is absent).
+Kernel make_nll_loss(const Op& op, int64_t) {
+  bool softmax = op.type == "SoftmaxCrossEntropyLoss";
+  std::string reduction = op.attr_string("reduction", "mean");
+  int64_t mode;
+  if (reduction == "none") mode = at::Reduction::None;
+  else if (reduction == "sum") mode = at::Reduction::Sum;
+  else if (reduction == "mean") mode = at::Reduction::Mean;
+  else fail(ErrorCode::InvalidModel, op.describe() + ": reduction '" + reduction + "'");
+  int64_t ignore = op.has_attr("ignore_index") ? op.attr_int("ignore_index", 0) : std::numeric_limits<int64_t>::min();
+  Op desc = op;
+  return [softmax, mode, ignore, desc](const Tensors& in) -> Tensors {
+    const at::Tensor &x = in[0], &target = in[1];
+    at::Tensor weight = in.size() > 2 && in[2].defined() ? in[2].to(x.scalar_type()) : at::Tensor();
+    if (x.dim() < 2 || target.dim() != x.dim() - 1 || target.size(0) != x.size(0))
+      fail(ErrorCode::InvalidInput, desc.describe() + ": input [N, C, d...] needs a target [N, d...]");
+    if (weight.defined() && (weight.dim() != 1 || weight.size(0) != x.size(1)))
+      fail(ErrorCode::InvalidInput, desc.describe() + ": weight must hold one value per class");
+    at::Tensor t = target.to(at::kLong);
+    at::Tensor counted = ignore == std::numeric_limits<int64_t>::min() ? at::ones_like(t, at::kBool) : t != ignore;
+    if (((t < 0) | (t >= x.size(1))).logical_and(counted).any().item<bool>())
+      fail(ErrorCode::InvalidInput, desc.describe() + ": a target is outside [0, " + std::to_string(x.size(1)) + ")");
+    at::Tensor log_prob = softmax ? at::log_softmax(x, 1) : x;
+    at::Tensor loss = at::nll_loss_nd(log_prob, t, weight, mode, ignore == std::numeric_limits<int64_t>::min() ? -1 - x.size(1) : ignore);
+    if (softmax) return {loss, log_prob};
+    return {loss};
+  };
+}
+
 }  // namespace edgequant::exec
