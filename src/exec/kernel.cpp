@@ -170,9 +170,9 @@ Tensor to_ir_tensor(const at::Tensor& t) {
   return Tensor::from_bytes(from_scalar_type(c.scalar_type()), shape, c.data_ptr(), c.nbytes());
 }
 
-void run_reporting_as_op(const Op& op, const std::function<void()>& body) {
+void rethrow_as_op_error(const Op& op) {
   try {
-    body();
+    throw;
   } catch (Error&) {
     throw;
   } catch (const c10::Error& e) {

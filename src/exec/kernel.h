@@ -21,8 +21,17 @@ using KernelFactory = Kernel (*)(const Op& op, int64_t opset);
 // nullptr when the op type is not supported.
 KernelFactory find_kernel_factory(const std::string& op_type);
 // Runs `body` (a kernel call for `op`) and turns what ATen and the standard library throw on
-// values taken from the model or the data into one InvalidInput error naming the op.
-void run_reporting_as_op(const Op& op, const std::function<void()>& body);
+// values taken from the model or the data into one InvalidInput error naming the op. A template
+// so the executor's per-op call allocates nothing; the translation itself is out of line.
+[[noreturn]] void rethrow_as_op_error(const Op& op);  // call from a catch block only
+template <class Body>
+void run_reporting_as_op(const Op& op, Body&& body) {
+  try {
+    body();
+  } catch (...) {
+    rethrow_as_op_error(op);
+  }
+}
 std::vector<std::string> supported_op_types();
 
 // Helpers shared by the op families.

@@ -293,21 +293,26 @@ at::Tensor with_zeros_and_saturation(int64_t n, uint64_t seed) {
   x.masked_fill_(x.abs() < 0.7, 0.0);     // ~27% exact zeros (the counted-at-once path)
   return at::clamp(x, -6.0, 6.0).contiguous();  // spikes at +-6, as after ReLU6
 }
+// One observe() of x with the AVX-512 binning loop (where the CPU has it) or the portable one.
+HistogramObserver observed_with(const at::Tensor& x, bool vector) {
+  HistogramObserver::vector_binning = vector;
+  HistogramObserver obs;
+  obs.observe(x);
+  HistogramObserver::vector_binning = true;
+  return obs;
+}
 }  // namespace
 
 TEST(HistogramObserver, BinsEqualTheDefinitionWithZerosAndSpikes) {
   // 300 001 values: several threads' shares, 1024-value chunks and a ragged tail; exact zeros
-  // and saturated values exercise the zero count and the alternating tables.
+  // and saturated values exercise the zero count and the rotating tables.
   // Both binning loops: AVX-512 where the CPU has it, and the portable one.
   at::Tensor x = with_zeros_and_saturation(300001, 7);
   auto [pos, neg] = reference_bins(x, 6.0);
   EXPECT_GT(pos[0], 60000.0);  // the zeros are really there
   for (bool vector : {true, false}) {
     SCOPED_TRACE(vector ? "vector binning" : "portable binning");
-    HistogramObserver::vector_binning = vector;
-    HistogramObserver obs;
-    obs.observe(x);
-    HistogramObserver::vector_binning = true;
+    HistogramObserver obs = observed_with(x, vector);
     EXPECT_DOUBLE_EQ(obs.bin_width(), 6.0 / HistogramObserver::kBins);
     EXPECT_EQ(obs.positive(), pos);
     EXPECT_EQ(obs.negative(), neg);
@@ -327,10 +332,7 @@ TEST(HistogramObserver, ASpikeOfMillionsDoesNotOverflowTheSixteenBitTables) {
   x.narrow(0, 1000, 5).fill_(-1.5f);
   for (bool vector : {true, false}) {
     SCOPED_TRACE(vector ? "vector binning" : "portable binning");
-    HistogramObserver::vector_binning = vector;
-    HistogramObserver obs;
-    obs.observe(x);
-    HistogramObserver::vector_binning = true;
+    HistogramObserver obs = observed_with(x, vector);
     EXPECT_DOUBLE_EQ(obs.positive()[HistogramObserver::kBins - 1], double(n - 1005));  // 6 is the range's end
     EXPECT_DOUBLE_EQ(obs.positive()[0], 1000.0);
     EXPECT_DOUBLE_EQ(obs.negative()[HistogramObserver::kBins / 4], 5.0);  // 1.5 / 6 of the side
