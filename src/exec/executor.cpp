@@ -12,6 +12,7 @@
 
 
 #include "exec/batch_split.h"
+#include "exec/blas.h"
 #include "exec/buffer_cache.h"
 #include "exec/kernel.h"
 #include "exec/ops/factories.h"
@@ -213,6 +214,7 @@ struct Executor::Impl {
 
 Executor::Executor(const Graph& graph, ExecOptions options) : impl_(std::make_unique<Impl>(graph, options)) {
   install_buffer_cache();
+  confine_blas_threads();
   int threads = options.num_threads > 0 ? options.num_threads : static_cast<int>(std::thread::hardware_concurrency());
   if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(threads);
   Impl& m = *impl_;

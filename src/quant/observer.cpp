@@ -46,6 +46,18 @@ namespace {
 constexpr int kSideBins = HistogramObserver::kBins;
 constexpr size_t kPerThread = 2 * kSideBins;  // a thread's counts: positive then negative bins
 
+// Adds a chunk's nonzero bins to kTables 16-bit tables (2 * kBins counts each); the loop
+// rotates over them so that runs of equal indices (ReLU6's saturated values, a peak near zero)
+// do not serialise on one counter. The caller flushes them before a count could reach 2^16.
+constexpr int kTables = 4;
+using BinTables = uint16_t[kTables][2 * kSideBins];
+void count_bins(const int32_t* idx, int m, BinTables& t) {
+  int j = 0;
+  for (; j + kTables <= m; j += kTables)
+    for (int k = 0; k < kTables; ++k) ++t[k][idx[j + k]];
+  for (int k = 0; j < m; ++j, ++k) ++t[k][idx[j]];
+}
+
 // One pass over a chunk: its min and max, and the bin of every nonzero value at `inv` bins per
 // unit, compacted into `idx` (negatives in the upper half); returns how many. Exact zeros (ReLU's
 // dead half, padding) all fall in bin 0 and are counted at once by the caller: one increment
@@ -66,13 +78,22 @@ int chunk_bins_portable(const float* q, int len, float inv, int32_t* idx, float&
 }
 
 #if defined(__x86_64__)
+// Also counts the previous chunk's `pending` indices into `t`, a few per 16 values binned: the
+// counting (one store per value) then runs on the load/store ports while the binning keeps the
+// vector ports busy, instead of the two phases taking turns.
 __attribute__((target("avx512f")))
-int chunk_bins_avx512(const float* q, int len, float inv, int32_t* idx, float& lo, float& hi) {
+int chunk_bins_avx512(const float* q, int len, float inv, int32_t* idx, float& lo, float& hi, const int32_t* pending,
+                      int pending_count, BinTables* t) {
   const __m512 scale = _mm512_set1_ps(inv), top = _mm512_set1_ps(float(kSideBins - 1)), zero = _mm512_setzero_ps();
   const __m512i negative_half = _mm512_set1_epi32(kSideBins);
   __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   int m = 0, j = 0;
+  const int32_t* const pending_end = pending + pending_count;
+  // Per 16 values binned, a multiple of kTables indices counted, so each table keeps its share.
+  const int per_step = ((pending_count + len / 16) / std::max(1, len / 16) + kTables - 1) / kTables * kTables;
   for (; j + 16 <= len; j += 16) {
+    for (int s = 0; s < per_step && pending + kTables <= pending_end; s += kTables, pending += kTables)
+      for (int k = 0; k < kTables; ++k) ++(*t)[k][pending[k]];
     _mm_prefetch(reinterpret_cast<const char*>(q + j + 1024), _MM_HINT_T0);
     __m512 v = _mm512_loadu_ps(q + j);
     vlo = _mm512_min_ps(v, vlo);  // a NaN in v keeps vlo, as the portable comparisons do
@@ -93,30 +114,23 @@ int chunk_bins_avx512(const float* q, int len, float inv, int32_t* idx, float& l
     lo = std::min(lo, los[l]);
     hi = std::max(hi, his[l]);
   }
+  if (pending != pending_end) count_bins(pending, static_cast<int>(pending_end - pending), *t);
   return m + chunk_bins_portable(q + j, len - j, inv, idx + m, lo, hi);
 }
 #endif
 
-int chunk_bins(const float* q, int len, float inv, int32_t* idx, float& lo, float& hi) {
+// Bins a chunk (see chunk_bins_portable) and counts the previous chunk's `pending` indices
+// into `t` (which may be null when there are none).
+int chunk_bins(const float* q, int len, float inv, int32_t* idx, float& lo, float& hi, const int32_t* pending = nullptr,
+               int pending_count = 0, BinTables* t = nullptr) {
   lo = INFINITY;
   hi = -INFINITY;
 #if defined(__x86_64__)
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512 && HistogramObserver::vector_binning) return chunk_bins_avx512(q, len, inv, idx, lo, hi);
+  if (avx512 && HistogramObserver::vector_binning) return chunk_bins_avx512(q, len, inv, idx, lo, hi, pending, pending_count, t);
 #endif
+  if (pending_count > 0) count_bins(pending, pending_count, *t);
   return chunk_bins_portable(q, len, inv, idx, lo, hi);
-}
-
-// Adds a chunk's nonzero bins to kTables 16-bit tables (2 * kBins counts each); the loop
-// rotates over them so that runs of equal indices (ReLU6's saturated values, a peak near zero)
-// do not serialise on one counter. The caller flushes them before a count could reach 2^16.
-constexpr int kTables = 4;
-using BinTables = uint16_t[kTables][2 * kSideBins];
-void count_bins(const int32_t* idx, int m, BinTables& t) {
-  int j = 0;
-  for (; j + kTables <= m; j += kTables)
-    for (int k = 0; k < kTables; ++k) ++t[k][idx[j + k]];
-  for (int k = 0; j < m; ++j, ++k) ++t[k][idx[j]];
 }
 
 // Adds the 16-bit tables to the 32-bit counts `h` and clears them.
@@ -183,16 +197,26 @@ void HistogramObserver::accumulate(const at::Tensor& x_in) {
     if (L.limit <= 0) L.limit = limit_;
     uint32_t* h = scratch_.data() + static_cast<size_t>(t) * kPerThread;
     float inv = static_cast<float>(kBins / L.limit);
-    int32_t idx[1024 + 16];  // 16 lanes of slack for the vector loop's full stores
+    // Two index buffers: a chunk's bins are counted while the next chunk is binned. 16 lanes of
+    // slack each for the vector loop's full stores.
+    int32_t idx[2][1024 + 16];
+    int32_t* binned = idx[0];   // the current chunk's bins
+    int32_t* counting = idx[1];  // the previous chunk's bins, not yet counted
+    int uncounted = 0;
     BinTables tables = {};
     int since_flush = 0;  // chunks counted into the tables: each adds at most 1024 / kTables to a counter
     for (int64_t c = begin; c < end; c += 1024) {
       int len = static_cast<int>(std::min<int64_t>(1024, end - c));
       const float* q = p + c;
       float lo, hi;
-      int m = chunk_bins(q, len, inv, idx, lo, hi);
+      int m = chunk_bins(q, len, inv, binned, lo, hi, counting, uncounted, &tables);
+      if (uncounted > 0 && ++since_flush == 65535 / (1024 / kTables)) {
+        flush_bins(tables, h);
+        since_flush = 0;
+      }
+      uncounted = 0;
       double amax = std::max(std::fabs(lo), std::fabs(hi));
-      if (amax > L.limit) {  // rare: the range grows, the chunk is binned again
+      if (amax > L.limit) {  // rare: the range grows (every count so far is merged), the chunk is binned again
         flush_bins(tables, h);
         since_flush = 0;
         int factor = 1;
@@ -201,17 +225,15 @@ void HistogramObserver::accumulate(const at::Tensor& x_in) {
         merge_bins(h + kBins, factor);
         L.limit *= factor;
         inv = static_cast<float>(kBins / L.limit);
-        m = chunk_bins(q, len, inv, idx, lo, hi);
+        m = chunk_bins(q, len, inv, binned, lo, hi);
       }
       h[0] += static_cast<uint32_t>(len - m);  // the zeros
-      count_bins(idx, m, tables);
-      if (++since_flush == 65535 / (1024 / kTables)) {
-        flush_bins(tables, h);
-        since_flush = 0;
-      }
+      std::swap(binned, counting);
+      uncounted = m;
       L.lo = std::min(L.lo, lo);
       L.hi = std::max(L.hi, hi);
     }
+    count_bins(counting, uncounted, tables);
     flush_bins(tables, h);
   });
 }

@@ -340,6 +340,26 @@ TEST(HistogramObserver, ASpikeOfMillionsDoesNotOverflowTheSixteenBitTables) {
   }
 }
 
+TEST(HistogramObserver, ARangeGrowingMidBatchGivesThePortableCounts) {
+  // The vector loop counts each chunk's bins while it bins the next; when a chunk grows the
+  // range, the previous chunk's bins (at the old range) must be counted before the counts merge.
+  edgequant::testing::ScopedThreads one(1);
+  at::Tensor first = with_zeros_and_saturation(50000, 4) * 0.25;  // range 1.5
+  at::Tensor batch = at::cat({with_zeros_and_saturation(300001, 5) * 0.24, with_zeros_and_saturation(300001, 6)});
+  std::vector<HistogramObserver> seen;
+  for (bool vector : {true, false}) {
+    HistogramObserver::vector_binning = vector;
+    seen.emplace_back();
+    seen.back().observe(first);
+    seen.back().observe(batch);
+    HistogramObserver::vector_binning = true;
+  }
+  EXPECT_DOUBLE_EQ(seen[0].bin_width(), 6.0 / HistogramObserver::kBins);
+  EXPECT_EQ(seen[0].positive(), seen[1].positive());
+  EXPECT_EQ(seen[0].negative(), seen[1].negative());
+  EXPECT_DOUBLE_EQ(seen[0].total(), 650002.0);
+}
+
 TEST(HistogramObserver, ABatchSeenInPiecesEqualsItSeenWhole) {
   // The executor may show a batch a few samples at a time (accumulate per piece, end_batch
   // once). Once a first batch has set the range, the state is the same as for one observe():

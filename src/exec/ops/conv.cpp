@@ -1,6 +1,7 @@
 // Convolution, transposed convolution and matrix products.
 #include <ATen/ATen.h>
 
+#include "exec/blas.h"
 #include "exec/onednn_conv.h"
 #include "exec/ops/factories.h"
 
@@ -165,14 +166,15 @@ Kernel make_gemm(const Op& op, int64_t) {
   return [=](const Tensors& in) -> Tensors {
     at::Tensor a = trans_a ? in[0].t() : in[0];
     at::Tensor b = trans_b ? in[1].t() : in[1];
-    if (in.size() > 2 && in[2].defined() && beta != 0.0) return {at::addmm(in[2], a, b, beta, alpha)};
-    at::Tensor y = at::mm(a, b);
-    return {alpha == 1.0 ? y : y * alpha};
+    at::Tensor y = parallel_mm(a, b);
+    if (alpha != 1.0) y = y * alpha;
+    if (in.size() > 2 && in[2].defined() && beta != 0.0) y = y + (beta == 1.0 ? in[2] : in[2] * beta);
+    return {y};
   };
 }
 
 Kernel make_matmul(const Op&, int64_t) {
-  return [](const Tensors& in) -> Tensors { return {at::matmul(in[0], in[1])}; };
+  return [](const Tensors& in) -> Tensors { return {parallel_matmul(in[0], in[1])}; };
 }
 
 Kernel make_einsum(const Op& op, int64_t) {
