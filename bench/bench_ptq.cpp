@@ -1,6 +1,6 @@
 // PTQ wall time on a model (MobileNetV2 architecture in bench/ptq.sh), split into import /
 // calibration / analysis / export, with the cost ratios the PTQ issue targets:
-//   calibration time / time of the same number of plain float forward passes   (target <= 1.5)
+//   calibration time / time of the same number of plain float forward passes   (target <= 1.3)
 //   layerwise analysis time / one float pass over the analysis data            (target <= 0.6 x units)
 //   one calibration pass + all four calibrators' plans / one calibration pass  (target <= 1.15)
 // and the number of graph walks the pipeline made.
