@@ -126,8 +126,8 @@ at::ScalarType to_scalar_type(DType dtype) {
     case DType::Int64: return at::kLong;
     case DType::Int32: return at::kInt;
     case DType::Int16: return at::kShort;
-    case DType::Int8: return at::kChar;
-    case DType::UInt8: return at::kByte;
+    case DType::Int8: case DType::Int4: return at::kChar;  // 4-bit codes run unpacked
+    case DType::UInt8: case DType::UInt4: return at::kByte;
     case DType::Bool: return at::kBool;
     default: fail(ErrorCode::Unsupported, std::string("tensors of dtype ") + dtype_name(dtype) + " are not supported");
   }

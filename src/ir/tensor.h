@@ -12,6 +12,8 @@ namespace edgequant {
 enum class DType : int32_t {
   Undefined = 0, Float32 = 1, UInt8 = 2, Int8 = 3, UInt16 = 4, Int16 = 5, Int32 = 6, Int64 = 7,
   String = 8, Bool = 9, Float16 = 10, Float64 = 11, UInt32 = 12, UInt64 = 13, BFloat16 = 16,
+  // Opset 21's 4-bit codes: held unpacked, one value per byte (files pack two per byte).
+  UInt4 = 21, Int4 = 22,
 };
 
 size_t dtype_size(DType dtype);  // 0 for String/Undefined

@@ -42,6 +42,26 @@ static std::string read_external(const onnx::TensorProto& p, const std::string& 
   return bytes;
 }
 
+static bool is_four_bit(DType d) { return d == DType::Int4 || d == DType::UInt4; }
+
+// Opset 21's int4/uint4: two values per byte, the first in the low nibble; unpacked to one per
+// byte (int4 sign-extended).
+static Tensor unpack_four_bit(const onnx::TensorProto& p, DType dtype, const Shape& shape, const uint8_t* packed,
+                              size_t nbytes) {
+  Tensor t(dtype, shape);
+  const size_t n = static_cast<size_t>(t.numel());
+  if (nbytes != (n + 1) / 2)
+    fail(ErrorCode::InvalidModel, "tensor '" + p.name() + "' has " + std::to_string(nbytes) + " bytes of packed " +
+                                      dtype_name(dtype) + ", shape " + shape_str(shape) + " needs " +
+                                      std::to_string((n + 1) / 2));
+  uint8_t* out = t.data<uint8_t>();
+  for (size_t i = 0; i < n; ++i) {
+    uint8_t nibble = (packed[i / 2] >> (4 * (i % 2))) & 0xF;
+    out[i] = dtype == DType::Int4 && nibble >= 8 ? static_cast<uint8_t>(nibble | 0xF0) : nibble;
+  }
+  return t;
+}
+
 Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir) {
   DType dtype = static_cast<DType>(p.data_type());
   Shape shape(p.dims().begin(), p.dims().end());
@@ -51,9 +71,20 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
     fail(ErrorCode::Unsupported, "tensor '" + p.name() + "' has unsupported dtype " + std::to_string(p.data_type()));
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
     std::string bytes = read_external(p, base_dir);
+    if (is_four_bit(dtype))
+      return unpack_four_bit(p, dtype, shape, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
     return Tensor::from_bytes(dtype, shape, bytes.data(), bytes.size());
   }
-  if (p.has_raw_data()) return Tensor::from_bytes(dtype, shape, p.raw_data().data(), p.raw_data().size());
+  if (p.has_raw_data()) {
+    const std::string& raw = p.raw_data();
+    if (is_four_bit(dtype)) return unpack_four_bit(p, dtype, shape, reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+    return Tensor::from_bytes(dtype, shape, raw.data(), raw.size());
+  }
+  if (is_four_bit(dtype)) {  // int32_data holds one packed byte per entry
+    std::vector<uint8_t> packed;
+    for (int32_t b : p.int32_data()) packed.push_back(static_cast<uint8_t>(b));
+    return unpack_four_bit(p, dtype, shape, packed.data(), packed.size());
+  }
   Tensor t(dtype, shape);
   switch (dtype) {
     case DType::Float32: copy_field<decltype(p.float_data()), float>(p.float_data(), t); break;
@@ -76,6 +107,14 @@ void tensor_to_proto(const Tensor& t, onnx::TensorProto& p) {
   p.set_data_type(static_cast<int32_t>(t.dtype()));
   p.clear_dims();
   for (int64_t d : t.shape()) p.add_dims(d);
+  if (is_four_bit(t.dtype())) {
+    std::string packed((static_cast<size_t>(t.numel()) + 1) / 2, '\0');
+    const uint8_t* v = t.data<uint8_t>();
+    for (size_t i = 0; i < static_cast<size_t>(t.numel()); ++i)
+      packed[i / 2] = static_cast<char>(static_cast<uint8_t>(packed[i / 2]) | ((v[i] & 0xF) << (4 * (i % 2))));
+    p.set_raw_data(packed);
+    return;
+  }
   p.set_raw_data(t.raw(), t.nbytes());
 }
 

@@ -224,6 +224,39 @@ TEST(BadInput, UnsupportedAttributeValue) {
                     {"up", "tf_crop_and_resize needs a roi of 8 values"});
 }
 
+TEST(BadInput, BlockedQuantizationThatDoesNotFitIsNamed) {
+  // Opset 21: a blocked scale needs ceil(18 / 4) = 5 rows for an [18, 6] weight.
+  ModelBuilder b(21);
+  b.input("x", {1, 18}).output("y");
+  b.initializer("w", {18, 6}, std::vector<float>(108, 0.5f));
+  b.initializer("w_s", {4, 6}, std::vector<float>(24, 0.1f));
+  auto& q = b.node("QuantizeLinear", {"w", "w_s"}, {"w_q"}, "quantize_weight");
+  ModelBuilder::attr_int(q, "axis", 0);
+  ModelBuilder::attr_int(q, "block_size", 4);
+  ModelBuilder::attr_int(q, "output_dtype", 22);  // int4
+  b.node("Identity", {"x"}, {"y"});
+  std::string in = write_input("x118.npy", Tensor(DType::Float32, {1, 18}));
+  expect_user_error(run_command(cli() + " run " + b.save(tmp("bad_block.onnx")) + " -i " + in + " -o " + tmp("bad_block.npz")),
+                    {"quantize_weight", "[4, 6] does not fit input [18, 6] with block_size 4"});
+  // uint16 codes: no ATen type to hold them.
+  ModelBuilder u(21);
+  u.input("x", {1, 18}).output("y");
+  u.initializer("s", {}, {0.1f});
+  auto& q16 = u.node("QuantizeLinear", {"x", "s"}, {"q"}, "to_uint16");
+  ModelBuilder::attr_int(q16, "output_dtype", 4);  // uint16
+  u.node("DequantizeLinear", {"q", "s"}, {"y"});
+  expect_user_error(run_command(cli() + " run " + u.save(tmp("uint16_q.onnx")) + " -i " + in + " -o " + tmp("uint16_q.npz")),
+                    {"to_uint16", "uint16 codes are not supported"});
+  // A cast to int4 would keep int8 values in a 4-bit tensor: refused.
+  ModelBuilder c(21);
+  c.input("x", {1, 18}).output("y");
+  auto& cast = c.node("Cast", {"x"}, {"c"}, "to_int4");
+  ModelBuilder::attr_int(cast, "to", 22);
+  ModelBuilder::attr_int(c.node("Cast", {"c"}, {"y"}, "back"), "to", 1);
+  expect_user_error(run_command(cli() + " run " + c.save(tmp("cast_int4.onnx")) + " -i " + in + " -o " + tmp("cast_int4.npz")),
+                    {"to_int4", "Cast to int4"});
+}
+
 TEST(BadInput, WrongInputShapeAndDtype) {
   std::string model = fixture("models/resnet_style_op13.onnx");
   std::string out = tmp("shape_out.npz");

@@ -192,7 +192,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, NewOpsets,
                                            OpsetCase{"opset18_roi_align", {2, 3, 8, 10}},
                                            OpsetCase{"opset18_resize_antialias", {2, 3, 11, 13}},
                                            OpsetCase{"opset19_deform_conv", {2, 4, 7, 9}},
-                                           OpsetCase{"opset19_qoperator", {2, 3, 8, 8}}),
+                                           OpsetCase{"opset19_qoperator", {2, 3, 8, 8}},
+                                           OpsetCase{"opset21_int4_blocked", {2, 18}}),
                          [](const ::testing::TestParamInfo<OpsetCase>& i) { return i.param.model; });
 
 // An opset-21 model quantizes end to end: every op output typed, Conv/Relu/Gemm quantized, the

@@ -332,4 +332,52 @@ model(
      const("zp_y4", np.array(128, np.uint8)),
      i8("w5", (2, 3, 3, 3), 0, 255, np.uint8), const("w5_zp", np.array(128, np.uint8))],
     19, "opset19_qoperator")
+
+# Opset 21 quantization (what ONNX Runtime's blockwise 4-bit weight quantizer and current
+# exporters write): int4/uint4 tensors (two per byte; one in int32_data), blocked DequantizeLinear
+# of a weight, blocked QuantizeLinear of an activation, output_dtype without a zero point, per-axis
+# uint4, int16 codes. Python's onnx 1.12 has no INT4 helpers: the tensors are written by hand.
+def four_bit(name, values, signed, dims, in_int32_data=False):
+    v = np.asarray(values, np.int64).reshape(-1)
+    nib = (v & 0xF).astype(np.uint8)
+    if nib.size % 2:
+        nib = np.append(nib, 0)
+    packed = (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8)
+    t = TensorProto()
+    t.name = name
+    t.data_type = 22 if signed else 21
+    t.dims.extend(dims)
+    if in_int32_data:
+        t.int32_data.extend(int(b) for b in packed)
+    else:
+        t.raw_data = packed.tobytes()
+    return t
+
+
+model(
+    [
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], ["w"], axis=0, block_size=4),
+        helper.make_node("MatMul", ["x", "w"], ["blocked_weight_out"]),
+        helper.make_node("QuantizeLinear", ["x", "a_s", "a_zp"], ["a_q"], axis=1, block_size=4),
+        helper.make_node("DequantizeLinear", ["a_q", "a_s", "a_zp"], ["blocked_act_out"], axis=1, block_size=4),
+        helper.make_node("QuantizeLinear", ["x", "t_s"], ["t_q"], output_dtype=22),
+        helper.make_node("DequantizeLinear", ["t_q", "t_s"], ["int4_no_zp_out"]),
+        helper.make_node("QuantizeLinear", ["x", "u_s", "u_zp"], ["u_q"], axis=1),
+        helper.make_node("DequantizeLinear", ["u_q", "u_s", "u_zp"], ["uint4_axis_out"], axis=1),
+        helper.make_node("QuantizeLinear", ["x", "h_s", "h_zp"], ["h_q"]),
+        helper.make_node("DequantizeLinear", ["h_q", "h_s", "h_zp"], ["int16_out"]),
+    ],
+    [f32("x", [2, 18])],
+    [f32("blocked_weight_out", None), f32("blocked_act_out", None), f32("int4_no_zp_out", None),
+     f32("uint4_axis_out", None), f32("int16_out", None)],
+    [four_bit("w_q", rng.integers(-8, 8, (18, 6)), True, [18, 6]),  # 18 rows: the last block has 2
+     const("w_s", rng.uniform(0.02, 0.1, (5, 6)).astype(np.float32)),
+     four_bit("w_zp", rng.integers(-2, 3, (5, 6)), True, [5, 6], in_int32_data=True),
+     const("a_s", rng.uniform(0.1, 0.4, (2, 5)).astype(np.float32)),
+     four_bit("a_zp", rng.integers(-3, 4, (2, 5)), True, [2, 5]),
+     const("t_s", np.array(0.3, np.float32)),
+     const("u_s", rng.uniform(0.1, 0.5, 18).astype(np.float32)),
+     four_bit("u_zp", rng.integers(5, 11, 18), False, [18]),
+     const("h_s", np.array(1e-4, np.float32)), const("h_zp", np.array(-300, np.int16))],
+    21, "opset21_int4_blocked")
 print("wrote", sorted(os.listdir(OUT)))

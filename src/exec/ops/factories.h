@@ -11,4 +11,8 @@ namespace edgequant::exec {
 // Conv followed by its only reader, a ReLU/Clip with constant bounds, as one kernel (the
 // executor fuses them when no hook needs to see the value between the two).
 Kernel make_conv_clamped(const Op& conv, ClampPostOp clamp);
+
+// The ONNX type of a QuantizeLinear's codes: its zero point's, else opset 21's output_dtype,
+// else uint8. (4-bit codes run as int8/uint8 tensors, so the type is not the tensor's.)
+DType quantize_linear_output_type(const Op& op);
 }  // namespace edgequant::exec

@@ -1,5 +1,6 @@
 // QuantizeLinear / DequantizeLinear (ONNX opset 10+): y = saturate(round_half_even(x / scale) + zp)
-// and x = (q - zp) * scale, per tensor or per axis. Lets the float executor run QDQ files (the
+// and x = (q - zp) * scale, per tensor, per axis or (opset 21) per block along an axis, with
+// int8/uint8, int16 and 4-bit codes. Lets the float executor run QDQ files (the
 // exporters' own output, and other tools'); mismatched scale/zero-point shapes name the node.
 // The operator-format ops of already-quantized models (ONNX Runtime's QOperator output, TFLite
 // conversions): QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear.
@@ -33,16 +34,66 @@ std::pair<at::Tensor, at::Tensor> scale_and_zero(const Op& op, const at::Tensor&
 }
 }  // namespace
 
+namespace {
+// Opset 21's blocked form: `t` (a scale or zero point) has x's rank, and along `axis` one entry
+// per `block` consecutive values of x (the last block may be shorter); repeated to x's shape.
+at::Tensor expand_blocks(const Op& op, const at::Tensor& x, const at::Tensor& t, int64_t axis, int64_t block) {
+  auto bad = [&](const std::string& what) { fail(ErrorCode::InvalidModel, op.describe() + ": " + what); };
+  if (block < 0) bad("block_size must be positive, got " + std::to_string(block));
+  int64_t a = axis < 0 ? axis + x.dim() : axis;
+  if (a < 0 || a >= x.dim()) bad("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(x.dim()));
+  if (t.dim() != x.dim())
+    bad("a blocked scale or zero point needs the input's rank " + std::to_string(x.dim()) + ", got " + std::to_string(t.dim()));
+  for (int64_t d = 0; d < x.dim(); ++d) {
+    int64_t want = d == a ? (x.size(d) + block - 1) / block : x.size(d);
+    if (t.size(d) != want)
+      bad("blocked scale/zero point shape " + std::string(c10::str(t.sizes())) + " does not fit input " +
+          std::string(c10::str(x.sizes())) + " with block_size " + std::to_string(block) + " on axis " + std::to_string(a));
+  }
+  return t.repeat_interleave(block, a).narrow(a, 0, x.size(a));
+}
+
+std::pair<at::Tensor, at::Tensor> scales_for(const Op& op, const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zp,
+                                              int64_t axis, int64_t block) {
+  if (block == 0) return scale_and_zero(op, x, scale, zp, axis);
+  if (zp.defined() && zp.sizes() != scale.sizes())
+    fail(ErrorCode::InvalidModel, op.describe() + ": zero point shape " + std::string(c10::str(zp.sizes())) +
+                                      " differs from scale shape " + std::string(c10::str(scale.sizes())));
+  return {expand_blocks(op, x, scale, axis, block), zp.defined() ? expand_blocks(op, x, zp, axis, block) : at::Tensor()};
+}
+
+// The code range of a QuantizeLinear output type (4-bit codes are held in int8/uint8 tensors).
+std::pair<double, double> code_range(const Op& op, DType type) {
+  switch (type) {
+    case DType::UInt8: return {0, 255};
+    case DType::Int8: return {-128, 127};
+    case DType::Int16: return {-32768, 32767};
+    case DType::UInt4: return {0, 15};
+    case DType::Int4: return {-8, 7};
+    default:
+      fail(ErrorCode::Unsupported, op.describe() + ": " + dtype_name(type) +
+                                       " codes are not supported (int4, uint4, int8, uint8 and int16 are)");
+  }
+}
+}  // namespace
+
+DType quantize_linear_output_type(const Op& op) {
+  if (op.inputs.size() > 2 && op.inputs[2] && op.inputs[2]->dtype != DType::Undefined) return op.inputs[2]->dtype;
+  int64_t declared = op.attr_int("output_dtype", 0);  // opset 21, when there is no zero point
+  return declared != 0 ? static_cast<DType>(declared) : DType::UInt8;
+}
+
 Kernel make_quantize_linear(const Op& op, int64_t) {
-  if (op.attr_int("block_size", 0) != 0) unsupported(op, "block_size (opset 21 blocked quantization)");
-  int64_t axis = op.attr_int("axis", 1);
-  return [op, axis](const Tensors& in) -> Tensors {
+  int64_t axis = op.attr_int("axis", 1), block = op.attr_int("block_size", 0);
+  const DType type = quantize_linear_output_type(op);
+  if (op.inputs.size() > 2 && op.inputs[2] && op.attr_int("output_dtype", 0) != 0 &&
+      op.attr_int("output_dtype", 0) != static_cast<int64_t>(op.inputs[2]->dtype))
+    fail(ErrorCode::InvalidModel, op.describe() + ": output_dtype differs from the zero point's type");
+  const auto [lo, hi] = code_range(op, type);
+  const at::ScalarType out = to_scalar_type(type);
+  return [op, axis, block, lo, hi, out](const Tensors& in) -> Tensors {
     at::Tensor zp = in.size() > 2 ? in[2] : at::Tensor();
-    auto [s, z] = scale_and_zero(op, in[0], in[1], zp, axis);
-    at::ScalarType out = z.defined() ? z.scalar_type() : at::kByte;
-    if (out != at::kByte && out != at::kChar)
-      fail(ErrorCode::Unsupported, "node '" + op.name + "' (QuantizeLinear): zero point type must be int8 or uint8");
-    double lo = out == at::kByte ? 0 : -128, hi = out == at::kByte ? 255 : 127;
+    auto [s, z] = scales_for(op, in[0], in[1], zp, axis, block);
     at::Tensor q = at::round(in[0].to(at::kFloat) / s.to(at::kFloat));  // ties to even, as ONNX specifies
     if (z.defined()) q = q + z.to(at::kFloat);
     return {at::clamp(q, lo, hi).to(out)};
@@ -50,11 +101,10 @@ Kernel make_quantize_linear(const Op& op, int64_t) {
 }
 
 Kernel make_dequantize_linear(const Op& op, int64_t) {
-  if (op.attr_int("block_size", 0) != 0) unsupported(op, "block_size (opset 21 blocked quantization)");
-  int64_t axis = op.attr_int("axis", 1);
-  return [op, axis](const Tensors& in) -> Tensors {
+  int64_t axis = op.attr_int("axis", 1), block = op.attr_int("block_size", 0);
+  return [op, axis, block](const Tensors& in) -> Tensors {
     at::Tensor zp = in.size() > 2 ? in[2] : at::Tensor();
-    auto [s, z] = scale_and_zero(op, in[0], in[1], zp, axis);
+    auto [s, z] = scales_for(op, in[0], in[1], zp, axis, block);
     if (z.defined() && z.scalar_type() != in[0].scalar_type())
       fail(ErrorCode::InvalidModel, "node '" + op.name + "' (DequantizeLinear): zero point type differs from the input's");
     at::Tensor x = in[0].to(at::kFloat);

@@ -201,6 +201,8 @@ Kernel make_constant_of_shape(const Op& op, int64_t) {
 Kernel make_cast(const Op& op, int64_t) {
   DType to = static_cast<DType>(op.attr_int("to", 0));
   if (to == DType::String) unsupported(op, "Cast to string");
+  // 4-bit tensors run as 8-bit ones: a cast would not bring values into the 4-bit range.
+  if (to == DType::Int4 || to == DType::UInt4) unsupported(op, std::string("Cast to ") + dtype_name(to));
   at::ScalarType type = to_scalar_type(to);
   return [type](const Tensors& in) -> Tensors { return {in[0].to(type)}; };
 }
@@ -232,7 +234,9 @@ Kernel make_size(const Op&, int64_t) {
 }
 
 // CastLike (opset 15): Cast to the element type of the second input.
-Kernel make_cast_like(const Op&, int64_t) {
+Kernel make_cast_like(const Op& op, int64_t) {
+  if (op.inputs.size() > 1 && op.inputs[1] && (op.inputs[1]->dtype == DType::Int4 || op.inputs[1]->dtype == DType::UInt4))
+    unsupported(op, std::string("CastLike to ") + dtype_name(op.inputs[1]->dtype));
   return [](const Tensors& in) -> Tensors { return {in[0].to(in[1].scalar_type())}; };
 }
 
