@@ -31,7 +31,8 @@ bool records_gradient(const at::Tensor& a, const at::Tensor& b) {
 at::Tensor parallel_mm(const at::Tensor& a, const at::Tensor& b) {
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   const int threads = at::get_num_threads();
-  if (threads < 2 || m * k * n < kParallelMacs || records_gradient(a, b) || at::in_parallel_region())
+  // at::mm also reports mismatched shapes, with its own message.
+  if (threads < 2 || k != b.size(0) || m * k * n < kParallelMacs || records_gradient(a, b) || at::in_parallel_region())
     return at::mm(a, b);
   at::Tensor out = at::empty({m, n}, a.options().dtype(at::promote_types(a.scalar_type(), b.scalar_type())));
   if (m >= 4 * threads) {
@@ -66,7 +67,8 @@ at::Tensor parallel_matmul(const at::Tensor& a, const at::Tensor& b) {
   const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
   int64_t count = 1;
   for (int64_t d : batch) count *= d;
-  if (count < 2 || count * m * k * n < kParallelMacs || at::get_num_threads() < 2) return at::matmul(a, b);
+  if (count < 2 || k != b.size(-2) || count * m * k * n < kParallelMacs || at::get_num_threads() < 2)
+    return at::matmul(a, b);
   std::vector<int64_t> shape_a = batch, shape_b = batch, shape_out = batch;
   shape_a.insert(shape_a.end(), {m, k});
   shape_b.insert(shape_b.end(), {k, n});
