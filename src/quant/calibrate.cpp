@@ -32,14 +32,16 @@ void take_selection(const std::vector<at::Tensor>& inputs, int64_t per_batch, st
   pieces.push_back(std::move(piece));
 }
 
-// Pieces joined into batches of up to 32 samples (fewer, larger runs).
+// Pieces joined into batches of up to 8 samples: fewer runs than one per piece, and the
+// simulated passes that score candidate plans stay cache-sized (32 samples of 224x224 made
+// 150 MB intermediates whose fresh pages the kernel zeroed).
 std::vector<std::vector<at::Tensor>> merge_selection(const std::vector<std::vector<at::Tensor>>& pieces) {
   std::vector<std::vector<at::Tensor>> out;
   size_t i = 0;
   while (i < pieces.size()) {
     int64_t n0 = pieces[i][0].size(0), n = 0;
     std::vector<std::vector<at::Tensor>> group;
-    while (i < pieces.size() && n < 32) {
+    while (i < pieces.size() && n < 8) {
       n += pieces[i][0].size(0);
       group.push_back(pieces[i++]);
     }
