@@ -63,13 +63,36 @@ namespace {
 // this after nearly every op. Same arithmetic as the ATen path: float x / float s, the rounding
 // of core/intmath, clamp, back to float.
 template <RoundingMode kMode>
+inline void fake_quant_range(const float* in, float* out, int64_t begin, int64_t end, float s, float z, float lo, float hi) {
+  for (int64_t i = begin; i < end; ++i) {
+    float q = static_cast<float>(round_value(in[i] / s, kMode)) + z;
+    q = q < lo ? lo : (q > hi ? hi : q);
+    out[i] = (q - z) * s;
+  }
+}
+#if defined(__x86_64__)
+// The same loop compiled for AVX2: the rounding becomes vroundps/vroundpd instead of a libm call
+// per value (the baseline x86-64 target has no rounding instruction), ~4x faster; the same
+// IEEE operations in the same order, so the same bits.
+template <RoundingMode kMode>
+__attribute__((target("avx2"))) void fake_quant_range_avx2(const float* in, float* out, int64_t begin, int64_t end, float s,
+                                                           float z, float lo, float hi) {
+  fake_quant_range<kMode>(in, out, begin, end, s, z, lo, hi);
+}
+#endif
+
+template <RoundingMode kMode>
 void fake_quant_loop(const float* in, float* out, int64_t n, float s, float z, float lo, float hi) {
+#if defined(__x86_64__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+#else
+  constexpr bool avx2 = false;
+#endif
   at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float q = static_cast<float>(round_value(in[i] / s, kMode)) + z;
-      q = q < lo ? lo : (q > hi ? hi : q);
-      out[i] = (q - z) * s;
-    }
+#if defined(__x86_64__)
+    if (avx2) return fake_quant_range_avx2<kMode>(in, out, begin, end, s, z, lo, hi);
+#endif
+    fake_quant_range<kMode>(in, out, begin, end, s, z, lo, hi);
   });
 }
 

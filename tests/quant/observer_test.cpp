@@ -254,20 +254,27 @@ TEST(WeightRanges, PerChannelVersusPerTensor) {
 namespace {
 TEST(FakeQuantize, FusedCpuPathMatchesTheAtenPath) {
   at::manual_seed(1);
-  at::Tensor x = at::randn({4, 8, 5, 5}).contiguous(at::MemoryFormat::ChannelsLast) * 3;
-  for (auto mode : {RoundingMode::HalfEven, RoundingMode::HalfUp, RoundingMode::HalfAwayFromZero, RoundingMode::Floor}) {
-    QuantConfig c;
-    c.rounding = mode;
-    c.symmetric = false;
-    c.set_range(8, false, false);
-    c.scales = {0.0371};
-    c.zero_points = {117};
-    auto [s, z] = scale_tensors(c, x.dim(), x.options());
-    at::Tensor fused = fake_quantize(x, c);
-    at::Tensor aten = fake_quantize(x, s, z, c.quant_min, c.quant_max, c.rounding);
-    EXPECT_TRUE(at::equal(fused, aten)) << rounding_mode_name(mode);
-    EXPECT_TRUE(fused.is_contiguous(at::MemoryFormat::ChannelsLast));
-  }
+  at::Tensor random = at::randn({4, 8, 5, 5}).contiguous(at::MemoryFormat::ChannelsLast) * 3;
+  // Exact ties, (k + 1/2) steps of a 0.25 grid, where the rounding modes differ: the vector loop
+  // must round them as the scalar rounding functions do.
+  at::Tensor ties = (at::arange(-300, 300, at::kFloat) * 0.25f + 0.125f).reshape({4, 6, 5, 5});
+  ties = ties.contiguous(at::MemoryFormat::ChannelsLast);
+  for (auto mode : {RoundingMode::HalfEven, RoundingMode::HalfUp, RoundingMode::HalfAwayFromZero, RoundingMode::Floor,
+                    RoundingMode::Ceil, RoundingMode::TowardZero})
+    for (bool on_ties : {false, true}) {
+      const at::Tensor& x = on_ties ? ties : random;
+      QuantConfig c;
+      c.rounding = mode;
+      c.symmetric = false;
+      c.set_range(8, false, false);
+      c.scales = {on_ties ? 0.25 : 0.0371};
+      c.zero_points = {on_ties ? 3 : 117};
+      auto [s, z] = scale_tensors(c, x.dim(), x.options());
+      at::Tensor fused = fake_quantize(x, c);
+      at::Tensor aten = fake_quantize(x, s, z, c.quant_min, c.quant_max, c.rounding);
+      EXPECT_TRUE(at::equal(fused, aten)) << rounding_mode_name(mode) << (on_ties ? " on ties" : "");
+      EXPECT_TRUE(fused.is_contiguous(at::MemoryFormat::ChannelsLast));
+    }
 }
 }  // namespace
 
