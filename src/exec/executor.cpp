@@ -145,7 +145,7 @@ struct Executor::Impl {
   void run_plan(const std::vector<PreparedOp>& plan, std::vector<at::Tensor>& env, const HookList* hooks) {
     for (const PreparedOp& p : plan) {
       if (p.first >= 0 && hooks) {
-        // A fused pair under observing hooks: they are shown the pair's output as the
+        // A fused pair under hooks: they see the first op's inputs and the pair's output as the
         // activation's; the inner value, if watched, needs the two ops run apart.
         const PreparedOp& inner = ops[p.first];
         if (hooks->watches(*slot_value[inner.out_slots[0]])) {
@@ -273,9 +273,9 @@ bool HookList::allow_inplace() const {
   return true;
 }
 
-bool HookList::observe_only() const {
+bool HookList::takes_inference_plan() const {
   for (const auto& h : list_)
-    if (!h.watches || h.before_op) return false;
+    if (!h.watches || (h.before_op && !h.fusable)) return false;
   return true;
 }
 
@@ -330,8 +330,9 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, con
   for (size_t i = 0; i < inputs.size(); ++i) check_input(g.inputs[i], inputs[i]);
   bool no_grad = !m.gradient && !at::GradMode::is_enabled();
   bool hook_free = !hooks || hooks->empty();
-  // Read-only observers take the inference plan too (fused pairs split where they watch).
-  bool inference = no_grad && (hook_free || hooks->observe_only());
+  // Read-only observers and fusable rewriters take the inference plan too (fused pairs split
+  // where they watch).
+  bool inference = no_grad && (hook_free || hooks->takes_inference_plan());
   if (hook_free) hooks = nullptr;
   int64_t batch = !inputs.empty() && inputs[0].dim() > 0 ? inputs[0].size(0) : 0;
   bool chunked = inference && m.chunk > 0 && batch > m.chunk;

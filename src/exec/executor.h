@@ -39,6 +39,11 @@ struct ExecHooks {
   // fused there runs fused unless its inner value is watched, and a large batch runs in chunks,
   // so after_op may see a value a few samples at a time; after_run then marks the batch's end.
   std::function<bool(const Value& value)> watches;
+  // Set by hooks that rewrite tensors yet need only the values `watches` names (the
+  // simulator: weights replaced before a Conv, fake quantization after the values that own a
+  // grid). Such runs take the inference plan too: a fused pair whose inner value is not watched
+  // runs fused, before_op seeing its first op and inputs, after_op its output as the second op's.
+  bool fusable = false;
   // Once at the end of every run() (after the last chunk).
   std::function<void()> after_run;
 };
@@ -54,8 +59,9 @@ class HookList {
     return *this;
   }
   bool allow_inplace() const;
-  // Every hook is a read-only observer (sets `watches`, has no before_op).
-  bool observe_only() const;
+  // Every hook sets `watches` and is read-only (no before_op) or `fusable`: the run may take the
+  // inference plan (fused pairs, chunks).
+  bool takes_inference_plan() const;
   bool watches(const Value& value) const;
   void after_run() const;
   void before_op(const Op& op, std::vector<at::Tensor>& inputs) const;

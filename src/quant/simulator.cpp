@@ -183,10 +183,28 @@ void QuantSimulator::after_op(const Op& op, std::vector<at::Tensor>& out, const 
     }
 }
 
+bool QuantSimulator::needs_value(const Value& value) const {
+  auto rewrites = [&](const Op* op, bool inputs) {
+    auto it = op ? ops_.find(op) : ops_.end();
+    if (it == ops_.end()) return false;
+    const OpPlan& p = it->second;
+    return inputs ? !p.constants.empty() || !p.trainable_constants.empty() || !p.activations.empty() || p.wide || p.table
+                  : !p.outputs.empty() || p.table;
+  };
+  if (rewrites(value.producer, false)) return true;
+  for (const Op* reader : value.consumers)
+    if (rewrites(reader, true)) return true;
+  return false;
+}
+
 exec::ExecHooks QuantSimulator::hooks(const std::set<const Op*>* only) const {
   exec::ExecHooks h;
   h.before_op = [this, only](const Op& op, std::vector<at::Tensor>& in) { before_op(op, in, only); };
   h.after_op = [this, only](const Op& op, std::vector<at::Tensor>& out) { after_op(op, out, only); };
+  // Fake quantization is per value: inference runs may fuse Conv+Clip where the Conv's output
+  // has no grid of its own, and run large batches in chunks.
+  h.watches = [this](const Value& v) { return needs_value(v); };
+  h.fusable = true;
   return h;
 }
 

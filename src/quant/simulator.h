@@ -37,6 +37,9 @@ class QuantSimulator {
   void before_op(const Op& op, std::vector<at::Tensor>& inputs, const std::set<const Op*>* only) const;
   void after_op(const Op& op, std::vector<at::Tensor>& outputs, const std::set<const Op*>* only) const;
   bool from_lowered_form() const { return lowered_ != nullptr; }
+  // True when `value` must exist on its own in a run: its producer quantizes it, or a reader
+  // rewrites its inputs (a fused Conv+Clip pair runs fused only when neither holds).
+  bool needs_value(const Value& value) const;
 
  private:
   struct Quantize {

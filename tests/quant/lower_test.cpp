@@ -39,6 +39,30 @@ TEST_P(LoweredSimulation, EqualsThePlanSimulationBitForBit) {
   for (size_t i = 0; i < a.size(); ++i)
     EXPECT_TRUE(at::equal(a[i], b[i])) << c.model << " on " << target << ", output " << i << ": max |diff| "
                                        << (a[i] - b[i]).abs().max().item<double>();
+  // The simulator's runs take the inference plan (a Conv and its ReLU/Clip fused where the Conv's
+  // output has no grid of its own; large batches in chunks); its hooks run op by op give the
+  // same bits. A counting hook shows the fused run really saw fewer ops.
+  int fused_ops = 0, unfused_ops = 0;
+  exec::ExecHooks count_fused;
+  count_fused.after_op = [&](const Op&, std::vector<at::Tensor>&) { ++fused_ops; };
+  count_fused.watches = [](const Value&) { return false; };
+  count_fused.fusable = true;
+  exec::HookList fused(from_lowered.hooks());
+  fused.add(count_fused);
+  exec::ExecHooks op_by_op = from_lowered.hooks();
+  op_by_op.watches = nullptr;  // no longer fusable: every op alone, whole batches
+  exec::ExecHooks count_unfused;
+  count_unfused.after_op = [&](const Op&, std::vector<at::Tensor>&) { ++unfused_ops; };
+  exec::HookList unfused(op_by_op);
+  unfused.add(count_unfused);
+  std::vector<at::Tensor> f = ctx.executor().run({x}, &fused), u = ctx.executor().run({x}, &unfused);
+  for (size_t i = 0; i < f.size(); ++i)
+    EXPECT_TRUE(at::equal(f[i], u[i])) << c.model << " on " << target << ", output " << i << " fused vs op by op: max |diff| "
+                                       << (f[i] - u[i]).abs().max().item<double>();
+  if (ctx.executor().inference_plan().fused_activations > 0)
+    EXPECT_LT(fused_ops, unfused_ops) << c.model << ": no Conv+activation pair ran fused";
+  else
+    EXPECT_EQ(fused_ops, unfused_ops) << c.model;  // the detection head has no Conv+ReLU/Clip pair
   // Every quantized constant of the lowered form is an integer code within its range.
   for (const auto& [name, t] : ctx.lowered->tensors) {
     if (t.codes.dtype() == DType::Undefined) continue;
@@ -46,6 +70,35 @@ TEST_P(LoweredSimulation, EqualsThePlanSimulationBitForBit) {
     EXPECT_GE(q.min().item<int64_t>(), t.qmin) << name;
     EXPECT_LE(q.max().item<int64_t>(), t.qmax) << name;
   }
+}
+
+// A Conv whose output owns a grid must not run fused with its ReLU/Clip under the simulator:
+// the fake quantization between the two would be skipped. (The plan is edited by hand: every
+// target fuses such pairs itself.)
+TEST(SimulatorFusion, AConvOutputWithAGridRunsApartFromItsActivation) {
+  auto owned = calibrated(fixture_case("fashion/fmnist_mobilenet"), "esp32s3", 16);
+  QuantContext& ctx = *owned;
+  QuantPlan plan = ctx.plan;
+  int unfused = 0;
+  for (auto& [name, c] : plan.values)
+    if (c.state == QuantState::Fused) {
+      c = *plan.find(ctx.graph->find_op(c.fused_into)->outputs[0]->name);  // the activation's grid,
+      for (double& scale : c.scales) scale *= 4;                              // four times coarser
+      ++unfused;
+    }
+  ASSERT_GT(unfused, 0);
+  ASSERT_GT(ctx.executor().inference_plan().fused_activations, 0u);
+  quant::BatchStream stream = ctx.batches(ctx.calibration);
+  at::Tensor x;
+  ASSERT_TRUE(stream.next(x));
+  at::NoGradGuard no_grad;
+  quant::QuantSimulator sim(*ctx.graph, plan, ctx.executor());
+  exec::ExecHooks op_by_op = sim.hooks();
+  op_by_op.watches = nullptr;
+  at::Tensor fused = sim.run({x})[0], apart = ctx.executor().run({x}, &op_by_op)[0];
+  EXPECT_TRUE(at::equal(fused, apart)) << "max |diff| " << (fused - apart).abs().max().item<double>();
+  quant::QuantSimulator usual(*ctx.graph, ctx.plan, ctx.executor());
+  EXPECT_FALSE(at::equal(fused, usual.run({x})[0]));  // the extra grids do change the output
 }
 
 const std::string kFashion = kFashionTrain;
