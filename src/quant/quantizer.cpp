@@ -265,6 +265,23 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
       plan.requants.push_back({op->name, static_cast<int>(i), v->name, grid});
     }
   }
+  // A quantized Conv/Gemm with a bias whose input comes out of a float op (dispatched to float,
+  // or float-only on the target) would need a float-to-integer boundary inside the graph, which
+  // the simulator and the exporters do not have: its bias scale s_in * s_w has no s_in. Refused
+  // here, before any data pass, naming both ops.
+  for (const auto& op_ptr : g.ops()) {
+    const Op* op = op_ptr.get();
+    const Value* in = op->input(0);
+    const Value* bias = op->input(2);
+    const QuantConfig* bc = bias ? plan.find(bias->name) : nullptr;
+    if (!is_compute_op(op->type) || !in || in->is_constant() || !bc || bc->role != QuantRole::Bias) continue;
+    const QuantConfig* ic = plan.effective(in->name);
+    if (ic && ic->state != QuantState::Float) continue;
+    std::string from = in->producer ? "float op '" + in->producer->name + "' (" + in->producer->type + ")" : "a float input";
+    fail(ErrorCode::Unsupported, op->describe() + " is quantized but reads '" + in->name + "' from " + from +
+                                     ": a float-to-integer boundary inside the graph is not supported; dispatch both "
+                                     "ops to the same kind (dispatching_table)");
+  }
   check_channel_rules(g, t, plan);
   plan.verify(g);
   return plan;

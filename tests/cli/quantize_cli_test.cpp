@@ -48,6 +48,15 @@ TEST(QuantizeCli, UnknownDispatchOpListsOps) {
   expect_error(kModel + " -t esp32s3 -c " + kTrain + " -s " + s, {"no_such_conv", "/stem/stem.0/Conv"}, tmp("o3"));
 }
 
+TEST(QuantizeCli, AFloatActivationFeedingAQuantizedConvIsRefusedByName) {
+  // A float island ending inside the graph would need a float-to-integer boundary (not there):
+  // one line naming both ops, before the data pass (was an internal error after calibration).
+  std::string s = write_setting("float_clip.yaml", "dispatching_table: {\"/blocks/blocks.0/body/body.2/Clip\": float}\n");
+  expect_error(kModel + " -t esp32s3 -c " + kTrain + " -s " + s,
+               {"/blocks/blocks.0/body/body.3/Conv", "/blocks/blocks.0/body/body.2/Clip", "float-to-integer boundary"},
+               tmp("o_float_clip"));
+}
+
 TEST(QuantizeCli, EmptyCalibrationSet) {
   write_npy(tmp("empty.npy"), Tensor(DType::Float32, {0, 1, 28, 28}));
   expect_error(kModel + " -t esp32s3 -c " + tmp("empty.npy"), {"empty.npy", "empty"}, tmp("o4"));
