@@ -38,6 +38,14 @@ def mutate(m):
         if ints: random.choice(ints).i = random.choice([-5, -1, 0, 1, 2, 7, 1 << 20])
     elif k == 1 and g.initializer:
         t = random.choice(g.initializer)
+        if t.data_type in (21, 22):  # uint4/int4 (opset 21; unknown to onnx 1.12): flip a packed byte
+            data = bytearray(t.raw_data) if t.raw_data else bytearray(b & 0xFF for b in t.int32_data)
+            if data:
+                data[random.randrange(len(data))] = random.randrange(256)
+                if random.random() < 0.3: data = data[:-1]  # a truncated tensor
+            t.ClearField("int32_data")
+            t.raw_data = bytes(data)
+            return m
         a = numpy_helper.to_array(t).copy()
         if a.size:
             values = [-7, -1, 0, 3, 1000]
