@@ -295,9 +295,6 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
   return g;
 }
 
-}  // namespace
-
-namespace {
 // Every node's arity and required inputs, checked before libonnx's shape inference runs: some of
 // its inference functions read a required input without checking it is there (MaxUnpool's
 // indices: a crash found by fuzzing).

@@ -32,9 +32,7 @@ std::pair<at::Tensor, at::Tensor> scale_and_zero(const Op& op, const at::Tensor&
   shape[size_t(a)] = scale.numel();
   return {scale.reshape(shape), zp.defined() ? zp.reshape(shape) : at::Tensor()};
 }
-}  // namespace
 
-namespace {
 // Opset 21's blocked form: `t` (a scale or zero point) has x's rank, and along `axis` one entry
 // per `block` consecutive values of x (the last block may be shorter); repeated to x's shape.
 at::Tensor expand_blocks(const Op& op, const at::Tensor& x, const at::Tensor& t, int64_t axis, int64_t block) {
@@ -151,7 +149,7 @@ at::Tensor requantize(const Op& op, const at::Tensor& acc, const at::Tensor& mul
   at::ScalarType out = y_zp.defined() ? y_zp.scalar_type() : at::kByte;
   if (out != at::kByte && out != at::kChar)
     fail(ErrorCode::Unsupported, op.describe() + ": output zero point type must be int8 or uint8");
-  double lo = out == at::kByte ? 0 : -128, hi = out == at::kByte ? 255 : 127;
+  const auto [lo, hi] = code_range(op, from_scalar_type(out));
   at::Tensor q = at::round(acc * multiplier.to(at::kDouble));
   if (y_zp.defined()) q = q + y_zp.reshape({}).to(at::kDouble);
   return at::clamp(q, lo, hi).to(out);
