@@ -173,11 +173,11 @@ int main(int argc, char** argv) {
   {
     exec::ExecHooks read;
     read.allow_inplace = true;
-    read.watches = [&](const Value& v) { return quant::wants_observer(v, ctx.plan); };
+    read.watches = [&](const Value& v) { return quant::observed_in_calibration(v, ctx.plan); };
     double sink = 0;
     read.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
       for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i)
-        if (quant::wants_observer(*op.outputs[i], ctx.plan)) sink += min_plus_max(outs[i]);
+        if (quant::observed_in_calibration(*op.outputs[i], ctx.plan)) sink += min_plus_max(outs[i]);
     };
     exec::HookList hooks(read);
     quant::BatchStream stream = ctx.batches(ctx.calibration);
@@ -186,7 +186,7 @@ int main(int argc, char** argv) {
       if (!stream.next(b)) break;
       auto tf = Clock::now();
       for (const Value* in : g.inputs)
-        if (quant::wants_observer(*in, ctx.plan)) sink += min_plus_max(b);
+        if (quant::observed_in_calibration(*in, ctx.plan)) sink += min_plus_max(b);
       ex.run({b}, &hooks);
       read_floor_s += since(tf);
     }

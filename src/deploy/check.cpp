@@ -37,6 +37,9 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
   if (!runtime::find_kernel(op.type))
     add("EdgeQuant's integer runtime has no " + op.type + " kernel yet (the .espdl test values are computed by it)",
         "--format none for reports only, or a QDQ target");
+  else if (oc && oc->state == QuantState::Float && !runtime::kernel_computes_float(op.type))
+    add(op.type + " runs on integers only in ESP-DL and EdgeQuant's runtime, and this one is dispatched to float",
+        "dispatching_table: {\"" + op.name + "\": int8} (or int16), or quantize for a QDQ target");
   if (t.int8_only_ops.count(op.type) && widest_bits(op, plan) > 8)
     add(op.type + " runs only at int8 on ESP-DL (its int16 kernel is empty)",
         "dispatching_table: {\"" + op.name + "\": int8} in the setting");

@@ -81,13 +81,21 @@ void calibrate_constants(const Graph& g, exec::Executor& ex, QuantPlan& plan, co
   }
 }
 
+bool observed_in_calibration(const Value& v, const QuantPlan& plan) {
+  if (wants_observer(v, plan)) return true;
+  if (v.is_constant()) return false;
+  for (const auto& r : plan.requants)
+    if (r.grid && r.target == v.name && !r.grid->custom_scale) return true;
+  return false;
+}
+
 Observations observe_activations(const Graph& g, exec::Executor& ex, const QuantPlan& plan, BatchStream& batches,
                                  const exec::HookList* extra, double batch_percentile) {
   auto start = std::chrono::steady_clock::now();
   Observations obs;
   std::unordered_map<const Value*, HistogramObserver*> observer_of;
   for (const auto& v : g.values())
-    if (wants_observer(*v, plan)) {
+    if (observed_in_calibration(*v, plan)) {
       observer_of[v.get()] = &obs.by_value[v->name];
       obs.by_value[v->name].track_batch_percentile(batch_percentile);
     }

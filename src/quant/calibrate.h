@@ -42,6 +42,9 @@ CalibAlgorithm calib_algorithm_for(const Setting& setting, const Target& target)
 
 // The tensors calibration observes: quantized, not constant, no custom scale, not Align-to-Large.
 bool wants_observer(const Value& value, const QuantPlan& plan);
+// The tensors the data pass observes: those, and float tensors a quantized op reads through a
+// boundary grid of its own (the output of a float op; the grid is calibrated on it).
+bool observed_in_calibration(const Value& value, const QuantPlan& plan);
 
 // The data pass. `extra` hooks run before the observers (e.g. a simulator, to observe the
 // quantized graph). `batch_percentile` > 0: the observers also keep each batch's quantiles at

@@ -210,7 +210,8 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
         for (size_t i : data_inputs(*op)) {
           const Value* v = op->input(i);
           const QuantConfig* vc = v ? plan.find(v->name) : nullptr;
-          if (vc && vc->state != QuantState::Float && vc->state != QuantState::Fused)
+          // (A float input, out of a float op, is quantized straight onto the output's grid.)
+          if (vc && vc->state != QuantState::Fused && (vc->state != QuantState::Float || !v->is_constant()))
             plan.requants.push_back({op->name, static_cast<int>(i), op->outputs[0]->name, std::nullopt});
         }
       }
@@ -255,6 +256,14 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
       const Value* v = op->input(i);
       if (!v || v->is_constant() || requanted.count({op->name, static_cast<int>(i)})) continue;
       const QuantConfig* ic = plan.effective(v->name);
+      if (ic && ic->state == QuantState::Float && v->dtype == DType::Float32) {
+        // Float-to-integer boundary: a quantized op reading the output of a float op (dispatched
+        // to float, or float-only on the target) quantizes it with a grid of its own, calibrated
+        // on that float tensor, as it would a graph input (ESP-DL inserts QuantizeLinear there).
+        QuantConfig grid = make_config(t.activation, op_bits, t.scale_kind, t.rounding, QuantRole::Input);
+        plan.requants.push_back({op->name, static_cast<int>(i), v->name, grid});
+        continue;
+      }
       if (!ic || (ic->state != QuantState::Quantized && ic->state != QuantState::Passive) || ic->bits == op_bits) continue;
       QuantConfig grid = *ic;
       grid.state = QuantState::Quantized;
@@ -264,23 +273,6 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
       grid.zero_points.clear();
       plan.requants.push_back({op->name, static_cast<int>(i), v->name, grid});
     }
-  }
-  // A quantized Conv/Gemm with a bias whose input comes out of a float op (dispatched to float,
-  // or float-only on the target) would need a float-to-integer boundary inside the graph, which
-  // the simulator and the exporters do not have: its bias scale s_in * s_w has no s_in. Refused
-  // here, before any data pass, naming both ops.
-  for (const auto& op_ptr : g.ops()) {
-    const Op* op = op_ptr.get();
-    const Value* in = op->input(0);
-    const Value* bias = op->input(2);
-    const QuantConfig* bc = bias ? plan.find(bias->name) : nullptr;
-    if (!is_compute_op(op->type) || !in || in->is_constant() || !bc || bc->role != QuantRole::Bias) continue;
-    const QuantConfig* ic = plan.effective(in->name);
-    if (ic && ic->state != QuantState::Float) continue;
-    std::string from = in->producer ? "float op '" + in->producer->name + "' (" + in->producer->type + ")" : "a float input";
-    fail(ErrorCode::Unsupported, op->describe() + " is quantized but reads '" + in->name + "' from " + from +
-                                     ": a float-to-integer boundary inside the graph is not supported; dispatch both "
-                                     "ops to the same kind (dispatching_table)");
   }
   check_channel_rules(g, t, plan);
   plan.verify(g);

@@ -48,13 +48,27 @@ TEST(QuantizeCli, UnknownDispatchOpListsOps) {
   expect_error(kModel + " -t esp32s3 -c " + kTrain + " -s " + s, {"no_such_conv", "/stem/stem.0/Conv"}, tmp("o3"));
 }
 
-TEST(QuantizeCli, AFloatActivationFeedingAQuantizedConvIsRefusedByName) {
-  // A float island ending inside the graph would need a float-to-integer boundary (not there):
-  // one line naming both ops, before the data pass (was an internal error after calibration).
+TEST(QuantizeCli, AFloatOpTheChipCannotRunInFloatIsRefusedByNameBeforeCalibration) {
+  // ESP-DL and EdgeQuant's runtime compute Clip on integers only: a Clip dispatched to float
+  // cannot go into a .espdl file. One line naming the op, at the check before any data pass (it
+  // was an internal error after calibration, and a float MaxPool crashed the .espdl writer).
   std::string s = write_setting("float_clip.yaml", "dispatching_table: {\"/blocks/blocks.0/body/body.2/Clip\": float}\n");
   expect_error(kModel + " -t esp32s3 -c " + kTrain + " -s " + s,
-               {"/blocks/blocks.0/body/body.3/Conv", "/blocks/blocks.0/body/body.2/Clip", "float-to-integer boundary"},
-               tmp("o_float_clip"));
+               {"'/blocks/blocks.0/body/body.2/Clip' (Clip)", "integers only", "pass 'check'"}, tmp("o_float_clip"));
+}
+
+TEST(QuantizeCli, AFloatClipBeforeAQuantizedConvGoesIntoAQdqFile) {
+  // The same setting on a QDQ target: the Conv reads the float Clip through a QuantizeLinear of
+  // its own (a boundary grid calibrated on the float tensor; the bias scale is s_grid * s_w).
+  std::string s = write_setting("float_clip_qdq.yaml", "dispatching_table: {\"/blocks/blocks.0/body/body.2/Clip\": float}\n");
+  std::string out = tmp("o_float_clip_qdq");
+  fs::remove_all(out);
+  auto r = run_command(cli() + " quantize " + kModel + " -t ort-int8 --calib-steps 2 --batch-size 16 -c " + kTrain + " -s " + s +
+                       " --out " + out);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(fs::exists(out + "/model.qdq.onnx")) << r.output;
+  EXPECT_NE(r.output.find("1 float"), std::string::npos) << r.output;
+  fs::remove_all(out);
 }
 
 TEST(QuantizeCli, EmptyCalibrationSet) {

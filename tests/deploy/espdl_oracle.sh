@@ -23,13 +23,15 @@ CASES=(
   "models/mobilenetv2_style_op13.onnx $SRC/tests/fixtures/models/mobilenetv2_style_input.npy $S/int16.yaml"
   "models/resnet_style_op13.onnx $SRC/tests/fixtures/models/resnet_style_input.npy $S/int16.yaml"
   "models/detection_head_op13.onnx $SRC/tests/fixtures/models/detection_head_input.npy $S/int16_detection_head.yaml"
+  "models/resnet_style_op13.onnx $SRC/tests/fixtures/models/resnet_style_input.npy $S/float_island_resnet.yaml"
 )
 failures=0
 printf "%-28s %-6s %-8s %10s %10s  %s\n" model bits target onnx_bytes espdl_bytes result
 for c in "${CASES[@]}"; do
   read -r model data setting <<<"$c"
   bits=int8; extra=()
-  if [ "$setting" != - ]; then bits=int16; extra=(-s "$setting"); fi
+  if [ "$setting" != - ]; then extra=(-s "$setting"); fi
+  case "$setting" in *int16*) bits=int16 ;; *float_island*) bits=island ;; esac
   for target in c esp32s3 esp32p4; do
     out="$WORK/$(basename "$model" .onnx)-$bits-$target"
     rm -rf "$out"

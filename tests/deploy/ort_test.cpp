@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -31,10 +32,8 @@ namespace {
 
 class QdqInOnnxRuntime : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
-TEST_P(QdqInOnnxRuntime, WithinOneLsbOfTheSimulation) {
-  auto [c, target] = GetParam();
-  auto owned = calibrated(c, target, 8);
-  QuantContext& ctx = *owned;
+// The QDQ file of a calibrated context in ONNX Runtime: every output within 1 LSB of the simulation.
+void expect_qdq_within_one_lsb_of_simulation(QuantContext& ctx, const std::string& label) {
   std::string dir = scratch_dir("qdq");
   std::string model = dir + "/model.qdq.onnx";
   deploy::write_qdq(*ctx.graph, ctx.plan, ctx.lowered_form(), model);
@@ -53,14 +52,41 @@ TEST_P(QdqInOnnxRuntime, WithinOneLsbOfTheSimulation) {
     double lsb = oc && oc->has_scale() ? oc->scales[0] : 0;
     double diff = (got - want[o].to(at::kFloat)).abs().max().item<double>();
     if (lsb > 0) {
-      EXPECT_LE(diff, lsb * 1.0001) << c.model << " on " << target << ": max |ORT - simulation| = " << diff / lsb << " LSB";
+      EXPECT_LE(diff, lsb * 1.0001) << label << ": max |ORT - simulation| = " << diff / lsb << " LSB";
     } else {
-      EXPECT_LE(diff, 1e-4) << c.model << " on " << target << " (float output)";
+      EXPECT_LE(diff, 1e-4) << label << " (float output)";
     }
-    std::printf("%s %s output %zu: max |ORT - simulation| = %.4g LSB\n", c.model.c_str(), target.c_str(), o, lsb > 0 ? diff / lsb : diff);
+    std::printf("%s output %zu: max |ORT - simulation| = %.4g LSB\n", label.c_str(), o, lsb > 0 ? diff / lsb : diff);
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST_P(QdqInOnnxRuntime, WithinOneLsbOfTheSimulation) {
+  auto [c, target] = GetParam();
+  auto owned = calibrated(c, target, 8);
+  expect_qdq_within_one_lsb_of_simulation(*owned, c.model + " on " + target);
+}
+
+// A float island inside the graph (/layer1/Relu_1 dispatched to float): the Convs reading it
+// quantize it on boundary grids of their own (a QuantizeLinear/DequantizeLinear pair per edge).
+class QdqFloatIsland : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(QdqFloatIsland, WithinOneLsbOfTheSimulation) {
+  Setting s;
+  s.dispatching_table["/layer1/Relu_1"] = "float";
+  auto owned = calibrated(fixture_case("models/resnet_style_op13"), GetParam(), 8, s);
+  int boundaries = 0;
+  for (const auto& r : owned->plan.requants) boundaries += r.grid && r.target == "/layer1/Relu_1_output_0";
+  EXPECT_EQ(boundaries, 2);
+  expect_qdq_within_one_lsb_of_simulation(*owned, "resnet_style float island on " + GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, QdqFloatIsland, ::testing::Values("ort-int8", "tflite-int8", "esp32s3"),
+                         [](const ::testing::TestParamInfo<std::string>& i) {
+                           std::string n = i.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
 
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, QdqInOnnxRuntime,

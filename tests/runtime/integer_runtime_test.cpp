@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "deploy/integer_program.h"
@@ -145,5 +146,69 @@ TEST(ShiftRound, TiesFollowTheMode) {
         ASSERT_EQ(saturate(runtime::shift_round(v, s, m), -128, 127), requantize(v, r, 0, -128, 127)) << v << " " << s;
       }
 }
+
+
+// A float island inside the graph (/layer1/Relu_1 dispatched to float, read by two Convs with
+// biases): each Conv quantizes the float tensor with a boundary grid of its own, calibrated on it;
+// the bias scale is that grid's scale times the weight's; the integer program (DequantizeLinear,
+// float Relu, QuantizeLinear) computes the simulation's codes bit for bit.
+class IntegerRuntimeFloatIsland : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(IntegerRuntimeFloatIsland, BoundaryGridsAndBiasScalesAndExactCodes) {
+  std::string target = GetParam();
+  Setting s;
+  s.dispatching_table["/layer1/Relu_1"] = "float";
+  auto owned = calibrated(fixture_case("models/resnet_style_op13"), target, 16, s);
+  QuantContext& ctx = *owned;
+  const QuantConfig* island = ctx.plan.find("/layer1/Relu_1_output_0");
+  ASSERT_TRUE(island);
+  EXPECT_EQ(island->state, QuantState::Float);
+  // The float tensor's largest value on the calibration samples, from a plain float run.
+  double float_max = 0;
+  {
+    exec::ExecHooks h;
+    h.watches = [](const Value& v) { return v.name == "/layer1/Relu_1_output_0"; };
+    h.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
+      for (size_t i = 0; i < outs.size() && i < op.outputs.size(); ++i)
+        if (op.outputs[i]->name == "/layer1/Relu_1_output_0") float_max = std::max(float_max, outs[i].max().item<double>());
+    };
+    exec::HookList hooks(h);
+    quant::BatchStream stream = ctx.batches(ctx.calibration);
+    at::Tensor x;
+    at::NoGradGuard no_grad;
+    while (stream.next(x)) ctx.executor().run({x}, &hooks);
+  }
+  ASSERT_GT(float_max, 0);
+  int boundaries = 0;
+  for (const auto& r : ctx.plan.requants) {
+    if (r.target != "/layer1/Relu_1_output_0") continue;
+    ++boundaries;
+    ASSERT_TRUE(r.grid.has_value()) << r.op;
+    ASSERT_EQ(r.grid->scales.size(), 1u) << r.op;
+    // Calibrated on the float tensor: the grid's top is the tensor's range give or take the
+    // calibrator's clip and the power-of-two rounding (a factor of 4 either way).
+    double top = r.grid->scales[0] * r.grid->quant_max;
+    EXPECT_GT(top, float_max / 4) << r.op;
+    EXPECT_LT(top, float_max * 4) << r.op;
+    const Op* conv = ctx.graph->find_op(r.op);
+    ASSERT_TRUE(conv && conv->type == "Conv" && conv->input(2)) << r.op;
+    const QuantConfig* w = ctx.plan.effective(conv->input(1)->name);
+    const QuantConfig* b = ctx.plan.effective(conv->input(2)->name);
+    ASSERT_TRUE(w && b);
+    ASSERT_EQ(b->scales.size(), w->scales.size());
+    for (size_t k = 0; k < w->scales.size(); ++k) EXPECT_EQ(b->scales[k], w->scales[k] * r.grid->scales[0]) << r.op << " channel " << k;
+  }
+  EXPECT_EQ(boundaries, 2);  // /layer2/c1/Conv and /layer2/down/down.0/Conv
+  Diff d = compare_with_simulation(ctx, 4);
+  EXPECT_GT(d.total, 0);
+  EXPECT_EQ(d.differing, 0) << target << ": " << d.differing << " of " << d.total << " elements differ, max " << d.max_lsb << " LSB";
+}
+
+INSTANTIATE_TEST_SUITE_P(Targets, IntegerRuntimeFloatIsland, ::testing::Values("esp32p4", "esp32s3", "c", "ti-npu"),
+                         [](const ::testing::TestParamInfo<std::string>& i) {
+                           std::string n = i.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
 
 }  // namespace

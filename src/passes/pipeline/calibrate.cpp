@@ -11,7 +11,7 @@ PassResult CalibratePass::run(QuantContext& ctx) {
   bool covered = ctx.observations.has_value();
   if (covered)
     for (const auto& v : ctx.graph->values())
-      if (quant::wants_observer(*v, ctx.plan) && !ctx.observations->by_value.count(v->name)) covered = false;
+      if (quant::observed_in_calibration(*v, ctx.plan) && !ctx.observations->by_value.count(v->name)) covered = false;
   ctx.count_walk(covered ? 1 : 2);
   if (!covered) {
     quant::BatchStream stream = ctx.batches(ctx.calibration);

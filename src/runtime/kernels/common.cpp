@@ -1,6 +1,7 @@
 // Shared kernel helpers and the op type -> kernel table.
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "edgequant/error.h"
 #include "runtime/kernels/kernels.h"
@@ -30,6 +31,14 @@ const std::map<std::string, Kernel>& table() {
 Kernel find_kernel(const std::string& op_type) {
   auto it = table().find(op_type);
   return it == table().end() ? nullptr : it->second;
+}
+
+bool kernel_computes_float(const std::string& op_type) {
+  static const std::set<std::string> ops = {
+      "Add", "Sub", "Mul",                                                                     // elementwise.cpp
+      "Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Exp", "Swish", "Softmax",  // activation.cpp
+      "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Concat", "Slice", "Gather"};  // movement.cpp
+  return ops.count(op_type) > 0;
 }
 
 std::vector<std::string> kernel_op_types() {

@@ -29,6 +29,9 @@ struct KernelArgs {
 using Kernel = void (*)(const KernelArgs&);
 // nullptr when the op type has no integer kernel.
 Kernel find_kernel(const std::string& op_type);
+// The op's kernel also computes on float tensors (ESP-DL's "F32" nodes: a float island between a
+// DequantizeLinear and a QuantizeLinear). Conv, Gemm, pooling, Clip and Resize take integers only.
+bool kernel_computes_float(const std::string& op_type);
 std::vector<std::string> kernel_op_types();
 
 // x * 2^-shift rounded with `mode` (shift <= 0: exact left shift), exact for every int64.
