@@ -83,7 +83,8 @@ void calibrate_constants(const Graph& g, exec::Executor& ex, QuantPlan& plan, co
 
 bool observed_in_calibration(const Value& v, const QuantPlan& plan) {
   if (wants_observer(v, plan)) return true;
-  if (v.is_constant()) return false;
+  const QuantConfig* c = plan.effective(v.name);
+  if (v.is_constant() || !c || c->state != QuantState::Float) return false;  // (passives: their master is observed)
   for (const auto& r : plan.requants)
     if (r.grid && r.target == v.name && !r.grid->custom_scale) return true;
   return false;
