@@ -105,6 +105,18 @@ struct TiWriter {
     auto exp_of = [&](const std::string& v) { return p.value(v).exponent; };
     Value* y = nullptr;
     const std::string& t = n.op_type;
+    if (vo.dtype == DType::Float32 && t != "DequantizeLinear") {
+      // A float island (an op dispatched to float, between a DequantizeLinear and a
+      // QuantizeLinear): the same op on real values, run by the chip's CPU.
+      std::vector<Value*> in;
+      for (const std::string& i : n.inputs) in.push_back(i.empty() ? nullptr : input(i));
+      y = fresh(out, shape);
+      Op* op = g.add_op(t, g.unique_name(base), in, {y});
+      for (const auto& [k, a] : n.attrs)
+        if (k != "quant_type" && k != "lut" && k != "activation") op->attrs[k] = a;
+      values[out] = y;
+      return;
+    }
     if (t == "Conv" || t == "Gemm") {
       const IntTensor& w = *p.initializer(n.inputs[1]);
       Value* acc = fresh(base + "_accumulator", shape);

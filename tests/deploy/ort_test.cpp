@@ -96,10 +96,9 @@ INSTANTIATE_TEST_SUITE_P(
 
 class TiIntegerOnnx : public ::testing::TestWithParam<FixtureCase> {};
 
-TEST_P(TiIntegerOnnx, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
-  FixtureCase c = GetParam();
-  auto owned = calibrated(c, "ti-npu", 8);
-  QuantContext& ctx = *owned;
+// The TI integer ONNX file of a calibrated ti-npu context in ONNX Runtime against the integer
+// runtime's codes: identical, or within one code where float functions round (`float_functions`).
+void expect_ti_onnx_codes(QuantContext& ctx, const std::string& label, bool float_functions) {
   std::string dir = scratch_dir("ti");
   runtime::IntGraph onnx_layout = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), false);
   runtime::IntGraph program = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor());
@@ -139,11 +138,26 @@ TEST_P(TiIntegerOnnx, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
   // Layers the NPU runs (Conv/Gemm BNORM, pools, requantized Adds, Clip) are integer on both
   // sides: exact. Float islands the chip's CPU runs (Sigmoid without a table, bilinear Resize)
   // round float32 results: ONNX Runtime's kernels and ours may differ there by one code.
-  if (c.float_functions) EXPECT_LE(max_codes, 1.0) << c.model;
-  else EXPECT_EQ(differing, 0) << c.model << ": " << differing << " of " << total << " output codes differ";
-  std::printf("%s ti-npu: %lld of %lld output codes differ (ORT vs integer runtime), max %g\n", c.model.c_str(), (long long)differing,
+  if (float_functions) EXPECT_LE(max_codes, 1.0) << label;
+  else EXPECT_EQ(differing, 0) << label << ": " << differing << " of " << total << " output codes differ";
+  std::printf("%s ti-npu: %lld of %lld output codes differ (ORT vs integer runtime), max %g\n", label.c_str(), (long long)differing,
               (long long)total, max_codes);
   std::filesystem::remove_all(dir);
+}
+
+TEST_P(TiIntegerOnnx, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
+  FixtureCase c = GetParam();
+  auto owned = calibrated(c, "ti-npu", 8);
+  expect_ti_onnx_codes(*owned, c.model, c.float_functions);
+}
+
+// A float island (/layer1/Relu_1 dispatched to float, read by two Convs through boundary grids):
+// the Relu runs in float on the CPU between the integer layers.
+TEST(TiIntegerOnnxFloatIsland, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
+  Setting s;
+  s.dispatching_table["/layer1/Relu_1"] = "float";
+  auto owned = calibrated(fixture_case("models/resnet_style_op13"), "ti-npu", 8, s);
+  expect_ti_onnx_codes(*owned, "resnet_style float island", false);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TiIntegerOnnx,
