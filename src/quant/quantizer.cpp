@@ -206,7 +206,15 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     if (is_aligned_op(op->type) && s.alignment != Alignment::None && op->outputs.size() == 1 && op->outputs[0]) {
       QuantConfig* oc = plan.find(op->outputs[0]->name);
       if (oc && oc->state == QuantState::Quantized) {
-        if (s.alignment == Alignment::AlignToLarge) oc->align_to_large = true;
+        // Align to Large takes the union of the inputs' grids; a float input has none, so such an
+        // op's output is calibrated on its own values (align to output) instead.
+        bool float_input = false;
+        for (size_t i : data_inputs(*op)) {
+          const Value* v = op->input(i);
+          const QuantConfig* vc = v && !v->is_constant() ? plan.find(v->name) : nullptr;
+          float_input |= vc && vc->state == QuantState::Float;
+        }
+        if (s.alignment == Alignment::AlignToLarge && !float_input) oc->align_to_large = true;
         for (size_t i : data_inputs(*op)) {
           const Value* v = op->input(i);
           const QuantConfig* vc = v ? plan.find(v->name) : nullptr;
