@@ -35,9 +35,11 @@ Kernel find_kernel(const std::string& op_type) {
 
 bool kernel_computes_float(const std::string& op_type) {
   static const std::set<std::string> ops = {
-      "Add", "Sub", "Mul",                                                                     // elementwise.cpp
-      "Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Exp", "Swish", "Softmax",  // activation.cpp
-      "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Concat", "Slice", "Gather"};  // movement.cpp
+      "Add", "Sub", "Mul",                                                                    // elementwise.cpp
+      "Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Exp", "Swish",  // activation.cpp
+      "Softmax",                                                                              // activation.cpp
+      "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Concat", "Slice",   // movement.cpp
+      "Gather"};                                                                              // movement.cpp
   return ops.count(op_type) > 0;
 }
 
