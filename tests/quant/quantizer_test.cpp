@@ -221,6 +221,7 @@ TEST(Calibration, NaNSampleIsNamed) {
     EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
   }
 }
+
 // Align to Large takes the union of the inputs' grids. A residual Add whose two inputs come out of
 // float ops (both dispatched to float) has none: its output is observed and calibrated on its own
 // values instead (it got the degenerate range [0, 0] before: SQNR 19 dB instead of 41 on ort-int8),

@@ -148,7 +148,6 @@ TEST(ShiftRound, TiesFollowTheMode) {
       }
 }
 
-
 // A float island inside the graph (/layer1/Relu_1 dispatched to float, read by two Convs with
 // biases): each Conv quantizes the float tensor with a boundary grid of its own, calibrated on it;
 // the bias scale is that grid's scale times the weight's; the integer program (DequantizeLinear,
