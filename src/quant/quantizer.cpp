@@ -219,7 +219,7 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
           const Value* v = op->input(i);
           const QuantConfig* vc = v ? plan.find(v->name) : nullptr;
           // (A float input, out of a float op, is quantized straight onto the output's grid.)
-          if (vc && vc->state != QuantState::Fused && (vc->state != QuantState::Float || !v->is_constant()))
+          if (vc && vc->state != QuantState::Fused)
             plan.requants.push_back({op->name, static_cast<int>(i), op->outputs[0]->name, std::nullopt});
         }
       }

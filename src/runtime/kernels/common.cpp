@@ -1,7 +1,6 @@
 // Shared kernel helpers and the op type -> kernel table.
 #include <cmath>
 #include <map>
-#include <set>
 
 #include "edgequant/error.h"
 #include "runtime/kernels/kernels.h"
@@ -18,9 +17,14 @@ void KernelArgs::fail_node(const std::string& what) const {
 }
 
 namespace {
-const std::map<std::string, Kernel>& table() {
-  static const std::map<std::string, Kernel> t = {
-#define EQ_KERNEL(op, fn) {op, &fn},
+enum class KernelValues { Integer, IntegerAndFloat };
+struct KernelEntry {
+  Kernel fn;
+  KernelValues values;
+};
+const std::map<std::string, KernelEntry>& table() {
+  static const std::map<std::string, KernelEntry> t = {
+#define EQ_KERNEL(op, fn, values) {op, {&fn, KernelValues::values}},
 #include "runtime/kernels/kernels.def"
 #undef EQ_KERNEL
   };
@@ -30,17 +34,12 @@ const std::map<std::string, Kernel>& table() {
 
 Kernel find_kernel(const std::string& op_type) {
   auto it = table().find(op_type);
-  return it == table().end() ? nullptr : it->second;
+  return it == table().end() ? nullptr : it->second.fn;
 }
 
 bool kernel_computes_float(const std::string& op_type) {
-  static const std::set<std::string> ops = {
-      "Add", "Sub", "Mul",                                                                    // elementwise.cpp
-      "Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Exp", "Swish",  // activation.cpp
-      "Softmax",                                                                              // activation.cpp
-      "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Concat", "Slice",   // movement.cpp
-      "Gather"};                                                                              // movement.cpp
-  return ops.count(op_type) > 0;
+  auto it = table().find(op_type);
+  return it != table().end() && it->second.values == KernelValues::IntegerAndFloat;
 }
 
 std::vector<std::string> kernel_op_types() {

@@ -29,8 +29,7 @@ struct KernelArgs {
 using Kernel = void (*)(const KernelArgs&);
 // nullptr when the op type has no integer kernel.
 Kernel find_kernel(const std::string& op_type);
-// The op's kernel also computes on float tensors (ESP-DL's "F32" nodes: a float island between a
-// DequantizeLinear and a QuantizeLinear). Conv, Gemm, pooling, Clip and Resize take integers only.
+// The op's kernel also computes on float tensors (kernels.def: IntegerAndFloat).
 bool kernel_computes_float(const std::string& op_type);
 std::vector<std::string> kernel_op_types();
 
@@ -63,7 +62,7 @@ std::vector<int64_t> ints_input(const KernelArgs& args, size_t i);
 
 #define EQ_RUNTIME_KERNEL(name) void name(const KernelArgs& args)
 // Declared per family (kernels.def lists op type -> kernel).
-#define EQ_KERNEL(op, fn) EQ_RUNTIME_KERNEL(fn);
+#define EQ_KERNEL(op, fn, values) EQ_RUNTIME_KERNEL(fn);
 #include "runtime/kernels/kernels.def"
 #undef EQ_KERNEL
 
