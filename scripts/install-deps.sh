@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopenblas0-pthread libdnnl-dev
+  ocl-icd-opencl-dev  # libdnnl-dev's CMake config requires OpenCL (a Recommends only: --no-install-recommends skips it)
   libonnx-dev libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   flatbuffers-compiler libflatbuffers-dev libfmt-dev
