@@ -1,16 +1,34 @@
 // Helpers shared by tests: build small ONNX models in code, run the CLI, locate fixtures.
 #pragma once
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <unistd.h>
 #include <onnx/onnx_pb.h>
 
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <vector>
 
 namespace edgequant::testing {
 
 inline std::string fixture(const std::string& rel) { return std::string(EQ_SOURCE_DIR) + "/tests/fixtures/" + rel; }
+
+// Two float32 results of the same function through different kernels (oneDNN or BLAS choose
+// their blocking, hence the summation order, per CPU generation, problem shape and post-ops):
+// equal within `ulps` units in the last place of the result's scale (max |want|), the bound that
+// holds on any x86-64 CPU where bitwise equality does not. Same shapes required.
+inline ::testing::AssertionResult within_ulps(const at::Tensor& got, const at::Tensor& want, double ulps) {
+  if (got.sizes() != want.sizes())
+    return ::testing::AssertionFailure() << "shape " << got.sizes() << " vs " << want.sizes();
+  at::Tensor g = got.to(at::kDouble), w = want.to(at::kDouble);
+  double scale = std::max(w.abs().max().item<double>(), 1e-30);
+  double diff = (g - w).abs().max().item<double>();
+  double bound = ulps * std::numeric_limits<float>::epsilon() * scale;
+  if (diff <= bound) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "max |diff| " << diff << " = " << diff / (std::numeric_limits<float>::epsilon() * scale)
+                                       << " ULPs of max |y| " << scale << " (bound " << ulps << ")";
+}
 
 // A tiny ModelProto builder in the spirit of ONNX Runtime's graph_transform_test_builder.
 class ModelBuilder {

@@ -61,6 +61,7 @@ struct EvaluateReport {
   bool labelled = false;
   Accuracy float_accuracy, quantized_accuracy;
   std::vector<OutputMetrics> outputs;
+  std::vector<std::string> notes;  // how the runs were batched, when the model decided it
 };
 EvaluateReport evaluate_report(const EvaluateOptions& options);
 

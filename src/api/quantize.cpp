@@ -111,8 +111,15 @@ EvaluateReport evaluate_models(const Graph& g, const Graph& qg, const QuantPlan&
   LoweredModel lowered = quant::lower(qg, plan, load_target(plan.target_name), qex);
   quant::QuantSimulator sim(qg, plan, qex, &lowered);
   int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
-  quant::BatchStream stream(data, batch_size, (n + batch_size - 1) / batch_size, 0, -1, &g.inputs);
   EvaluateReport r;
+  quant::ModelBatch mb = quant::probe_model_batch(g, ex, data, 0);
+  int64_t bs = mb.run_size(batch_size);
+  if (mb.limit() > 0 && mb.limit() != batch_size)
+    r.notes.push_back(mb.why + ": evaluated " + std::to_string(bs) + " sample" + (bs == 1 ? "" : "s") + " at a time");
+  if (mb.exact() && n % bs != 0)
+    r.notes.push_back("the last " + std::to_string(n % bs) + " sample(s) do not fill a batch of " + std::to_string(bs) +
+                      " and are left out");
+  quant::BatchStream stream(data, bs, (n + bs - 1) / bs, 0, n, &g.inputs, mb.exact());
   r.labelled = data.has_labels();
   Accuracy& f = r.float_accuracy;
   Accuracy& q = r.quantized_accuracy;

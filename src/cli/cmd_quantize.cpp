@@ -55,6 +55,7 @@ void add_quantize_commands(CLI::App& app, Action& action) {
   ec->callback([&action] {
     action = [] {
       EvaluateReport r = evaluate_report(e);
+      for (const auto& note : r.notes) std::cerr << "note: " << note << "\n";
       if (r.labelled) {
         const Accuracy &f = r.float_accuracy, &qa = r.quantized_accuracy;
         std::cout << std::fixed << std::setprecision(2) << "samples: " << f.samples << "\n"

@@ -69,10 +69,25 @@ void QuantContext::invalidate(unsigned preserved) {
   }
 }
 
-quant::BatchStream QuantContext::batches(const DataSpan& span) const {
+const quant::ModelBatch& QuantContext::model_batch() {
+  if (model_batch_) return *model_batch_;
+  const DataSpan& span = calibration.data ? calibration : validation;
   if (!span.data) fail(ErrorCode::Internal, "no data attached to the quantization context");
-  int64_t bs = setting.batch_size;
-  return quant::BatchStream(*span.data, bs, (span.size() + bs - 1) / bs, span.begin, span.end, &graph->inputs);
+  model_batch_ = quant::probe_model_batch(*graph, executor(), *span.data, span.begin);
+  if (log && model_batch_->limit() > 0 && model_batch_->limit() != setting.batch_size)
+    *log << "note: " << model_batch_->why << ": every pass runs " << model_batch_->limit() << " sample"
+         << (model_batch_->limit() == 1 ? "" : "s") << " at a time (batch-size " << setting.batch_size << " asked)\n";
+  return *model_batch_;
+}
+
+quant::BatchStream QuantContext::batches(const DataSpan& span) {
+  if (!span.data) fail(ErrorCode::Internal, "no data attached to the quantization context");
+  const quant::ModelBatch& mb = model_batch();
+  int64_t bs = mb.run_size(setting.batch_size);
+  if (mb.exact() && span.size() < bs)
+    fail(ErrorCode::InvalidInput, span.description + ": " + std::to_string(span.size()) + " sample(s), but " + mb.why +
+                                      ": a run needs " + std::to_string(bs));
+  return quant::BatchStream(*span.data, bs, (span.size() + bs - 1) / bs, span.begin, span.end, &graph->inputs, mb.exact());
 }
 
 void attach_data(QuantContext& ctx, const std::string& calib_path) {

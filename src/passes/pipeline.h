@@ -20,6 +20,7 @@
 #include "ir/lowered.h"
 #include "ir/quant_config.h"
 #include "passes/pass.h"
+#include "quant/batches.h"
 #include "quant/calibrate.h"
 #include "quant/parameter_store.h"
 #include "quant/simulator.h"
@@ -76,10 +77,15 @@ class QuantContext {
   quant::QuantSimulator& simulator();
   void invalidate(unsigned preserved);
   void count_walk(int n = 1) { stats.graph_walks += n; }
-  // Batches of a span, one tensor per graph input.
-  quant::BatchStream batches(const DataSpan& span) const;
+  // Batches of a span, one tensor per graph input, at the model's batch (model_batch()) when
+  // the model cannot take setting.batch_size samples in one run.
+  quant::BatchStream batches(const DataSpan& span);
+  // How many samples one run of the model takes (probed once on the calibration data; the
+  // limit, if any, is logged once).
+  const quant::ModelBatch& model_batch();
 
  private:
+  std::optional<quant::ModelBatch> model_batch_;
   std::unique_ptr<exec::Executor> executor_;
   std::unique_ptr<quant::QuantSimulator> simulator_;
 };

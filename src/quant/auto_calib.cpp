@@ -109,7 +109,7 @@ std::vector<std::vector<at::Tensor>> scoring_batches(const Observations& obs) {
   int64_t left = kScoringSamples;
   for (const auto& batch : obs.selection) {
     if (left <= 0 || batch.empty() || batch[0].dim() == 0) break;
-    int64_t n = batch[0].size(0), take = std::min(n, left);
+    int64_t n = batch[0].size(0), take = obs.selection_whole ? n : std::min(n, left);
     std::vector<at::Tensor> b;
     for (const at::Tensor& x : batch) b.push_back(x.dim() > 0 && x.size(0) == n ? x.narrow(0, 0, take) : x);
     out.push_back(std::move(b));

@@ -23,25 +23,28 @@ double since(std::chrono::steady_clock::time_point t) {
 // The selection samples: the first `per_batch` samples of every batch, so they spread over the
 // calibration set (scoring clips on one batch favours clips fitted to an average batch).
 // Tensors whose leading dim is not the batch's sample count are shared inputs, kept whole.
-void take_selection(const std::vector<at::Tensor>& inputs, int64_t per_batch, std::vector<std::vector<at::Tensor>>& pieces) {
+// `whole`: a model with a fixed batch takes whole batches.
+void take_selection(const std::vector<at::Tensor>& inputs, int64_t per_batch, bool whole,
+                    std::vector<std::vector<at::Tensor>>& pieces) {
   if (inputs.empty() || inputs[0].dim() == 0) return;
-  int64_t n = inputs[0].size(0), take = std::min(n, per_batch);
+  int64_t n = inputs[0].size(0), take = whole ? n : std::min(n, per_batch);
   std::vector<at::Tensor> piece;
   for (const at::Tensor& x : inputs)
     piece.push_back(x.dim() > 0 && x.size(0) == n ? x.narrow(0, 0, take).clone() : x);
   pieces.push_back(std::move(piece));
 }
 
-// Pieces joined into batches of up to 8 samples: fewer runs than one per piece, and the
-// simulated passes that score candidate plans stay cache-sized (32 samples of 224x224 made
-// 150 MB intermediates whose fresh pages the kernel zeroed).
-std::vector<std::vector<at::Tensor>> merge_selection(const std::vector<std::vector<at::Tensor>>& pieces) {
+// Pieces joined into batches of up to 8 samples (and never more than a calibration batch, the
+// most the model takes in one run): fewer runs than one per piece, and the simulated passes that
+// score candidate plans stay cache-sized (32 samples of 224x224 made 150 MB intermediates whose
+// fresh pages the kernel zeroed).
+std::vector<std::vector<at::Tensor>> merge_selection(const std::vector<std::vector<at::Tensor>>& pieces, int64_t max_run) {
   std::vector<std::vector<at::Tensor>> out;
   size_t i = 0;
   while (i < pieces.size()) {
     int64_t n0 = pieces[i][0].size(0), n = 0;
     std::vector<std::vector<at::Tensor>> group;
-    while (i < pieces.size() && n < 8) {
+    while (i < pieces.size() && n < 8 && (group.empty() || n + pieces[i][0].size(0) <= max_run)) {
       n += pieces[i][0].size(0);
       group.push_back(pieces[i++]);
     }
@@ -133,7 +136,7 @@ Observations observe_activations(const Graph& g, exec::Executor& ex, const Quant
       auto it = observer_of.find(g.inputs[i]);
       if (it != observer_of.end()) it->second->observe(inputs[i]);
     }
-    take_selection(inputs, per_batch, pieces);
+    take_selection(inputs, per_batch, batches.exact(), pieces);
     ex.run(inputs, &hooks);
     ++obs.batches;
     obs.samples += inputs.empty() ? 0 : inputs[0].size(0);
@@ -141,7 +144,8 @@ Observations observe_activations(const Graph& g, exec::Executor& ex, const Quant
   }
   progress.finish();
   if (obs.samples == 0) fail(ErrorCode::InvalidInput, "the calibration set is empty");
-  obs.selection = merge_selection(pieces);
+  obs.selection = merge_selection(pieces, batches.batch_size());
+  obs.selection_whole = batches.exact();
   obs.seconds = since(start);
   return obs;
 }

@@ -27,6 +27,7 @@ struct Observations {
   // calib_algorithm auto scores its candidates on.
   static constexpr int64_t kSelectionSamples = 64;
   std::vector<std::vector<at::Tensor>> selection;
+  bool selection_whole = false;  // the model has a fixed batch: selection batches are run whole
 };
 
 struct CalibrationReport {

@@ -129,3 +129,39 @@ TEST(QuantizeCli, FewerSamplesThanRequestedWarnsAndQuantizes) {
   EXPECT_NE(e.output.find("quantized"), std::string::npos);
 }
 }  // namespace
+
+namespace {
+// The command of a user with a fixed-batch detector (input [1, 3, 48, 48], YOLO-FastestV2
+// channel shuffles), the default calibrator (auto) included; then the integer runtime and evaluate.
+TEST(QuantizeCli, AFixedBatchDetectorQuantizesRunsAndEvaluates) {
+  const std::string data = fixture("fixed_batch/detector_input.npy");
+  std::string out = tmp("fixed_b1");
+  fs::remove_all(out);
+  auto r = run_command(cli() + " quantize " + fixture("fixed_batch/detector_b1.onnx") + " -t esp32s3 -c " + data +
+                       " --batch-size 1 --calib-steps 32 -o " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("calibration: auto ("), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("note: "), std::string::npos) << r.output;  // batch 1 was asked: nothing to say
+  auto t = run_command(cli() + " run " + out + "/model.espdl");
+  EXPECT_EQ(t.status, 0) << t.output;
+  EXPECT_NE(t.output.find("Model::test() PASS"), std::string::npos) << t.output;
+  auto e = run_command(cli() + " evaluate " + fixture("fixed_batch/detector_b1.onnx") + " -q " + out + " -d " + data);
+  ASSERT_EQ(e.status, 0) << e.output;
+  EXPECT_NE(e.output.find("(40 samples)"), std::string::npos) << e.output;
+  EXPECT_NE(e.output.find("evaluated 1 sample at a time"), std::string::npos) << e.output;
+}
+
+// A free batch dim with the batch baked into Reshape constants: the default batch size is
+// reduced to 1, said once.
+TEST(QuantizeCli, ABatchBakedIntoReshapesRunsOneSampleAtATimeAndSaysSoOnce) {
+  std::string out = tmp("fixed_dyn");
+  fs::remove_all(out);
+  auto r = run_command(cli() + " quantize " + fixture("fixed_batch/detector_dynbatch.onnx") + " -t esp32s3 -c " +
+                       fixture("fixed_batch/detector_input.npy") + " -o " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  size_t at = r.output.find("note: the graph computes only at batch 1 (at a batch of 2: node '/stage2/stage2.1/Reshape'");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("note: ", at + 1), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::exists(out + "/model.espdl"));
+}
+}  // namespace
