@@ -32,8 +32,18 @@ namespace {
 
 class QdqInOnnxRuntime : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
-// The QDQ file of a calibrated context in ONNX Runtime: every output within 1 LSB of the simulation.
+// The QDQ file of a calibrated context in ONNX Runtime: every output within 1 LSB of the
+// simulation on power-of-two targets (scale ratios are powers of two, so ORT's float32
+// requantization is exact; the 1 LSB is the half-up/half-away nudge before QuantizeLinear). On
+// float-scale targets ORT requantizes with a float32 multiplier rounding ties to even, the
+// simulation (and the integer runtime it equals) with TFLite's q31 multiplier: the two agree
+// except within ~2^-24 of a rounding boundary, where a hidden activation lands one code apart and
+// an output reading it can move by one more. Whether such a near-tie occurs depends on the
+// calibrated scales, which follow the last bits of the float activations the CPU's kernels
+// compute: bound 2 LSB (seen: 1 with oneDNN's AVX2 kernels, 2 on fmnist_mobilenet/tflite-int8
+// with its AVX and SSE4.1 ones, ONEDNN_MAX_CPU_ISA=AVX).
 void expect_qdq_within_one_lsb_of_simulation(QuantContext& ctx, const std::string& label) {
+  const double bound = ctx.target.scale_kind == ScaleKind::PowerOfTwo ? 1.0 : 2.0;
   std::string dir = scratch_dir("qdq");
   std::string model = dir + "/model.qdq.onnx";
   deploy::write_qdq(*ctx.graph, ctx.plan, ctx.lowered_form(), model);
@@ -52,7 +62,7 @@ void expect_qdq_within_one_lsb_of_simulation(QuantContext& ctx, const std::strin
     double lsb = oc && oc->has_scale() ? oc->scales[0] : 0;
     double diff = (got - want[o].to(at::kFloat)).abs().max().item<double>();
     if (lsb > 0) {
-      EXPECT_LE(diff, lsb * 1.0001) << label << ": max |ORT - simulation| = " << diff / lsb << " LSB";
+      EXPECT_LE(diff, bound * lsb * 1.0001) << label << ": max |ORT - simulation| = " << diff / lsb << " LSB";
     } else {
       EXPECT_LE(diff, 1e-4) << label << " (float output)";
     }

@@ -64,6 +64,23 @@ std::unique_ptr<QuantContext> quantized(const std::string& model, const std::str
   return ctx;
 }
 
+// Both exports compute what torch computed (one image at a time): the shuffle's baked Reshapes
+// and the [1, -1, 9] heads import as they are.
+TEST(ModelBatch, TheDetectorsComputeAsTorchDid) {
+  at::Tensor x = exec::to_aten(read_npy(kData)).narrow(0, 0, 2);
+  at::Tensor want = exec::to_aten(read_npy(fixture("fixed_batch/detector_b1_output.npy")));
+  for (const std::string& model : {kFixed, kBaked}) {
+    auto g = load_model(model);
+    exec::Executor ex(*g);
+    at::NoGradGuard no_grad;
+    for (int64_t i = 0; i < 2; ++i) {
+      at::Tensor y = ex.run({x.narrow(0, i, 1)})[0];
+      ASSERT_EQ(y.sizes(), want.narrow(0, i, 1).sizes()) << model;
+      EXPECT_TRUE(at::allclose(y, want.narrow(0, i, 1), 1e-4, 1e-5)) << model << " sample " << i;
+    }
+  }
+}
+
 TEST(ModelBatch, AFixedInputBatchIsTheModelsBatch) {
   quant::ModelBatch mb = probe(kFixed, kData);
   EXPECT_EQ(mb.fixed, 1);

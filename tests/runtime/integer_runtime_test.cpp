@@ -64,9 +64,12 @@ Diff compare_with_simulation(QuantContext& ctx, int samples) {
 
 class IntegerRuntime : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
-// Float-scale targets (TFLite-style integer arithmetic: zero points, q31 multipliers): within 1 LSB
-// of the float32 simulation (the multiplier approximates s_in * s_w / s_out to 31 bits and the
-// simulation rounds its float32 product; they can land on either side of a tie).
+// Float-scale targets (TFLite-style integer arithmetic: zero points, q31 multipliers): within 2 LSB
+// of the float32 simulation at the outputs. The multiplier approximates s_in * s_w / s_out to 31
+// bits and the simulation rounds its float32 product: near a tie they can land on either side,
+// and an output reading such an activation can move by one more code. Whether a near-tie occurs
+// depends on the calibrated scales, which follow the float activations' last bits on each CPU
+// (seen: 0 elements differ with oneDNN's AVX2, AVX and SSE4.1 kernels, ONEDNN_MAX_CPU_ISA).
 class IntegerRuntimeFloatScale : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
 TEST_P(IntegerRuntimeFloatScale, WithinOneLsbOfTheSimulation) {
@@ -75,7 +78,7 @@ TEST_P(IntegerRuntimeFloatScale, WithinOneLsbOfTheSimulation) {
   QuantContext& ctx = *owned;
   Diff d = compare_with_simulation(ctx, 4);
   EXPECT_GT(d.total, 0);
-  EXPECT_LE(d.max_lsb, 1.0 + 1e-6) << c.model << " on " << target;
+  EXPECT_LE(d.max_lsb, 2.0 + 1e-6) << c.model << " on " << target;
   std::printf("%s %s: %lld of %lld elements differ, max %g LSB\n", c.model.c_str(), target.c_str(), (long long)d.differing,
               (long long)d.total, d.max_lsb);
 }
