@@ -2,8 +2,18 @@
 // quantized at 8 bits for esp32s3, esp32p4 and ort-int8 with every calibrator through the
 // pipeline (one calibration data pass per target; the calibrators are a rerun of "calibrate"
 // from the cached observations), simulated from the lowered integer form, scored on the
-// 10 000-image test set. The figures are deterministic: float top-1 must be exact and each cell
-// within 0.05 point of the table recorded when the PTQ core landed. Prints the table ("TABLE").
+// 10 000-image test set, against the table recorded when the PTQ core landed. Prints the table
+// ("TABLE"). Why the tolerances hold on any CPU:
+// - float top-1 exact: kernels differ by a few ULPs of the logits, and the closest top-2 logits
+//   of any test image are 280 ULPs of max |logit| apart (fmnist_resnet; 1984 for mobilenet), so
+//   no argmax can flip;
+// - power-of-two targets within 0.05 point: the simulation is exact arithmetic on the plan, and
+//   the plan follows the float activations only through exponents (a range would have to sit
+//   within a few ULPs of a power-of-two rounding boundary to move one): identical cells with
+//   every library's kernels swapped (ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default
+//   OPENBLAS_CORETYPE=Sandybridge);
+// - ort-int8 within 0.10 point: float scales carry the activations' last bits, which move
+//   near-tie codes: up to 0.03 point (3 images) with the kernels swapped.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -61,7 +71,8 @@ TEST_P(FashionMnist, TableMatchesRecordedFigures) {
       double expected = want.cells.at(target_name)[k];
       std::printf("TABLE %-17s %-9s %-11s float %6.2f  quantized %6.2f  delta %+5.2f  (recorded %6.2f)\n", model.c_str(),
                   target_name.c_str(), algos[k], float_top1, q, q - float_top1, expected);
-      EXPECT_NEAR(q, expected, 0.05) << model << " " << target_name << " " << algos[k];
+      double tolerance = ctx.target.scale_kind == ScaleKind::PowerOfTwo ? 0.05 : 0.10;
+      EXPECT_NEAR(q, expected, tolerance) << model << " " << target_name << " " << algos[k];
     }
     EXPECT_EQ(ctx.stats.data_passes, 1) << "one calibration data pass serves every calibrator";
   }

@@ -1,7 +1,7 @@
 // TQT on Fashion-MNIST (the PTQ fixtures; 10 000-image test set): for esp32s3 and esp32p4 at
 // 8 bits, PTQ with KL (ESP-PPQ's default), then the pipeline resumed from the
 // calibrated plan with the tqt pass (500 steps, block size 4, batch 32, lr 1.25e-4, biases trained). Asserts:
-// TQT >= PTQ top-1; TQT at most 0.05 point below float on the depthwise model on esp32s3; TQT at
+// TQT >= min(PTQ, float) top-1 - 0.05; TQT at most 0.05 point below float on the depthwise model on esp32s3; TQT at
 // least halves the graph-output noise:signal of PTQ on the validation samples (1000 training
 // images calibration never saw). Prints lines starting with "TQT".
 #include <ATen/ATen.h>
@@ -53,9 +53,13 @@ TEST_P(TqtFashion, BeatsPtqAndHalvesOutputNoise) {
     if (name == "tqt") tqt_s = secs;
   std::printf("TQT %-17s %-8s float %6.2f  PTQ %6.2f (noise %.5f)  TQT %6.2f (noise %.5f)  tqt %.1f s\n", model.c_str(),
               target.c_str(), float_top1, ptq_top1, ptq_noise, tqt_top1, tqt_noise, tqt_s);
-  // Never worse than PTQ or float beyond one image in 10000 (the guarded KL puts the ResNet's PTQ
-  // above float already: 91.39 vs 91.30), and the output noise at least halves.
-  EXPECT_GE(tqt_top1, std::min(ptq_top1, float_top1) - 0.015);
+  // Never worse than PTQ or float beyond a few images in 10000 (the guarded KL puts the ResNet's
+  // PTQ above float already: 91.39 vs 91.30), and the output noise at least halves. Training
+  // follows float gradients whose last bits depend on the CPU's kernels: with every library's
+  // kernels swapped for older ones (ONEDNN_MAX_CPU_ISA=SSE41 ATEN_CPU_CAPABILITY=default
+  // OPENBLAS_CORETYPE=Sandybridge) TQT's top-1 moved by up to 0.06 point (ResNet esp32p4 91.38 ->
+  // 91.32), all four cells still at or above min(PTQ, float); hence 0.05 below it, not one image.
+  EXPECT_GE(tqt_top1, std::min(ptq_top1, float_top1) - 0.05);
   EXPECT_LE(tqt_noise, 0.5 * ptq_noise);
   if (model == "fmnist_mobilenet" && target == "esp32s3") EXPECT_GE(tqt_top1, float_top1 - 0.05);
   // Every trained scale was baked as an exact power of two.
