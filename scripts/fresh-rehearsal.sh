@@ -38,6 +38,12 @@ cleanup
 rm -rf "$ROOT"
 cp -a "$WORK/base" "$ROOT"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# The workplace's network, as every machine of it has it (not the project's): TLS to the package
+# registries goes through an egress proxy whose CA the machines trust, and npm is pointed at it.
+mkdir -p "$ROOT/usr/local/share/ca-certificates" "$ROOT/etc/ssl/certs"
+cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/" 2>/dev/null || true
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt" 2>/dev/null || true
+for f in /etc/npmrc /root/.npmrc; do [ -f "$f" ] && cp "$f" "$ROOT$f"; done
 # A clean clone of the committed HEAD: what a user gets, without this tree's build or node_modules.
 mkdir -p "$ROOT/work"
 git clone -q --no-hardlinks "$REPO" "$ROOT/work/edgequant"
@@ -51,7 +57,7 @@ run() {  # name, command: run inside the chroot as root, log and time it
   local name=$1 cmd=$2 start end rc=0
   start=$(date +%s)
   chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 /bin/bash -c "cd /work/edgequant && $cmd" > "$WORK/$name.log" 2>&1 || rc=$?
+    LANG=C.UTF-8 ${NODE_EXTRA_CA_CERTS:+NODE_EXTRA_CA_CERTS=$NODE_EXTRA_CA_CERTS} /bin/bash -c "cd /work/edgequant && $cmd" > "$WORK/$name.log" 2>&1 || rc=$?
   end=$(date +%s)
   printf '%s: exit %d, %d min %d s\n' "$name" "$rc" $(((end - start) / 60)) $(((end - start) % 60)) | tee -a "$WORK/times.txt"
   tail -5 "$WORK/$name.log"
