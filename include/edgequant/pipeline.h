@@ -31,6 +31,9 @@ struct QuantizeSummary {
   int64_t calib_samples = 0;
   double output_noise_ratio = -1;  // noise:signal at the graph outputs, everything quantized
   size_t analysed_units = 0;
+  // Seconds per pass by name, in the order they ran (prepare, assign, check, calibrate, tqt, ...),
+  // and four of them picked out: prepare, calibrate, analyse, lower + export.
+  std::vector<std::pair<std::string, double>> pass_seconds;
   double import_s = 0, calibration_s = 0, analysis_s = 0, export_s = 0;
   int graph_walks = 0;             // walks over the graph or plan the pipeline made
   std::vector<std::string> notes;  // e.g. TI channel-rule CPU fallbacks

@@ -61,11 +61,12 @@ QuantizeSummary quantize(const QuantizeOptions& options, std::ostream& log) {
     s.output_noise_ratio = ctx->report->output_noise_ratio;
     s.analysed_units = ctx->report->units.size();
   }
+  s.pass_seconds = ctx->stats.pass_seconds;
   for (const auto& [name, secs] : ctx->stats.pass_seconds) {
-    if (name == "calibrate") s.calibration_s += secs;
+    if (name == "prepare") s.import_s += secs;
+    else if (name == "calibrate") s.calibration_s += secs;
     else if (name == "analyse") s.analysis_s += secs;
     else if (name == "export" || name == "lower") s.export_s += secs;
-    else s.import_s += secs;
   }
   s.graph_walks = ctx->stats.graph_walks;
   s.notes = ctx->plan.notes;

@@ -4,10 +4,13 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "api/load.h"
 #include "edgequant/error.h"
+#include "edgequant/pipeline.h"
 #include "ir/op_traits.h"
 #include "passes/pipeline.h"
 #include "test_util.h"
@@ -143,5 +146,35 @@ TEST(Lsq, LearnsFloatScalesThatLowerTheOutputError) {
       EXPECT_EQ(c.scale_kind, ScaleKind::Float) << name;
     }
   EXPECT_GT(trained, 5);
+}
+}  // namespace
+
+namespace {
+// The public API reports every pass by name: TQT's seconds under "tqt", not folded into import.
+TEST(Tqt, ThePublicSummaryTimesEveryPassByName) {
+  std::string setting = (std::filesystem::temp_directory_path() / "eq_tqt_timing.yaml").string();
+  std::ofstream(setting) << "tqt_optimization: true\ntqt_optimization_setting: {steps: 20}\n";
+  QuantizeOptions o;
+  o.model = edgequant::testing::fixture("fashion/fmnist_mobilenet.onnx");
+  o.target = "esp32s3";
+  o.calib = kTrain;
+  o.setting_file = setting;
+  o.calib_steps = 2;
+  o.batch_size = 16;
+  o.format = "none";
+  std::ostringstream log;
+  QuantizeSummary s = quantize(o, log);
+  std::vector<std::string> names;
+  double tqt = -1, prepare = -1;
+  for (const auto& [name, secs] : s.pass_seconds) {
+    names.push_back(name);
+    if (name == "tqt") tqt = secs;
+    if (name == "prepare") prepare = secs;
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"prepare", "assign", "check", "calibrate", "tqt", "analyse", "lower", "export"}));
+  EXPECT_GT(tqt, 0.0);
+  EXPECT_DOUBLE_EQ(s.import_s, prepare);  // TQT's seconds are not import's
+  EXPECT_LT(s.import_s, tqt);
+  EXPECT_NE(log.str().find(" tqt "), std::string::npos) << log.str();  // the printed summary names it too
 }
 }  // namespace
