@@ -89,7 +89,13 @@ EvaluateReport evaluate_report(const EvaluateOptions& o) {
   if (sf.empty() && std::filesystem::exists(o.quantized_dir + "/setting.yaml")) sf = o.quantized_dir + "/setting.yaml";
   Setting s = sf.empty() ? Setting{} : load_setting(sf);
   auto ds = open_dataset(o.data, s.preprocess);
-  return evaluate_models(*g, *qg, plan, *ds, o.batch_size, o.limit);
+  // The target the directory was quantized for: its own copy (a target given by a path that is
+  // gone still evaluates), else the plan's target name (directories written before the copy).
+  std::string tf = o.quantized_dir + "/target.yaml";
+  Target target = load_target(std::filesystem::exists(tf) ? tf : plan.target_name);
+  if (target.name != plan.target_name)
+    fail(ErrorCode::InvalidInput, tf + ": target '" + target.name + "', but quant_config.json was made for '" + plan.target_name + "'");
+  return evaluate_models(*g, *qg, plan, *ds, o.batch_size, o.limit, &target);
 }
 
 std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& o) {
@@ -106,10 +112,10 @@ std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& g, const Graph& qg,
 }
 
 EvaluateReport evaluate_models(const Graph& g, const Graph& qg, const QuantPlan& plan, const Dataset& data,
-                               int64_t batch_size, int64_t limit) {
+                               int64_t batch_size, int64_t limit, const Target* target) {
   exec::Executor ex(g);
   exec::Executor qex(qg);
-  LoweredModel lowered = quant::lower(qg, plan, load_target(plan.target_name), qex);
+  LoweredModel lowered = quant::lower(qg, plan, target ? *target : load_target(plan.target_name), qex);
   quant::QuantSimulator sim(qg, plan, qex, &lowered);
   int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
   EvaluateReport r;

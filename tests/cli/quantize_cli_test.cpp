@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "data/npy.h"
 #include "test_util.h"
@@ -163,5 +164,30 @@ TEST(QuantizeCli, ABatchBakedIntoReshapesRunsOneSampleAtATimeAndSaysSoOnce) {
   ASSERT_NE(at, std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("note: ", at + 1), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(out + "/model.espdl"));
+}
+}  // namespace
+
+namespace {
+// A target given by a path: the output directory keeps a copy (target.yaml), so the directory
+// evaluates after the file is gone (it failed with "unknown target 'my-chip'").
+TEST(QuantizeCli, TheOutputDirectoryCarriesItsTarget) {
+  std::string yaml = tmp("my-chip.yaml"), out = tmp("my_chip_out");
+  fs::remove_all(out);
+  {
+    std::ifstream in(std::string(EQ_SOURCE_DIR) + "/targets/esp32s3.yaml");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string s = text.str();
+    s.replace(s.find("name: esp32s3"), 13, "name: my-chip");
+    std::ofstream(yaml) << s;
+  }
+  auto r = run_command(cli() + " quantize " + kModel + " -t " + yaml + " -c " + kTrain +
+                       " --calib-steps 2 --batch-size 16 -o " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_TRUE(fs::exists(out + "/target.yaml"));
+  fs::remove(yaml);
+  auto e = run_command(cli() + " evaluate " + kModel + " -q " + out + " -d " + kTest + " --limit 200");
+  ASSERT_EQ(e.status, 0) << e.output;
+  EXPECT_NE(e.output.find("samples: 200"), std::string::npos) << e.output;
 }
 }  // namespace

@@ -1,4 +1,4 @@
-// export: DIR/{model.onnx, quant_config.json, analysis.json, summary.txt, setting.yaml}, each
+// export: DIR/{model.onnx, quant_config.json, analysis.json, summary.txt, setting.yaml, target.yaml}, each
 // written atomically; the summary also goes to the context's log.
 #include <filesystem>
 #include <iomanip>
@@ -128,6 +128,8 @@ PassResult ExportPass::run(QuantContext& ctx) {
     write_file_atomic(ctx.out_dir + "/quant_config.json", pj.dump(1) + "\n");
     if (ctx.report) write_file_atomic(ctx.out_dir + "/analysis.json", ctx.report->to_json().dump(1) + "\n");
     if (!ctx.setting.file.empty()) write_file_atomic(ctx.out_dir + "/setting.yaml", read_file(ctx.setting.file));
+    // The target's own file: `evaluate` finds it here even when it was given by a path that is gone.
+    if (!ctx.target.file.empty()) write_file_atomic(ctx.out_dir + "/target.yaml", read_file(ctx.target.file));
   }
   std::string summary = summary_of(ctx) + deployed;
   if (!ctx.out_dir.empty()) write_file_atomic(ctx.out_dir + "/summary.txt", summary);
