@@ -127,7 +127,13 @@ Observations observe_activations(const Graph& g, exec::Executor& ex, const Quant
   };
   hooks.add(observe);
   Progress progress("calibrating", batches.batches());
-  int64_t per_batch = std::max<int64_t>(1, (Observations::kSelectionSamples + batches.batches() - 1) / std::max<int64_t>(1, batches.batches()));
+  const int64_t nb = std::max<int64_t>(1, batches.batches());
+  int64_t per_batch = std::max<int64_t>(1, (Observations::kSelectionSamples + nb - 1) / nb);
+  // More batches than selection samples (a model that runs one sample at a time takes
+  // calib-steps x batch-size runs): every `every`-th batch gives its piece, so the selection
+  // stays about kSelectionSamples instead of one piece per run.
+  const int64_t piece = batches.exact() ? batches.batch_size() : 1;
+  const int64_t every = std::max<int64_t>(1, nb * piece / Observations::kSelectionSamples);
   std::vector<std::vector<at::Tensor>> pieces;
   std::vector<at::Tensor> inputs;
   at::NoGradGuard no_grad;
@@ -136,7 +142,7 @@ Observations observe_activations(const Graph& g, exec::Executor& ex, const Quant
       auto it = observer_of.find(g.inputs[i]);
       if (it != observer_of.end()) it->second->observe(inputs[i]);
     }
-    take_selection(inputs, per_batch, batches.exact(), pieces);
+    if (obs.batches % every == 0) take_selection(inputs, per_batch, batches.exact(), pieces);
     ex.run(inputs, &hooks);
     ++obs.batches;
     obs.samples += inputs.empty() ? 0 : inputs[0].size(0);

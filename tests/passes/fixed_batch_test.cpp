@@ -264,6 +264,23 @@ TEST(FixedBatchClassifier, SamePlanAndAccuracyAsTheFreeBatchModel) {
   EXPECT_GT(a.quantized_accuracy.top1, 85.0);
 }
 
+// The default 32 x 32 samples on a batch-1 model are 1024 runs: auto's selection still holds
+// about 64 samples (every 16th run), not one per run (whose whole-plan checks were 16x the work).
+TEST(FixedBatchClassifier, TheAutoSelectionStaysSmallWhenEveryRunIsOneSample) {
+  std::string model = with_fixed_batch(fixture("fashion/fmnist_mobilenet.onnx"), 1, "fmnist_sel_b1.onnx");
+  auto ctx = std::make_unique<QuantContext>(load_model(model), load_target("esp32s3"), Setting{});
+  attach_data(*ctx, kTrain);
+  run_pipeline(*ctx, {"prepare", "assign", "calibrate"});
+  EXPECT_EQ(ctx->calibration_report.batches, 1024);
+  ASSERT_TRUE(ctx->observations.has_value());
+  int64_t selected = 0;
+  for (const auto& b : ctx->observations->selection) {
+    EXPECT_EQ(b[0].size(0), 1);  // each a run the model takes
+    selected += b[0].size(0);
+  }
+  EXPECT_EQ(selected, 64);
+}
+
 // A fixed batch above 1: every run takes exactly that many samples (a shorter tail is left
 // out), the auto calibrator's selection included.
 TEST(FixedBatchClassifier, AFixedBatchOfFourRunsWholeBatchesOnly) {
