@@ -206,12 +206,12 @@ int main(int argc, char** argv) {
     QuantContext& c = ctx;
     QuantPlan saved = c.plan;
     c.plan = assigned;
-    c.setting.calib_algorithm = a;
+    c.edit_setting().calib_algorithm = a;
     run_pipeline(c, {"calibrate"});
     c.plan = saved;
   }
   double sweep_s = since(t_sweep);
-  ctx.setting.calib_algorithm = cal.algorithm;
+  ctx.edit_setting().calib_algorithm = cal.algorithm;
   run_pipeline(ctx, {"lower"});
 
   long faults1 = minor_faults();
@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
   std::printf("graph walks: %d, data passes: %d (prepare, assign, calibrate x4, lower, analyse, export)\n",
               ctx.stats.graph_walks, ctx.stats.data_passes);
   if (tqt_steps > 0) {
-    ctx.setting.tqt.steps = tqt_steps;
+    ctx.edit_setting().tqt.steps = tqt_steps;
     ctx.log = &std::cout;
     auto tt = Clock::now();
     run_pipeline(ctx, {"tqt"});

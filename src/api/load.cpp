@@ -1,6 +1,8 @@
 // load_model: import + normalize, errors carry the file name.
 #include "api/load.h"
 
+#include <filesystem>
+
 #include "edgequant/error.h"
 #include "exec/infer_types.h"
 #include "onnx/onnx_io.h"
@@ -20,6 +22,14 @@ std::unique_ptr<Graph> load_model(const std::string& path, bool normalize) {
     }
   }
   return g;
+}
+
+Target load_directory_target(const std::string& dir, const QuantPlan& plan) {
+  std::string tf = dir + "/target.yaml";
+  Target target = load_target(std::filesystem::exists(tf) ? tf : plan.target_name);
+  if (target.name != plan.target_name)
+    fail(ErrorCode::InvalidInput, tf + ": target '" + target.name + "', but quant_config.json was made for '" + plan.target_name + "'");
+  return target;
 }
 
 }  // namespace edgequant

@@ -37,7 +37,7 @@ CheckReport check(const QuantizeOptions& o) {
   auto ctx = make_context(o, nullptr);
   run_pipeline(*ctx, {"prepare", "assign"});
   CheckReport r;
-  ExportFormat f = deploy::resolve_format(ctx->setting.export_setting.format, ctx->target, &ctx->plan);
+  ExportFormat f = deploy::resolve_format(ctx->setting().export_setting.format, ctx->target, &ctx->plan);
   r.format = export_format_name(f);
   if (f != ExportFormat::None)
     for (const deploy::Finding& x : deploy::check_deployable(*ctx->graph, ctx->plan, ctx->target, f)) r.findings.push_back(x.line());
@@ -48,7 +48,7 @@ CheckReport check(const QuantizeOptions& o) {
 
 std::unique_ptr<QuantContext> run_quantize(const QuantizeOptions& o, std::ostream& log) {
   auto ctx = make_context(o, &log);
-  run_pipeline(*ctx, pipeline_for(ctx->setting));
+  run_pipeline(*ctx, pipeline_for(ctx->setting()));
   return ctx;
 }
 
@@ -89,12 +89,7 @@ EvaluateReport evaluate_report(const EvaluateOptions& o) {
   if (sf.empty() && std::filesystem::exists(o.quantized_dir + "/setting.yaml")) sf = o.quantized_dir + "/setting.yaml";
   Setting s = sf.empty() ? Setting{} : load_setting(sf);
   auto ds = open_dataset(o.data, s.preprocess);
-  // The target the directory was quantized for: its own copy (a target given by a path that is
-  // gone still evaluates), else the plan's target name (directories written before the copy).
-  std::string tf = o.quantized_dir + "/target.yaml";
-  Target target = load_target(std::filesystem::exists(tf) ? tf : plan.target_name);
-  if (target.name != plan.target_name)
-    fail(ErrorCode::InvalidInput, tf + ": target '" + target.name + "', but quant_config.json was made for '" + plan.target_name + "'");
+  Target target = load_directory_target(o.quantized_dir, plan);
   return evaluate_models(*g, *qg, plan, *ds, o.batch_size, o.limit, &target);
 }
 

@@ -11,6 +11,7 @@
 #include "edgequant/error.h"
 #include "exec/executor.h"
 #include "exec/kernel.h"
+#include "quant/lower.h"
 #include "quant/plan_io.h"
 #include "quant/simulator.h"
 
@@ -113,7 +114,9 @@ NamedTensors run_any(const std::string& path, std::map<std::string, Tensor> feed
       if (mode == RunMode::Simulation) {
         QuantPlan plan = quant::read_plan(path + "/quant_config.json");
         plan.verify(*g, ErrorCode::InvalidInput);
-        quant::QuantSimulator sim(*g, plan, ex);
+        // From the lowered integer form, as the pipeline and `evaluate` simulate.
+        LoweredModel lowered = quant::lower(*g, plan, load_directory_target(path, plan), ex);
+        quant::QuantSimulator sim(*g, plan, ex, &lowered);
         outs = sim.run(inputs);
       } else {
         outs = ex.run(inputs);

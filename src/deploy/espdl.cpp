@@ -2,12 +2,14 @@
 #include "deploy/espdl.h"
 
 #include <cstring>
+#include <filesystem>
 #include <set>
 #include <sstream>
 
 #include "core/files.h"
 #include "deploy/espdl_generated.h"
 #include "edgequant/error.h"
+#include "target/target.h"
 
 namespace edgequant::deploy {
 
@@ -118,9 +120,9 @@ Shape wire_dims(const Shape& s, const Filter& f) {
 }
 }  // namespace
 
-int filter_block(const std::string& target, DType weight) {
-  if (target != "esp32s3" && target != "esp32p4") return 0;
-  return weight == DType::Int16 ? 8 : 16;
+int filter_block(const std::map<int, int>& blocks, DType weight) {
+  auto it = blocks.find(weight == DType::Int16 ? 16 : 8);
+  return it == blocks.end() ? 0 : it->second;
 }
 
 std::string filter_layout_name(int64_t n, bool depthwise, int block) {
@@ -184,7 +186,7 @@ std::string encode_espdl(const IntGraph& p) {
     auto f = filters.find(name);
     bool is_filter = with_layout && f != filters.end();
     if (is_filter) {
-      int block = filter_block(p.target, t.dtype);
+      int block = filter_block(p.filter_blocks, t.dtype);
       order = filter_wire_order(t.shape, f->second.depthwise, f->second.gemm, block);
       dims = wire_dims(t.shape, f->second);
       int64_t n = f->second.gemm ? t.shape[1] : t.shape[0];
@@ -447,7 +449,17 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
     for (const auto* e : *m->metadata_props())
       if (e->key()) p.metadata[e->key()->str()] = e->value() ? e->value()->str() : "";
   p.target = p.metadata.count("target") ? p.metadata["target"] : "";
-  p.rounding = p.target == "esp32p4" ? RoundingMode::HalfEven : RoundingMode::HalfUp;
+  // The rounding is the target's. Espressif's toolchain records no target: ESP-DL's
+  // shift_and_round is half-up on every chip but the P4-class ones, so half-up is assumed and
+  // said wherever the program is described (read_espdl also looks for the target.yaml that
+  // `quantize` writes beside the file).
+  p.rounding = RoundingMode::HalfUp;
+  p.rounding_assumed = true;
+  if (!p.target.empty() && p.target.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") == std::string::npos) try {
+      p.rounding = load_target(p.target).requant_rounding;
+      p.rounding_assumed = false;
+    } catch (const Error&) {
+    }
   if (g->node())
     for (const auto* n : *g->node()) {
       IntNode node;
@@ -483,6 +495,7 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
                          : depthwise ? Shape{w.shape[2], 1, w.shape[0], w.shape[1]} : Shape{w.shape[3], w.shape[2], w.shape[0], w.shape[1]};
     const std::string& lay = layouts[n.inputs[1]];
     int block = lay.rfind("(N/16)", 0) == 0 ? 16 : lay.rfind("(N/8)", 0) == 0 ? 8 : 0;
+    if (block) p.filter_blocks[w.dtype == DType::Int16 ? 16 : 8] = block;
     std::vector<int64_t> order = filter_wire_order(logical, depthwise, gemm, block);
     std::vector<int64_t> vals(w.ints.size());
     for (size_t i = 0; i < order.size(); ++i) vals[size_t(order[i])] = w.ints[i];
@@ -527,6 +540,20 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
 
 void write_espdl(const IntGraph& program, const std::string& path) { write_file_atomic(path, encode_espdl(program)); }
 
-IntGraph read_espdl(const std::string& path) { return decode_espdl(read_file(path), path); }
+IntGraph read_espdl(const std::string& path) {
+  IntGraph p = decode_espdl(read_file(path), path);
+  if (p.rounding_assumed && !p.target.empty()) {
+    // A target given to `quantize` by path: its file is in the output directory.
+    std::string beside = (std::filesystem::path(path).parent_path() / "target.yaml").string();
+    if (std::filesystem::exists(beside)) {
+      Target t = load_target(beside);
+      if (t.name == p.target) {
+        p.rounding = t.requant_rounding;
+        p.rounding_assumed = false;
+      }
+    }
+  }
+  return p;
+}
 
 }  // namespace edgequant::deploy

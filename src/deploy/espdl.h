@@ -24,6 +24,6 @@ std::vector<int64_t> filter_wire_order(const Shape& logical, bool depthwise, boo
 // "(N/16)HWC16", "NHWC", "HWCN", ... as ESP-PPQ names them.
 std::string filter_layout_name(int64_t n, bool depthwise, int block);
 // 16 on esp32s3/esp32p4 (8 for int16 filters), 0 (plain) on the C targets.
-int filter_block(const std::string& target, DType weight);
+int filter_block(const std::map<int, int>& blocks, DType weight);
 
 }  // namespace edgequant::deploy

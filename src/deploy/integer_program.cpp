@@ -407,6 +407,7 @@ struct Builder {
   void build() {
     capture();
     p.target = target.name;
+    p.filter_blocks = target.espdl_filter_blocks;
     p.rounding = target.requant_rounding;
     p.name = g.name;
     p.metadata["target"] = target.name;

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <set>
 
+#include "core/files.h"
+#include "deploy/exporter.h"
 #include "edgequant/error.h"
 #include "onnx/onnx_io.h"
 
@@ -169,6 +171,32 @@ std::unique_ptr<Graph> qdq_graph(const Graph& g, const QuantPlan& plan, const Lo
 
 void write_qdq(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered, const std::string& path) {
   export_onnx(*qdq_graph(g, plan, lowered), path);
+}
+
+namespace {
+class QdqExporter : public Exporter {
+ public:
+  ExportFormat format() const override { return ExportFormat::Qdq; }
+  void check_op(const Op& op, const QuantPlan& plan, const Target&, std::vector<Finding>& out) const override {
+    for (const Value* v : op.outputs)
+      if (const QuantConfig* c = v ? plan.find(v->name) : nullptr)
+        if (c->state == QuantState::Quantized && c->bits > 8)
+          out.push_back({op.name, op.type, std::to_string(c->bits) + "-bit output: QuantizeLinear at opset 13 takes 8 bits",
+                         "dispatch it to int8, or --format espdl"});
+  }
+  Deployed write(const ExportJob& j) const override {
+    Deployed d;
+    d.path = j.dir + "/model.qdq.onnx";
+    write_qdq(j.graph, j.plan, j.lowered, d.path);
+    d.bytes = file_size(d.path);
+    return d;
+  }
+};
+}  // namespace
+
+const Exporter& qdq_exporter() {
+  static const QdqExporter e;
+  return e;
 }
 
 }  // namespace edgequant::deploy

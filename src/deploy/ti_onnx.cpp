@@ -4,7 +4,12 @@
 #include <cmath>
 #include <sstream>
 
+#include "core/files.h"
+#include "deploy/exporter.h"
+#include "deploy/integer_program.h"
 #include "edgequant/error.h"
+#include "ir/op_traits.h"
+#include "onnx/onnx_io.h"
 
 namespace edgequant::deploy {
 
@@ -248,6 +253,37 @@ std::string ti_quantization_config(const IntGraph& p, const std::string& method,
   s << "npu_rule_violations:" << (notes.empty() ? " []" : "") << "\n";
   for (const std::string& n : notes) s << "  - \"" << n << "\"\n";
   return s.str();
+}
+
+namespace {
+class TiOnnxExporter : public Exporter {
+ public:
+  ExportFormat format() const override { return ExportFormat::TiOnnx; }
+  void check_op(const Op& op, const QuantPlan& plan, const Target&, std::vector<Finding>& out) const override {
+    if (!is_compute_op(op.type)) return;
+    if (const Value* w = op.input(1))
+      if (const QuantConfig* c = plan.find(w->name))
+        if (c->scale_kind != ScaleKind::PowerOfTwo)
+          out.push_back({op.name, op.type, std::to_string(c->bits) + "-bit weights with float scales: TI integer ONNX export "
+                                               "of the 8-bit multiplier is not implemented yet",
+                         "--format qdq, or 8-bit weights"});
+  }
+  Deployed write(const ExportJob& j) const override {
+    Deployed d;
+    d.path = j.dir + "/model.ti.onnx";
+    runtime::IntGraph p = build_integer_program(j.graph, j.plan, j.lowered, j.target, j.executor, false);
+    export_onnx(*ti_integer_graph(p, j.graph.opset), d.path);
+    d.bytes = file_size(d.path);
+    write_file_atomic(j.dir + "/quantization_config.yaml", ti_quantization_config(p, j.calib_method, j.plan.notes));
+    d.side_files = {j.dir + "/quantization_config.yaml"};
+    return d;
+  }
+};
+}  // namespace
+
+const Exporter& ti_onnx_exporter() {
+  static const TiOnnxExporter e;
+  return e;
 }
 
 }  // namespace edgequant::deploy

@@ -1,6 +1,7 @@
 // A Pass is one step of the pipeline with a textual name (passes.def), so a pipeline is a list
-// of names. It runs over one QuantContext and returns what it changed and which cached analyses
-// still hold (LLVM's preserved analyses); the pipeline drops the rest. Graph rewrites that need
+// of names. It runs over one QuantContext; it declares which parts of the context it changes and
+// which cached analyses stay valid (LLVM's preserved analyses, but preserving nothing by
+// default); the pipeline drops the rest. Graph rewrites that need
 // nothing but the graph derive from GraphPass and also run at import (normalize_graph).
 #pragma once
 #include <memory>
@@ -13,21 +14,48 @@ namespace edgequant {
 
 class QuantContext;
 
-// Cached analyses a pass may invalidate (bit flags).
+// Cached analyses a pass may keep (bit flags).
 enum class Analysis : unsigned {
-  Observations = 1u << 0,    // calibration histograms (valid while graph and observed tensors stay)
-  FloatOutputs = 1u << 1,    // float activations of the validation batches (graph unchanged)
-  ErrorReport = 1u << 2,     // the error analysis (plan unchanged)
-  LoweredForm = 1u << 3,     // the integer form (plan and weights unchanged)
+  Observations = 1u << 0,    // calibration histograms: computed from the graph and its constants
+  FloatOutputs = 1u << 1,    // the executor's kernels: the graph's ops and the constants it holds
+  ErrorReport = 1u << 2,     // the error analysis: graph, constants, plan and trained parameters
+  LoweredForm = 1u << 3,     // the integer form: graph, constants, plan and trained parameters
 };
 constexpr unsigned kAllAnalyses = 0xFu;
+constexpr unsigned operator|(Analysis a, Analysis b) { return static_cast<unsigned>(a) | static_cast<unsigned>(b); }
+constexpr unsigned operator|(unsigned a, Analysis b) { return a | static_cast<unsigned>(b); }
+
+// Parts of the quantization context a pass may change (bit flags). The setting is not one:
+// passes read it (QuantContext::setting() is const) and never change it.
+enum class Part : unsigned {
+  Graph = 1u << 0,       // ops, values, shapes, attributes, graph inputs/outputs
+  Constants = 1u << 1,   // the data of constant values (weights, biases)
+  Plan = 1u << 2,        // the quantization plan (configs, scales, requantizations, notes)
+  Parameters = 1u << 3,  // the trainable parameter store
+};
+constexpr unsigned operator|(Part a, Part b) { return static_cast<unsigned>(a) | static_cast<unsigned>(b); }
+constexpr unsigned operator|(unsigned a, Part b) { return a | static_cast<unsigned>(b); }
+
+// What a pass declares (passes.def): the parts it may change and the cached analyses that stay
+// valid after it. Nothing is preserved unless declared, so a pass that forgets costs a
+// recomputation, never a stale result. In verify mode (tests, debug builds,
+// EDGEQUANT_VERIFY_PASSES=1) the manager fingerprints every part around each pass and fails
+// on an undeclared change or a preserved analysis whose inputs changed.
+struct PassDecl {
+  unsigned writes = 0;     // Part bits
+  unsigned preserves = 0;  // Analysis bits
+};
 
 struct PassResult {
   bool changed = false;
-  int rewrites = 0;                  // local rewrites (fused ops, folded constants, ...)
-  unsigned preserved = kAllAnalyses;  // analyses still valid afterwards
+  int rewrites = 0;      // local rewrites (fused ops, folded constants, ...)
+  unsigned dropped = 0;  // declared-preserved analyses this run invalidated after all
   PassResult& invalidate(Analysis a) {
-    preserved &= ~static_cast<unsigned>(a);
+    dropped |= static_cast<unsigned>(a);
+    return *this;
+  }
+  PassResult& invalidate_all() {
+    dropped = kAllAnalyses;
     return *this;
   }
 };
@@ -40,6 +68,7 @@ class Pass {
  public:
   virtual ~Pass() = default;
   virtual const char* name() const = 0;
+  virtual PassDecl declared() const { return {}; }  // default: writes nothing, preserves nothing
   virtual PassResult run(QuantContext& context) = 0;
 };
 
@@ -47,6 +76,7 @@ class Pass {
 // the graph.
 class GraphPass : public Pass {
  public:
+  PassDecl declared() const override { return {Part::Graph | Part::Constants, kAllAnalyses}; }
   virtual PassResult run(Graph& graph, PassContext& context) = 0;
   PassResult run(QuantContext& context) override;
 };

@@ -27,7 +27,7 @@ std::vector<std::string> pass_names() {
 PassResult GraphPass::run(QuantContext& context) {
   PassContext pc;
   PassResult r = run(*context.graph, pc);
-  if (r.changed) r.preserved = 0;
+  if (r.changed) r.invalidate_all();
   return r;
 }
 

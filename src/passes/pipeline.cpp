@@ -4,7 +4,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <chrono>
 #include <ostream>
 
 #include "edgequant/error.h"
@@ -13,7 +12,7 @@
 namespace edgequant {
 
 QuantContext::QuantContext(std::unique_ptr<Graph> g, Target t, Setting s)
-    : graph(std::move(g)), target(std::move(t)), setting(std::move(s)) {}
+    : graph(std::move(g)), target(std::move(t)), setting_(std::move(s)) {}
 
 QuantContext::~QuantContext() = default;
 
@@ -74,16 +73,16 @@ const quant::ModelBatch& QuantContext::model_batch() {
   const DataSpan& span = calibration.data ? calibration : validation;
   if (!span.data) fail(ErrorCode::Internal, "no data attached to the quantization context");
   model_batch_ = quant::probe_model_batch(*graph, executor(), *span.data, span.begin);
-  if (log && model_batch_->limit() > 0 && model_batch_->limit() != setting.batch_size)
+  if (log && model_batch_->limit() > 0 && model_batch_->limit() != setting_.batch_size)
     *log << "note: " << model_batch_->why << ": every pass runs " << model_batch_->limit() << " sample"
-         << (model_batch_->limit() == 1 ? "" : "s") << " at a time (batch-size " << setting.batch_size << " asked)\n";
+         << (model_batch_->limit() == 1 ? "" : "s") << " at a time (batch-size " << setting_.batch_size << " asked)\n";
   return *model_batch_;
 }
 
 quant::BatchStream QuantContext::batches(const DataSpan& span) {
   if (!span.data) fail(ErrorCode::Internal, "no data attached to the quantization context");
   const quant::ModelBatch& mb = model_batch();
-  int64_t bs = mb.run_size(setting.batch_size);
+  int64_t bs = mb.run_size(setting_.batch_size);
   if (mb.exact() && span.size() < bs)
     fail(ErrorCode::InvalidInput, span.description + ": " + std::to_string(span.size()) + " sample(s), but " + mb.why +
                                       ": a run needs " + std::to_string(bs));
@@ -93,9 +92,9 @@ quant::BatchStream QuantContext::batches(const DataSpan& span) {
 void attach_data(QuantContext& ctx, const std::string& calib_path) {
   std::vector<std::string> input_names;
   for (const Value* v : ctx.graph->inputs) input_names.push_back(v->name);
-  std::shared_ptr<const Dataset> data = open_dataset(calib_path, ctx.setting.preprocess, input_names);
+  std::shared_ptr<const Dataset> data = open_dataset(calib_path, ctx.setting().preprocess, input_names);
   if (data->size() == 0) fail(ErrorCode::InvalidInput, calib_path + ": the calibration set is empty");
-  const Setting& s = ctx.setting;
+  const Setting& s = ctx.setting();
   int64_t wanted = int64_t(s.calib_steps) * s.batch_size, n = data->size();
   int64_t samples = s.analysis.samples;
   if (!s.validation.file.empty()) {
@@ -150,28 +149,6 @@ std::vector<std::string> pipeline_for(const Setting& s) {
   if (s.blockwise_reconstruction) p.push_back("adaround");
   for (const char* rest : {"analyse", "lower", "export"}) p.push_back(rest);
   return p;
-}
-
-void run_pipeline(QuantContext& ctx, const std::vector<std::string>& names, const std::string& from) {
-  auto start = names.begin();
-  if (!from.empty()) {
-    start = std::find(names.begin(), names.end(), from);
-    if (start == names.end()) fail(ErrorCode::InvalidSetting, "the pipeline has no pass '" + from + "' to resume from");
-  }
-  for (auto it = start; it != names.end(); ++it) {
-    auto pass = make_pass(*it);
-    auto t0 = std::chrono::steady_clock::now();
-    try {
-      PassResult r = pass->run(ctx);
-      ctx.invalidate(r.preserved);
-    } catch (Error& e) {
-      throw e.add_context("pass '" + *it + "'");
-    } catch (const c10::Error& e) {
-      std::string msg = e.what_without_backtrace();
-      throw Error(ErrorCode::Internal, "pass '" + *it + "': " + msg.substr(0, msg.find('\n')));
-    }
-    ctx.stats.pass_seconds.push_back({*it, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
-  }
 }
 
 }  // namespace edgequant

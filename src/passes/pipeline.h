@@ -51,7 +51,10 @@ class QuantContext {
   std::unique_ptr<Graph> graph;
   std::string model_path;  // for reports and error context
   Target target;
-  Setting setting;
+  // The user's setting. Passes read it; only the caller changes it, between pipeline runs (a
+  // sweep over calib_algorithm): edit_setting() inside a pass is an internal error.
+  const Setting& setting() const { return setting_; }
+  Setting& edit_setting();
   DataSpan calibration, validation;
   QuantPlan plan;
   quant::ParameterStore parameters;
@@ -71,6 +74,7 @@ class QuantContext {
   exec::HookList float_reference_hooks() const;
 
   exec::Executor& executor();  // made on first use
+  bool has_executor() const { return executor_ != nullptr; }
   // The lowered form of the current plan (computed on demand, cached).
   const LoweredModel& lowered_form();
   // The simulator over the lowered form (rebuilt when the plan or parameters change).
@@ -84,7 +88,16 @@ class QuantContext {
   // limit, if any, is logged once).
   const quant::ModelBatch& model_batch();
 
+  // Verify mode (see PassDecl): unset = on in debug builds and when EDGEQUANT_VERIFY_PASSES=1
+  // (the tests set it), off otherwise.
+  std::optional<bool> verify_passes;
+  bool verifying() const;
+  const char* running_pass() const { return running_pass_; }
+
  private:
+  friend void run_pass(QuantContext&, Pass&);
+  Setting setting_;
+  const char* running_pass_ = nullptr;
   std::optional<quant::ModelBatch> model_batch_;
   std::unique_ptr<exec::Executor> executor_;
   std::unique_ptr<quant::QuantSimulator> simulator_;
@@ -99,28 +112,56 @@ std::vector<std::string> pipeline_for(const Setting& setting);
 
 // Runs `names` in order from `from` ("" = the first); errors carry "pass 'name'".
 void run_pipeline(QuantContext& context, const std::vector<std::string>& names, const std::string& from = "");
+// Runs one pass under the manager: times it (stats.pass_seconds), drops every cached analysis
+// it does not declare preserved, and in verify mode checks its declaration and the graph and
+// plan afterwards. Passes never call it (nor run_pipeline): they ask the context for analyses.
+void run_pass(QuantContext& context, Pass& pass);
 
-// The pipeline passes (one file each).
-#define EQ_DECLARE_PASS(Class, text)                   \
-  class Class : public Pass {                          \
-   public:                                             \
-    const char* name() const override { return text; } \
-    PassResult run(QuantContext& context) override;    \
+// Shared by passes that need the same step (no pass reruns another): the observations and the
+// calibrator's scales (calibrate, mixed-precision), the error analysis on the validation
+// samples (analyse, mixed-precision).
+void calibrate_plan(QuantContext& context);
+analysis::AnalysisReport analyse_validation(QuantContext& context, bool graphwise, bool layerwise);
+
+// The pipeline passes (one file each), with what each may change and the analyses it keeps.
+#define EQ_DECLARE_PASS(Class, text, writes_, preserves_)                \
+  class Class : public Pass {                                           \
+   public:                                                              \
+    const char* name() const override { return text; }                  \
+    PassDecl declared() const override { return {static_cast<unsigned>(writes_), static_cast<unsigned>(preserves_)}; } \
+    PassResult run(QuantContext& context) override;                     \
   };
-EQ_DECLARE_PASS(PreparePass, "prepare")    // normalise the graph, make the executor
-EQ_DECLARE_PASS(LayerSplitPass, "layer-split")  // weight outliers into a parallel op joined by Add
-EQ_DECLARE_PASS(EqualizationPass, "equalization")  // cross-layer weight range equalization
-EQ_DECLARE_PASS(AssignPass, "assign")      // a QuantConfig for every tensor (quant/quantizer.h)
-EQ_DECLARE_PASS(CheckPass, "check")        // deployability of the graph for the export format (deploy/check.h)
-EQ_DECLARE_PASS(CalibratePass, "calibrate")  // observe once (cached), scales for the calibrator
-EQ_DECLARE_PASS(MixedPrecisionPass, "mixed-precision")  // the K worst units to int16 (or float)
-EQ_DECLARE_PASS(BiasCorrectionPass, "bias-correction")  // b += E[y_float - y_quant] per channel
-EQ_DECLARE_PASS(LsqPass, "lsq")            // learned float scales (and weights), block by block
-EQ_DECLARE_PASS(AdaRoundPass, "adaround")  // learned weight rounding, scales frozen, block by block
-EQ_DECLARE_PASS(TqtPass, "tqt")            // trained power-of-two thresholds and weights, block by block
-EQ_DECLARE_PASS(AnalysePass, "analyse")    // error analysis on the validation samples
-EQ_DECLARE_PASS(LowerPass, "lower")        // the integer form
-EQ_DECLARE_PASS(ExportPass, "export")      // model.onnx, quant_config.json, analysis.json, summary
+constexpr unsigned kNothing = 0;
+constexpr unsigned kKernels = static_cast<unsigned>(Analysis::FloatOutputs);
+constexpr unsigned kDataKept = Analysis::Observations | Analysis::FloatOutputs;  // observations and kernels
+// normalise the graph (idempotent on a loaded model), make the executor; drops all when it changed
+EQ_DECLARE_PASS(PreparePass, "prepare", Part::Graph | Part::Constants, kAllAnalyses)
+// weight outliers into a parallel op joined by Add
+EQ_DECLARE_PASS(LayerSplitPass, "layer-split", Part::Graph | Part::Constants | Part::Plan, kNothing)
+// cross-layer weight range equalization
+EQ_DECLARE_PASS(EqualizationPass, "equalization", Part::Graph | Part::Constants, kNothing)
+// a QuantConfig for every tensor (quant/quantizer.h); empties the parameter store
+EQ_DECLARE_PASS(AssignPass, "assign", Part::Plan | Part::Parameters, kDataKept)
+// deployability of the graph for the export format (deploy/check.h)
+EQ_DECLARE_PASS(CheckPass, "check", kNothing, kAllAnalyses)
+// observe once (cached), scales for the calibrator
+EQ_DECLARE_PASS(CalibratePass, "calibrate", Part::Plan, kDataKept)
+// the K worst units to int16 (or float), reassigned and recalibrated
+EQ_DECLARE_PASS(MixedPrecisionPass, "mixed-precision", Part::Plan | Part::Parameters, kDataKept)
+// b += E[y_float - y_quant] per channel (biases baked into graph and executor)
+EQ_DECLARE_PASS(BiasCorrectionPass, "bias-correction", Part::Constants | Part::Plan | Part::Parameters, kKernels)
+// learned float scales (and weights), block by block (baked into graph and executor)
+EQ_DECLARE_PASS(LsqPass, "lsq", Part::Constants | Part::Plan | Part::Parameters, kKernels)
+// learned weight rounding, scales frozen, block by block
+EQ_DECLARE_PASS(AdaRoundPass, "adaround", Part::Constants | Part::Plan | Part::Parameters, kKernels)
+// trained power-of-two thresholds and weights, block by block
+EQ_DECLARE_PASS(TqtPass, "tqt", Part::Constants | Part::Plan | Part::Parameters, kKernels)
+// error analysis on the validation samples (keeps everything: it adds the report)
+EQ_DECLARE_PASS(AnalysePass, "analyse", kNothing, kAllAnalyses)
+// the integer form
+EQ_DECLARE_PASS(LowerPass, "lower", kNothing, kAllAnalyses)
+// model.onnx, quant_config.json, analysis.json, summary
+EQ_DECLARE_PASS(ExportPass, "export", kNothing, kAllAnalyses)
 #undef EQ_DECLARE_PASS
 
 }  // namespace edgequant

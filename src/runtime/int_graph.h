@@ -71,8 +71,10 @@ struct IntNode {
 
 struct IntGraph {
   std::string name = "edgequant";
-  std::string target;                                   // e.g. "esp32s3"
+  std::string target;                                   // the target file's name ("" when a file names none)
   RoundingMode rounding = RoundingMode::HalfUp;        // shift_and_round and float -> int
+  bool rounding_assumed = false;                        // read from a file whose target has no file here: half-up assumed
+  std::map<int, int> filter_blocks;                     // weight bits -> b of the (N/b)HWCb filter layout stored (the target's)
   std::vector<IntNode> nodes;                           // execution order
   std::map<std::string, IntTensor> initializers;       // weights, biases, tables, shapes
   std::map<std::string, ValueInfo> values;              // every non-constant value

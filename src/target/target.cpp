@@ -111,7 +111,7 @@ Target load_target(const std::string& name_or_path) {
     check_keys(root, {"name", "description", "scale", "sub8bit_weight_scale", "rounding", "requant_rounding", "activation", "conv_weight",
                       "gemm_weight", "bias_bits", "accumulator_bits", "int16_lut_step", "allowed_bits", "default_calib", "pow2_rule", "float_ops",
                       "fused_activations", "lut_activations", "channel_rules", "export_format", "runtime_ops",
-                      "int8_only_ops"},
+                      "int8_only_ops", "espdl_filter_blocks"},
                "target", kCode);
     Target t;
     t.file = path;
@@ -129,6 +129,8 @@ Target load_target(const std::string& name_or_path) {
     t.gemm_weight = parse_spec(root["gemm_weight"], "gemm_weight", t.conv_weight);
     if (root["bias_bits"])
       for (const auto& kv : root["bias_bits"]) t.bias_bits[kv.first.as<int>()] = kv.second.as<int>();
+    if (root["espdl_filter_blocks"])
+      for (const auto& kv : root["espdl_filter_blocks"]) t.espdl_filter_blocks[kv.first.as<int>()] = kv.second.as<int>();
     if (root["accumulator_bits"])
       for (const auto& kv : root["accumulator_bits"]) t.accumulator_bits[kv.first.as<int>()] = kv.second.as<int>();
     t.int16_lut_step = get_or(root, "int16_lut_step", t.int16_lut_step, "target", kCode);

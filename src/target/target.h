@@ -46,6 +46,7 @@ struct Target {
   std::string export_format = "qdq";          // the deployable file `quantize` writes by default
   std::set<std::string> runtime_ops;          // op types the chip's runtime loads (empty: any ONNX op)
   std::set<std::string> int8_only_ops;        // op types without a 16-bit kernel on the chip
+  std::map<int, int> espdl_filter_blocks;     // weight bits -> b of ESP-DL's (N/b)HWCb filter layout; empty: plain
 
   int bias_bits_for(int weight_bits) const;
   int accumulator_bits_for(int activation_bits) const;

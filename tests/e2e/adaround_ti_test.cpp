@@ -79,7 +79,7 @@ TEST(TiDefaults, EveryWidth) {
     s.analysis.layerwise = false;
     QuantContext ctx(load_model(edgequant::testing::fixture("fashion/fmnist_resnet.onnx")), load_target("ti-npu"), s);
     attach_data(ctx, kData + "train-images-idx3-ubyte.gz");
-    run_pipeline(ctx, pipeline_for(ctx.setting));
+    run_pipeline(ctx, pipeline_for(ctx.setting()));
     at::NoGradGuard no_grad;
     double q = fashion_top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
     std::printf("TI DEFAULTS fmnist_resnet ti-npu W%dA8  %6.2f  (%s)\n", bits, q, ctx.calibration_report.chosen.c_str());

@@ -80,7 +80,7 @@ std::vector<double> noise_ratios(const std::string& model, const std::string& da
   std::vector<double> out;
   for (const char* a : kAlgorithms) {
     ctx.plan = assigned;
-    ctx.setting.calib_algorithm = parse_calib_algorithm(a);
+    ctx.edit_setting().calib_algorithm = parse_calib_algorithm(a);
     run_pipeline(ctx, {"calibrate", "lower"});
     quant::BatchStream stream(*dataset, 32, (valid + 31) / 32, calib, calib + valid, &ctx.graph->inputs);
     std::vector<at::Tensor> batch;

@@ -63,7 +63,7 @@ TEST_P(FashionMnist, TableMatchesRecordedFigures) {
     const char* algos[] = {"minmax", "percentile", "kl", "mse"};
     for (int k = 0; k < 4; ++k) {
       ctx.plan = assigned;  // a cloned plan; observations stay cached in the context
-      ctx.setting.calib_algorithm = parse_calib_algorithm(algos[k]);
+      ctx.edit_setting().calib_algorithm = parse_calib_algorithm(algos[k]);
       run_pipeline(ctx, {"calibrate", "lower"});
       quant::QuantSimulator& sim = ctx.simulator();
       ASSERT_TRUE(sim.from_lowered_form());

@@ -60,7 +60,7 @@ std::unique_ptr<QuantContext> quantized(const std::string& model, const std::str
   ctx->log = log;
   ctx->out_dir = out;
   attach_data(*ctx, kData);
-  run_pipeline(*ctx, pipeline_for(ctx->setting));
+  run_pipeline(*ctx, pipeline_for(ctx->setting()));
   return ctx;
 }
 

@@ -41,7 +41,7 @@ double ptq_noise(const std::string& model, bool split, const std::string& data, 
   static std::unique_ptr<QuantContext> ctx;
   ctx = std::make_unique<QuantContext>(load_model(model), load_target("esp32s3"), s);
   attach_data(*ctx, data);
-  run_pipeline(*ctx, pipeline_for(ctx->setting));
+  run_pipeline(*ctx, pipeline_for(ctx->setting()));
   if (keep) *keep = ctx.get();
   return ctx->report->output_noise_ratio;
 }

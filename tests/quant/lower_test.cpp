@@ -112,8 +112,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Lowering, ShiftsAreOutputMinusInputMinusWeightExponents) {
   QuantContext ctx(load_model(fixture("fashion/fmnist_resnet.onnx")), load_target("esp32p4"), Setting{});
-  ctx.setting.calib_steps = 1;
-  ctx.setting.batch_size = 16;
+  ctx.edit_setting().calib_steps = 1;
+  ctx.edit_setting().batch_size = 16;
   ctx.calibration = {std::shared_ptr<const Dataset>(open_dataset(kFashion, {})), 0, 16, "fashion"};
   run_pipeline(ctx, {"prepare", "assign", "calibrate", "lower"});
   int checked = 0;

@@ -138,13 +138,13 @@ TEST(Pipeline, AnotherCalibratorReusesTheObservations) {
   run_pipeline(ctx, {"prepare", "assign", "calibrate"});
   EXPECT_EQ(ctx.stats.data_passes, 1);
   QuantPlan kl = ctx.plan;
-  ctx.setting.calib_algorithm = CalibAlgorithm::MinMax;
+  ctx.edit_setting().calib_algorithm = CalibAlgorithm::MinMax;
   run_pipeline(ctx, {"assign", "calibrate"});
   EXPECT_EQ(ctx.stats.data_passes, 1);  // no second pass over the data
   EXPECT_EQ(ctx.plan.find("x")->source, RangeSource::MinMax);
   EXPECT_EQ(kl.find("x")->source, RangeSource::KL);
   // auto scores its candidates on the samples the data pass kept: still one pass.
-  ctx.setting.calib_algorithm = CalibAlgorithm::Auto;
+  ctx.edit_setting().calib_algorithm = CalibAlgorithm::Auto;
   run_pipeline(ctx, {"assign", "calibrate"});
   EXPECT_EQ(ctx.stats.data_passes, 1);
   EXPECT_EQ(ctx.calibration_report.chosen.rfind("auto (", 0), 0u) << ctx.calibration_report.chosen;

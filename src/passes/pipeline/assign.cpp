@@ -6,7 +6,7 @@
 namespace edgequant {
 
 PassResult AssignPass::run(QuantContext& ctx) {
-  ctx.plan = quant::assign_quant_configs(*ctx.graph, ctx.target, ctx.setting);
+  ctx.plan = quant::assign_quant_configs(*ctx.graph, ctx.target, ctx.setting());
   ctx.count_walk(3);  // inputs and ops, custom scales and channel rules, verify
   ctx.parameters.clear();
   PassResult r;

@@ -341,12 +341,12 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
   return r.invalidate(Analysis::ErrorReport).invalidate(Analysis::LoweredForm);
 }
 
-PassResult TqtPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting.tqt, BlockTraining::Tqt); }
+PassResult TqtPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting().tqt, BlockTraining::Tqt); }
 
-PassResult LsqPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting.lsq, BlockTraining::Lsq); }
+PassResult LsqPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting().lsq, BlockTraining::Lsq); }
 
 PassResult AdaRoundPass::run(QuantContext& ctx) {
-  return train_blocks(ctx, ctx.setting.adaround, BlockTraining::AdaRound);
+  return train_blocks(ctx, ctx.setting().adaround, BlockTraining::AdaRound);
 }
 
 }  // namespace edgequant

@@ -10,7 +10,7 @@
 namespace edgequant {
 
 PassResult CheckPass::run(QuantContext& ctx) {
-  ExportFormat f = deploy::resolve_format(ctx.setting.export_setting.format, ctx.target, &ctx.plan);
+  ExportFormat f = deploy::resolve_format(ctx.setting().export_setting.format, ctx.target, &ctx.plan);
   if (f == ExportFormat::None || ctx.out_dir.empty()) return PassResult{};
   std::vector<deploy::Finding> findings = deploy::check_deployable(*ctx.graph, ctx.plan, ctx.target, f);
   ctx.count_walk();

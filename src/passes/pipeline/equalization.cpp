@@ -123,7 +123,7 @@ void set_constant(Value* v, const at::Tensor& t) { v->data = std::make_shared<co
 }  // namespace
 
 PassResult EqualizationPass::run(QuantContext& ctx) {
-  const EqualizationSetting& es = ctx.setting.equalization_setting;
+  const EqualizationSetting& es = ctx.setting().equalization_setting;
   Graph& g = *ctx.graph;
   auto say = [&](const std::string& line) {
     if (ctx.log) *ctx.log << "equalization: " << line << "\n";
@@ -157,7 +157,6 @@ PassResult EqualizationPass::run(QuantContext& ctx) {
   }
   if (groups.empty()) {
     say("skipped: no Conv/Gemm pair joined by ReLU-like or pooling ops" + std::string(es.opt_level >= 2 ? " or Add" : ""));
-    if (result.rewrites) result.preserved = 0;
     result.changed = result.rewrites > 0;
     return result;
   }
@@ -208,7 +207,6 @@ PassResult EqualizationPass::run(QuantContext& ctx) {
   ctx.count_walk(1 + es.iterations);
   result.changed = true;
   result.rewrites += static_cast<int>(groups.size());
-  result.preserved = 0;  // weights changed: the executor, observations and every analysis are stale
   return result;
 }
 

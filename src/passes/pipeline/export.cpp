@@ -6,10 +6,7 @@
 #include <sstream>
 
 #include "core/files.h"
-#include "deploy/deployable.h"
-#include "deploy/integer_program.h"
-#include "deploy/qdq.h"
-#include "deploy/ti_onnx.h"
+#include "deploy/exporter.h"
 #include "onnx/onnx_io.h"
 #include "passes/pipeline.h"
 #include "quant/plan_io.h"
@@ -69,35 +66,18 @@ std::vector<at::Tensor> first_sample(QuantContext& ctx) {
 
 // The deployable file for the setting's format; a line for the summary.
 std::string write_deployable(QuantContext& ctx) {
-  ExportFormat f = deploy::resolve_format(ctx.setting.export_setting.format, ctx.target, &ctx.plan);
+  ExportFormat f = deploy::resolve_format(ctx.setting().export_setting.format, ctx.target, &ctx.plan);
+  if (f == ExportFormat::None) return "";
+  const deploy::Exporter* exporter = deploy::find_exporter(f);
+  if (!exporter)
+    fail(ErrorCode::Unsupported, std::string("export format ") + export_format_name(f) + " is not implemented yet for target " +
+                                     ctx.target.name + " (use --format espdl or none)");
   size_t float_bytes = ctx.model_path.empty() ? 0 : file_size(ctx.model_path);
-  deploy::Deployed d;
-  switch (f) {
-    case ExportFormat::None: return "";
-    case ExportFormat::Espdl: {
-      std::vector<at::Tensor> sample = ctx.setting.export_setting.test_values ? first_sample(ctx) : std::vector<at::Tensor>{};
-      d = deploy::write_espdl_outputs(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), sample, ctx.out_dir);
-      break;
-    }
-    case ExportFormat::Qdq: {
-      d.path = ctx.out_dir + "/model.qdq.onnx";
-      deploy::write_qdq(*ctx.graph, ctx.plan, ctx.lowered_form(), d.path);
-      d.bytes = file_size(d.path);
-      break;
-    }
-    case ExportFormat::TiOnnx: {
-      d.path = ctx.out_dir + "/model.ti.onnx";
-      runtime::IntGraph p = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), false);
-      export_onnx(*deploy::ti_integer_graph(p, ctx.graph->opset), d.path);
-      d.bytes = file_size(d.path);
-      std::string method = calib_algorithm_name(ctx.calibration_report.algorithm);
-      write_file_atomic(ctx.out_dir + "/quantization_config.yaml", deploy::ti_quantization_config(p, method, ctx.plan.notes));
-      break;
-    }
-    default:
-      fail(ErrorCode::Unsupported, std::string("export format ") + export_format_name(f) + " is not implemented yet for target " +
-                                       ctx.target.name + " (use --format espdl or none)");
-  }
+  std::vector<at::Tensor> sample;
+  if (exporter->embeds_test_values() && ctx.setting().export_setting.test_values) sample = first_sample(ctx);
+  deploy::ExportJob job{*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), std::move(sample),
+                        calib_algorithm_name(ctx.calibration_report.algorithm), ctx.out_dir};
+  deploy::Deployed d = exporter->write(job);
   std::ostringstream s;
   s << "deployable: " << d.path << " (" << d.bytes << " bytes; float ONNX " << float_bytes << " bytes)\n";
   return s.str();
@@ -127,7 +107,7 @@ PassResult ExportPass::run(QuantContext& ctx) {
     if (!ctx.calibration_report.chosen.empty()) pj["calib_chosen"] = ctx.calibration_report.chosen;
     write_file_atomic(ctx.out_dir + "/quant_config.json", pj.dump(1) + "\n");
     if (ctx.report) write_file_atomic(ctx.out_dir + "/analysis.json", ctx.report->to_json().dump(1) + "\n");
-    if (!ctx.setting.file.empty()) write_file_atomic(ctx.out_dir + "/setting.yaml", read_file(ctx.setting.file));
+    if (!ctx.setting().file.empty()) write_file_atomic(ctx.out_dir + "/setting.yaml", read_file(ctx.setting().file));
     // The target's own file: `evaluate` finds it here even when it was given by a path that is gone.
     if (!ctx.target.file.empty()) write_file_atomic(ctx.out_dir + "/target.yaml", read_file(ctx.target.file));
   }

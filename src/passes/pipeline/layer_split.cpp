@@ -16,7 +16,7 @@
 namespace edgequant {
 
 PassResult LayerSplitPass::run(QuantContext& ctx) {
-  const LayerSplitSetting& ls = ctx.setting.layer_split_setting;
+  const LayerSplitSetting& ls = ctx.setting().layer_split_setting;
   Graph& g = *ctx.graph;
   auto say = [&](const std::string& line) {
     if (ctx.log) *ctx.log << "layer-split: " << line << "\n";
@@ -70,7 +70,6 @@ PassResult LayerSplitPass::run(QuantContext& ctx) {
   g.verify();
   ctx.count_walk(2);
   r.changed = true;
-  r.preserved = 0;
   return r;
 }
 

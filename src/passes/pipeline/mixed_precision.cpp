@@ -9,6 +9,7 @@
 
 #include "ir/op_traits.h"
 #include "passes/pipeline.h"
+#include "quant/quantizer.h"
 
 namespace edgequant {
 
@@ -26,7 +27,7 @@ int64_t parameter_bytes(const QuantContext& ctx) {
 }  // namespace
 
 PassResult MixedPrecisionPass::run(QuantContext& ctx) {
-  const MixedPrecisionSetting& m = ctx.setting.mixed_precision;
+  const MixedPrecisionSetting& m = ctx.setting().mixed_precision;
   auto say = [&](const std::string& line) {
     if (ctx.log) *ctx.log << "mixed-precision: " << line << "\n";
   };
@@ -36,26 +37,28 @@ PassResult MixedPrecisionPass::run(QuantContext& ctx) {
     say("skipped: target '" + ctx.target.name + "' has no int16");
     return PassResult{};
   }
-  // Layerwise error of every unit as the plan stands.
-  Setting saved = ctx.setting;
-  ctx.setting.analysis.layerwise = true;
-  ctx.setting.analysis.graphwise = false;
-  run_pipeline(ctx, {"analyse"});
-  ctx.setting.analysis = saved.analysis;
+  // Layerwise error of every unit as the plan stands (not kept: the plan changes below).
+  analysis::AnalysisReport layerwise = analyse_validation(ctx, false, true);
   std::vector<const analysis::UnitReport*> units;
-  for (const auto& u : ctx.report->units)
-    if (!ctx.setting.dispatching_table.count(u.op)) units.push_back(&u);
+  for (const auto& u : layerwise.units)
+    if (!ctx.setting().dispatching_table.count(u.op)) units.push_back(&u);
   std::sort(units.begin(), units.end(), [](const auto* a, const auto* b) { return a->layerwise > b->layerwise; });
   if (units.size() > static_cast<size_t>(m.auto_promote)) units.resize(static_cast<size_t>(m.auto_promote));
   int64_t bytes_before = parameter_bytes(ctx);
   std::ostringstream chosen;
   chosen << std::scientific << std::setprecision(3);
+  // The user's dispatching table plus the promotions: an assignment of this pass's own, the
+  // setting stays as given.
+  Setting promoted = ctx.setting();
   for (const auto* u : units) {
-    for (const Op* op : u->ops) ctx.setting.dispatching_table[op->name] = m.to;  // a conv and its fused activation
+    for (const Op* op : u->ops) promoted.dispatching_table[op->name] = m.to;  // a conv and its fused activation
     chosen << (chosen.tellp() > 0 ? ", " : "") << u->op << " (" << u->type << ", layerwise " << u->layerwise << ")";
   }
   // Reassign and recalibrate: the observations are cached, so no data pass.
-  run_pipeline(ctx, {"assign", "calibrate"});
+  ctx.plan = quant::assign_quant_configs(*ctx.graph, ctx.target, promoted);
+  ctx.parameters.clear();
+  ctx.count_walk(3);
+  calibrate_plan(ctx);
   int64_t bytes_after = parameter_bytes(ctx);
   ctx.count_walk(2);
   say(std::to_string(units.size()) + " units to " + m.to + ": " + chosen.str());
@@ -65,7 +68,7 @@ PassResult MixedPrecisionPass::run(QuantContext& ctx) {
                            chosen.str() + "), +" + std::to_string(bytes_after - bytes_before) + " parameter bytes");
   PassResult r;
   r.changed = !units.empty();
-  return r.invalidate(Analysis::ErrorReport).invalidate(Analysis::LoweredForm);
+  return r;
 }
 
 }  // namespace edgequant

@@ -9,9 +9,12 @@ PassResult PreparePass::run(QuantContext& ctx) {
   ctx.count_walk(3);  // remove-identity, fold-constants, fold-batchnorm
   PassResult r;
   r.changed = ctx.graph->ops().size() != before;
-  if (r.changed) r.preserved = 0;
-  ctx.invalidate(r.preserved);
+  if (r.changed) {
+    r.invalidate_all();
+    ctx.invalidate(0);  // the executor below is built on the normalised graph
+  }
   ctx.executor();
+  if (r.changed) r.dropped &= ~static_cast<unsigned>(Analysis::FloatOutputs);
   return r;
 }
 

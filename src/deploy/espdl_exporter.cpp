@@ -1,0 +1,82 @@
+// The `.espdl` exporter: what ESP-DL's runtime cannot load or EdgeQuant's integer runtime cannot
+// compute (the test values embedded in the file come from it), and the writer
+// (deployable.h: model.espdl, .info, .json).
+#include "deploy/exporter.h"
+#include "ir/op_traits.h"
+#include "runtime/kernels/kernels.h"
+
+namespace edgequant::deploy {
+
+namespace {
+int widest_bits(const Op& op, const QuantPlan& plan) {
+  int bits = 0;
+  for (const Value* v : op.outputs)
+    if (const QuantConfig* c = v ? plan.effective(v->name) : nullptr)
+      if (c->state != QuantState::Float) bits = std::max(bits, c->bits);
+  return bits;
+}
+
+void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vector<Finding>& out) {
+  auto add = [&](const std::string& reason, const std::string& remedy) { out.push_back({op.name, op.type, reason, remedy}); };
+  const QuantConfig* oc = op.outputs.empty() || !op.outputs[0] ? nullptr : plan.find(op.outputs[0]->name);
+  bool fused_away = oc && oc->state == QuantState::Fused;  // Relu after Conv: part of the Conv node
+  if (!t.runtime_ops.empty() && !t.runtime_ops.count(op.type) && !fused_away) {
+    add("ESP-DL's runtime has no module for " + op.type + " (the chip cannot load the file)",
+        "replace it in the model (decompose it into supported ops) or quantize for a QDQ target");
+    return;
+  }
+  if (!runtime::find_kernel(op.type))
+    add("EdgeQuant's integer runtime has no " + op.type + " kernel yet (the .espdl test values are computed by it)",
+        "--format none for reports only, or a QDQ target");
+  else if (oc && oc->state == QuantState::Float && !runtime::kernel_computes_float(op.type))
+    add(op.type + " runs on integers only in ESP-DL and EdgeQuant's runtime, and this one is dispatched to float",
+        "dispatching_table: {\"" + op.name + "\": int8} (or int16), or quantize for a QDQ target");
+  if (t.int8_only_ops.count(op.type) && widest_bits(op, plan) > 8)
+    add(op.type + " runs only at int8 on ESP-DL (its int16 kernel is empty)",
+        "dispatching_table: {\"" + op.name + "\": int8} in the setting");
+  if (op.type == "Conv" || op.type == "MaxPool" || op.type == "AveragePool") {
+    const Value* x = op.input(0);
+    if (x && x->shape && x->shape->size() != 4) add("only 2-D " + op.type + " is supported", "reshape to 2-D (N, C, 1, W)");
+    if (op.attr_string("auto_pad", "NOTSET") != "NOTSET") add("auto_pad is not supported", "export the model with explicit pads");
+    if (op.attr_int("ceil_mode", 0) != 0) add("ceil_mode=1 is not supported", "pad explicitly and use ceil_mode=0");
+  }
+  if (op.type == "Gemm" && (op.attr_float("alpha", 1.f) != 1.f || op.attr_float("beta", 1.f) != 1.f || op.attr_int("transA", 0) != 0))
+    add("Gemm needs alpha = beta = 1 and transA = 0", "fold alpha/beta into the weights");
+  if (op.type == "Resize") {
+    std::string mode = op.attr_string("mode", "nearest"), ctm = op.attr_string("coordinate_transformation_mode", "half_pixel");
+    if (op.attr_int("antialias", 0) != 0 || op.has_attr("axes") || op.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch")
+      add("ESP-DL's Resize has no antialias, axes or keep_aspect_ratio_policy",
+          "export without antialiasing, with scales or sizes for all four axes");
+    else if (mode == "nearest" && (ctm != "asymmetric" || op.attr_string("nearest_mode", "round_prefer_floor") != "floor"))
+      add("ESP-DL's nearest Resize computes asymmetric/floor coordinates, the model asks " + ctm + "/" +
+              op.attr_string("nearest_mode", "round_prefer_floor"),
+          "export nearest upsampling with coordinate_transformation_mode=asymmetric, nearest_mode=floor (PyTorch's default)");
+    else if (mode == "linear" && ctm != "half_pixel" && ctm != "pytorch_half_pixel" && ctm != "align_corners")
+      add("ESP-DL's linear Resize computes half_pixel or align_corners coordinates, not " + ctm, "export with half_pixel");
+    else if (mode == "cubic")
+      add("cubic Resize is not supported", "use linear or nearest");
+  }
+}
+
+class EspdlExporter : public Exporter {
+ public:
+  ExportFormat format() const override { return ExportFormat::Espdl; }
+  bool embeds_test_values() const override { return true; }
+  void check_op(const Op& op, const QuantPlan& plan, const Target& t, std::vector<Finding>& out) const override {
+    if (t.scale_kind != ScaleKind::PowerOfTwo)
+      out.push_back({op.name, op.type, ".espdl needs power-of-two scales; target " + t.name + " uses float scales", "--format qdq"});
+    else
+      check_espdl(op, plan, t, out);
+  }
+  Deployed write(const ExportJob& j) const override {
+    return write_espdl_outputs(j.graph, j.plan, j.lowered, j.target, j.executor, j.test_inputs, j.dir);
+  }
+};
+}  // namespace
+
+const Exporter& espdl_exporter() {
+  static const EspdlExporter e;
+  return e;
+}
+
+}  // namespace edgequant::deploy
