@@ -17,17 +17,24 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_float MODEL.onnx [--batch N] [--repeats N] [--threads N] [--profile 1] [--chunk-mib M]\n");
+    std::fprintf(
+        stderr,
+        "usage: bench_float MODEL.onnx [--batch N] [--repeats N] [--threads N] [--profile 1] [--chunk-mib M]\n");
     return 2;
   }
   int batch = 32, repeats = 3, threads = 0, profile = 0;
   double chunk_mib = -1;  // default: ExecOptions' own
   for (int i = 2; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--repeats")) repeats = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--profile")) profile = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--chunk-mib")) chunk_mib = std::atof(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--batch"))
+      batch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--repeats"))
+      repeats = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads"))
+      threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--profile"))
+      profile = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--chunk-mib"))
+      chunk_mib = std::atof(argv[i + 1]);
   }
   auto t0 = std::chrono::steady_clock::now();
   auto g = edgequant::load_model(argv[1]);

@@ -30,9 +30,10 @@ int main(int argc, char** argv) {
       for (int r = 0; r < repeats; ++r) sink += at::sum(x).item<double>();
       double read_s = std::chrono::duration<double>(Clock::now() - t).count();
       double elems = double(x.numel()) * repeats;
-      std::printf("%-5s %2lld x 96x112x112 (%3.0f MiB): observe %.3f ns/element, read (sum) %.3f ns/element, %d threads%s\n",
-                  relu ? "relu" : "dense", (long long)n, x.nbytes() / 1048576.0, observe_s / elems * 1e9,
-                  read_s / elems * 1e9, at::get_num_threads(), sink == 0 ? " " : "");
+      std::printf(
+          "%-5s %2lld x 96x112x112 (%3.0f MiB): observe %.3f ns/element, read (sum) %.3f ns/element, %d threads%s\n",
+          relu ? "relu" : "dense", (long long)n, x.nbytes() / 1048576.0, observe_s / elems * 1e9, read_s / elems * 1e9,
+          at::get_num_threads(), sink == 0 ? " " : "");
     }
   return 0;
 }

@@ -93,7 +93,8 @@ double min_plus_max(const at::Tensor& t) {
     float l = INFINITY, h = -INFINITY;
 #if defined(__x86_64__)
     static const bool avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) min_max_avx2(p + begin, end - begin, l, h);
+    if (avx2)
+      min_max_avx2(p + begin, end - begin, l, h);
     else
 #endif
       for (int64_t i = begin; i < end; ++i) {
@@ -121,7 +122,8 @@ double peak_rss_mib() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_ptq MODEL.onnx [--target T] [--calib-steps N] [--batch B] [--analysis-samples S]\n");
+    std::fprintf(stderr,
+                 "usage: bench_ptq MODEL.onnx [--target T] [--calib-steps N] [--batch B] [--analysis-samples S]\n");
     return 2;
   }
   std::string target_name = "esp32p4";
@@ -129,12 +131,18 @@ int main(int argc, char** argv) {
   std::string calib_algorithm;  // "": the target's default
   int tqt_steps = 0;            // > 0: run the tqt pass with this many steps per block (log per block)
   for (int i = 2; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--target")) target_name = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--calib-steps")) steps = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--batch")) batch = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--analysis-samples")) analysis_samples = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--calib-algorithm")) calib_algorithm = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--tqt-steps")) tqt_steps = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--target"))
+      target_name = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--calib-steps"))
+      steps = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--batch"))
+      batch = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--analysis-samples"))
+      analysis_samples = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--calib-algorithm"))
+      calib_algorithm = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--tqt-steps"))
+      tqt_steps = std::atoi(argv[i + 1]);
   }
   auto t0 = Clock::now();
   Setting s;
@@ -149,7 +157,8 @@ int main(int argc, char** argv) {
   Shape sample_shape(g.inputs[0]->shape->begin() + 1, g.inputs[0]->shape->end());
   auto data = std::make_shared<SyntheticImages>(sample_shape, int64_t(steps) * batch + analysis_samples);
   ctx.calibration = {data, 0, int64_t(steps) * batch, "synthetic calibration samples"};
-  ctx.validation = {data, int64_t(steps) * batch, int64_t(steps) * batch + analysis_samples, "synthetic validation samples"};
+  ctx.validation = {data, int64_t(steps) * batch, int64_t(steps) * batch + analysis_samples,
+                    "synthetic validation samples"};
 
   // Reference: the same number of plain float passes over the same batches.
   quant::BatchStream ref = ctx.batches(ctx.calibration);
@@ -201,7 +210,8 @@ int main(int argc, char** argv) {
   const quant::CalibrationReport cal = ctx.calibration_report;
   // Every other calibrator's plan from the same observations (what a calib_algorithm sweep costs).
   auto t_sweep = Clock::now();
-  for (CalibAlgorithm a : {CalibAlgorithm::MinMax, CalibAlgorithm::Percentile, CalibAlgorithm::KL, CalibAlgorithm::MSE}) {
+  for (CalibAlgorithm a :
+       {CalibAlgorithm::MinMax, CalibAlgorithm::Percentile, CalibAlgorithm::KL, CalibAlgorithm::MSE}) {
     if (a == cal.algorithm) continue;
     QuantContext& c = ctx;
     QuantPlan saved = c.plan;
@@ -228,20 +238,27 @@ int main(int argc, char** argv) {
   double export_s = since(t3);
 
   double calib_compute_s = calib_s - batch_build_s;  // both sides exclude building the batches
-  std::printf("model %s, target %s, calibrator %s, %d calibration batches of %d, %zu analysed units, %lld analysis samples, %d threads\n",
-              argv[1], target_name.c_str(), calib_algorithm_name(cal.algorithm), steps, batch, report.units.size(),
-              (long long)report.samples, at::get_num_threads());
-  std::printf("wall time: import %.2f s, calibration %.2f s, analysis %.2f s (float %.2f, graphwise %.2f, layerwise %.2f), export %.2f s\n",
-              import_s, calib_s, analysis_s, analysis_float_s, report.graphwise_seconds, report.layerwise_seconds, export_s);
-  std::printf("float passes over the calibration batches: %.2f s (building the batches: %.2f s, counted on neither side)\n",
-              float_s, batch_build_s);
+  std::printf(
+      "model %s, target %s, calibrator %s, %d calibration batches of %d, %zu analysed units, %lld analysis samples, %d "
+      "threads\n",
+      argv[1], target_name.c_str(), calib_algorithm_name(cal.algorithm), steps, batch, report.units.size(),
+      (long long)report.samples, at::get_num_threads());
+  std::printf(
+      "wall time: import %.2f s, calibration %.2f s, analysis %.2f s (float %.2f, graphwise %.2f, layerwise %.2f), "
+      "export %.2f s\n",
+      import_s, calib_s, analysis_s, analysis_float_s, report.graphwise_seconds, report.layerwise_seconds, export_s);
+  std::printf(
+      "float passes over the calibration batches: %.2f s (building the batches: %.2f s, counted on neither side)\n",
+      float_s, batch_build_s);
   std::printf("calibration / float passes: %.3f   (target <= 1.3; observers %.2f s of the calibration)\n",
               calib_compute_s / float_s, cal.observer_seconds);
-  std::printf("the same data pass reading each observed value once (min and max only): %.2f s = %.3f x the float passes"
-              " (the floor under any observer that reads tensors after the op wrote them)\n",
-              read_floor_s, read_floor_s / float_s);
-  std::printf("all four calibrators' plans / one calibration pass: %.3f   (target <= 1.15; the other three took %.3f s)\n",
-              (calib_s + sweep_s) / calib_s, sweep_s);
+  std::printf(
+      "the same data pass reading each observed value once (min and max only): %.2f s = %.3f x the float passes"
+      " (the floor under any observer that reads tensors after the op wrote them)\n",
+      read_floor_s, read_floor_s / float_s);
+  std::printf(
+      "all four calibrators' plans / one calibration pass: %.3f   (target <= 1.15; the other three took %.3f s)\n",
+      (calib_s + sweep_s) / calib_s, sweep_s);
   double per_unit = report.layerwise_seconds / analysis_float_s / report.units.size();
   std::printf("layerwise / one float pass over the analysis data: %.2f = %.3f x %zu units   (target <= 0.6 x units)\n",
               report.layerwise_seconds / analysis_float_s, per_unit, report.units.size());

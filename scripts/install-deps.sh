@@ -15,6 +15,7 @@ PKGS=(
   libopencv-dev zlib1g-dev
   libonnx-testdata dataset-fashion-mnist
   python3-torch python3-torchvision python3-numpy python3-onnx
+  clang-format  # the style.clang_format test (Debian 12: version 14)
 )
 
 missing=()

@@ -10,10 +10,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <iostream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "api/load.h"
 #include "edgequant/error.h"
@@ -68,7 +68,7 @@ Outcome run_case(const fs::path& dir, std::set<std::string>& ops_seen, double at
     for (const auto& f : sorted_files(data, "input_")) inputs.push_back(exec::to_aten(read_tensor_pb(f)));
     if (inputs.size() != g->inputs.size())
       return {Outcome::Refused, "test data has " + std::to_string(inputs.size()) + " inputs, model " +
-                                 std::to_string(g->inputs.size()) + " (optional inputs given as data)"};
+                                    std::to_string(g->inputs.size()) + " (optional inputs given as data)"};
     auto outs = ex.run(inputs);
     auto expected = sorted_files(data, "output_");
     if (expected.size() != outs.size()) return {Outcome::Fail, "output count differs"};
@@ -176,15 +176,18 @@ int main(int argc, char** argv) {
         continue;
       }
       ++ran;
-      if (o.kind == Outcome::Pass) ++passed;
-      else failures.push_back(name + ": " + o.reason);
+      if (o.kind == Outcome::Pass)
+        ++passed;
+      else
+        failures.push_back(name + ": " + o.reason);
     }
   }
   std::cout << "skipped cases:\n";
   for (const auto& s : skips) std::cout << "  SKIP " << s << "\n";
   for (const auto& f : failures) std::cout << "  FAIL " << f << "\n";
   for (const auto& [name, reason] : allowed)
-    if (!allowed_used.count(name)) failures.push_back(name + ": listed in the allowed-skips file but no longer refused (remove it)");
+    if (!allowed_used.count(name))
+      failures.push_back(name + ": listed in the allowed-skips file but no longer refused (remove it)");
   // Ops newer than Debian's ONNX test data (libonnx 1.12, opset <= 17), checked elsewhere.
   const std::map<std::string, std::string> covered_elsewhere = {
       {"GroupNormalization", "opset 18/21, tests/onnx/ort_reference_test.cpp against ONNX Runtime"},
@@ -203,8 +206,10 @@ int main(int argc, char** argv) {
   for (const auto& op : exec::supported_op_types()) {
     if (ops_passing.count(op)) continue;
     auto it = covered_elsewhere.find(op);
-    if (it != covered_elsewhere.end()) std::cout << "covered elsewhere: " << op << " (" << it->second << ")\n";
-    else uncovered.push_back(op);
+    if (it != covered_elsewhere.end())
+      std::cout << "covered elsewhere: " << op << " (" << it->second << ")\n";
+    else
+      uncovered.push_back(op);
   }
   std::cout << "supported ops without a passing case:" << (uncovered.empty() ? " none" : "");
   for (const auto& u : uncovered) std::cout << " " << u;

@@ -29,16 +29,19 @@ inline void PrintTo(const FixtureCase& c, std::ostream* os) { *os << c.model; }
 
 // "fashion/fmnist_resnet" -> Fashion-MNIST; "models/X_op13" -> models/X_input.npy.
 inline FixtureCase fixture_case(const std::string& stem, bool float_functions = false) {
-  std::string data = stem.rfind("fashion/", 0) == 0 ? kFashionTrain
-                                                     : fixture(stem.substr(0, stem.rfind("_op")) + "_input.npy");
+  std::string data =
+      stem.rfind("fashion/", 0) == 0 ? kFashionTrain : fixture(stem.substr(0, stem.rfind("_op")) + "_input.npy");
   return {stem + ".onnx", data, float_functions};
 }
 
 // The six fixture models; `detection_head_flag` marks the detection head's float functions.
 inline std::vector<FixtureCase> fixture_models(bool detection_head_flag = false) {
-  return {fixture_case("fashion/fmnist_mobilenet"),         fixture_case("fashion/fmnist_resnet"),
-          fixture_case("models/mobilenetv2_style_op13"),    fixture_case("models/resnet_style_op13"),
-          fixture_case("models/detection_head_op13", detection_head_flag), fixture_case("models/batchnorm_op13")};
+  return {fixture_case("fashion/fmnist_mobilenet"),
+          fixture_case("fashion/fmnist_resnet"),
+          fixture_case("models/mobilenetv2_style_op13"),
+          fixture_case("models/resnet_style_op13"),
+          fixture_case("models/detection_head_op13", detection_head_flag),
+          fixture_case("models/batchnorm_op13")};
 }
 
 // The pipeline through `lower` on at most `samples` samples of the case's data (one batch).

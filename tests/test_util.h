@@ -2,8 +2,8 @@
 #pragma once
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <unistd.h>
 #include <onnx/onnx_pb.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <limits>
@@ -26,8 +26,9 @@ inline ::testing::AssertionResult within_ulps(const at::Tensor& got, const at::T
   double diff = (g - w).abs().max().item<double>();
   double bound = ulps * std::numeric_limits<float>::epsilon() * scale;
   if (diff <= bound) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "max |diff| " << diff << " = " << diff / (std::numeric_limits<float>::epsilon() * scale)
-                                       << " ULPs of max |y| " << scale << " (bound " << ulps << ")";
+  return ::testing::AssertionFailure() << "max |diff| " << diff << " = "
+                                       << diff / (std::numeric_limits<float>::epsilon() * scale) << " ULPs of max |y| "
+                                       << scale << " (bound " << ulps << ")";
 }
 
 // A tiny ModelProto builder in the spirit of ONNX Runtime's graph_transform_test_builder.
@@ -53,7 +54,8 @@ class ModelBuilder {
     fill(t, name, shape, v);
     return *this;
   }
-  ModelBuilder& initializer_i32(const std::string& name, const std::vector<int64_t>& shape, const std::vector<int32_t>& v) {
+  ModelBuilder& initializer_i32(const std::string& name, const std::vector<int64_t>& shape,
+                                const std::vector<int32_t>& v) {
     auto* t = model_.mutable_graph()->add_initializer();
     t->set_name(name);
     t->set_data_type(onnx::TensorProto::INT32);
@@ -61,7 +63,8 @@ class ModelBuilder {
     for (auto x : v) t->add_int32_data(x);
     return *this;
   }
-  ModelBuilder& initializer_i64(const std::string& name, const std::vector<int64_t>& shape, const std::vector<int64_t>& v) {
+  ModelBuilder& initializer_i64(const std::string& name, const std::vector<int64_t>& shape,
+                                const std::vector<int64_t>& v) {
     auto* t = model_.mutable_graph()->add_initializer();
     t->set_name(name);
     t->set_data_type(onnx::TensorProto::INT64);
@@ -130,15 +133,18 @@ class ModelBuilder {
   }
 
  private:
-  static void value_info(onnx::ValueInfoProto* vi, const std::string& name, const std::vector<int64_t>& shape, int elem) {
+  static void value_info(onnx::ValueInfoProto* vi, const std::string& name, const std::vector<int64_t>& shape,
+                         int elem) {
     vi->set_name(name);
     auto* tt = vi->mutable_type()->mutable_tensor_type();
     tt->set_elem_type(elem);
     auto* s = tt->mutable_shape();
     for (auto d : shape) {
       auto* dim = s->add_dim();
-      if (d >= 0) dim->set_dim_value(d);
-      else dim->set_dim_param("batch");
+      if (d >= 0)
+        dim->set_dim_value(d);
+      else
+        dim->set_dim_param("batch");
     }
   }
   onnx::ModelProto model_;

@@ -15,7 +15,8 @@ struct OutputMetrics {
   double max_abs_diff = 0;     // max |q - f|
   double top1_agreement = -1;  // classifier-like outputs ([N, C], C >= 2): argmax agreement; -1 otherwise
   int64_t samples = 0;
-  std::string line() const;    // "output 'y': SQNR 38.21 dB, cosine 0.99990, max |diff| 0.0312, top-1 agreement 99.80% (512 samples)"
+  std::string line()
+      const;  // "output 'y': SQNR 38.21 dB, cosine 0.99990, max |diff| 0.0312, top-1 agreement 99.80% (512 samples)"
 };
 
 }  // namespace edgequant

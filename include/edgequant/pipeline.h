@@ -4,22 +4,20 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
-#include <vector>
-
-#include "edgequant/metrics.h"
 #include <utility>
 #include <vector>
 
 #include "edgequant/error.h"
+#include "edgequant/metrics.h"
 
 namespace edgequant {
 
 struct QuantizeOptions {
-  std::string model;           // float ONNX file
-  std::string target;          // target name (targets/*.yaml) or a target .yaml path
-  std::string calib;           // calibration data: IDX, .npy/.npz, image folder
-  std::string setting_file;    // optional YAML/JSON setting
-  std::string out_dir;         // output directory ("" = write nothing)
+  std::string model;                    // float ONNX file
+  std::string target;                   // target name (targets/*.yaml) or a target .yaml path
+  std::string calib;                    // calibration data: IDX, .npy/.npz, image folder
+  std::string setting_file;             // optional YAML/JSON setting
+  std::string out_dir;                  // output directory ("" = write nothing)
   int calib_steps = 0, batch_size = 0;  // 0: the setting's (default 32 x 32)
   std::string calib_algorithm;          // "": the setting's, else the target's default
   std::string format;                   // deployable file: auto | none | espdl | qdq | ti-onnx ("": the setting's)
@@ -71,10 +69,10 @@ EvaluateReport evaluate_report(const EvaluateOptions& options);
 // `edgequant check`: what the target cannot run or the deployable format cannot express, from
 // the graph and the assigned plan (model, target, setting_file and format of the options).
 struct CheckReport {
-  std::string format;                  // the resolved deployable format
-  size_t ops = 0;                      // ops checked (after normalisation)
-  std::vector<std::string> findings;   // "'node' (Op): reason; remedy: ..." (blocking)
-  std::vector<std::string> notes;      // not blocking (TI CPU fallbacks)
+  std::string format;                 // the resolved deployable format
+  size_t ops = 0;                     // ops checked (after normalisation)
+  std::vector<std::string> findings;  // "'node' (Op): reason; remedy: ..." (blocking)
+  std::vector<std::string> notes;     // not blocking (TI CPU fallbacks)
 };
 CheckReport check(const QuantizeOptions& options);
 

@@ -85,7 +85,8 @@ double Moments::kurtosis() const {
   return m4 / (s * s * s * s);
 }
 nlohmann::json Moments::to_json() const {
-  return {{"mean", mean()}, {"std", std()}, {"skewness", skewness()}, {"kurtosis", kurtosis()}, {"min", min}, {"max", max}};
+  return {{"mean", mean()},         {"std", std()}, {"skewness", skewness()},
+          {"kurtosis", kurtosis()}, {"min", min},   {"max", max}};
 }
 
 void accumulate_noise_ratio(const at::Tensor& f_in, const at::Tensor& q_in, double& acc, int64_t& count) {
@@ -138,7 +139,8 @@ std::vector<UnitReport> analysis_units(const Graph& g, const QuantPlan& plan) {
 }
 
 AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSimulator& sim, const QuantPlan& plan,
-                       const std::vector<Batch>& batches, bool graphwise, bool layerwise, const exec::HookList* float_hooks) {
+                       const std::vector<Batch>& batches, bool graphwise, bool layerwise,
+                       const exec::HookList* float_hooks) {
   at::NoGradGuard no_grad;
   AnalysisReport report;
   report.units = analysis_units(g, plan);
@@ -170,7 +172,7 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
       }
       for (size_t p : reach) downstream[u].push_back(order[p]);
       for (const Op* op : downstream[u])
-        if ((op->type == "Relu" || op->type == "Clip") && op->input(0) &&
+        if ((op->is(OpType::Relu) || op->is(OpType::Clip)) && op->input(0) &&
             (!op->input(0)->producer || !reach.count(position[op->input(0)->producer])))
           cached_inputs_of_activations[u].push_back(op->input(0));
     }
@@ -180,7 +182,8 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
   double out_acc = 0;
   int64_t out_cnt = 0;
   double float_s = 0;
-  Progress progress("error analysis", static_cast<int64_t>(batches.size() * (1 + (layerwise ? report.units.size() : 0))));
+  Progress progress("error analysis",
+                    static_cast<int64_t>(batches.size() * (1 + (layerwise ? report.units.size() : 0))));
   for (const auto& b : batches) {
     // The one float pass of this batch: every activation, kept for both analyses.
     auto tf = Clock::now();
@@ -241,7 +244,8 @@ AnalysisReport analyse(const Graph& g, exec::Executor& ex, const quant::QuantSim
         for (const Value* v : cached_inputs_of_activations[u]) env[v] = env.at(v).clone();
         ex.run_ops(downstream[u], env, &hooks);
         for (size_t i = 0; i < g.outputs.size(); ++i)
-          if (at::isFloatingType(yf[i].scalar_type())) accumulate_noise_ratio(yf[i], env.at(g.outputs[i]), l_acc[u], l_cnt[u]);
+          if (at::isFloatingType(yf[i].scalar_type()))
+            accumulate_noise_ratio(yf[i], env.at(g.outputs[i]), l_acc[u], l_cnt[u]);
         progress.step();
       }
       report.layerwise_seconds += std::chrono::duration<double>(Clock::now() - start).count();
@@ -290,14 +294,15 @@ std::string AnalysisReport::table(size_t max_rows) const {
     return ka > kb;
   });
   std::ostringstream s;
-  s << "rank  " << std::left << std::setw(34) << "op" << std::setw(18) << "type" << std::setw(6) << "bits"
-    << std::right << std::setw(12) << "graphwise" << std::setw(12) << "layerwise" << std::setw(10) << "kurtosis" << "\n";
+  s << "rank  " << std::left << std::setw(34) << "op" << std::setw(18) << "type" << std::setw(6) << "bits" << std::right
+    << std::setw(12) << "graphwise" << std::setw(12) << "layerwise" << std::setw(10) << "kurtosis"
+    << "\n";
   for (size_t i = 0; i < sorted.size() && i < max_rows; ++i) {
     const UnitReport& u = *sorted[i];
     std::string name = u.op.size() > 33 ? u.op.substr(0, 30) + "..." : u.op;
-    s << std::left << std::setw(6) << i + 1 << std::setw(34) << name << std::setw(18) << u.type << std::setw(6) << u.bits
-      << std::right << std::fixed << std::setprecision(5) << std::setw(12) << u.graphwise << std::setw(12) << u.layerwise
-      << std::setprecision(2) << std::setw(10) << u.float_stats.kurtosis() << "\n";
+    s << std::left << std::setw(6) << i + 1 << std::setw(34) << name << std::setw(18) << u.type << std::setw(6)
+      << u.bits << std::right << std::fixed << std::setprecision(5) << std::setw(12) << u.graphwise << std::setw(12)
+      << u.layerwise << std::setprecision(2) << std::setw(10) << u.float_stats.kurtosis() << "\n";
   }
   if (sorted.size() > max_rows) s << "... " << sorted.size() - max_rows << " more in analysis.json\n";
   return s.str();

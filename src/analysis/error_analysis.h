@@ -46,10 +46,10 @@ struct AnalysisReport {
   std::vector<UnitReport> units;
   int64_t samples = 0;
   double graphwise_seconds = 0, layerwise_seconds = 0;
-  double float_seconds = 0;  // the one float pass over the batches (shared by both analyses)
-  double output_noise_ratio = -1;  // graph outputs, everything quantized
+  double float_seconds = 0;                       // the one float pass over the batches (shared by both analyses)
+  double output_noise_ratio = -1;                 // graph outputs, everything quantized
   std::vector<OutputMetricsAccumulator> outputs;  // per graph output: SQNR, cosine, max |diff|, top-1 agreement
-  std::string samples_description;  // which samples were used (validation, not calibration)
+  std::string samples_description;                // which samples were used (validation, not calibration)
   nlohmann::json to_json() const;
   std::string table(size_t max_rows = 30) const;  // ranked worst first
 };

@@ -51,8 +51,10 @@ std::string OutputMetrics::line() const {
   s.setf(std::ios::fixed);
   s.precision(2);
   s << "output '" << name << "': SQNR ";
-  if (std::isinf(sqnr_db)) s << "inf";
-  else s << sqnr_db;
+  if (std::isinf(sqnr_db))
+    s << "inf";
+  else
+    s << sqnr_db;
   s << " dB, cosine ";
   s.precision(5);
   s << cosine << ", max |diff| ";

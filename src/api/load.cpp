@@ -28,7 +28,8 @@ Target load_directory_target(const std::string& dir, const QuantPlan& plan) {
   std::string tf = dir + "/target.yaml";
   Target target = load_target(std::filesystem::exists(tf) ? tf : plan.target_name);
   if (target.name != plan.target_name)
-    fail(ErrorCode::InvalidInput, tf + ": target '" + target.name + "', but quant_config.json was made for '" + plan.target_name + "'");
+    fail(ErrorCode::InvalidInput,
+         tf + ": target '" + target.name + "', but quant_config.json was made for '" + plan.target_name + "'");
   return target;
 }
 

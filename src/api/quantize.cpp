@@ -40,7 +40,8 @@ CheckReport check(const QuantizeOptions& o) {
   ExportFormat f = deploy::resolve_format(ctx->setting().export_setting.format, ctx->target, &ctx->plan);
   r.format = export_format_name(f);
   if (f != ExportFormat::None)
-    for (const deploy::Finding& x : deploy::check_deployable(*ctx->graph, ctx->plan, ctx->target, f)) r.findings.push_back(x.line());
+    for (const deploy::Finding& x : deploy::check_deployable(*ctx->graph, ctx->plan, ctx->target, f))
+      r.findings.push_back(x.line());
   r.notes = ctx->plan.notes;
   r.ops = ctx->graph->ops().size();
   return r;
@@ -63,10 +64,14 @@ QuantizeSummary quantize(const QuantizeOptions& options, std::ostream& log) {
   }
   s.pass_seconds = ctx->stats.pass_seconds;
   for (const auto& [name, secs] : ctx->stats.pass_seconds) {
-    if (name == "prepare") s.import_s += secs;
-    else if (name == "calibrate") s.calibration_s += secs;
-    else if (name == "analyse") s.analysis_s += secs;
-    else if (name == "export" || name == "lower") s.export_s += secs;
+    if (name == "prepare")
+      s.import_s += secs;
+    else if (name == "calibrate")
+      s.calibration_s += secs;
+    else if (name == "analyse")
+      s.analysis_s += secs;
+    else if (name == "export" || name == "lower")
+      s.export_s += secs;
   }
   s.graph_walks = ctx->stats.graph_walks;
   s.notes = ctx->plan.notes;
@@ -83,7 +88,8 @@ EvaluateReport evaluate_report(const EvaluateOptions& o) {
     plan.verify(*g, ErrorCode::InvalidInput);
     plan.verify(*qg, ErrorCode::InvalidInput);
   } catch (Error& e) {
-    throw e.add_context(o.quantized_dir + "/quant_config.json (quantized from a different model than " + o.model + "?)");
+    throw e.add_context(o.quantized_dir + "/quant_config.json (quantized from a different model than " + o.model +
+                        "?)");
   }
   std::string sf = o.setting_file;
   if (sf.empty() && std::filesystem::exists(o.quantized_dir + "/setting.yaml")) sf = o.quantized_dir + "/setting.yaml";
@@ -95,13 +101,16 @@ EvaluateReport evaluate_report(const EvaluateOptions& o) {
 
 std::pair<Accuracy, Accuracy> evaluate(const EvaluateOptions& o) {
   EvaluateReport r = evaluate_report(o);
-  if (!r.labelled) fail(ErrorCode::InvalidInput, o.data + ": evaluation of accuracy needs labeled data (ImageFolder, IDX labels or an .npz with 'labels')");
+  if (!r.labelled)
+    fail(ErrorCode::InvalidInput,
+         o.data + ": evaluation of accuracy needs labeled data (ImageFolder, IDX labels or an .npz with 'labels')");
   return {r.float_accuracy, r.quantized_accuracy};
 }
 
 std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& g, const Graph& qg, const QuantPlan& plan,
                                                 const Dataset& data, int64_t batch_size, int64_t limit) {
-  if (!data.has_labels()) fail(ErrorCode::InvalidInput, "evaluation needs labeled data (ImageFolder, IDX labels or an .npz with 'labels')");
+  if (!data.has_labels())
+    fail(ErrorCode::InvalidInput, "evaluation needs labeled data (ImageFolder, IDX labels or an .npz with 'labels')");
   EvaluateReport r = evaluate_models(g, qg, plan, data, batch_size, limit);
   return {r.float_accuracy, r.quantized_accuracy};
 }

@@ -24,7 +24,8 @@ std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& graph, const Graph&
                                                 const Dataset& data, int64_t batch_size, int64_t limit = 0);
 // Accuracy (when labelled) and output metrics of the simulated quantized graph against the float
 // graph. `target`: the plan's target (nullptr: found by the plan's target name).
-EvaluateReport evaluate_models(const Graph& graph, const Graph& quantized_graph, const QuantPlan& plan, const Dataset& data,
-                               int64_t batch_size, int64_t limit = 0, const Target* target = nullptr);
+EvaluateReport evaluate_models(const Graph& graph, const Graph& quantized_graph, const QuantPlan& plan,
+                               const Dataset& data, int64_t batch_size, int64_t limit = 0,
+                               const Target* target = nullptr);
 
 }  // namespace edgequant

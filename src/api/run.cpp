@@ -19,9 +19,12 @@ namespace edgequant {
 
 const char* run_mode_name(RunMode m) {
   switch (m) {
-    case RunMode::Float: return "float executor";
-    case RunMode::Simulation: return "quantized simulation";
-    case RunMode::IntegerRuntime: return "integer runtime";
+    case RunMode::Float:
+      return "float executor";
+    case RunMode::Simulation:
+      return "quantized simulation";
+    case RunMode::IntegerRuntime:
+      return "integer runtime";
   }
   return "?";
 }
@@ -121,12 +124,14 @@ NamedTensors run_any(const std::string& path, std::map<std::string, Tensor> feed
       } else {
         outs = ex.run(inputs);
       }
-      for (size_t i = 0; i < outs.size(); ++i) named.emplace_back(g->outputs[i]->name, exec::to_ir_tensor(outs[i].contiguous()));
+      for (size_t i = 0; i < outs.size(); ++i)
+        named.emplace_back(g->outputs[i]->name, exec::to_ir_tensor(outs[i].contiguous()));
     }
   } catch (Error& e) {
     throw e.add_context(path);
   }
-  if (!feeds.empty()) fail(ErrorCode::InvalidInput, path + ": the model has no input named '" + feeds.begin()->first + "'");
+  if (!feeds.empty())
+    fail(ErrorCode::InvalidInput, path + ": the model has no input named '" + feeds.begin()->first + "'");
   return named;
 }
 

@@ -1,20 +1,19 @@
 // `edgequant info` and `edgequant run`: look at a model, run float inference.
 #include <ATen/ATen.h>
 
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
-
 #include "api/load.h"
 #include "api/run.h"
+#include "cli/commands.h"
 #include "core/files.h"
+#include "data/npy.h"
 #include "deploy/deployable.h"
 #include "deploy/espdl.h"
-#include "cli/commands.h"
-#include "data/npy.h"
 #include "exec/executor.h"
 #include "exec/kernel.h"
 #include "onnx/onnx_io.h"
@@ -85,7 +84,8 @@ void run(const std::string& model, const std::vector<std::string>& input_args, c
   RunMode mode = run_mode_of(model);
   if (input_args.empty()) {
     // No inputs: the .espdl file's embedded self-test (the host's Model::test()).
-    if (mode != RunMode::IntegerRuntime) fail(ErrorCode::InvalidInput, "--input is required (only .espdl files carry test inputs)");
+    if (mode != RunMode::IntegerRuntime)
+      fail(ErrorCode::InvalidInput, "--input is required (only .espdl files carry test inputs)");
     runtime::SelfTestResult r = self_test_espdl(model);
     for (const auto& line : r.lines) std::cout << line << "\n";
     if (!r.passed) fail(ErrorCode::InvalidModel, model + ": Model::test() FAIL: the embedded test outputs differ");
@@ -119,7 +119,8 @@ void run(const std::string& model, const std::vector<std::string>& input_args, c
     write_npz(output, named);
   }
   std::cout << "ran " << model << " (" << run_mode_name(mode) << ")\n";
-  for (const auto& [name, t] : named) std::cout << name << "  " << dtype_name(t.dtype()) << " " << shape_str(t.shape()) << "\n";
+  for (const auto& [name, t] : named)
+    std::cout << name << "  " << dtype_name(t.dtype()) << " " << shape_str(t.shape()) << "\n";
 }
 
 void info_espdl(const std::string& path) {
@@ -131,8 +132,9 @@ void info_espdl(const std::string& path) {
 
 void add_model_commands(CLI::App& app, Action& action) {
   auto* info_cmd = app.add_subcommand(
-      "info", "ONNX: inputs, outputs, opset, op histogram, parameters, unsupported ops; .espdl (or a quantize directory): "
-              "nodes, exponents, parameter bytes per dtype, activation memory");
+      "info",
+      "ONNX: inputs, outputs, opset, op histogram, parameters, unsupported ops; .espdl (or a quantize directory): "
+      "nodes, exponents, parameter bytes per dtype, activation memory");
   static std::string info_model;
   static bool info_json = false, info_raw = false;
   info_cmd->add_option("model", info_model, "ONNX model")->required();
@@ -141,8 +143,9 @@ void add_model_commands(CLI::App& app, Action& action) {
   info_cmd->callback([&action] { action = [] { info(info_model, info_json, info_raw); }; });
 
   auto* run_cmd = app.add_subcommand(
-      "run", "Inference: float ONNX, a quantize output directory (simulation) or .espdl (integer runtime); "
-             ".npy/.npz in (NCHW float), .npz (or .npy) out. A .espdl without --input runs its embedded self-test");
+      "run",
+      "Inference: float ONNX, a quantize output directory (simulation) or .espdl (integer runtime); "
+      ".npy/.npz in (NCHW float), .npz (or .npy) out. A .espdl without --input runs its embedded self-test");
   static std::string run_model, run_output;
   static std::vector<std::string> run_inputs;
   run_cmd->add_option("model", run_model, "ONNX model, quantize output directory or .espdl file")->required();

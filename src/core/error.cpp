@@ -5,12 +5,18 @@ namespace edgequant {
 
 const char* error_code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::InvalidModel: return "invalid model";
-    case ErrorCode::InvalidInput: return "invalid input";
-    case ErrorCode::InvalidTarget: return "invalid target";
-    case ErrorCode::InvalidSetting: return "invalid setting";
-    case ErrorCode::Unsupported: return "unsupported";
-    case ErrorCode::Internal: return "internal error";
+    case ErrorCode::InvalidModel:
+      return "invalid model";
+    case ErrorCode::InvalidInput:
+      return "invalid input";
+    case ErrorCode::InvalidTarget:
+      return "invalid target";
+    case ErrorCode::InvalidSetting:
+      return "invalid setting";
+    case ErrorCode::Unsupported:
+      return "unsupported";
+    case ErrorCode::Internal:
+      return "internal error";
   }
   return "error";
 }

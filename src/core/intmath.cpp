@@ -18,12 +18,18 @@ RoundingMode parse_rounding_mode(const std::string& name) {
 
 const char* rounding_mode_name(RoundingMode mode) {
   switch (mode) {
-    case RoundingMode::HalfEven: return "half_even";
-    case RoundingMode::HalfUp: return "half_up";
-    case RoundingMode::HalfAwayFromZero: return "half_away_from_zero";
-    case RoundingMode::Floor: return "floor";
-    case RoundingMode::Ceil: return "ceil";
-    case RoundingMode::TowardZero: return "toward_zero";
+    case RoundingMode::HalfEven:
+      return "half_even";
+    case RoundingMode::HalfUp:
+      return "half_up";
+    case RoundingMode::HalfAwayFromZero:
+      return "half_away_from_zero";
+    case RoundingMode::Floor:
+      return "floor";
+    case RoundingMode::Ceil:
+      return "ceil";
+    case RoundingMode::TowardZero:
+      return "toward_zero";
   }
   return "?";
 }

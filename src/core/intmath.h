@@ -16,12 +16,18 @@ const char* rounding_mode_name(RoundingMode mode);
 
 inline double round_value(double x, RoundingMode mode) {
   switch (mode) {
-    case RoundingMode::HalfEven: return std::nearbyint(x);  // default FE_TONEAREST
-    case RoundingMode::HalfUp: return std::floor(x + 0.5);
-    case RoundingMode::HalfAwayFromZero: return std::round(x);
-    case RoundingMode::Floor: return std::floor(x);
-    case RoundingMode::Ceil: return std::ceil(x);
-    case RoundingMode::TowardZero: return std::trunc(x);
+    case RoundingMode::HalfEven:
+      return std::nearbyint(x);  // default FE_TONEAREST
+    case RoundingMode::HalfUp:
+      return std::floor(x + 0.5);
+    case RoundingMode::HalfAwayFromZero:
+      return std::round(x);
+    case RoundingMode::Floor:
+      return std::floor(x);
+    case RoundingMode::Ceil:
+      return std::ceil(x);
+    case RoundingMode::TowardZero:
+      return std::trunc(x);
   }
   return x;
 }
@@ -40,9 +46,12 @@ enum class Pow2Rule { Ceil, Nearest, Floor };
 inline int pow2_exponent(double scale, Pow2Rule rule) {
   double e = std::log2(scale);
   switch (rule) {
-    case Pow2Rule::Ceil: return static_cast<int>(std::ceil(e - 1e-9));
-    case Pow2Rule::Nearest: return static_cast<int>(std::nearbyint(e));
-    case Pow2Rule::Floor: return static_cast<int>(std::floor(e + 1e-9));
+    case Pow2Rule::Ceil:
+      return static_cast<int>(std::ceil(e - 1e-9));
+    case Pow2Rule::Nearest:
+      return static_cast<int>(std::nearbyint(e));
+    case Pow2Rule::Floor:
+      return static_cast<int>(std::floor(e + 1e-9));
   }
   return 0;
 }

@@ -4,8 +4,8 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -22,8 +22,8 @@ void check_finite(const Tensor& t, const std::string& what) {
   const float* p = t.data<float>();
   for (int64_t i = 0; i < t.numel(); ++i)
     if (!std::isfinite(p[i]))
-      fail(ErrorCode::InvalidInput, what + " contains " + (std::isnan(p[i]) ? "NaN" : "Inf") + " (element " +
-                                        std::to_string(i) + ")");
+      fail(ErrorCode::InvalidInput,
+           what + " contains " + (std::isnan(p[i]) ? "NaN" : "Inf") + " (element " + std::to_string(i) + ")");
 }
 
 namespace {
@@ -78,14 +78,16 @@ class IdxDataset : public Dataset {
     n_ = be32(bytes_, 4);
     h_ = be32(bytes_, 8);
     w_ = be32(bytes_, 12);
-    if (bytes_.size() < 16 + static_cast<size_t>(n_) * h_ * w_) fail(ErrorCode::InvalidInput, path + ": truncated IDX data");
+    if (bytes_.size() < 16 + static_cast<size_t>(n_) * h_ * w_)
+      fail(ErrorCode::InvalidInput, path + ": truncated IDX data");
     std::string lpath = path;
     auto pos = lpath.find("images-idx3");
     if (pos != std::string::npos) {
       lpath.replace(pos, 11, "labels-idx1");
       if (fs::exists(lpath)) {
         std::string lb = read_gz(lpath);
-        if (lb.size() < 8 || be32(lb, 0) != 0x00000801 || be32(lb, 4) != static_cast<uint32_t>(n_) || lb.size() < 8 + static_cast<size_t>(n_))
+        if (lb.size() < 8 || be32(lb, 0) != 0x00000801 || be32(lb, 4) != static_cast<uint32_t>(n_) ||
+            lb.size() < 8 + static_cast<size_t>(n_))
           fail(ErrorCode::InvalidInput, lpath + ": not an IDX label file matching " + path);
         labels_.assign(lb.begin() + 8, lb.begin() + 8 + n_);
       }
@@ -126,13 +128,15 @@ class ArrayDataset : public Dataset {
   }
   void set_labels(const Tensor& t) {
     labels_ = t.to_int64s();
-    if (static_cast<int64_t>(labels_.size()) != size()) fail(ErrorCode::InvalidInput, "labels count differs from samples");
+    if (static_cast<int64_t>(labels_.size()) != size())
+      fail(ErrorCode::InvalidInput, "labels count differs from samples");
   }
   int64_t size() const override { return static_cast<int64_t>(index_.size()); }
   Tensor sample(int64_t i) const override {
     auto [a, k] = index_[i];
     size_t per = static_cast<size_t>(shape_numel(sample_shape_));
-    Tensor t = Tensor::from_bytes(DType::Float32, sample_shape_, arrays_[a].data<float>() + k * per, per * sizeof(float));
+    Tensor t =
+        Tensor::from_bytes(DType::Float32, sample_shape_, arrays_[a].data<float>() + k * per, per * sizeof(float));
     check_finite(t, describe(i));
     return t;
   }
@@ -169,7 +173,8 @@ class NamedInputsDataset : public Dataset {
     for (auto& [k, t] : arrays) {
       if (k == "labels") {
         labels_ = t.to_int64s();
-        if (static_cast<int64_t>(labels_.size()) != n_) fail(ErrorCode::InvalidInput, path + ": 'labels' count differs from the samples");
+        if (static_cast<int64_t>(labels_.size()) != n_)
+          fail(ErrorCode::InvalidInput, path + ": 'labels' count differs from the samples");
       } else if (!t.shape().empty() && t.shape()[0] == n_) {
         names_.push_back(k);
         per_sample_.push_back(std::move(t));
@@ -221,7 +226,9 @@ NamedTensors join_npz_files(const std::vector<fs::path>& files) {
       const Tensor* t = nullptr;
       for (const auto& [k, v] : all[i])
         if (k == key) t = &v;
-      if (!t) fail(ErrorCode::InvalidInput, files[i].string() + ": no array '" + key + "' (" + files[0].string() + " has one)");
+      if (!t)
+        fail(ErrorCode::InvalidInput,
+             files[i].string() + ": no array '" + key + "' (" + files[0].string() + " has one)");
       same = same && t->dtype() == first.dtype() && t->shape() == first.shape() &&
              std::memcmp(t->raw(), first.raw(), t->nbytes()) == 0;
       parts.push_back(t);
@@ -231,12 +238,14 @@ NamedTensors join_npz_files(const std::vector<fs::path>& files) {
       continue;
     }
     Shape shape = first.shape();
-    if (shape.empty()) fail(ErrorCode::InvalidInput, files[0].string() + ": per-sample array '" + key + "' has no batch dimension");
+    if (shape.empty())
+      fail(ErrorCode::InvalidInput, files[0].string() + ": per-sample array '" + key + "' has no batch dimension");
     std::string bytes;
     int64_t n = 0;
     for (size_t i = 0; i < parts.size(); ++i) {
       const Tensor& t = *parts[i];
-      if (t.dtype() != first.dtype() || t.shape().size() != shape.size() || !std::equal(shape.begin() + 1, shape.end(), t.shape().begin() + 1))
+      if (t.dtype() != first.dtype() || t.shape().size() != shape.size() ||
+          !std::equal(shape.begin() + 1, shape.end(), t.shape().begin() + 1))
         fail(ErrorCode::InvalidInput, files[i].string() + ": array '" + key + "' is " + shape_str(t.shape()) + ", " +
                                           files[0].string() + " has " + shape_str(shape));
       bytes.append(static_cast<const char*>(t.raw()), t.nbytes());
@@ -256,7 +265,8 @@ bool is_image(const fs::path& p) {
 
 class ImageDataset : public Dataset {
  public:
-  ImageDataset(std::vector<std::pair<std::string, int64_t>> files, std::vector<std::string> classes, const Preprocess& pp)
+  ImageDataset(std::vector<std::pair<std::string, int64_t>> files, std::vector<std::string> classes,
+               const Preprocess& pp)
       : files_(std::move(files)), classes_(std::move(classes)), pp_(pp) {}
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
   Tensor sample(int64_t i) const override {
@@ -268,8 +278,9 @@ class ImageDataset : public Dataset {
       cv::resize(img, img, cv::Size(pp_.width, pp_.height), 0, 0, cv::INTER_LINEAR);
     } else if (pp_.resize > 0) {
       double s = double(pp_.resize) / std::min(img.cols, img.rows);
-      cv::resize(img, img, cv::Size(std::max(1, int(std::lround(img.cols * s))), std::max(1, int(std::lround(img.rows * s)))),
-                 0, 0, cv::INTER_LINEAR);
+      cv::resize(img, img,
+                 cv::Size(std::max(1, int(std::lround(img.cols * s))), std::max(1, int(std::lround(img.rows * s)))), 0,
+                 0, cv::INTER_LINEAR);
     }
     if (pp_.center_crop > 0) {
       int c = std::min({pp_.center_crop, img.cols, img.rows});
@@ -279,7 +290,9 @@ class ImageDataset : public Dataset {
     img.convertTo(f, CV_32F, pp_.pixel_scale);
     return finish_image(f, pp_);
   }
-  std::string describe(int64_t i) const override { return "sample " + std::to_string(i) + " (" + files_[i].first + ")"; }
+  std::string describe(int64_t i) const override {
+    return "sample " + std::to_string(i) + " (" + files_[i].first + ")";
+  }
   bool has_labels() const override { return !classes_.empty(); }
   int64_t label(int64_t i) const override { return files_[i].second; }
   std::vector<std::string> class_names() const override { return classes_; }
@@ -321,14 +334,17 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess&
     auto d = std::make_unique<ArrayDataset>();
     std::unique_ptr<Tensor> labels;
     for (auto& [key, t] : all) {
-      if (key == "labels") labels = std::make_unique<Tensor>(t);
-      else d->add(t, path + ":" + key, false);
+      if (key == "labels")
+        labels = std::make_unique<Tensor>(t);
+      else
+        d->add(t, path + ":" + key, false);
     }
     if (labels) d->set_labels(*labels);
     if (d->size() == 0) fail(ErrorCode::InvalidInput, path + ": no samples");
     return d;
   }
-  if (!fs::is_directory(path)) fail(ErrorCode::InvalidInput, path + ": unknown data format (use IDX, .npy, .npz or a folder)");
+  if (!fs::is_directory(path))
+    fail(ErrorCode::InvalidInput, path + ": unknown data format (use IDX, .npy, .npz or a folder)");
   auto entries = sorted_entries(path);
   std::vector<std::string> classes;
   for (const auto& e : entries)
@@ -352,12 +368,15 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess&
   std::vector<std::pair<std::string, int64_t>> images;
   auto arrays = std::make_unique<ArrayDataset>();
   for (const auto& e : entries) {
-    if (is_image(e)) images.emplace_back(e.string(), -1);
-    else if (e.extension() == ".npy") arrays->add(read_npy(e.string()), e.string(), true);
+    if (is_image(e))
+      images.emplace_back(e.string(), -1);
+    else if (e.extension() == ".npy")
+      arrays->add(read_npy(e.string()), e.string(), true);
   }
   if (!images.empty()) return std::make_unique<ImageDataset>(images, std::vector<std::string>{}, pp);
   if (arrays->size() > 0) return arrays;
-  fail(ErrorCode::InvalidInput, path + ": the folder holds no images, .npy files, .npz files (multi-input models) or class folders");
+  fail(ErrorCode::InvalidInput,
+       path + ": the folder holds no images, .npy files, .npz files (multi-input models) or class folders");
 }
 
 }  // namespace edgequant

@@ -59,7 +59,8 @@ Tensor parse_npy(const std::string& bytes, const std::string& where) {
     if (descr == d.descr) dtype = d.dtype;
   if (dtype == DType::Undefined) fail(ErrorCode::InvalidInput, where + ": unsupported .npy dtype '" + descr + "'");
   if (std::regex_search(header, std::regex("'fortran_order'\\s*:\\s*True")))
-    fail(ErrorCode::InvalidInput, where + ": Fortran-ordered arrays are not supported (save with np.ascontiguousarray)");
+    fail(ErrorCode::InvalidInput,
+         where + ": Fortran-ordered arrays are not supported (save with np.ascontiguousarray)");
   if (!std::regex_search(header, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)")))
     fail(ErrorCode::InvalidInput, where + ": .npy header has no shape");
   Shape shape;
@@ -117,7 +118,8 @@ NamedTensors read_npz(const std::string& path) {
   size_t cd = rd32(p + eocd + 16);
   NamedTensors out;
   for (uint16_t e = 0; e < count; ++e) {
-    if (cd + 46 > bytes.size() || rd32(p + cd) != 0x02014b50) fail(ErrorCode::InvalidInput, path + ": corrupt zip directory");
+    if (cd + 46 > bytes.size() || rd32(p + cd) != 0x02014b50)
+      fail(ErrorCode::InvalidInput, path + ": corrupt zip directory");
     uint16_t method = rd16(p + cd + 10);
     uint32_t csize = rd32(p + cd + 20), usize = rd32(p + cd + 24);
     uint16_t nlen = rd16(p + cd + 28), xlen = rd16(p + cd + 30), clen = rd16(p + cd + 32);
@@ -126,7 +128,8 @@ NamedTensors read_npz(const std::string& path) {
     cd += 46 + nlen + xlen + clen;
     if (csize == 0xffffffffu || usize == 0xffffffffu || local == 0xffffffffu)
       fail(ErrorCode::InvalidInput, path + ": entry '" + name + "' needs zip64 (over 4 GiB), which is not supported");
-    if (local + 30 > bytes.size() || rd32(p + local) != 0x04034b50) fail(ErrorCode::InvalidInput, path + ": corrupt zip entry");
+    if (local + 30 > bytes.size() || rd32(p + local) != 0x04034b50)
+      fail(ErrorCode::InvalidInput, path + ": corrupt zip entry");
     size_t data = local + 30 + rd16(p + local + 26) + rd16(p + local + 28);
     if (data + csize > bytes.size()) fail(ErrorCode::InvalidInput, path + ": entry '" + name + "' is truncated");
     std::string content;
@@ -146,7 +149,8 @@ NamedTensors read_npz(const std::string& path) {
     } else {
       fail(ErrorCode::InvalidInput, path + ": entry '" + name + "' uses an unsupported zip compression");
     }
-    std::string key = name.size() > 4 && name.substr(name.size() - 4) == ".npy" ? name.substr(0, name.size() - 4) : name;
+    std::string key =
+        name.size() > 4 && name.substr(name.size() - 4) == ".npy" ? name.substr(0, name.size() - 4) : name;
     out.emplace_back(key, parse_npy(content, path + ":" + name));
   }
   return out;
@@ -157,15 +161,16 @@ void write_npz(const std::string& path, const NamedTensors& tensors) {
   for (const auto& [key, tensor] : tensors) {
     std::string name = key + ".npy";
     std::string content = serialize_npy(tensor);
-    uint32_t crc = static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(content.data()), static_cast<uInt>(content.size())));
+    uint32_t crc = static_cast<uint32_t>(
+        crc32(0, reinterpret_cast<const Bytef*>(content.data()), static_cast<uInt>(content.size())));
     uint32_t offset = static_cast<uint32_t>(out.size());
     auto header = [&](std::string& s, bool central) {
       wr32(s, central ? 0x02014b50 : 0x04034b50);
       if (central) wr16(s, 20);
-      wr16(s, 20);  // version needed
-      wr16(s, 0);   // flags
-      wr16(s, 0);   // stored
-      wr16(s, 0);   // time
+      wr16(s, 20);    // version needed
+      wr16(s, 0);     // flags
+      wr16(s, 0);     // stored
+      wr16(s, 0);     // time
       wr16(s, 0x21);  // date (1980-01-01)
       wr32(s, crc);
       wr32(s, static_cast<uint32_t>(content.size()));

@@ -2,7 +2,6 @@
 #include "deploy/check.h"
 
 #include "deploy/exporter.h"
-
 #include "exec/kernel.h"
 
 namespace edgequant::deploy {

@@ -24,22 +24,27 @@ ExportFormat resolve_format(ExportFormat requested, const Target& target, const 
   // multiplier) go to QDQ until that exporter learns the multiplier.
   if (f == ExportFormat::TiOnnx && plan)
     for (const auto& [name, c] : plan->values)
-      if (c.role == QuantRole::Weight && c.state != QuantState::Float && c.scale_kind != ScaleKind::PowerOfTwo) return ExportFormat::Qdq;
+      if (c.role == QuantRole::Weight && c.state != QuantState::Float && c.scale_kind != ScaleKind::PowerOfTwo)
+        return ExportFormat::Qdq;
   return f;
 }
 
 const char* format_extension(ExportFormat f) {
   switch (f) {
-    case ExportFormat::Espdl: return ".espdl";
+    case ExportFormat::Espdl:
+      return ".espdl";
     case ExportFormat::Qdq:
-    case ExportFormat::TiOnnx: return ".onnx";
-    default: return "";
+    case ExportFormat::TiOnnx:
+      return ".onnx";
+    default:
+      return "";
   }
 }
 
 void attach_test_values(IntGraph& p, const std::vector<at::Tensor>& inputs) {
   if (inputs.size() != p.inputs.size())
-    fail(ErrorCode::Internal, "test values: " + std::to_string(inputs.size()) + " inputs for " + std::to_string(p.inputs.size()));
+    fail(ErrorCode::Internal,
+         "test values: " + std::to_string(inputs.size()) + " inputs for " + std::to_string(p.inputs.size()));
   runtime::TensorMap feed;
   for (size_t i = 0; i < inputs.size(); ++i) {
     at::Tensor x = inputs[i].contiguous().to(at::kFloat).cpu();
@@ -65,9 +70,12 @@ std::string exps_str(const std::vector<int>& e) {
 
 std::string attr_str(const Attribute& a) {
   std::ostringstream s;
-  if (const auto* i = std::get_if<int64_t>(&a)) s << *i;
-  else if (const auto* f = std::get_if<float>(&a)) s << *f;
-  else if (const auto* str = std::get_if<std::string>(&a)) s << '"' << *str << '"';
+  if (const auto* i = std::get_if<int64_t>(&a))
+    s << *i;
+  else if (const auto* f = std::get_if<float>(&a))
+    s << *f;
+  else if (const auto* str = std::get_if<std::string>(&a))
+    s << '"' << *str << '"';
   else if (const auto* is = std::get_if<std::vector<int64_t>>(&a)) {
     s << "[";
     for (size_t i = 0; i < is->size(); ++i) s << (i ? "," : "") << (*is)[i];
@@ -88,7 +96,9 @@ int bits_of(DType d) { return int(std::max<size_t>(dtype_size(d), 1) * 8); }
 std::string describe_program(const IntGraph& p) {
   std::ostringstream s;
   s << "integer program '" << p.name << "' for " << (p.target.empty() ? "?" : p.target) << " ("
-    << rounding_mode_name(p.rounding) << " rounding" << (p.rounding_assumed ? ", assumed: no target file for '" + (p.target.empty() ? "?" : p.target) + "'" : std::string())
+    << rounding_mode_name(p.rounding) << " rounding"
+    << (p.rounding_assumed ? ", assumed: no target file for '" + (p.target.empty() ? "?" : p.target) + "'"
+                           : std::string())
     << ")\n";
   auto value_line = [&](const std::string& n) {
     const runtime::ValueInfo& v = p.value(n);
@@ -115,8 +125,8 @@ std::string describe_program(const IntGraph& p) {
   for (const auto& [n, t] : p.initializers) {
     size_t b = size_t(t.numel()) * std::max<size_t>(dtype_size(t.dtype), 1);
     total += b;
-    s << "  " << n << "  " << dtype_name(t.dtype) << " " << shape_str(t.shape) << " exponent " << exps_str(t.exponents) << "  "
-      << b << " bytes\n";
+    s << "  " << n << "  " << dtype_name(t.dtype) << " " << shape_str(t.shape) << " exponent " << exps_str(t.exponents)
+      << "  " << b << " bytes\n";
   }
   runtime::MemoryPlan m = runtime::plan_memory(p);
   s << "memory: parameters " << total << " bytes (";
@@ -127,7 +137,8 @@ std::string describe_program(const IntGraph& p) {
   }
   s << "); activations: greedy arena " << m.arena_bytes << " bytes, peak live " << m.peak_live_bytes << " bytes at "
     << m.peak_node << "\n";
-  if (!p.test_outputs.empty()) s << "test values: " << p.test_inputs.size() << " inputs, " << p.test_outputs.size() << " outputs\n";
+  if (!p.test_outputs.empty())
+    s << "test values: " << p.test_inputs.size() << " inputs, " << p.test_outputs.size() << " outputs\n";
   return s.str();
 }
 
@@ -143,11 +154,12 @@ nlohmann::json program_json(const IntGraph& p) {
                  {"policy", v.dtype == DType::Float32 ? "float" : "per_tensor symmetric power_of_two"},
                  {"shape", v.shape}};
   for (const auto& [n, t] : p.initializers)
-    params[n] = {{"dtype", dtype_name(t.dtype)},
-                 {"bits", bits_of(t.dtype)},
-                 {"exponents", t.exponents},
-                 {"policy", t.exponents.size() > 1 ? "per_channel symmetric power_of_two" : "per_tensor symmetric power_of_two"},
-                 {"shape", t.shape}};
+    params[n] = {
+        {"dtype", dtype_name(t.dtype)},
+        {"bits", bits_of(t.dtype)},
+        {"exponents", t.exponents},
+        {"policy", t.exponents.size() > 1 ? "per_channel symmetric power_of_two" : "per_tensor symmetric power_of_two"},
+        {"shape", t.shape}};
   j["values"] = values;
   j["parameters"] = params;
   return j;

@@ -30,8 +30,8 @@ std::string describe_program(const runtime::IntGraph& program);
 nlohmann::json program_json(const runtime::IntGraph& program);
 
 struct Deployed {
-  std::string path;      // the deployable file ("" when none)
-  size_t bytes = 0;      // its size
+  std::string path;  // the deployable file ("" when none)
+  size_t bytes = 0;  // its size
   std::vector<std::string> side_files;
 };
 

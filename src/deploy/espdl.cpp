@@ -9,6 +9,7 @@
 #include "core/files.h"
 #include "deploy/espdl_generated.h"
 #include "edgequant/error.h"
+#include "ir/op_traits.h"
 #include "target/target.h"
 
 namespace edgequant::deploy {
@@ -50,10 +51,14 @@ std::vector<uint8_t> tensor_bytes(const IntTensor& t, const std::vector<int64_t>
 
 int64_t read_int(const uint8_t* p, DType d) {
   switch (d) {
-    case DType::Int8: return int8_t(p[0]);
-    case DType::UInt8: return p[0];
-    case DType::Int16: return int16_t(uint16_t(p[0] | (p[1] << 8)));
-    case DType::UInt16: return uint16_t(p[0] | (p[1] << 8));
+    case DType::Int8:
+      return int8_t(p[0]);
+    case DType::UInt8:
+      return p[0];
+    case DType::Int16:
+      return int16_t(uint16_t(p[0] | (p[1] << 8)));
+    case DType::UInt16:
+      return uint16_t(p[0] | (p[1] << 8));
     case DType::Int32: {
       uint32_t v = uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
       return int32_t(v);
@@ -101,11 +106,11 @@ std::string attribute_key(const std::string& name, const Attribute& a) {
 std::map<std::string, Filter> filters_of(const IntGraph& p) {
   std::map<std::string, Filter> f;
   for (const IntNode& n : p.nodes) {
-    if ((n.op_type != "Conv" && n.op_type != "Gemm") || n.inputs.size() < 2) continue;
+    if ((!n.is(OpType::Conv) && !n.is(OpType::Gemm)) || n.inputs.size() < 2) continue;
     const IntTensor* w = p.initializer(n.inputs[1]);
     if (!w || w->is_float()) continue;
     Filter k;
-    k.gemm = n.op_type == "Gemm";
+    k.gemm = n.is(OpType::Gemm);
     k.depthwise = !k.gemm && n.attr_int("group", 1) > 1 && w->shape.size() == 4 && w->shape[1] == 1;
     f[n.inputs[1]] = k;
   }
@@ -134,7 +139,9 @@ std::string filter_layout_name(int64_t n, bool depthwise, int block) {
 std::vector<int64_t> filter_wire_order(const Shape& s, bool depthwise, bool gemm, int block) {
   // Logical element index of W[n][c][h][w] (Conv OIHW; depthwise c = 0; Gemm [C, N]: h = w = 0).
   int64_t N = gemm ? s[1] : s[0], C = gemm ? s[0] : s[1], H = gemm ? 1 : s[2], W = gemm ? 1 : s[3];
-  auto at = [&](int64_t n, int64_t c, int64_t h, int64_t w) { return gemm ? c * N + n : ((n * C + c) * H + h) * W + w; };
+  auto at = [&](int64_t n, int64_t c, int64_t h, int64_t w) {
+    return gemm ? c * N + n : ((n * C + c) * H + h) * W + w;
+  };
   std::vector<int64_t> order;
   order.reserve(size_t(N * C * H * W));
   int64_t a = block, aligned = block ? N / block * block : 0;
@@ -162,7 +169,8 @@ std::vector<int64_t> filter_wire_order(const Shape& s, bool depthwise, bool gemm
 
 std::string encode_espdl(const IntGraph& p) {
   for (const auto& [name, v] : p.values)
-    if (v.scale > 0) fail(ErrorCode::Unsupported, "'" + name + "' has a float-scale grid: .espdl files hold power-of-two exponents");
+    if (v.scale > 0)
+      fail(ErrorCode::Unsupported, "'" + name + "' has a float-scale grid: .espdl files hold power-of-two exponents");
   flatbuffers::FlatBufferBuilder fbb(1 << 16);
   // Repeated content is written once and referenced (FlatBuffers offsets may be shared): names,
   // exponent lists, dimensions, types and attributes such as quant_type="S8" on every node.
@@ -232,7 +240,10 @@ std::string encode_espdl(const IntGraph& p) {
       for (int64_t d : vi.shape) {
         auto it = dim_cache.find(d);
         if (it == dim_cache.end())
-          it = dim_cache.emplace(d, espdl::CreateDimension(fbb, espdl::CreateDimensionValue(fbb, espdl::DimensionValueType_VALUE, d))).first;
+          it = dim_cache
+                   .emplace(d, espdl::CreateDimension(
+                                   fbb, espdl::CreateDimensionValue(fbb, espdl::DimensionValueType_VALUE, d)))
+                   .first;
         dims.push_back(it->second);
       }
       auto shape = espdl::CreateTensorShape(fbb, fbb.CreateVector(dims));
@@ -266,13 +277,16 @@ std::string encode_espdl(const IntGraph& p) {
         attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_STRING, nullptr, nullptr, bytes));
       } else if (const auto* is = std::get_if<std::vector<int64_t>>(&a)) {
         auto v = ints(*is);
-        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_INTS, nullptr, nullptr, 0, 0, 0, 0, 0, v));
+        attrs.push_back(
+            espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_INTS, nullptr, nullptr, 0, 0, 0, 0, 0, v));
       } else if (const auto* fs = std::get_if<std::vector<float>>(&a)) {
         auto v = fbb.CreateVector(*fs);
-        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_FLOATS, nullptr, nullptr, 0, 0, 0, 0, v));
+        attrs.push_back(
+            espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_FLOATS, nullptr, nullptr, 0, 0, 0, 0, v));
       } else if (const auto* ss = std::get_if<std::vector<std::string>>(&a)) {
         auto v = fbb.CreateVectorOfStrings(*ss);
-        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_STRINGS, nullptr, nullptr, 0, 0, 0, 0, 0, 0, v));
+        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_STRINGS, nullptr, nullptr, 0, 0, 0,
+                                               0, 0, 0, v));
       }
       if (!ckey.empty() && !attrs.empty()) attr_cache[ckey] = attrs.back();
     }
@@ -342,7 +356,8 @@ IntTensor decode_tensor(const espdl::Tensor* t, const std::string& source) {
   size_t eb = element_bytes(r.dtype);
   if (r.dtype != DType::Float32 && r.dtype != DType::Int8 && r.dtype != DType::Int16 && r.dtype != DType::Int32 &&
       r.dtype != DType::Int64 && r.dtype != DType::UInt8 && r.dtype != DType::UInt16)
-    fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' has unsupported data type " + std::to_string(int(r.dtype)));
+    fail(ErrorCode::InvalidModel,
+         source + ": tensor '" + name + "' has unsupported data type " + std::to_string(int(r.dtype)));
   const uint8_t* data = nullptr;
   size_t have = 0;
   if (t->raw_data() && t->raw_data()->size()) {
@@ -355,8 +370,10 @@ IntTensor decode_tensor(const espdl::Tensor* t, const std::string& source) {
   size_t typed = t->int64_data() ? t->int64_data()->size() : t->float_data() ? t->float_data()->size() : 0;
   if (!data && int64_t(typed) != n && n != 0)
     fail(ErrorCode::InvalidModel, source + ": tensor '" + name + "' has no data for " + shape_str(r.shape));
-  if (r.is_float()) r.floats.resize(size_t(n));
-  else r.ints.resize(size_t(n));
+  if (r.is_float())
+    r.floats.resize(size_t(n));
+  else
+    r.ints.resize(size_t(n));
   if (!data) {
     if (t->int64_data() && int64_t(t->int64_data()->size()) == n && !r.is_float()) {
       for (int64_t i = 0; i < n; ++i) r.ints[size_t(i)] = t->int64_data()->Get(flatbuffers::uoffset_t(i));
@@ -371,16 +388,20 @@ IntTensor decode_tensor(const espdl::Tensor* t, const std::string& source) {
   }
   for (int64_t i = 0; i < n; ++i) {
     const uint8_t* p = data + size_t(i) * eb;
-    if (r.is_float()) std::memcpy(&r.floats[size_t(i)], p, 4);
-    else r.ints[size_t(i)] = read_int(p, r.dtype);
+    if (r.is_float())
+      std::memcpy(&r.floats[size_t(i)], p, 4);
+    else
+      r.ints[size_t(i)] = read_int(p, r.dtype);
   }
   return r;
 }
 
 Attribute decode_attribute(const espdl::Attribute* a, const std::string& source) {
   switch (a->attr_type()) {
-    case espdl::AttributeType_INT: return a->i() ? a->i()->i() : int64_t(0);
-    case espdl::AttributeType_FLOAT: return a->f() ? a->f()->f() : 0.f;
+    case espdl::AttributeType_INT:
+      return a->i() ? a->i()->i() : int64_t(0);
+    case espdl::AttributeType_FLOAT:
+      return a->f() ? a->f()->f() : 0.f;
     case espdl::AttributeType_STRING:
       return a->s() ? std::string(reinterpret_cast<const char*>(a->s()->data()), a->s()->size()) : std::string();
     case espdl::AttributeType_INTS: {
@@ -402,8 +423,8 @@ Attribute decode_attribute(const espdl::Attribute* a, const std::string& source)
       return v;
     }
     default:
-      fail(ErrorCode::InvalidModel, source + ": attribute '" + (a->name() ? a->name()->str() : "") + "' has unsupported type " +
-                                        std::to_string(int(a->attr_type())));
+      fail(ErrorCode::InvalidModel, source + ": attribute '" + (a->name() ? a->name()->str() : "") +
+                                        "' has unsupported type " + std::to_string(int(a->attr_type())));
   }
 }
 
@@ -432,14 +453,15 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
   if (u32(4) != 0) fail(ErrorCode::Unsupported, source + ": encrypted .espdl files are not supported");
   uint32_t len = u32(8);
   if (len > bytes.size() - kHeader)
-    fail(ErrorCode::InvalidModel, source + ": truncated (" + std::to_string(bytes.size() - kHeader) + " bytes after the header, " +
-                                      std::to_string(len) + " declared)");
+    fail(ErrorCode::InvalidModel, source + ": truncated (" + std::to_string(bytes.size() - kHeader) +
+                                      " bytes after the header, " + std::to_string(len) + " declared)");
   // The FlatBuffer must start 16-byte aligned (the format's rule, and the verifier's for AlignedBytes).
   std::vector<uint64_t> aligned((len + 15) / 8 + 2);
   std::memcpy(aligned.data(), bytes.data() + kHeader, len);
   const uint8_t* buf = reinterpret_cast<const uint8_t*>(aligned.data());
   flatbuffers::Verifier verifier(buf, len, 64, 10000000);
-  if (!espdl::VerifyModelBuffer(verifier)) fail(ErrorCode::InvalidModel, source + ": the FlatBuffer fails verification (corrupted)");
+  if (!espdl::VerifyModelBuffer(verifier))
+    fail(ErrorCode::InvalidModel, source + ": the FlatBuffer fails verification (corrupted)");
   const espdl::Model* m = espdl::GetModel(buf);
   const espdl::Graph* g = m->graph();
   if (!g) fail(ErrorCode::InvalidModel, source + ": no graph");
@@ -455,7 +477,8 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
   // `quantize` writes beside the file).
   p.rounding = RoundingMode::HalfUp;
   p.rounding_assumed = true;
-  if (!p.target.empty() && p.target.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") == std::string::npos) try {
+  if (!p.target.empty() && p.target.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") == std::string::npos)
+    try {
       p.rounding = load_target(p.target).requant_rounding;
       p.rounding_assumed = false;
     } catch (const Error&) {
@@ -484,15 +507,16 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
     }
   // Filters back to their logical order.
   for (const IntNode& n : p.nodes) {
-    if ((n.op_type != "Conv" && n.op_type != "Gemm") || n.inputs.size() < 2 || !layouts.count(n.inputs[1])) continue;
+    if ((!n.is(OpType::Conv) && !n.is(OpType::Gemm)) || n.inputs.size() < 2 || !layouts.count(n.inputs[1])) continue;
     IntTensor& w = p.initializers[n.inputs[1]];
     if (w.layout == "logical") continue;
     if (w.is_float()) fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' is not integer");
     if (w.shape.size() != 4) fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' is not 4-D");
-    bool gemm = n.op_type == "Gemm";
+    bool gemm = n.is(OpType::Gemm);
     bool depthwise = !gemm && n.attr_int("group", 1) > 1 && w.shape[3] == 1;
-    Shape logical = gemm ? Shape{w.shape[2], w.shape[3]}
-                         : depthwise ? Shape{w.shape[2], 1, w.shape[0], w.shape[1]} : Shape{w.shape[3], w.shape[2], w.shape[0], w.shape[1]};
+    Shape logical = gemm        ? Shape{w.shape[2], w.shape[3]}
+                    : depthwise ? Shape{w.shape[2], 1, w.shape[0], w.shape[1]}
+                                : Shape{w.shape[3], w.shape[2], w.shape[0], w.shape[1]};
     const std::string& lay = layouts[n.inputs[1]];
     int block = lay.rfind("(N/16)", 0) == 0 ? 16 : lay.rfind("(N/8)", 0) == 0 ? 8 : 0;
     if (block) p.filter_blocks[w.dtype == DType::Int16 ? 16 : 8] = block;
@@ -525,16 +549,19 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
     for (std::string tok; std::getline(ss, tok, ',');) {
       char* end = nullptr;
       long long v = std::strtoll(tok.c_str(), &end, 10);
-      if (tok.empty() || *end != '\0' || v < 0 || v > 8) fail(ErrorCode::InvalidModel, source + ": bad layout metadata for '" + it->first + "'");
+      if (tok.empty() || *end != '\0' || v < 0 || v > 8)
+        fail(ErrorCode::InvalidModel, source + ": bad layout metadata for '" + it->first + "'");
       perm.push_back(v);
     }
     if (p.values.count(value) && perm.size() == p.values[value].shape.size()) p.values[value].perm = perm;
     it = p.metadata.erase(it);
   }
   if (g->test_inputs_value())
-    for (const auto* t : *g->test_inputs_value()) p.test_inputs[t->name() ? t->name()->str() : ""] = decode_tensor(t, source);
+    for (const auto* t : *g->test_inputs_value())
+      p.test_inputs[t->name() ? t->name()->str() : ""] = decode_tensor(t, source);
   if (g->test_outputs_value())
-    for (const auto* t : *g->test_outputs_value()) p.test_outputs[t->name() ? t->name()->str() : ""] = decode_tensor(t, source);
+    for (const auto* t : *g->test_outputs_value())
+      p.test_outputs[t->name() ? t->name()->str() : ""] = decode_tensor(t, source);
   return p;
 }
 

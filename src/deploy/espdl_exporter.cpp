@@ -17,7 +17,9 @@ int widest_bits(const Op& op, const QuantPlan& plan) {
 }
 
 void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vector<Finding>& out) {
-  auto add = [&](const std::string& reason, const std::string& remedy) { out.push_back({op.name, op.type, reason, remedy}); };
+  auto add = [&](const std::string& reason, const std::string& remedy) {
+    out.push_back({op.name, op.type, reason, remedy});
+  };
   const QuantConfig* oc = op.outputs.empty() || !op.outputs[0] ? nullptr : plan.find(op.outputs[0]->name);
   bool fused_away = oc && oc->state == QuantState::Fused;  // Relu after Conv: part of the Conv node
   if (!t.runtime_ops.empty() && !t.runtime_ops.count(op.type) && !fused_away) {
@@ -34,25 +36,33 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
   if (t.int8_only_ops.count(op.type) && widest_bits(op, plan) > 8)
     add(op.type + " runs only at int8 on ESP-DL (its int16 kernel is empty)",
         "dispatching_table: {\"" + op.name + "\": int8} in the setting");
-  if (op.type == "Conv" || op.type == "MaxPool" || op.type == "AveragePool") {
+  if (op.is(OpType::Conv) || op.is(OpType::MaxPool) || op.is(OpType::AveragePool)) {
     const Value* x = op.input(0);
-    if (x && x->shape && x->shape->size() != 4) add("only 2-D " + op.type + " is supported", "reshape to 2-D (N, C, 1, W)");
-    if (op.attr_string("auto_pad", "NOTSET") != "NOTSET") add("auto_pad is not supported", "export the model with explicit pads");
+    if (x && x->shape && x->shape->size() != 4)
+      add("only 2-D " + op.type + " is supported", "reshape to 2-D (N, C, 1, W)");
+    if (op.attr_string("auto_pad", "NOTSET") != "NOTSET")
+      add("auto_pad is not supported", "export the model with explicit pads");
     if (op.attr_int("ceil_mode", 0) != 0) add("ceil_mode=1 is not supported", "pad explicitly and use ceil_mode=0");
   }
-  if (op.type == "Gemm" && (op.attr_float("alpha", 1.f) != 1.f || op.attr_float("beta", 1.f) != 1.f || op.attr_int("transA", 0) != 0))
+  if (op.is(OpType::Gemm) &&
+      (op.attr_float("alpha", 1.f) != 1.f || op.attr_float("beta", 1.f) != 1.f || op.attr_int("transA", 0) != 0))
     add("Gemm needs alpha = beta = 1 and transA = 0", "fold alpha/beta into the weights");
-  if (op.type == "Resize") {
-    std::string mode = op.attr_string("mode", "nearest"), ctm = op.attr_string("coordinate_transformation_mode", "half_pixel");
-    if (op.attr_int("antialias", 0) != 0 || op.has_attr("axes") || op.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch")
+  if (op.is(OpType::Resize)) {
+    std::string mode = op.attr_string("mode", "nearest"),
+                ctm = op.attr_string("coordinate_transformation_mode", "half_pixel");
+    if (op.attr_int("antialias", 0) != 0 || op.has_attr("axes") ||
+        op.attr_string("keep_aspect_ratio_policy", "stretch") != "stretch")
       add("ESP-DL's Resize has no antialias, axes or keep_aspect_ratio_policy",
           "export without antialiasing, with scales or sizes for all four axes");
-    else if (mode == "nearest" && (ctm != "asymmetric" || op.attr_string("nearest_mode", "round_prefer_floor") != "floor"))
+    else if (mode == "nearest" &&
+             (ctm != "asymmetric" || op.attr_string("nearest_mode", "round_prefer_floor") != "floor"))
       add("ESP-DL's nearest Resize computes asymmetric/floor coordinates, the model asks " + ctm + "/" +
               op.attr_string("nearest_mode", "round_prefer_floor"),
-          "export nearest upsampling with coordinate_transformation_mode=asymmetric, nearest_mode=floor (PyTorch's default)");
+          "export nearest upsampling with coordinate_transformation_mode=asymmetric, nearest_mode=floor (PyTorch's "
+          "default)");
     else if (mode == "linear" && ctm != "half_pixel" && ctm != "pytorch_half_pixel" && ctm != "align_corners")
-      add("ESP-DL's linear Resize computes half_pixel or align_corners coordinates, not " + ctm, "export with half_pixel");
+      add("ESP-DL's linear Resize computes half_pixel or align_corners coordinates, not " + ctm,
+          "export with half_pixel");
     else if (mode == "cubic")
       add("cubic Resize is not supported", "use linear or nearest");
   }
@@ -64,7 +74,8 @@ class EspdlExporter : public Exporter {
   bool embeds_test_values() const override { return true; }
   void check_op(const Op& op, const QuantPlan& plan, const Target& t, std::vector<Finding>& out) const override {
     if (t.scale_kind != ScaleKind::PowerOfTwo)
-      out.push_back({op.name, op.type, ".espdl needs power-of-two scales; target " + t.name + " uses float scales", "--format qdq"});
+      out.push_back({op.name, op.type, ".espdl needs power-of-two scales; target " + t.name + " uses float scales",
+                     "--format qdq"});
     else
       check_espdl(op, plan, t, out);
   }

@@ -4,7 +4,6 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-
 #include <cmath>
 #include <set>
 #include <sstream>
@@ -22,7 +21,8 @@ using runtime::IntTensor;
 using runtime::ValueInfo;
 
 template <class T>
-std::vector<T> permute(const std::vector<T>& data, const Shape& shape, const std::vector<int64_t>& perm, Shape* out_shape) {
+std::vector<T> permute(const std::vector<T>& data, const Shape& shape, const std::vector<int64_t>& perm,
+                       Shape* out_shape) {
   Shape os(shape.size());
   for (size_t d = 0; d < shape.size(); ++d) os[d] = shape[size_t(perm[d])];
   std::vector<int64_t> is = std::vector<int64_t>(shape.size(), 1), ostr(shape.size(), 1);
@@ -43,11 +43,6 @@ template std::vector<float> permute(const std::vector<float>&, const Shape&, con
 template std::vector<int64_t> permute(const std::vector<int64_t>&, const Shape&, const std::vector<int64_t>&, Shape*);
 
 namespace {
-const std::set<std::string> kSpatial = {"Conv", "GlobalAveragePool", "AveragePool", "MaxPool", "Resize", "DepthToSpace", "SpaceToDepth"};
-const std::set<std::string> kInherit = {"Relu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu",
-                                        "Exp", "Swish", "LUT", "QuantizeLinear", "RequantizeLinear", "DequantizeLinear",
-                                        "Identity", "PRelu", "Log", "Sqrt", "Neg", "Gelu"};
-const std::set<std::string> kBinary = {"Add", "Sub", "Mul", "Div", "Pow"};
 const std::vector<int64_t> kNHWC = {0, 2, 3, 1};
 
 std::vector<int64_t> inverse(const std::vector<int64_t>& p) {
@@ -83,11 +78,14 @@ struct Builder {
       Shape s = v->shape ? *v->shape : Shape{};
       for (size_t d = 0; d < s.size(); ++d)
         if (s[d] < 0) {
-          if (d != 0) fail(ErrorCode::Unsupported, "input '" + v->name + "' has a dynamic dimension " + std::to_string(d) +
-                                                       " (an integer program needs static shapes)");
+          if (d != 0)
+            fail(ErrorCode::Unsupported, "input '" + v->name + "' has a dynamic dimension " + std::to_string(d) +
+                                             " (an integer program needs static shapes)");
           s[d] = 1;
         }
-      inputs.push_back(at::zeros(s, at::TensorOptions().dtype(dtype_is_float(v->dtype) || v->dtype == DType::Undefined ? at::kFloat : at::kLong)));
+      inputs.push_back(at::zeros(
+          s, at::TensorOptions().dtype(dtype_is_float(v->dtype) || v->dtype == DType::Undefined ? at::kFloat
+                                                                                                : at::kLong)));
       captured[v->name] = inputs.back();
     }
     exec::ExecHooks hooks;
@@ -98,7 +96,7 @@ struct Builder {
     at::NoGradGuard no_grad;
     ex.run(inputs, &hooks);
     for (const auto& op : g.ops()) {
-      bool is_static = op->type == "Shape";
+      bool is_static = op->is(OpType::Shape);
       if (!is_static && !op->inputs.empty()) {
         is_static = true;
         for (const Value* v : op->inputs)
@@ -124,7 +122,8 @@ struct Builder {
     }
     if (c->granularity != Granularity::PerTensor || c->scales.size() != 1)
       fail(ErrorCode::Internal, "'" + source_value + "': per-channel activation grid");
-    vi.dtype = c->bits <= 8 ? (c->is_signed ? DType::Int8 : DType::UInt8) : (c->is_signed ? DType::Int16 : DType::UInt16);
+    vi.dtype =
+        c->bits <= 8 ? (c->is_signed ? DType::Int8 : DType::UInt8) : (c->is_signed ? DType::Int16 : DType::UInt16);
     if (c->scale_kind == ScaleKind::PowerOfTwo && c->zero_points[0] == 0) {
       vi.exponent = c->exponents()[0];
     } else {  // float-scale (TFLite-style) grid
@@ -197,8 +196,8 @@ struct Builder {
     // Requantize, the source's for Dequantize.
     const ValueInfo& grid = to.dtype == DType::Float32 ? p.value(value) : to;
     std::ostringstream gk;
-    gk << dtype_name(grid.dtype) << "_" << (grid.scale > 0 ? std::to_string(grid.zero_point) + "_" : "") << std::hexfloat
-       << (grid.scale > 0 ? grid.scale : std::ldexp(1.0, grid.exponent));
+    gk << dtype_name(grid.dtype) << "_" << (grid.scale > 0 ? std::to_string(grid.zero_point) + "_" : "")
+       << std::hexfloat << (grid.scale > 0 ? grid.scale : std::ldexp(1.0, grid.exponent));
     std::string key = value + "|" + type + "|" + dtype_name(to.dtype) + "|" + gk.str();
     auto done = conversions.find(key);
     if (done != conversions.end()) return done->second;
@@ -218,12 +217,13 @@ struct Builder {
     // ESP-DL requires the scale and zero-point initializers but reads the exponents from the value
     // infos: one shared pair per grid keeps the file small.
     std::string scale_name = grid.scale > 0 ? "eq_scale_" + gk.str() : "eq_scale_2^" + std::to_string(grid.exponent);
-    std::string zp_name = std::string("eq_zero_point_") + dtype_name(zp.dtype) + (grid.zero_point ? "_" + std::to_string(grid.zero_point) : "");
+    std::string zp_name = std::string("eq_zero_point_") + dtype_name(zp.dtype) +
+                          (grid.zero_point ? "_" + std::to_string(grid.zero_point) : "");
     n.inputs = {value, add_scalar(scale_name, scale), add_scalar(zp_name, zp)};
     n.outputs = {out};
     n.attrs["quant_type"] = quant_type(to.dtype == DType::Float32 ? p.value(value) : to);
     const ValueInfo& from = p.value(value);
-    if (type == "RequantizeLinear" && (from.scale > 0 || to.scale > 0)) {
+    if (op_type_of(type) == OpType::RequantizeLinear && (from.scale > 0 || to.scale > 0)) {
       // Float-scale grids: the q31 multiplier and shift of s_in / s_out (TFLite's requantize).
       double s_in = from.scale > 0 ? from.scale : std::ldexp(1.0, from.exponent);
       double s_out = to.scale > 0 ? to.scale : std::ldexp(1.0, to.exponent);
@@ -257,7 +257,9 @@ struct Builder {
       for (const auto& rq : plan.requants)
         if (rq.op == op.name && rq.index == int(i)) r = &rq;
       ValueInfo to = info(name, r ? plan.requant_config(*r) : nullptr);
-      if (to.dtype == have.dtype && to.exponent == have.exponent && to.scale == have.scale && to.zero_point == have.zero_point) return name;
+      if (to.dtype == have.dtype && to.exponent == have.exponent && to.scale == have.scale &&
+          to.zero_point == have.zero_point)
+        return name;
       return convert(name, to, "RequantizeLinear", "requant_" + op.name);
     }
     if (have.dtype == DType::Float32) {
@@ -296,7 +298,7 @@ struct Builder {
       if (!act || act->outputs.empty()) fail(ErrorCode::Internal, "fused activation of '" + op.name + "' is missing");
       out_info = info(act->outputs[0]->name, plan.effective(act->outputs[0]->name));
       out_info.shape = shape_of(out->name);
-      if (act->type == "Relu" && (op.type == "Conv" || op.type == "Gemm" || op.type == "MatMul")) {
+      if (act->is(OpType::Relu) && (op.is(OpType::Conv) || op.is(OpType::Gemm) || op.is(OpType::MatMul))) {
         n.attrs["activation"] = std::string("Relu");
         out_name = act->outputs[0]->name;
         absorbed.insert(act);
@@ -332,19 +334,20 @@ struct Builder {
 
   // ESP-DL's conventions per op type.
   void specialise(const Op& op, IntNode& n, const ValueInfo& out) {
-    if (op.type == "Conv" || op.type == "Gemm") {
+    if (op.is(OpType::Conv) || op.is(OpType::Gemm)) {
       if (!n.attrs.count("activation")) n.attrs["activation"] = std::string("Linear");
     }
-    if (op.type == "Conv") {
+    if (op.is(OpType::Conv)) {
       const Value* w = op.input(1);
       size_t k = w && w->shape ? w->shape->size() - 2 : 2;
-      if (op.attr_string("auto_pad", "NOTSET") != "NOTSET") problems.push_back("node '" + op.name + "' (Conv): auto_pad");
+      if (op.attr_string("auto_pad", "NOTSET") != "NOTSET")
+        problems.push_back("node '" + op.name + "' (Conv): auto_pad");
       if (!n.attrs.count("strides")) n.attrs["strides"] = std::vector<int64_t>(k, 1);
       if (!n.attrs.count("dilations")) n.attrs["dilations"] = std::vector<int64_t>(k, 1);
       if (!n.attrs.count("pads")) n.attrs["pads"] = std::vector<int64_t>(2 * k, 0);
       if (!n.attrs.count("group")) n.attrs["group"] = int64_t(1);
     }
-    if (op.type == "Gemm") {
+    if (op.is(OpType::Gemm)) {
       if (op.attr_float("alpha", 1.f) != 1.f || op.attr_float("beta", 1.f) != 1.f || op.attr_int("transA", 0) != 0)
         problems.push_back("node '" + op.name + "' (Gemm): alpha/beta must be 1 and transA 0");
       if (op.attr_int("transB", 0) != 0) {
@@ -359,7 +362,7 @@ struct Builder {
       n.attrs["transB"] = int64_t(0);
       n.attrs["transA"] = int64_t(0);
     }
-    if (op.type == "Clip" && out.dtype != DType::Float32) {
+    if (op.is(OpType::Clip) && out.dtype != DType::Float32) {
       // Bounds as codes on the input's grid (ESP-DL quantizes them with the input's config).
       const ValueInfo& in = p.value(n.inputs[0]);
       float bounds[2] = {op.attr_float("min", -INFINITY), op.attr_float("max", INFINITY)};
@@ -376,12 +379,16 @@ struct Builder {
         }
         double q = in.scale > 0 ? round_value(double(bounds[k]) / in.scale, target.rounding) + double(in.zero_point)
                                 : round_value(std::ldexp(double(bounds[k]), -in.exponent), target.rounding);
-        t.ints = {saturate(static_cast<int64_t>(std::max(-1e18, std::min(1e18, q))), runtime::dtype_min(in.dtype), runtime::dtype_max(in.dtype))};
+        t.ints = {saturate(static_cast<int64_t>(std::max(-1e18, std::min(1e18, q))), runtime::dtype_min(in.dtype),
+                           runtime::dtype_max(in.dtype))};
         // Named by content: Clips with the same bound on the same grid share one initializer.
         std::ostringstream grid;
-        if (in.scale > 0) grid << std::hexfloat << in.scale << "_" << in.zero_point;
-        else grid << "2^" << in.exponent;
-        n.inputs[size_t(k + 1)] = add_scalar(std::string("eq_code_") + dtype_name(t.dtype) + "_" + grid.str() + "_" + std::to_string(t.ints[0]), t);
+        if (in.scale > 0)
+          grid << std::hexfloat << in.scale << "_" << in.zero_point;
+        else
+          grid << "2^" << in.exponent;
+        n.inputs[size_t(k + 1)] = add_scalar(
+            std::string("eq_code_") + dtype_name(t.dtype) + "_" + grid.str() + "_" + std::to_string(t.ints[0]), t);
       }
       n.attrs.erase("min");
       n.attrs.erase("max");
@@ -389,8 +396,10 @@ struct Builder {
     const LoweredOp* lo = lm.op(op.name);
     if (lo && lo->output_requant && !lo->output_requant->is_shift()) {
       // Float-scale targets: the lowered q31 multiplier and shift per channel.
-      n.attrs["requant_multiplier"] = std::vector<int64_t>(lo->output_requant->multiplier.begin(), lo->output_requant->multiplier.end());
-      n.attrs["requant_shift"] = std::vector<int64_t>(lo->output_requant->shift.begin(), lo->output_requant->shift.end());
+      n.attrs["requant_multiplier"] =
+          std::vector<int64_t>(lo->output_requant->multiplier.begin(), lo->output_requant->multiplier.end());
+      n.attrs["requant_shift"] =
+          std::vector<int64_t>(lo->output_requant->shift.begin(), lo->output_requant->shift.end());
     }
     if (lo && lo->lut && lo->lut->step == 1 && out.dtype == DType::Int8) {
       IntTensor t;
@@ -418,15 +427,18 @@ struct Builder {
     for (const auto& op : g.ops()) emit(*op);
     for (const Value* v : g.outputs) {
       if (!p.values.count(v->name)) {
-        if (p.initializers.count(v->name)) problems.push_back("graph output '" + v->name + "' is a constant");
-        else if (!unexpressed_outputs.count(v->name)) problems.push_back("graph output '" + v->name + "' is not produced");
+        if (p.initializers.count(v->name))
+          problems.push_back("graph output '" + v->name + "' is a constant");
+        else if (!unexpressed_outputs.count(v->name))
+          problems.push_back("graph output '" + v->name + "' is not produced");
       }
       p.outputs.push_back(v->name);
     }
     if (!problems.empty()) {
       std::string all;
       for (const auto& s : problems) all += (all.empty() ? " " : "; ") + s;
-      fail(ErrorCode::Unsupported, "the integer program cannot express " + std::to_string(problems.size()) + " node(s):" + all);
+      fail(ErrorCode::Unsupported,
+           "the integer program cannot express " + std::to_string(problems.size()) + " node(s):" + all);
     }
   }
 };
@@ -473,14 +485,14 @@ void to_channels_last(IntGraph& p) {
   };
   auto consumers_spatial = [&](const std::string& v) {
     for (const IntNode& n : p.nodes)
-      if (kSpatial.count(n.op_type) && !n.inputs.empty() && n.inputs[0] == v) return true;
+      if (op_has(n.op_type, kSpatial) && !n.inputs.empty() && n.inputs[0] == v) return true;
     return false;
   };
   for (const std::string& in : p.inputs)
     if (rank_of(in) == 4 && consumers_spatial(in)) perm[in] = kNHWC;
   auto remap_axis = [&](IntNode& n, const std::vector<int64_t>& pm, size_t rank) {
     if (pm.empty()) return;
-    int64_t axis = n.attr_int("axis", n.op_type == "Concat" ? 0 : -1);
+    int64_t axis = n.attr_int("axis", n.is(OpType::Concat) ? 0 : -1);
     if (axis < 0) axis += int64_t(rank);
     for (size_t d = 0; d < pm.size(); ++d)
       if (pm[d] == axis) n.attrs["axis"] = int64_t(d);
@@ -490,28 +502,28 @@ void to_channels_last(IntGraph& p) {
     for (size_t i = 0; i < n.inputs.size(); ++i)
       if (is_value(n.inputs[i])) acts.push_back(i);
     std::vector<int64_t> out_perm;
-    if (kSpatial.count(n.op_type)) {
+    if (op_has(n.op_type, kSpatial)) {
       if (!acts.empty() && rank_of(n.inputs[0]) == 4) {
         n.inputs[0] = transpose_to(n.inputs[0], kNHWC);
         out_perm = kNHWC;
       }
-    } else if (kInherit.count(n.op_type)) {
+    } else if (op_has(n.op_type, kLayoutOfInput)) {
       if (!acts.empty()) out_perm = perm_of(n.inputs[acts[0]]);
-    } else if (kBinary.count(n.op_type) || n.op_type == "Concat") {
+    } else if (op_has(n.op_type, kBroadcastBinary) || n.is(OpType::Concat)) {
       std::set<std::vector<int64_t>> seen;
       for (size_t i : acts) seen.insert(perm_of(n.inputs[i]));
       bool constants_ok = true;
       for (size_t i = 0; i < n.inputs.size(); ++i)
-        if (!is_value(n.inputs[i]) && !n.inputs[i].empty() && n.op_type != "Concat" && p.initializers.count(n.inputs[i]) &&
-            p.initializers.at(n.inputs[i]).numel() != 1)
+        if (!is_value(n.inputs[i]) && !n.inputs[i].empty() && !n.is(OpType::Concat) &&
+            p.initializers.count(n.inputs[i]) && p.initializers.at(n.inputs[i]).numel() != 1)
           constants_ok = false;
-      if (seen.size() == 1 && constants_ok && (n.op_type != "Concat" || acts.size() == n.inputs.size())) {
+      if (seen.size() == 1 && constants_ok && (!n.is(OpType::Concat) || acts.size() == n.inputs.size())) {
         out_perm = *seen.begin();
-        if (n.op_type == "Concat") remap_axis(n, out_perm, rank_of(n.inputs[acts[0]]));
+        if (n.is(OpType::Concat)) remap_axis(n, out_perm, rank_of(n.inputs[acts[0]]));
       } else {
         for (size_t i : acts) n.inputs[i] = transpose_to(n.inputs[i], {});
       }
-    } else if (n.op_type == "Softmax" || n.op_type == "LogSoftmax") {
+    } else if (n.is(OpType::Softmax) || n.is(OpType::LogSoftmax)) {
       out_perm = acts.empty() ? std::vector<int64_t>{} : perm_of(n.inputs[0]);
       remap_axis(n, out_perm, acts.empty() ? 0 : rank_of(n.inputs[0]));
     } else {

@@ -29,6 +29,7 @@ std::vector<float> to_program_layout(const runtime::IntGraph& p, const std::stri
 
 // Permutes a row-major tensor: out dim d = in dim perm[d].
 template <class T>
-std::vector<T> permute(const std::vector<T>& data, const Shape& shape, const std::vector<int64_t>& perm, Shape* out_shape);
+std::vector<T> permute(const std::vector<T>& data, const Shape& shape, const std::vector<int64_t>& perm,
+                       Shape* out_shape);
 
 }  // namespace edgequant::deploy

@@ -27,9 +27,12 @@ struct QdqBuilder {
     Shape shape = c.zero_points.size() == 1 ? Shape{} : Shape{int64_t(c.zero_points.size())};
     Tensor t(dtype, shape);
     for (size_t i = 0; i < c.zero_points.size(); ++i) {
-      if (dtype == DType::Int8) t.data<int8_t>()[i] = int8_t(c.zero_points[i]);
-      else if (dtype == DType::UInt8) t.data<uint8_t>()[i] = uint8_t(c.zero_points[i]);
-      else t.data<int32_t>()[i] = int32_t(c.zero_points[i]);
+      if (dtype == DType::Int8)
+        t.data<int8_t>()[i] = int8_t(c.zero_points[i]);
+      else if (dtype == DType::UInt8)
+        t.data<uint8_t>()[i] = uint8_t(c.zero_points[i]);
+      else
+        t.data<int32_t>()[i] = int32_t(c.zero_points[i]);
     }
     return g.add_constant(g.unique_name(base + "_zero_point"), t);
   }
@@ -63,8 +66,9 @@ struct QdqBuilder {
       // no other value across a rounding boundary: the values reaching here carry at most 13
       // fractional bits below the LSB on power-of-two grids, and 2^-14 LSB is 4 float32 ulps or
       // more for |x| < 128 LSB (beyond, saturation decides).
-      Value* eps = g.add_constant(g.unique_name(base + "_tie_nudge"),
-                                  Tensor::from_vector(DType::Float32, {}, std::vector<float>{float(c.scales[0] * std::ldexp(1.0, -14))}));
+      Value* eps = g.add_constant(
+          g.unique_name(base + "_tie_nudge"),
+          Tensor::from_vector(DType::Float32, {}, std::vector<float>{float(c.scales[0] * std::ldexp(1.0, -14))}));
       if (away) {
         Value* sign = float_value(x, base + "_sign");
         g.add_op("Sign", g.unique_name(base + "_Sign"), {x}, {sign});
@@ -76,8 +80,8 @@ struct QdqBuilder {
       g.add_op("Add", g.unique_name(base + "_TieRounding"), {x, eps}, {shifted});
       x = shifted;
     } else if (c.rounding != RoundingMode::HalfEven) {
-      fail(ErrorCode::Unsupported, std::string("QDQ export: '") + x->name + "' rounds " + rounding_mode_name(c.rounding) +
-                                       "; QuantizeLinear rounds half to even");
+      fail(ErrorCode::Unsupported, std::string("QDQ export: '") + x->name + "' rounds " +
+                                       rounding_mode_name(c.rounding) + "; QuantizeLinear rounds half to even");
     }
     Value* q = g.add_value(g.unique_name(base + "_quantized"));
     q->dtype = dt;
@@ -99,16 +103,21 @@ struct QdqBuilder {
   // A constant as its integer codes behind a DequantizeLinear.
   void constant_codes(Value* v, const QuantConfig& c) {
     const LoweredTensor* lt = lm.tensor(v->name);
-    if (!lt || lt->codes.dtype() == DType::Undefined) fail(ErrorCode::Internal, "QDQ export: no codes for '" + v->name + "'");
+    if (!lt || lt->codes.dtype() == DType::Undefined)
+      fail(ErrorCode::Internal, "QDQ export: no codes for '" + v->name + "'");
     DType dt = c.role == QuantRole::Bias ? DType::Int32 : activation_dtype(v->name, c);
     if (c.role == QuantRole::Bias && c.bits > 32)
-      fail(ErrorCode::Unsupported, "QDQ export: bias '" + v->name + "' is " + std::to_string(c.bits) + "-bit (int32 at most)");
+      fail(ErrorCode::Unsupported,
+           "QDQ export: bias '" + v->name + "' is " + std::to_string(c.bits) + "-bit (int32 at most)");
     std::vector<int64_t> codes = lt->codes.to_int64s();
     Tensor t(dt, lt->codes.shape());
     for (size_t i = 0; i < codes.size(); ++i) {
-      if (dt == DType::Int8) t.data<int8_t>()[i] = int8_t(codes[i]);
-      else if (dt == DType::UInt8) t.data<uint8_t>()[i] = uint8_t(codes[i]);
-      else t.data<int32_t>()[i] = int32_t(codes[i]);
+      if (dt == DType::Int8)
+        t.data<int8_t>()[i] = int8_t(codes[i]);
+      else if (dt == DType::UInt8)
+        t.data<uint8_t>()[i] = uint8_t(codes[i]);
+      else
+        t.data<int32_t>()[i] = int32_t(codes[i]);
     }
     std::string base = v->name;
     Value* q = g.add_constant(g.unique_name(base + "_quantized"), t);
@@ -132,13 +141,15 @@ struct QdqBuilder {
       const QuantConfig* c = plan.requant_config(r);
       Op* op = g.find_op(r.op);
       if (!op || !has_integer_grid(c) || !op->input(size_t(r.index))) continue;
-      g.set_input(op, size_t(r.index), fake_quant(op->input(size_t(r.index)), *c, r.op + "_input" + std::to_string(r.index)));
+      g.set_input(op, size_t(r.index),
+                  fake_quant(op->input(size_t(r.index)), *c, r.op + "_input" + std::to_string(r.index)));
     }
     for (Value* v : values) {
       const QuantConfig* c = plan.find(v->name);
       if (!c || !c->has_scale()) continue;
       if (v->is_constant()) {
-        if (c->state == QuantState::Quantized || c->state == QuantState::Passive) constant_codes(v, *plan.effective(v->name));
+        if (c->state == QuantState::Quantized || c->state == QuantState::Passive)
+          constant_codes(v, *plan.effective(v->name));
         continue;
       }
       if (c->state != QuantState::Quantized) continue;  // passive values sit on their master's grid already
@@ -181,7 +192,8 @@ class QdqExporter : public Exporter {
     for (const Value* v : op.outputs)
       if (const QuantConfig* c = v ? plan.find(v->name) : nullptr)
         if (c->state == QuantState::Quantized && c->bits > 8)
-          out.push_back({op.name, op.type, std::to_string(c->bits) + "-bit output: QuantizeLinear at opset 13 takes 8 bits",
+          out.push_back({op.name, op.type,
+                         std::to_string(c->bits) + "-bit output: QuantizeLinear at opset 13 takes 8 bits",
                          "dispatch it to int8, or --format espdl"});
   }
   Deployed write(const ExportJob& j) const override {

@@ -40,7 +40,8 @@ struct TiWriter {
     if (v.size() == 1) return scalar(base, v[0]);
     Shape shape(rank, 1);
     shape[1] = int64_t(v.size());
-    return g.add_constant(g.unique_name(base), Tensor::from_vector(DType::Float32, shape, std::vector<float>(v.begin(), v.end())));
+    return g.add_constant(g.unique_name(base),
+                          Tensor::from_vector(DType::Float32, shape, std::vector<float>(v.begin(), v.end())));
   }
   Value* op1(const std::string& type, const std::string& base, std::vector<Value*> in, const Shape& shape) {
     Value* out = fresh(base + "_" + type, shape);
@@ -53,16 +54,21 @@ struct TiWriter {
     const IntTensor* t = p.initializer(name);
     if (!t) fail(ErrorCode::Internal, "TI export: '" + name + "' is undefined");
     Value* c;
-    if (t->is_float()) c = g.add_constant(g.unique_name(name), Tensor::from_vector(DType::Float32, t->shape, t->floats));
-    else if (t->dtype == DType::Int64) c = g.add_constant(g.unique_name(name), Tensor::from_vector(DType::Int64, t->shape, t->ints));
+    if (t->is_float())
+      c = g.add_constant(g.unique_name(name), Tensor::from_vector(DType::Float32, t->shape, t->floats));
+    else if (t->dtype == DType::Int64)
+      c = g.add_constant(g.unique_name(name), Tensor::from_vector(DType::Int64, t->shape, t->ints));
     else {
       // Codes stored at their width (int8/int16/int32), cast to exact float32 integers for the
       // float ops that compute on them.
       Tensor codes(t->dtype, t->shape);
       for (size_t i = 0; i < t->ints.size(); ++i) {
-        if (t->dtype == DType::Int8) codes.data<int8_t>()[i] = int8_t(t->ints[i]);
-        else if (t->dtype == DType::Int16) codes.data<int16_t>()[i] = int16_t(t->ints[i]);
-        else codes.data<int32_t>()[i] = int32_t(t->ints[i]);
+        if (t->dtype == DType::Int8)
+          codes.data<int8_t>()[i] = int8_t(t->ints[i]);
+        else if (t->dtype == DType::Int16)
+          codes.data<int16_t>()[i] = int16_t(t->ints[i]);
+        else
+          codes.data<int32_t>()[i] = int32_t(t->ints[i]);
       }
       if (t->dtype != DType::Int8 && t->dtype != DType::Int16 && t->dtype != DType::Int32)
         fail(ErrorCode::Unsupported, "TI export: '" + name + "' is " + dtype_name(t->dtype));
@@ -143,7 +149,8 @@ struct TiWriter {
         const IntTensor& b = *p.initializer(n.inputs[2]);
         std::vector<double> bias(b.ints.begin(), b.ints.end());
         for (double v : bias)
-          if (std::fabs(v) >= 16777216.0) fail(ErrorCode::Unsupported, "TI export: bias of '" + n.name + "' exceeds float32's exact integers");
+          if (std::fabs(v) >= 16777216.0)
+            fail(ErrorCode::Unsupported, "TI export: bias of '" + n.name + "' exceeds float32's exact integers");
         x = op1("Add", base + "/bias", {x, channel_constant(base + "_bias", bias, shape.size())}, shape);
       }
       x = op1("Mul", base + "/scale", {x, scalar(base + "_scale", 1.0)}, shape);
@@ -177,10 +184,11 @@ struct TiWriter {
         if (k != "quant_type") op->attrs[k] = a;
       if (t == "AveragePool") op->attrs["count_include_pad"] = int64_t(1);  // ESP-DL / TI: the full window
       y = round_clip(mean, exp_of(n.inputs[0]) - exp_of(out), base, shape, lo(out), hi(out));
-    } else if (t == "Sigmoid" || t == "Tanh" || t == "HardSigmoid" || t == "HardSwish" || t == "LeakyRelu" || t == "Elu" ||
-               t == "Exp") {
+    } else if (t == "Sigmoid" || t == "Tanh" || t == "HardSigmoid" || t == "HardSwish" || t == "LeakyRelu" ||
+               t == "Elu" || t == "Exp") {
       // No table on this target: the float function between exact rescalings (CPU on the chip).
-      Value* x = op1("Mul", base + "/dequantize", {input(n.inputs[0]), scalar(base + "_in_scale", std::ldexp(1.0, exp_of(n.inputs[0])))}, shape);
+      Value* x = op1("Mul", base + "/dequantize",
+                     {input(n.inputs[0]), scalar(base + "_in_scale", std::ldexp(1.0, exp_of(n.inputs[0])))}, shape);
       Op* op;
       Value* f = fresh(base + "_" + t, shape);
       op = g.add_op(t, g.unique_name(base), {x}, {f});
@@ -215,7 +223,8 @@ std::unique_ptr<Graph> ti_integer_graph(const IntGraph& p, int64_t opset) {
     x->shape = vi.shape;
     x->dim_names.assign(vi.shape.size(), "");
     g->inputs.push_back(x);
-    w.values[in] = vi.dtype == DType::Float32 ? x : w.round_clip(x, -vi.exponent, in + "/quantize", vi.shape, w.lo(in), w.hi(in));
+    w.values[in] =
+        vi.dtype == DType::Float32 ? x : w.round_clip(x, -vi.exponent, in + "/quantize", vi.shape, w.lo(in), w.hi(in));
   }
   for (const IntNode& n : p.nodes) w.node(n);
   for (const std::string& out : p.outputs) {
@@ -229,7 +238,8 @@ std::unique_ptr<Graph> ti_integer_graph(const IntGraph& p, int64_t opset) {
   return g;
 }
 
-std::string ti_quantization_config(const IntGraph& p, const std::string& method, const std::vector<std::string>& notes) {
+std::string ti_quantization_config(const IntGraph& p, const std::string& method,
+                                   const std::vector<std::string>& notes) {
   std::ostringstream s;
   s << "# Written by EdgeQuant beside the TI integer ONNX (ti-npu).\n"
     << "quantization: 2\n"
@@ -237,7 +247,7 @@ std::string ti_quantization_config(const IntGraph& p, const std::string& method,
     << "activation_bits: 8\n"
     << "layers:\n";
   for (const IntNode& n : p.nodes) {
-    if (n.op_type != "Conv" && n.op_type != "Gemm") continue;
+    if (!n.is(OpType::Conv) && !n.is(OpType::Gemm)) continue;
     const IntTensor& w = *p.initializer(n.inputs[1]);
     int bits = w.bits ? w.bits : int(dtype_size(w.dtype) * 8);
     s << "  - name: \"" << n.name << "\"\n"
@@ -249,7 +259,8 @@ std::string ti_quantization_config(const IntGraph& p, const std::string& method,
       << "    activation: " << n.attr_string("activation", "Linear") << "\n";
   }
   s << "outputs:\n";
-  for (const std::string& o : p.outputs) s << "  - name: \"" << o << "\"\n    exponent: " << p.value(o).exponent << "  # real = code * 2^exponent\n";
+  for (const std::string& o : p.outputs)
+    s << "  - name: \"" << o << "\"\n    exponent: " << p.value(o).exponent << "  # real = code * 2^exponent\n";
   s << "npu_rule_violations:" << (notes.empty() ? " []" : "") << "\n";
   for (const std::string& n : notes) s << "  - \"" << n << "\"\n";
   return s.str();
@@ -264,8 +275,9 @@ class TiOnnxExporter : public Exporter {
     if (const Value* w = op.input(1))
       if (const QuantConfig* c = plan.find(w->name))
         if (c->scale_kind != ScaleKind::PowerOfTwo)
-          out.push_back({op.name, op.type, std::to_string(c->bits) + "-bit weights with float scales: TI integer ONNX export "
-                                               "of the 8-bit multiplier is not implemented yet",
+          out.push_back({op.name, op.type,
+                         std::to_string(c->bits) + "-bit weights with float scales: TI integer ONNX export "
+                                                   "of the 8-bit multiplier is not implemented yet",
                          "--format qdq, or 8-bit weights"});
   }
   Deployed write(const ExportJob& j) const override {

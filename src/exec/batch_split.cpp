@@ -4,26 +4,17 @@
 #include <set>
 #include <string>
 
+#include "ir/op_traits.h"
+
 namespace edgequant::exec {
 
 namespace {
-// Ops that compute each sample from that sample alone (given the checks below on their
-// constant operands and axes).
-const std::set<std::string>& per_sample_ops() {
-  static const std::set<std::string> ops{
-      "Conv", "ConvTranspose", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-      "Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus", "Erf",
-      "Gelu", "Exp", "Log", "Sqrt", "Neg", "Abs", "Identity", "Dropout", "Add", "Sub", "Mul", "Div", "Pow", "Max",
-      "Min", "PRelu", "Concat", "Softmax", "LogSoftmax", "Flatten", "Gemm", "MatMul"};
-  return ops;
-}
-
 int64_t normalized(int64_t axis, size_t rank) { return axis < 0 ? axis + static_cast<int64_t>(rank) : axis; }
 
 bool batched(const Value* v) { return v && !v->is_constant() && v->shape && !v->shape->empty(); }
 
 bool op_is_per_sample(const Op& op) {
-  if (!per_sample_ops().count(op.type) || !op.subgraphs.empty()) return false;
+  if (!op_has(op.type, kPerSample) || !op.subgraphs.empty()) return false;
   for (const Value* out : op.outputs)
     if (out && !batched(out)) return false;
   const Value* out = op.outputs.empty() ? nullptr : op.outputs[0];
@@ -31,22 +22,22 @@ bool op_is_per_sample(const Op& op) {
   size_t rank = out->shape->size();
   const Value* x = op.input(0);
   if (!batched(x)) return false;
-  if (op.type == "Conv" || op.type == "ConvTranspose" || op.type == "BatchNormalization" || op.type == "Clip") {
+  if (op.is(OpType::Conv) || op.is(OpType::ConvTranspose) || op.is(OpType::BatchNormalization) || op.is(OpType::Clip)) {
     for (size_t i = 1; i < op.inputs.size(); ++i)
       if (op.inputs[i] && !op.inputs[i]->is_constant()) return false;
-    return op.type != "BatchNormalization" || op.attr_int("training_mode", 0) == 0;
+    return !op.is(OpType::BatchNormalization) || op.attr_int("training_mode", 0) == 0;
   }
-  if (op.type == "Concat") return normalized(op.attr_int("axis", 0), rank) != 0;
-  if (op.type == "Softmax" || op.type == "LogSoftmax") return normalized(op.attr_int("axis", -1), rank) != 0;
-  if (op.type == "Flatten") return normalized(op.attr_int("axis", 1), x->shape->size()) >= 1;
-  if (op.type == "Gemm") {
+  if (op.is(OpType::Concat)) return normalized(op.attr_int("axis", 0), rank) != 0;
+  if (op.is(OpType::Softmax) || op.is(OpType::LogSoftmax)) return normalized(op.attr_int("axis", -1), rank) != 0;
+  if (op.is(OpType::Flatten)) return normalized(op.attr_int("axis", 1), x->shape->size()) >= 1;
+  if (op.is(OpType::Gemm)) {
     if (op.attr_int("transA", 0) != 0) return false;
     for (size_t i = 1; i < op.inputs.size(); ++i)
       if (op.inputs[i] && !op.inputs[i]->is_constant()) return false;
     return true;
   }
   // MatMul: a constant B of rank > 2 would broadcast its own leading dims in front of the batch.
-  if (op.type == "MatMul")
+  if (op.is(OpType::MatMul))
     return x->shape->size() >= 2 && op.input(1) && op.input(1)->is_constant() && op.input(1)->data->shape().size() <= 2;
   // Elementwise (PRelu's slope included): a batched operand has the output's rank (so its dim 0 is
   // the batch); a constant one broadcasts over the batch.

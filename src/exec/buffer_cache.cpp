@@ -12,9 +12,9 @@
 namespace edgequant::exec {
 
 namespace {
-constexpr size_t kMinCached = size_t(1) << 20;     // below 1 MiB glibc already reuses memory
-constexpr size_t kGranule = size_t(1) << 16;       // sizes rounded up to 64 KiB
-constexpr size_t kMaxIdle = size_t(8) << 30;       // never hold more than 8 GiB unused
+constexpr size_t kMinCached = size_t(1) << 20;  // below 1 MiB glibc already reuses memory
+constexpr size_t kGranule = size_t(1) << 16;    // sizes rounded up to 64 KiB
+constexpr size_t kMaxIdle = size_t(8) << 30;    // never hold more than 8 GiB unused
 
 class BufferCache final : public c10::Allocator {
  public:

@@ -10,12 +10,12 @@
 #include <stdexcept>
 #include <thread>
 
-
 #include "exec/batch_split.h"
 #include "exec/blas.h"
 #include "exec/buffer_cache.h"
 #include "exec/kernel.h"
 #include "exec/ops/factories.h"
+#include "ir/op_traits.h"
 
 namespace edgequant::exec {
 
@@ -75,11 +75,11 @@ struct Executor::Impl {
   // The bounds of a Relu, or of a Clip whose bounds are constants; false otherwise.
   bool constant_clamp(const Op& op, int64_t opset, c10::optional<double>& lo, c10::optional<double>& hi) const {
     if (op.outputs.size() != 1 || !op.outputs[0]) return false;
-    if (op.type == "Relu") {
+    if (op.is(OpType::Relu)) {
       lo = 0.0;
       return true;
     }
-    if (op.type != "Clip") return false;
+    if (!op.is(OpType::Clip)) return false;
     if (opset < 11) {
       if (op.has_attr("min")) lo = op.attr_float("min", 0);
       if (op.has_attr("max")) hi = op.attr_float("max", 0);
@@ -99,7 +99,7 @@ struct Executor::Impl {
   std::function<void(at::Tensor&)> inplace_kernel(const Op& op, int64_t opset) const {
     c10::optional<double> lo, hi;
     if (!constant_clamp(op, opset, lo, hi)) return nullptr;
-    if (op.type == "Relu") return [](at::Tensor& t) { t.relu_(); };
+    if (op.is(OpType::Relu)) return [](at::Tensor& t) { t.relu_(); };
     c10::optional<at::Scalar> lo_s, hi_s;
     if (lo) lo_s = *lo;
     if (hi) hi_s = *hi;
@@ -122,7 +122,7 @@ struct Executor::Impl {
     for (size_t i = 0; i < ops.size(); ++i) {
       if (absorbed[i]) continue;
       const PreparedOp& p = ops[i];
-      if (p.op->type == "Conv" && p.out_slots.size() == 1 && p.out_slots[0] >= 0) {
+      if (p.op->is(OpType::Conv) && p.out_slots.size() == 1 && p.out_slots[0] >= 0) {
         int s = p.out_slots[0];
         c10::optional<double> lo, hi;
         if (readers[s] == 1 && !keep[s] && ops[reader[s]].in_slots[0] == s &&
@@ -130,8 +130,14 @@ struct Executor::Impl {
           const PreparedOp& act = ops[reader[s]];
           ClampPostOp clamp{lo ? static_cast<float>(*lo) : std::numeric_limits<float>::lowest(),
                             hi ? static_cast<float>(*hi) : std::numeric_limits<float>::max()};
-          fused_ops.push_back(PreparedOp{p.op, make_conv_clamped(*p.op, clamp), nullptr, p.in_slots, act.out_slots, {},
-                                         static_cast<int>(i), reader[s]});
+          fused_ops.push_back(PreparedOp{p.op,
+                                         make_conv_clamped(*p.op, clamp),
+                                         nullptr,
+                                         p.in_slots,
+                                         act.out_slots,
+                                         {},
+                                         static_cast<int>(i),
+                                         reader[s]});
           absorbed[reader[s]] = true;
           continue;
         }
@@ -169,11 +175,13 @@ struct Executor::Impl {
       for (int s : plan[i].in_slots)
         if (s >= 0) last_use[s] = static_cast<int>(i);
     for (size_t s = 0; s < last_use.size(); ++s)
-      if (last_use[s] >= 0 && !keep[s] && !constants[s].defined()) plan[last_use[s]].free_after.push_back(static_cast<int>(s));
+      if (last_use[s] >= 0 && !keep[s] && !constants[s].defined())
+        plan[last_use[s]].free_after.push_back(static_cast<int>(s));
   }
 
   bool can_run_inplace(const PreparedOp& p, const std::vector<at::Tensor>& env, const HookList* hooks) const {
-    if (!p.inplace || gradient || (hooks && !hooks->allow_inplace()) || p.in_slots.empty() || p.in_slots[0] < 0) return false;
+    if (!p.inplace || gradient || (hooks && !hooks->allow_inplace()) || p.in_slots.empty() || p.in_slots[0] < 0)
+      return false;
     int s = p.in_slots[0];
     if (constants[s].defined() || !env[s].defined() || is_input[s]) return false;
     for (int f : p.free_after)
@@ -190,7 +198,8 @@ struct Executor::Impl {
     std::vector<at::Tensor> in = gather_inputs(p, env);
     for (size_t i = 0; i < in.size(); ++i)
       if (p.in_slots[i] >= 0 && !in[i].defined())
-        fail(ErrorCode::Internal, p.op->describe() + ": input '" + slot_value[p.in_slots[i]]->name + "' was not computed");
+        fail(ErrorCode::Internal,
+             p.op->describe() + ": input '" + slot_value[p.in_slots[i]]->name + "' was not computed");
     bool inplace = can_run_inplace(p, env, hooks);
     if (hooks) hooks->before_op(*p.op, in);
     std::vector<at::Tensor> out;
@@ -204,8 +213,9 @@ struct Executor::Impl {
     });
     for (size_t i = out.size(); i < p.out_slots.size(); ++i)
       if (p.out_slots[i] >= 0 && read_anywhere(slot_value[p.out_slots[i]]))
-        fail(ErrorCode::InvalidModel, p.op->describe() + ": gives " + std::to_string(out.size()) + " output(s), the model uses output " +
-                                          std::to_string(i + 1) + " ('" + slot_value[p.out_slots[i]]->name + "')");
+        fail(ErrorCode::InvalidModel, p.op->describe() + ": gives " + std::to_string(out.size()) +
+                                          " output(s), the model uses output " + std::to_string(i + 1) + " ('" +
+                                          slot_value[p.out_slots[i]]->name + "')");
     if (hooks) hooks->after_op(shown_as ? *shown_as : *p.op, out);
     for (size_t i = 0; i < p.out_slots.size() && i < out.size(); ++i)
       if (p.out_slots[i] >= 0) env[p.out_slots[i]] = out[i];
@@ -234,7 +244,7 @@ Executor::Executor(const Graph& graph, ExecOptions options) : impl_(std::make_un
   // Conv weights in channels_last let oneDNN run NHWC end to end.
   if (options.channels_last)
     for (const auto& p : m.ops)
-      if ((p.op->type == "Conv") && p.in_slots.size() > 1 && p.in_slots[1] >= 0) {
+      if ((p.op->is(OpType::Conv)) && p.in_slots.size() > 1 && p.in_slots[1] >= 0) {
         at::Tensor& w = m.constants[p.in_slots[1]];
         if (w.defined() && w.dim() == 4) w = w.contiguous(at::MemoryFormat::ChannelsLast);
       }
@@ -323,8 +333,8 @@ std::vector<at::Tensor> Executor::run(const std::vector<at::Tensor>& inputs, con
   Impl& m = *impl_;
   const Graph& g = m.graph;
   if (inputs.size() != g.inputs.size())
-    fail(ErrorCode::InvalidInput, "the model has " + std::to_string(g.inputs.size()) + " inputs, got " +
-                                      std::to_string(inputs.size()));
+    fail(ErrorCode::InvalidInput,
+         "the model has " + std::to_string(g.inputs.size()) + " inputs, got " + std::to_string(inputs.size()));
   at::AutoGradMode grad_mode(m.gradient);
   std::vector<at::Tensor> env(m.slot_value.size());
   for (size_t i = 0; i < inputs.size(); ++i) check_input(g.inputs[i], inputs[i]);

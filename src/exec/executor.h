@@ -17,8 +17,8 @@ namespace edgequant::exec {
 
 struct ExecOptions {
   c10::Device device = c10::Device(c10::kCPU);
-  int num_threads = 0;         // 0: every core
-  bool channels_last = true;   // store 4-D conv weights NHWC so oneDNN takes its fast path
+  int num_threads = 0;        // 0: every core
+  bool channels_last = true;  // store 4-D conv weights NHWC so oneDNN takes its fast path
   // Hook-free runs of a graph that treats samples independently go through it in chunks whose
   // largest intermediate fits this many bytes (exec/batch_split.h); 0 runs every batch whole.
   size_t chunk_bytes = size_t{20} << 20;

@@ -8,6 +8,7 @@
 #include "exec/executor.h"
 #include "exec/kernel.h"
 #include "exec/ops/factories.h"
+#include "ir/op_traits.h"
 
 namespace edgequant::exec {
 
@@ -29,7 +30,7 @@ int infer_types_by_running(Graph& g) {
     for (size_t i = 0; i < op.outputs.size() && i < outs.size(); ++i)
       if (op.outputs[i] && outs[i].defined())
         seen[op.outputs[i]->name] = {from_scalar_type(outs[i].scalar_type()), outs[i].sizes().vec()};
-    if (op.type == "QuantizeLinear" && !op.outputs.empty() && op.outputs[0] && seen.count(op.outputs[0]->name))
+    if (op.is(OpType::QuantizeLinear) && !op.outputs.empty() && op.outputs[0] && seen.count(op.outputs[0]->name))
       seen[op.outputs[0]->name].first = quantize_linear_output_type(op);  // 4-bit codes run as 8-bit tensors
   };
   try {

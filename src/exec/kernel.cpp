@@ -6,12 +6,13 @@
 #include <map>
 
 #include "exec/ops/factories.h"
+#include "ir/op_traits.h"
 
 namespace edgequant::exec {
 
 static const std::map<std::string, KernelFactory>& table() {
   static const std::map<std::string, KernelFactory> t = {
-#define EQ_OP(type, factory) {#type, &factory},
+#define EQ_OP(type, factory) {op_type_name(OpType::type), &factory},
 #include "exec/ops/ops.def"
 #undef EQ_OP
   };
@@ -29,9 +30,7 @@ std::vector<std::string> supported_op_types() {
   return names;
 }
 
-void unsupported(const Op& op, const std::string& what) {
-  fail(ErrorCode::Unsupported, op.describe() + ": " + what);
-}
+void unsupported(const Op& op, const std::string& what) { fail(ErrorCode::Unsupported, op.describe() + ": " + what); }
 
 std::vector<int64_t> int_values(const at::Tensor& t) {
   at::Tensor c = t.to(at::kCPU).to(at::kLong).contiguous().reshape({-1});
@@ -41,8 +40,8 @@ std::vector<int64_t> int_values(const at::Tensor& t) {
 
 int64_t single_int(const at::Tensor& t, const std::string& where, const std::string& what) {
   if (!t.defined() || t.numel() != 1)
-    fail(ErrorCode::InvalidInput, where + ": " + what + " must hold one value, it holds " +
-                                      std::to_string(t.defined() ? t.numel() : 0));
+    fail(ErrorCode::InvalidInput,
+         where + ": " + what + " must hold one value, it holds " + std::to_string(t.defined() ? t.numel() : 0));
   return int_values(t)[0];
 }
 
@@ -51,8 +50,8 @@ int64_t normalize_axis(int64_t axis, int64_t rank, const Op& op) { return normal
 int64_t normalize_axis(int64_t axis, int64_t rank, const std::string& where) {
   int64_t a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= rank)
-    fail(ErrorCode::InvalidModel, where + ": axis " + std::to_string(axis) + " is out of range for rank " +
-                                      std::to_string(rank));
+    fail(ErrorCode::InvalidModel,
+         where + ": axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
   return a;
 }
 
@@ -119,33 +118,57 @@ bool pads_symmetric(const std::vector<int64_t>& pads) {
 
 at::ScalarType to_scalar_type(DType dtype) {
   switch (dtype) {
-    case DType::Float32: return at::kFloat;
-    case DType::Float64: return at::kDouble;
-    case DType::Float16: return at::kHalf;
-    case DType::BFloat16: return at::kBFloat16;
-    case DType::Int64: return at::kLong;
-    case DType::Int32: return at::kInt;
-    case DType::Int16: return at::kShort;
-    case DType::Int8: case DType::Int4: return at::kChar;  // 4-bit codes run unpacked
-    case DType::UInt8: case DType::UInt4: return at::kByte;
-    case DType::Bool: return at::kBool;
-    default: fail(ErrorCode::Unsupported, std::string("tensors of dtype ") + dtype_name(dtype) + " are not supported");
+    case DType::Float32:
+      return at::kFloat;
+    case DType::Float64:
+      return at::kDouble;
+    case DType::Float16:
+      return at::kHalf;
+    case DType::BFloat16:
+      return at::kBFloat16;
+    case DType::Int64:
+      return at::kLong;
+    case DType::Int32:
+      return at::kInt;
+    case DType::Int16:
+      return at::kShort;
+    case DType::Int8:
+    case DType::Int4:
+      return at::kChar;  // 4-bit codes run unpacked
+    case DType::UInt8:
+    case DType::UInt4:
+      return at::kByte;
+    case DType::Bool:
+      return at::kBool;
+    default:
+      fail(ErrorCode::Unsupported, std::string("tensors of dtype ") + dtype_name(dtype) + " are not supported");
   }
 }
 
 DType from_scalar_type(at::ScalarType type) {
   switch (type) {
-    case at::kFloat: return DType::Float32;
-    case at::kDouble: return DType::Float64;
-    case at::kHalf: return DType::Float16;
-    case at::kBFloat16: return DType::BFloat16;
-    case at::kLong: return DType::Int64;
-    case at::kInt: return DType::Int32;
-    case at::kShort: return DType::Int16;
-    case at::kChar: return DType::Int8;
-    case at::kByte: return DType::UInt8;
-    case at::kBool: return DType::Bool;
-    default: fail(ErrorCode::Unsupported, std::string("ATen dtype ") + c10::toString(type) + " has no ONNX equivalent");
+    case at::kFloat:
+      return DType::Float32;
+    case at::kDouble:
+      return DType::Float64;
+    case at::kHalf:
+      return DType::Float16;
+    case at::kBFloat16:
+      return DType::BFloat16;
+    case at::kLong:
+      return DType::Int64;
+    case at::kInt:
+      return DType::Int32;
+    case at::kShort:
+      return DType::Int16;
+    case at::kChar:
+      return DType::Int8;
+    case at::kByte:
+      return DType::UInt8;
+    case at::kBool:
+      return DType::Bool;
+    default:
+      fail(ErrorCode::Unsupported, std::string("ATen dtype ") + c10::toString(type) + " has no ONNX equivalent");
   }
 }
 

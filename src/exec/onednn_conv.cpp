@@ -33,16 +33,19 @@ struct OneDnnConv2d::State {
   std::map<std::vector<int64_t>, std::shared_ptr<Prepared>> prepared;
 };
 
-OneDnnConv2d::OneDnnConv2d(std::optional<ClampPostOp> post_op)
-    : post_op_(post_op), state_(std::make_unique<State>()) {}
+OneDnnConv2d::OneDnnConv2d(std::optional<ClampPostOp> post_op) : post_op_(post_op), state_(std::make_unique<State>()) {}
 OneDnnConv2d::~OneDnnConv2d() = default;
 
 bool OneDnnConv2d::applies(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  auto ok = [](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.requires_grad(); };
-  return !at::GradMode::is_enabled() && x.dim() == 4 && w.dim() == 4 && ok(x) && ok(w) && (!b.defined() || (ok(b) && b.dim() == 1));
+  auto ok = [](const at::Tensor& t) {
+    return t.device().is_cpu() && t.scalar_type() == at::kFloat && !t.requires_grad();
+  };
+  return !at::GradMode::is_enabled() && x.dim() == 4 && w.dim() == 4 && ok(x) && ok(w) &&
+         (!b.defined() || (ok(b) && b.dim() == 1));
 }
 
-at::Tensor OneDnnConv2d::run(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b_in, const Conv2dGeometry& g) {
+at::Tensor OneDnnConv2d::run(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& b_in,
+                             const Conv2dGeometry& g) {
   at::Tensor x = x_in.contiguous(at::MemoryFormat::ChannelsLast);
   at::Tensor b = b_in.defined() ? b_in.contiguous() : b_in;
   const int64_t n = x.size(0), ic = x.size(1), oc = w.size(0), kh = w.size(2), kw = w.size(3);
@@ -78,12 +81,13 @@ at::Tensor OneDnnConv2d::run(const at::Tensor& x_in, const at::Tensor& w, const 
       memory::dims strides = dims_of(g.strides), dil{g.dilations[0] - 1, g.dilations[1] - 1};
       memory::dims pad_l = dims_of(g.pads_begin), pad_r = dims_of(g.pads_end);
       using dnnl::algorithm;
-      auto desc = b.defined()
-                      ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm::convolution_direct,
-                                                        src_md, w_md, memory::desc({oc}, memory::data_type::f32, memory::format_tag::a),
-                                                        dst_md, strides, dil, pad_l, pad_r)
-                      : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm::convolution_direct,
-                                                        src_md, w_md, dst_md, strides, dil, pad_l, pad_r);
+      auto desc = b.defined() ? dnnl::convolution_forward::desc(
+                                    dnnl::prop_kind::forward_inference, algorithm::convolution_direct, src_md, w_md,
+                                    memory::desc({oc}, memory::data_type::f32, memory::format_tag::a), dst_md, strides,
+                                    dil, pad_l, pad_r)
+                              : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                                algorithm::convolution_direct, src_md, w_md, dst_md,
+                                                                strides, dil, pad_l, pad_r);
       dnnl::primitive_attr attr;
       // Scratchpad from our allocator per call: oneDNN's own keeps one per primitive alive.
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);

@@ -96,8 +96,9 @@ Op* Graph::add_op(const std::string& type, const std::string& name, const std::v
     if (in) in->consumers.push_back(op);
   for (Value* out : outputs) {
     if (!out) continue;
-    if (out->producer) fail(ErrorCode::InvalidModel, "value '" + out->name + "' is produced by both " +
-                                                     out->producer->describe() + " and " + op->describe());
+    if (out->producer)
+      fail(ErrorCode::InvalidModel,
+           "value '" + out->name + "' is produced by both " + out->producer->describe() + " and " + op->describe());
     out->producer = op;
   }
   return op;
@@ -160,8 +161,7 @@ void Graph::topo_sort() {
   std::unordered_map<const Op*, size_t> position;
   for (size_t i = 0; i < ops_.size(); ++i) position[ops_[i].get()] = i;
   while (!ready.empty()) {
-    auto it = std::min_element(ready.begin(), ready.end(),
-                               [&](Op* a, Op* b) { return position[a] < position[b]; });
+    auto it = std::min_element(ready.begin(), ready.end(), [&](Op* a, Op* b) { return position[a] < position[b]; });
     Op* op = *it;
     ready.erase(it);
     order.push_back(op);
@@ -173,8 +173,7 @@ void Graph::topo_sort() {
   }
   if (order.size() != ops_.size()) {
     for (const auto& op : ops_)
-      if (pending[op.get()] > 0)
-        fail(ErrorCode::InvalidModel, "the graph has a cycle through " + op->describe());
+      if (pending[op.get()] > 0) fail(ErrorCode::InvalidModel, "the graph has a cycle through " + op->describe());
   }
   std::vector<std::unique_ptr<Op>> sorted;
   std::unordered_map<Op*, std::unique_ptr<Op>*> owner;
@@ -201,8 +200,10 @@ void Graph::remove_dead() {
   keep.insert(outputs.begin(), outputs.end());
   std::vector<std::unique_ptr<Value>> kept;
   for (auto& v : values_) {
-    if (keep.count(v.get()) || v->producer || !v->consumers.empty()) kept.push_back(std::move(v));
-    else by_name_.erase(v->name);
+    if (keep.count(v.get()) || v->producer || !v->consumers.empty())
+      kept.push_back(std::move(v));
+    else
+      by_name_.erase(v->name);
   }
   values_ = std::move(kept);
 }
@@ -216,8 +217,9 @@ void Graph::verify() const {
       if (!in) continue;
       if (!available.count(in)) {
         if (in->producer)
-          fail(ErrorCode::InvalidModel, op->describe() + " uses '" + in->name +
-                                            "' before it is produced (the graph is not in topological order or has a cycle)");
+          fail(ErrorCode::InvalidModel,
+               op->describe() + " uses '" + in->name +
+                   "' before it is produced (the graph is not in topological order or has a cycle)");
         fail(ErrorCode::InvalidModel, op->describe() + " reads '" + in->name +
                                           "', which is neither a graph input, an initializer nor any node's output");
       }

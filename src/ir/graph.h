@@ -14,28 +14,29 @@ namespace edgequant {
 
 struct Op;
 class Graph;
+enum class OpType : uint16_t;  // ir/op_traits.h
 
 // A tensor edge. Initializers are Values with data; a graph input has no producer and no data.
 struct Value {
   std::string name;
   DType dtype = DType::Undefined;
-  std::optional<Shape> shape;            // rank known when set; -1 marks an unknown dimension
-  std::vector<std::string> dim_names;    // symbolic names (e.g. "batch"), "" for static dims
-  std::shared_ptr<const Tensor> data;    // constant (initializer) data when set
+  std::optional<Shape> shape;          // rank known when set; -1 marks an unknown dimension
+  std::vector<std::string> dim_names;  // symbolic names (e.g. "batch"), "" for static dims
+  std::shared_ptr<const Tensor> data;  // constant (initializer) data when set
   Op* producer = nullptr;
-  std::vector<Op*> consumers;            // one entry per use (an op using it twice is listed twice)
+  std::vector<Op*> consumers;  // one entry per use (an op using it twice is listed twice)
 
   bool is_constant() const { return data != nullptr; }
   bool has_static_shape() const;
 };
 
-using Attribute = std::variant<int64_t, float, std::string, std::vector<int64_t>, std::vector<float>,
-                               Tensor, std::vector<std::string>>;
+using Attribute = std::variant<int64_t, float, std::string, std::vector<int64_t>, std::vector<float>, Tensor,
+                               std::vector<std::string>>;
 
 struct Op {
   std::string name;
-  std::string type;    // ONNX op type, e.g. "Conv"
-  std::string domain;  // "" for the default ONNX domain
+  std::string type;             // ONNX op type, e.g. "Conv"
+  std::string domain;           // "" for the default ONNX domain
   std::vector<Value*> inputs;   // nullptr marks an omitted optional input
   std::vector<Value*> outputs;  // nullptr marks an omitted optional output
   std::map<std::string, Attribute> attrs;
@@ -53,6 +54,7 @@ struct Op {
   std::vector<float> attr_floats(const std::string& key, const std::vector<float>& fallback = {}) const;
   const Tensor* attr_tensor(const std::string& key) const;
   Value* input(size_t i) const { return i < inputs.size() ? inputs[i] : nullptr; }
+  bool is(OpType t) const;  // type names this OpType (ir/op_traits.h)
   // "node 'conv1' (Conv)": the context every op-level error carries.
   std::string describe() const;
 };
@@ -77,7 +79,7 @@ class Graph {
   void remove_op(Op* op);  // detaches it from its values; values stay
   void set_input(Op* op, size_t index, Value* value);
   // Every use of `from` (op inputs and graph outputs) now uses `to`.
-  void replace_uses(Value* from, Value* to);  // graph outputs too
+  void replace_uses(Value* from, Value* to);             // graph outputs too
   void rename_value(Value* v, const std::string& name);  // name must be free
   const std::vector<std::unique_ptr<Op>>& ops() const { return ops_; }
   Op* find_op(const std::string& name) const;
@@ -89,7 +91,7 @@ class Graph {
   // Structural checks (dangling inputs, cycles, duplicate producers); throws InvalidModel.
   void verify() const;
 
-  std::vector<Value*> inputs;   // runtime inputs (never constants)
+  std::vector<Value*> inputs;  // runtime inputs (never constants)
   std::vector<Value*> outputs;
   // A subgraph's first `outer_inputs` inputs are the outer-scope values it reads (the op lists
   // them after its own inputs); the rest are its formal inputs (a Loop body's iteration number,

@@ -46,7 +46,8 @@ int64_t requantize(int64_t q, const Requantization& r, size_t channel, int64_t q
   if (r.is_shift()) {
     if (shift <= 0) return saturate(q * (int64_t(1) << -shift), qmin, qmax);
     // Exact: q / 2^shift as a double is exact for |q| < 2^53, so the mode's tie rule decides.
-    return saturate(static_cast<int64_t>(round_value(std::ldexp(static_cast<double>(q), -shift), r.rounding)), qmin, qmax);
+    return saturate(static_cast<int64_t>(round_value(std::ldexp(static_cast<double>(q), -shift), r.rounding)), qmin,
+                    qmax);
   }
   long double v = static_cast<long double>(q) * r.multiplier[c] / 2147483648.0L;
   v = std::ldexp(v, -shift);

@@ -23,11 +23,11 @@ struct LoweredTensor {
   DType dtype = DType::Int8;  // storage: Int8/UInt8, Int16, Int32, Int64 by bits
   int bits = 8;
   int64_t qmin = -128, qmax = 127;
-  int64_t axis = 0;                // channel axis of per-channel grids
-  std::vector<double> scales;      // one, or one per channel
-  std::vector<int> exponents;      // power-of-two grids: scales[i] == 2^exponents[i]
+  int64_t axis = 0;            // channel axis of per-channel grids
+  std::vector<double> scales;  // one, or one per channel
+  std::vector<int> exponents;  // power-of-two grids: scales[i] == 2^exponents[i]
   std::vector<int64_t> zero_points;
-  Tensor codes;                    // constants only: the integer codes, int64 storage
+  Tensor codes;  // constants only: the integer codes, int64 storage
 };
 
 // Code -> code: q_out = sat(round(q_in * multiplier * 2^-31 * 2^-shift)) per channel.
@@ -50,9 +50,9 @@ struct LookupTable {
 
 struct LoweredOp {
   std::string op, type;
-  std::string output;                    // the value this op's integer result lands on
-  std::string fused_activation;          // op name of a fused ReLU-like activation, "" if none
-  int accumulator_bits = 0;              // compute ops
+  std::string output;                            // the value this op's integer result lands on
+  std::string fused_activation;                  // op name of a fused ReLU-like activation, "" if none
+  int accumulator_bits = 0;                      // compute ops
   std::optional<Requantization> output_requant;  // compute ops: accumulator -> output code
   std::map<int, Requantization> input_requants;  // aligned inputs: input code -> output grid
   std::optional<LookupTable> lut;

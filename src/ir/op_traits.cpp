@@ -16,16 +16,48 @@ const std::unordered_map<std::string, OpTraits>& table() {
 }
 }  // namespace
 
+OpType op_type_of(const std::string& type) {
+  static const std::unordered_map<std::string, OpType> by_name = [] {
+    std::unordered_map<std::string, OpType> m;
+#define EQ_TRAITS(t, cls, flags) m.emplace(#t, OpType::t);
+#include "ir/op_traits.def"
+#undef EQ_TRAITS
+    return m;
+  }();
+  auto it = by_name.find(type);
+  return it == by_name.end() ? OpType::Unknown : it->second;
+}
+
+const char* op_type_name(OpType type) {
+  static const char* const names[] = {
+      "",
+#define EQ_TRAITS(t, cls, flags) #t,
+#include "ir/op_traits.def"
+#undef EQ_TRAITS
+  };
+  return names[static_cast<size_t>(type)];
+}
+
+bool Op::is(OpType t) const { return type == op_type_name(t); }
+
 const char* op_class_name(OpClass c) {
   switch (c) {
-    case OpClass::Compute: return "compute";
-    case OpClass::DataMovement: return "data_movement";
-    case OpClass::Aligned: return "aligned";
-    case OpClass::Elementwise: return "elementwise";
-    case OpClass::Reduction: return "reduction";
-    case OpClass::Normalization: return "normalization";
-    case OpClass::NonNumeric: return "non_numeric";
-    case OpClass::Other: return "other";
+    case OpClass::Compute:
+      return "compute";
+    case OpClass::DataMovement:
+      return "data_movement";
+    case OpClass::Aligned:
+      return "aligned";
+    case OpClass::Elementwise:
+      return "elementwise";
+    case OpClass::Reduction:
+      return "reduction";
+    case OpClass::Normalization:
+      return "normalization";
+    case OpClass::NonNumeric:
+      return "non_numeric";
+    case OpClass::Other:
+      return "other";
   }
   return "?";
 }
@@ -40,7 +72,7 @@ bool is_compute_op(const std::string& type) { return op_traits(type).op_class ==
 
 bool is_passive_op(const Op& op) {
   if (op_traits(op.type).op_class != OpClass::DataMovement) return false;
-  if (op.type == "Resize" || op.type == "Upsample") return op.attr_string("mode", "nearest") == "nearest";
+  if (op.is(OpType::Resize) || op.is(OpType::Upsample)) return op.attr_string("mode", "nearest") == "nearest";
   return true;
 }
 
@@ -52,11 +84,11 @@ std::vector<size_t> data_inputs(const Op& op) {
   const OpTraits& t = op_traits(op.type);
   std::vector<size_t> out;
   bool all = t.op_class == OpClass::Aligned ||
-             (t.op_class == OpClass::Elementwise && !t.has(kUnary) && op.type != "Where" && op.type != "Pow");
+             (t.op_class == OpClass::Elementwise && !t.has(kUnary) && !op.is(OpType::Where) && !op.is(OpType::Pow));
   if (all) {
     for (size_t i = 0; i < op.inputs.size(); ++i)
       if (op.inputs[i]) out.push_back(i);
-  } else if (op.type == "Where") {
+  } else if (op.is(OpType::Where)) {
     out = {1, 2};
   } else if (!op.inputs.empty() && op.inputs[0]) {
     out.push_back(0);

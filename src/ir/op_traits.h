@@ -3,12 +3,23 @@
 // (targets/*.yaml: fused_activations, lut_activations, float_ops).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "ir/graph.h"
 
 namespace edgequant {
+
+// Every op type EdgeQuant knows, one per op_traits.def line (Unknown: any other type string).
+enum class OpType : uint16_t {
+  Unknown,
+#define EQ_TRAITS(type, cls, flags) type,
+#include "ir/op_traits.def"
+#undef EQ_TRAITS
+};
+OpType op_type_of(const std::string& type);
+const char* op_type_name(OpType type);  // "" for Unknown
 
 enum class OpClass {
   Compute,        // weights and an accumulator: Conv, ConvTranspose, Gemm, MatMul
@@ -23,9 +34,14 @@ enum class OpClass {
 const char* op_class_name(OpClass c);
 
 enum OpFlag : unsigned {
-  kFusable = 1u << 0,    // a Conv/Gemm can apply it in its epilogue (ReLU-like)
-  kUnary = 1u << 1,      // one data input, elementwise: replaceable by a lookup table
-  kFloatOnly = 1u << 2,  // has no integer form; the output stays float
+  kFusable = 1u << 0,            // a Conv/Gemm can apply it in its epilogue (ReLU-like)
+  kUnary = 1u << 1,              // one data input, elementwise: replaceable by a lookup table
+  kFloatOnly = 1u << 2,          // has no integer form; the output stays float
+  kPerSample = 1u << 3,          // each output sample depends on that input sample alone (batch splitting)
+  kSpatial = 1u << 4,            // reads spatial dims: runs channels-last in an NHWC integer program
+  kLayoutOfInput = 1u << 5,      // output layout is input 0's (pointwise on one data input)
+  kBroadcastBinary = 1u << 6,    // two inputs broadcast elementwise
+  kCommutesWithScale = 1u << 7,  // f(s x) = s f(x) per channel, s > 0 (cross-layer equalization)
 };
 
 struct OpTraits {
@@ -35,6 +51,7 @@ struct OpTraits {
 };
 
 const OpTraits& op_traits(const std::string& type);
+inline bool op_has(const std::string& type, OpFlag f) { return op_traits(type).has(f); }
 
 bool is_compute_op(const std::string& type);
 // Data movement; Resize/Upsample only in nearest mode (linear interpolation makes new values).

@@ -9,10 +9,14 @@ namespace edgequant {
 
 const char* quant_state_name(QuantState s) {
   switch (s) {
-    case QuantState::Quantized: return "quantized";
-    case QuantState::Passive: return "passive";
-    case QuantState::Fused: return "fused";
-    case QuantState::Float: return "float";
+    case QuantState::Quantized:
+      return "quantized";
+    case QuantState::Passive:
+      return "passive";
+    case QuantState::Fused:
+      return "fused";
+    case QuantState::Float:
+      return "float";
   }
   return "?";
 }
@@ -27,11 +31,16 @@ QuantState parse_quant_state(const std::string& s) {
 
 const char* quant_role_name(QuantRole r) {
   switch (r) {
-    case QuantRole::Input: return "input";
-    case QuantRole::Activation: return "activation";
-    case QuantRole::Weight: return "weight";
-    case QuantRole::Bias: return "bias";
-    case QuantRole::Constant: return "constant";
+    case QuantRole::Input:
+      return "input";
+    case QuantRole::Activation:
+      return "activation";
+    case QuantRole::Weight:
+      return "weight";
+    case QuantRole::Bias:
+      return "bias";
+    case QuantRole::Constant:
+      return "constant";
   }
   return "?";
 }
@@ -51,43 +60,61 @@ CalibAlgorithm parse_calib_algorithm(const std::string& name) {
 
 const char* calib_algorithm_name(CalibAlgorithm a) {
   switch (a) {
-    case CalibAlgorithm::MinMax: return "minmax";
-    case CalibAlgorithm::Percentile: return "percentile";
-    case CalibAlgorithm::KL: return "kl";
-    case CalibAlgorithm::MSE: return "mse";
-    case CalibAlgorithm::Auto: return "auto";
+    case CalibAlgorithm::MinMax:
+      return "minmax";
+    case CalibAlgorithm::Percentile:
+      return "percentile";
+    case CalibAlgorithm::KL:
+      return "kl";
+    case CalibAlgorithm::MSE:
+      return "mse";
+    case CalibAlgorithm::Auto:
+      return "auto";
   }
   return "?";
 }
 
 const char* range_source_name(RangeSource s) {
   switch (s) {
-    case RangeSource::None: return "";
-    case RangeSource::MinMax: return "minmax";
-    case RangeSource::Percentile: return "percentile";
-    case RangeSource::KL: return "kl";
-    case RangeSource::MSE: return "mse";
-    case RangeSource::AlignToLarge: return "align_to_large";
-    case RangeSource::Custom: return "custom";
-    case RangeSource::Trained: return "trained";
+    case RangeSource::None:
+      return "";
+    case RangeSource::MinMax:
+      return "minmax";
+    case RangeSource::Percentile:
+      return "percentile";
+    case RangeSource::KL:
+      return "kl";
+    case RangeSource::MSE:
+      return "mse";
+    case RangeSource::AlignToLarge:
+      return "align_to_large";
+    case RangeSource::Custom:
+      return "custom";
+    case RangeSource::Trained:
+      return "trained";
   }
   return "?";
 }
 
 RangeSource parse_range_source(const std::string& s) {
-  for (RangeSource r : {RangeSource::None, RangeSource::MinMax, RangeSource::Percentile, RangeSource::KL, RangeSource::MSE,
-                        RangeSource::AlignToLarge, RangeSource::Custom, RangeSource::Trained})
+  for (RangeSource r : {RangeSource::None, RangeSource::MinMax, RangeSource::Percentile, RangeSource::KL,
+                        RangeSource::MSE, RangeSource::AlignToLarge, RangeSource::Custom, RangeSource::Trained})
     if (s == range_source_name(r)) return r;
   fail(ErrorCode::InvalidInput, "unknown range source '" + s + "'");
 }
 
 RangeSource range_source_of(CalibAlgorithm a) {
   switch (a) {
-    case CalibAlgorithm::MinMax: return RangeSource::MinMax;
-    case CalibAlgorithm::Percentile: return RangeSource::Percentile;
-    case CalibAlgorithm::KL: return RangeSource::KL;
-    case CalibAlgorithm::MSE: return RangeSource::MSE;
-    case CalibAlgorithm::Auto: break;  // the chosen calibrator is the source
+    case CalibAlgorithm::MinMax:
+      return RangeSource::MinMax;
+    case CalibAlgorithm::Percentile:
+      return RangeSource::Percentile;
+    case CalibAlgorithm::KL:
+      return RangeSource::KL;
+    case CalibAlgorithm::MSE:
+      return RangeSource::MSE;
+    case CalibAlgorithm::Auto:
+      break;  // the chosen calibrator is the source
   }
   return RangeSource::None;
 }
@@ -128,7 +155,9 @@ const QuantConfig* QuantPlan::effective(const std::string& value) const {
 }  // namespace edgequant
 
 namespace edgequant {
-const QuantConfig* QuantPlan::requant_config(const InputRequant& r) const { return r.grid ? &*r.grid : effective(r.target); }
+const QuantConfig* QuantPlan::requant_config(const InputRequant& r) const {
+  return r.grid ? &*r.grid : effective(r.target);
+}
 
 const QuantConfig* QuantPlan::input_config(const Op& op, size_t index) const {
   for (const auto& r : requants)
@@ -138,7 +167,9 @@ const QuantConfig* QuantPlan::input_config(const Op& op, size_t index) const {
 }
 
 void QuantPlan::verify(const Graph& g, ErrorCode code) const {
-  auto bad = [&](const std::string& what) { fail(code, "quantization plan: " + what + " (was the graph rewritten without updating the plan?)"); };
+  auto bad = [&](const std::string& what) {
+    fail(code, "quantization plan: " + what + " (was the graph rewritten without updating the plan?)");
+  };
   for (const auto& [name, c] : values) {
     if (!g.find_value(name)) bad("tensor '" + name + "' is not in the graph");
     if (c.state == QuantState::Passive && !c.master.empty() && !find(c.master))
@@ -149,7 +180,8 @@ void QuantPlan::verify(const Graph& g, ErrorCode code) const {
   for (const auto& r : requants) {
     const Op* op = g.find_op(r.op);
     if (!op) bad("requantization of an input of op '" + r.op + "', which is not in the graph");
-    if (r.index < 0 || static_cast<size_t>(r.index) >= op->inputs.size()) bad("requantization of input " + std::to_string(r.index) + " of " + op->describe());
+    if (r.index < 0 || static_cast<size_t>(r.index) >= op->inputs.size())
+      bad("requantization of input " + std::to_string(r.index) + " of " + op->describe());
     if (!find(r.target)) bad("requantization of " + op->describe() + " to '" + r.target + "', which has no config");
   }
 }

@@ -41,8 +41,11 @@ const char* calib_algorithm_name(CalibAlgorithm a);
 
 // Where a config's range came from.
 enum class RangeSource {
-  None,          // not yet calibrated
-  MinMax, Percentile, KL, MSE,  // an observer (the calibrator's name)
+  None,  // not yet calibrated
+  MinMax,
+  Percentile,
+  KL,
+  MSE,           // an observer (the calibrator's name)
   AlignToLarge,  // the union of an aligned op's input ranges
   Custom,        // fixed by the setting (custom_scales)
   Trained,       // written back by a training pass (TQT, LSQ)

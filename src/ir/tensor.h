@@ -10,10 +10,24 @@ namespace edgequant {
 
 // Numbering follows onnx::TensorProto::DataType so conversion is a cast.
 enum class DType : int32_t {
-  Undefined = 0, Float32 = 1, UInt8 = 2, Int8 = 3, UInt16 = 4, Int16 = 5, Int32 = 6, Int64 = 7,
-  String = 8, Bool = 9, Float16 = 10, Float64 = 11, UInt32 = 12, UInt64 = 13, BFloat16 = 16,
+  Undefined = 0,
+  Float32 = 1,
+  UInt8 = 2,
+  Int8 = 3,
+  UInt16 = 4,
+  Int16 = 5,
+  Int32 = 6,
+  Int64 = 7,
+  String = 8,
+  Bool = 9,
+  Float16 = 10,
+  Float64 = 11,
+  UInt32 = 12,
+  UInt64 = 13,
+  BFloat16 = 16,
   // Opset 21's 4-bit codes: held unpacked, one value per byte (files pack two per byte).
-  UInt4 = 21, Int4 = 22,
+  UInt4 = 21,
+  Int4 = 22,
 };
 
 size_t dtype_size(DType dtype);  // 0 for String/Undefined
@@ -40,8 +54,14 @@ class Tensor {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
   void* raw() { return storage_.data(); }
   const void* raw() const { return storage_.data(); }
-  template <class T> T* data() { return reinterpret_cast<T*>(storage_.data()); }
-  template <class T> const T* data() const { return reinterpret_cast<const T*>(storage_.data()); }
+  template <class T>
+  T* data() {
+    return reinterpret_cast<T*>(storage_.data());
+  }
+  template <class T>
+  const T* data() const {
+    return reinterpret_cast<const T*>(storage_.data());
+  }
   // Values converted to double / int64 whatever the dtype (shape-computation helpers).
   std::vector<double> to_doubles() const;
   std::vector<int64_t> to_int64s() const;

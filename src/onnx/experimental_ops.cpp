@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "edgequant/error.h"
+#include "ir/op_traits.h"
 #include "onnx/onnx_io.h"
 
 namespace edgequant {
@@ -72,7 +73,8 @@ class Rewriter {
   }
   std::vector<onnx::NodeProto> crop(const onnx::NodeProto& n, const std::string& where) {
     const onnx::AttributeProto* border = find_attr(n, "border");
-    if (!border || border->ints_size() != 4) fail(ErrorCode::InvalidModel, where + ": Crop needs border = [left, top, right, bottom]");
+    if (!border || border->ints_size() != 4)
+      fail(ErrorCode::InvalidModel, where + ": Crop needs border = [left, top, right, bottom]");
     int64_t left = border->ints(0), top = border->ints(1), right = border->ints(2), bottom = border->ints(3);
     for (int64_t b : {left, top, right, bottom})
       if (b < 0) fail(ErrorCode::InvalidModel, where + ": Crop border values must be >= 0");
@@ -86,7 +88,8 @@ class Rewriter {
     std::vector<int64_t> axes = {2, 3};
     if (opset_ >= 10) {
       return {make(n, "Slice",
-                   {n.input(0), int_initializer(n, "starts", starts), int_initializer(n, "ends", ends), int_initializer(n, "axes", axes)},
+                   {n.input(0), int_initializer(n, "starts", starts), int_initializer(n, "ends", ends),
+                    int_initializer(n, "axes", axes)},
                    n.output(0))};
     }
     onnx::NodeProto s = make(n, "Slice", {n.input(0)}, n.output(0));
@@ -129,21 +132,24 @@ int decompose_experimental_ops(onnx::GraphProto& g, int64_t opset) {
   for (const onnx::NodeProto& n : g.node()) {
     bool default_domain = n.domain().empty() || n.domain() == "ai.onnx";
     const std::string& type = n.op_type();
-    if (!default_domain || (type != "ImageScaler" && type != "Affine" && type != "Crop")) {
+    const OpType kind = op_type_of(type);
+    if (!default_domain || (kind != OpType::ImageScaler && kind != OpType::Affine && kind != OpType::Crop)) {
       rewritten.push_back(n);
       continue;
     }
-    std::string where = "node '" + (n.name().empty() ? (n.output_size() ? n.output(0) : type) : n.name()) + "' (" + type + ")";
+    std::string where =
+        "node '" + (n.name().empty() ? (n.output_size() ? n.output(0) : type) : n.name()) + "' (" + type + ")";
     if (n.input_size() != 1 || n.output_size() != 1 || n.input(0).empty())
       fail(ErrorCode::InvalidModel, where + ": needs one input and one output");
     std::vector<onnx::NodeProto> nodes;
-    if (type == "ImageScaler") {
+    if (kind == OpType::ImageScaler) {
       const onnx::AttributeProto* scale = find_attr(n, "scale");
       const onnx::AttributeProto* bias = find_attr(n, "bias");
-      std::vector<float> b = bias ? std::vector<float>(bias->floats().begin(), bias->floats().end()) : std::vector<float>{};
-      if (b.empty()) b = {0.0f};
+      std::vector<float> b =
+          bias ? std::vector<float>(bias->floats().begin(), bias->floats().end()) : std::vector<float>{};
+      if (b.empty()) b.push_back(0.0f);
       nodes = rw.scale_shift(n, scale ? scale->f() : 1.0f, {1, static_cast<int64_t>(b.size()), 1, 1}, b);
-    } else if (type == "Affine") {
+    } else if (kind == OpType::Affine) {
       const onnx::AttributeProto* alpha = find_attr(n, "alpha");
       const onnx::AttributeProto* beta = find_attr(n, "beta");
       nodes = rw.scale_shift(n, alpha ? alpha->f() : 1.0f, {}, {beta ? beta->f() : 0.0f});

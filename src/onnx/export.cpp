@@ -21,8 +21,10 @@ void set_type(const Value* v, onnx::ValueInfoProto* info) {
   for (size_t i = 0; i < v->shape->size(); ++i) {
     auto* d = shape->add_dim();
     int64_t n = (*v->shape)[i];
-    if (n >= 0) d->set_dim_value(n);
-    else if (i < v->dim_names.size() && !v->dim_names[i].empty()) d->set_dim_param(v->dim_names[i]);
+    if (n >= 0)
+      d->set_dim_value(n);
+    else if (i < v->dim_names.size() && !v->dim_names[i].empty())
+      d->set_dim_param(v->dim_names[i]);
   }
 }
 

@@ -21,15 +21,21 @@ std::map<std::string, bool> constant_conditions(const onnx::GraphProto& g) {
     if (n != 1) return false;
     if (t.data_type() == onnx::TensorProto::BOOL || t.data_type() == onnx::TensorProto::INT32 ||
         t.data_type() == onnx::TensorProto::UINT8) {
-      if (t.int32_data_size()) out = t.int32_data(0) != 0;
-      else if (t.raw_data().size() >= 1) out = t.raw_data()[0] != 0;
-      else return false;
+      if (t.int32_data_size())
+        out = t.int32_data(0) != 0;
+      else if (t.raw_data().size() >= 1)
+        out = t.raw_data()[0] != 0;
+      else
+        return false;
       return true;
     }
     if (t.data_type() == onnx::TensorProto::INT64) {
-      if (t.int64_data_size()) out = t.int64_data(0) != 0;
-      else if (t.raw_data().size() >= 8) out = t.raw_data().find_first_not_of('\0') != std::string::npos;
-      else return false;
+      if (t.int64_data_size())
+        out = t.int64_data(0) != 0;
+      else if (t.raw_data().size() >= 8)
+        out = t.raw_data().find_first_not_of('\0') != std::string::npos;
+      else
+        return false;
       return true;
     }
     return false;
@@ -49,8 +55,8 @@ std::map<std::string, bool> constant_conditions(const onnx::GraphProto& g) {
 }
 
 // The branch's nodes with names made unique under `prefix`; branch outputs become `outs`.
-std::vector<onnx::NodeProto> inline_branch(const onnx::GraphProto& branch, const onnx::NodeProto& node, const std::string& prefix,
-                                           onnx::GraphProto& main) {
+std::vector<onnx::NodeProto> inline_branch(const onnx::GraphProto& branch, const onnx::NodeProto& node,
+                                           const std::string& prefix, onnx::GraphProto& main) {
   std::map<std::string, std::string> rename;  // branch-local name -> main-graph name
   for (const auto& t : branch.initializer()) {
     rename[t.name()] = prefix + t.name();
@@ -66,8 +72,9 @@ std::vector<onnx::NodeProto> inline_branch(const onnx::GraphProto& branch, const
         rename[o] = prefix + o;
       }
   if (branch.output_size() != node.output_size())
-    fail(ErrorCode::InvalidModel, "node '" + node.name() + "' (If): the branch has " + std::to_string(branch.output_size()) +
-                                      " outputs, the node " + std::to_string(node.output_size()));
+    fail(ErrorCode::InvalidModel, "node '" + node.name() + "' (If): the branch has " +
+                                      std::to_string(branch.output_size()) + " outputs, the node " +
+                                      std::to_string(node.output_size()));
   std::vector<onnx::NodeProto> out;
   for (int k = 0; k < branch.output_size(); ++k)
     if (produced.count(branch.output(k).name())) rename[branch.output(k).name()] = node.output(k);
@@ -109,8 +116,11 @@ int fold_constant_ifs(onnx::GraphProto& g) {
       const onnx::GraphProto* branch = nullptr;
       for (const auto& a : node.attribute())
         if (a.name() == (take_then ? "then_branch" : "else_branch") && a.has_g()) branch = &a.g();
-      if (!branch) fail(ErrorCode::InvalidModel, "node '" + node.name() + "' (If): no " + (take_then ? "then" : "else") + "_branch");
-      std::string prefix = (node.name().empty() ? "If_" + std::to_string(i) : node.name()) + (take_then ? "/then/" : "/else/");
+      if (!branch)
+        fail(ErrorCode::InvalidModel,
+             "node '" + node.name() + "' (If): no " + (take_then ? "then" : "else") + "_branch");
+      std::string prefix =
+          (node.name().empty() ? "If_" + std::to_string(i) : node.name()) + (take_then ? "/then/" : "/else/");
       onnx::NodeProto if_node = node;  // copy: the graph's node list is rebuilt below
       std::vector<onnx::NodeProto> nodes = inline_branch(*branch, if_node, prefix, g);
       google::protobuf::RepeatedPtrField<onnx::NodeProto> rebuilt;

@@ -1,7 +1,7 @@
 // ONNX model -> Graph. Protobuf parsing and shape inference are libonnx's; this file maps
 // the proto onto the IR and reports malformed graphs by file and node.
-#include <onnx/onnx_pb.h>
 #include <onnx/defs/schema.h>
+#include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
@@ -38,17 +38,25 @@ void apply_type(Value* v, const onnx::TypeProto& type) {
 
 Attribute convert_attribute(const onnx::AttributeProto& a, const std::string& where) {
   switch (a.type()) {
-    case onnx::AttributeProto::FLOAT: return a.f();
-    case onnx::AttributeProto::INT: return static_cast<int64_t>(a.i());
-    case onnx::AttributeProto::STRING: return a.s();
-    case onnx::AttributeProto::INTS: return std::vector<int64_t>(a.ints().begin(), a.ints().end());
-    case onnx::AttributeProto::FLOATS: return std::vector<float>(a.floats().begin(), a.floats().end());
-    case onnx::AttributeProto::STRINGS: return std::vector<std::string>(a.strings().begin(), a.strings().end());
-    case onnx::AttributeProto::TENSOR: return tensor_from_proto(a.t());
+    case onnx::AttributeProto::FLOAT:
+      return a.f();
+    case onnx::AttributeProto::INT:
+      return static_cast<int64_t>(a.i());
+    case onnx::AttributeProto::STRING:
+      return a.s();
+    case onnx::AttributeProto::INTS:
+      return std::vector<int64_t>(a.ints().begin(), a.ints().end());
+    case onnx::AttributeProto::FLOATS:
+      return std::vector<float>(a.floats().begin(), a.floats().end());
+    case onnx::AttributeProto::STRINGS:
+      return std::vector<std::string>(a.strings().begin(), a.strings().end());
+    case onnx::AttributeProto::TENSOR:
+      return tensor_from_proto(a.t());
     case onnx::AttributeProto::GRAPH:
     case onnx::AttributeProto::GRAPHS:
-      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' is a subgraph (control flow is supported as If, "
-                                           "Loop and Scan only)");
+      fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() +
+                                       "' is a subgraph (control flow is supported as If, "
+                                       "Loop and Scan only)");
     default:
       fail(ErrorCode::Unsupported, where + ": attribute '" + a.name() + "' has an unsupported type");
   }
@@ -61,7 +69,8 @@ Tensor constant_node_value(const onnx::NodeProto& node, const std::string& where
     if (n == "value") return tensor_from_proto(a.t(), base_dir);
     if (n == "value_float") return Tensor::from_vector<float>(DType::Float32, {}, {a.f()});
     if (n == "value_floats")
-      return Tensor::from_vector(DType::Float32, {a.floats_size()}, std::vector<float>(a.floats().begin(), a.floats().end()));
+      return Tensor::from_vector(DType::Float32, {a.floats_size()},
+                                 std::vector<float>(a.floats().begin(), a.floats().end()));
     if (n == "value_int") return Tensor::from_vector<int64_t>(DType::Int64, {}, {a.i()});
     if (n == "value_ints")
       return Tensor::from_vector(DType::Int64, {a.ints_size()}, std::vector<int64_t>(a.ints().begin(), a.ints().end()));
@@ -79,7 +88,8 @@ std::unique_ptr<Graph> import_onnx(const std::string& path) {
   ss << f.rdbuf();
   onnx::ModelProto model;
   if (!model.ParseFromString(ss.str()))
-    fail(ErrorCode::InvalidModel, path + ": not an ONNX model (protobuf parsing failed: the file is truncated or not ONNX)");
+    fail(ErrorCode::InvalidModel,
+         path + ": not an ONNX model (protobuf parsing failed: the file is truncated or not ONNX)");
   if (!model.has_graph() || model.ir_version() <= 0 || model.opset_import_size() == 0)
     fail(ErrorCode::InvalidModel, path + ": not an ONNX model (no graph, ir_version or opset_import)");
   std::string base_dir = ".";
@@ -127,12 +137,14 @@ void check_arity(const onnx::NodeProto& node, int64_t opset, const std::string& 
     int since, min_in, min_out;
   };
   static const std::map<std::string, Newer> newer_ops = {
-      {"Col2Im", {18, 3, 1}}, {"GroupNormalization", {18, 3, 1}}, {"Mish", {18, 1, 1}}, {"Gelu", {20, 1, 1}},
-      {"CenterCropPad", {18, 2, 1}}, {"DeformConv", {19, 3, 1}}, {"AffineGrid", {20, 2, 1}}, {"BitwiseAnd", {18, 2, 1}},
-      {"BitwiseOr", {18, 2, 1}}, {"BitwiseXor", {18, 2, 1}}, {"BitwiseNot", {18, 1, 1}}, {"ImageDecoder", {20, 1, 1}},
-      {"RegexFullMatch", {20, 1, 1}}, {"StringConcat", {20, 2, 1}}, {"StringSplit", {20, 1, 2}}};
+      {"Col2Im", {18, 3, 1}},         {"GroupNormalization", {18, 3, 1}}, {"Mish", {18, 1, 1}},
+      {"Gelu", {20, 1, 1}},           {"CenterCropPad", {18, 2, 1}},      {"DeformConv", {19, 3, 1}},
+      {"AffineGrid", {20, 2, 1}},     {"BitwiseAnd", {18, 2, 1}},         {"BitwiseOr", {18, 2, 1}},
+      {"BitwiseXor", {18, 2, 1}},     {"BitwiseNot", {18, 1, 1}},         {"ImageDecoder", {20, 1, 1}},
+      {"RegexFullMatch", {20, 1, 1}}, {"StringConcat", {20, 2, 1}},       {"StringSplit", {20, 1, 2}}};
   const std::string& type = node.op_type();
-  const onnx::OpSchema* schema = onnx::OpSchemaRegistry::Schema(type, static_cast<int>(std::min(opset, kLibonnxMaxOpset)), "");
+  const onnx::OpSchema* schema =
+      onnx::OpSchemaRegistry::Schema(type, static_cast<int>(std::min(opset, kLibonnxMaxOpset)), "");
   bool exact = schema && opset <= kLibonnxMaxOpset;
   if (!schema) {
     schema = onnx::OpSchemaRegistry::Schema(type, static_cast<int>(kLibonnxMaxOpset), "");
@@ -160,10 +172,12 @@ void check_arity(const onnx::NodeProto& node, int64_t opset, const std::string& 
   int max_out = exact ? schema->max_output() : std::numeric_limits<int>::max();
   if (n_in < min_in || n_in > max_in)
     fail(ErrorCode::InvalidModel, where + " has " + std::to_string(n_in) + " inputs; ONNX's " + type + " takes " +
-                                      std::to_string(min_in) + (exact ? " to " + std::to_string(max_in) : std::string(" or more")));
+                                      std::to_string(min_in) +
+                                      (exact ? " to " + std::to_string(max_in) : std::string(" or more")));
   if (n_out < min_out || n_out > max_out)
     fail(ErrorCode::InvalidModel, where + " has " + std::to_string(n_out) + " outputs; ONNX's " + type + " gives " +
-                                      std::to_string(min_out) + (exact ? " to " + std::to_string(max_out) : std::string(" or more")));
+                                      std::to_string(min_out) +
+                                      (exact ? " to " + std::to_string(max_out) : std::string(" or more")));
   // Required inputs may not be empty names (positions are only certain at the exact version).
   if (exact)
     for (int i = 0; i < n_in && i < static_cast<int>(schema->inputs().size()); ++i)
@@ -171,7 +185,8 @@ void check_arity(const onnx::NodeProto& node, int64_t opset, const std::string& 
         fail(ErrorCode::InvalidModel, where + ": required input " + std::to_string(i) + " (" +
                                           schema->inputs()[size_t(i)].GetName() + ") is empty");
   for (int i = 0; !schema && i < min_in; ++i)
-    if (node.input(i).empty()) fail(ErrorCode::InvalidModel, where + ": required input " + std::to_string(i) + " is empty");
+    if (node.input(i).empty())
+      fail(ErrorCode::InvalidModel, where + ": required input " + std::to_string(i) + " is empty");
 }
 
 // The body of a (sub)graph. `outer` lists the outer-scope values a subgraph reads: they become
@@ -214,7 +229,8 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
   std::vector<const onnx::NodeProto*> nodes;
   for (int i = 0; i < gp.node_size(); ++i) {
     const auto& node = gp.node(i);
-    std::string where = "node '" + (node.name().empty() ? node.output_size() ? node.output(0) : std::to_string(i) : node.name()) +
+    std::string where = "node '" +
+                        (node.name().empty() ? node.output_size() ? node.output(0) : std::to_string(i) : node.name()) +
                         "' (" + node.op_type() + ")";
     if (node.op_type() == "Constant" && (node.domain().empty() || node.domain() == "ai.onnx")) {
       if (node.output_size() != 1) fail(ErrorCode::InvalidModel, where + ": Constant must have one output");
@@ -235,8 +251,8 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
     auto find_input = [&](const std::string& in) {
       Value* v = g->find_value(in);
       if (!v)
-        fail(ErrorCode::InvalidModel, where + " reads '" + in +
-                                          "', which is neither a graph input, an initializer nor any node's output");
+        fail(ErrorCode::InvalidModel,
+             where + " reads '" + in + "', which is neither a graph input, an initializer nor any node's output");
       return v;
     };
     std::vector<Value*> ins, outs;
@@ -259,7 +275,8 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
         }
       if (is_if && (!branches.count("then_branch") || !branches.count("else_branch")))
         fail(ErrorCode::InvalidModel, where + ": If needs then_branch and else_branch");
-      if (has_body && !branches.count("body")) fail(ErrorCode::InvalidModel, where + ": " + node->op_type() + " needs a body");
+      if (has_body && !branches.count("body"))
+        fail(ErrorCode::InvalidModel, where + ": " + node->op_type() + " needs a body");
       for (const Value* v : implicit) ins.push_back(const_cast<Value*>(v));
     }
     if (node->domain().empty() || node->domain() == "ai.onnx") check_arity(*node, opset, where);
@@ -273,8 +290,8 @@ std::unique_ptr<Graph> import_graph(const onnx::GraphProto& gp, const std::strin
       try {
         auto sub = import_graph(*branch, base_dir, opset, &implicit);
         if (is_if && sub->outputs.size() != outs.size())
-          fail(ErrorCode::InvalidModel, key + " has " + std::to_string(sub->outputs.size()) + " outputs, the If " +
-                                            std::to_string(outs.size()));
+          fail(ErrorCode::InvalidModel,
+               key + " has " + std::to_string(sub->outputs.size()) + " outputs, the If " + std::to_string(outs.size()));
         op->subgraphs[key] = std::move(sub);
       } catch (Error& e) {
         throw e.add_context(where + " " + key);
@@ -303,7 +320,8 @@ void check_arities(const onnx::GraphProto& gp, int64_t opset) {
   for (const auto& node : gp.node()) {
     std::string name = node.name().empty() ? node.op_type() + "_" + std::to_string(index) : node.name();
     ++index;
-    if (node.domain().empty() || node.domain() == "ai.onnx") check_arity(node, opset, "node '" + name + "' (" + node.op_type() + ")");
+    if (node.domain().empty() || node.domain() == "ai.onnx")
+      check_arity(node, opset, "node '" + name + "' (" + node.op_type() + ")");
     for (const auto& a : node.attribute())
       if (a.type() == onnx::AttributeProto::GRAPH) check_arities(a.g(), opset);
   }
@@ -314,11 +332,14 @@ std::unique_ptr<Graph> import_onnx_model(onnx::ModelProto& model, const std::str
   int64_t opset = -1;
   std::map<std::string, int64_t> extra;
   for (const auto& o : model.opset_import()) {
-    if (o.domain().empty() || o.domain() == "ai.onnx") opset = o.version();
-    else extra[o.domain()] = o.version();
+    if (o.domain().empty() || o.domain() == "ai.onnx")
+      opset = o.version();
+    else
+      extra[o.domain()] = o.version();
   }
   if (opset < 1 || opset > kMaxOpset)
-    fail(ErrorCode::Unsupported, "opset " + std::to_string(opset) + " of the default domain is not supported (supported: 1-" +
+    fail(ErrorCode::Unsupported, "opset " + std::to_string(opset) +
+                                     " of the default domain is not supported (supported: 1-" +
                                      std::to_string(kMaxOpset) + ")");
   fold_constant_ifs(*model.mutable_graph());
   decompose_experimental_ops(*model.mutable_graph(), opset);

@@ -12,8 +12,8 @@ namespace edgequant {
 template <class Field, class T>
 static void copy_field(const Field& field, Tensor& t) {
   if (static_cast<int64_t>(field.size()) != t.numel())
-    fail(ErrorCode::InvalidModel, "tensor has " + std::to_string(field.size()) + " values, shape needs " +
-                                      std::to_string(t.numel()));
+    fail(ErrorCode::InvalidModel,
+         "tensor has " + std::to_string(field.size()) + " values, shape needs " + std::to_string(t.numel()));
   T* dst = t.data<T>();
   for (int i = 0; i < field.size(); ++i) dst[i] = static_cast<T>(field.Get(i));
 }
@@ -22,9 +22,12 @@ static std::string read_external(const onnx::TensorProto& p, const std::string& 
   std::string location;
   int64_t offset = 0, length = -1;
   for (const auto& kv : p.external_data()) {
-    if (kv.key() == "location") location = kv.value();
-    else if (kv.key() == "offset") offset = std::stoll(kv.value());
-    else if (kv.key() == "length") length = std::stoll(kv.value());
+    if (kv.key() == "location")
+      location = kv.value();
+    else if (kv.key() == "offset")
+      offset = std::stoll(kv.value());
+    else if (kv.key() == "length")
+      length = std::stoll(kv.value());
   }
   if (location.empty() || location.find("..") != std::string::npos || location[0] == '/')
     fail(ErrorCode::InvalidModel, "tensor '" + p.name() + "' has an invalid external data location '" + location + "'");
@@ -77,7 +80,8 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
   }
   if (p.has_raw_data()) {
     const std::string& raw = p.raw_data();
-    if (is_four_bit(dtype)) return unpack_four_bit(p, dtype, shape, reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+    if (is_four_bit(dtype))
+      return unpack_four_bit(p, dtype, shape, reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
     return Tensor::from_bytes(dtype, shape, raw.data(), raw.size());
   }
   if (is_four_bit(dtype)) {  // int32_data holds one packed byte per entry
@@ -87,18 +91,41 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
   }
   Tensor t(dtype, shape);
   switch (dtype) {
-    case DType::Float32: copy_field<decltype(p.float_data()), float>(p.float_data(), t); break;
-    case DType::Float64: copy_field<decltype(p.double_data()), double>(p.double_data(), t); break;
-    case DType::Int64: copy_field<decltype(p.int64_data()), int64_t>(p.int64_data(), t); break;
-    case DType::UInt64: copy_field<decltype(p.uint64_data()), uint64_t>(p.uint64_data(), t); break;
-    case DType::UInt32: copy_field<decltype(p.uint64_data()), uint32_t>(p.uint64_data(), t); break;
-    case DType::Int32: copy_field<decltype(p.int32_data()), int32_t>(p.int32_data(), t); break;
-    case DType::Int16: copy_field<decltype(p.int32_data()), int16_t>(p.int32_data(), t); break;
-    case DType::UInt16: case DType::Float16: case DType::BFloat16:
-      copy_field<decltype(p.int32_data()), uint16_t>(p.int32_data(), t); break;
-    case DType::Int8: copy_field<decltype(p.int32_data()), int8_t>(p.int32_data(), t); break;
-    case DType::UInt8: case DType::Bool: copy_field<decltype(p.int32_data()), uint8_t>(p.int32_data(), t); break;
-    default: fail(ErrorCode::Unsupported, "tensor '" + p.name() + "' has unsupported dtype");
+    case DType::Float32:
+      copy_field<decltype(p.float_data()), float>(p.float_data(), t);
+      break;
+    case DType::Float64:
+      copy_field<decltype(p.double_data()), double>(p.double_data(), t);
+      break;
+    case DType::Int64:
+      copy_field<decltype(p.int64_data()), int64_t>(p.int64_data(), t);
+      break;
+    case DType::UInt64:
+      copy_field<decltype(p.uint64_data()), uint64_t>(p.uint64_data(), t);
+      break;
+    case DType::UInt32:
+      copy_field<decltype(p.uint64_data()), uint32_t>(p.uint64_data(), t);
+      break;
+    case DType::Int32:
+      copy_field<decltype(p.int32_data()), int32_t>(p.int32_data(), t);
+      break;
+    case DType::Int16:
+      copy_field<decltype(p.int32_data()), int16_t>(p.int32_data(), t);
+      break;
+    case DType::UInt16:
+    case DType::Float16:
+    case DType::BFloat16:
+      copy_field<decltype(p.int32_data()), uint16_t>(p.int32_data(), t);
+      break;
+    case DType::Int8:
+      copy_field<decltype(p.int32_data()), int8_t>(p.int32_data(), t);
+      break;
+    case DType::UInt8:
+    case DType::Bool:
+      copy_field<decltype(p.int32_data()), uint8_t>(p.int32_data(), t);
+      break;
+    default:
+      fail(ErrorCode::Unsupported, "tensor '" + p.name() + "' has unsupported dtype");
   }
   return t;
 }

@@ -2,6 +2,7 @@
 // per-output-channel scaled weights and a new bias, so quantization sees one weight tensor.
 #include <cmath>
 
+#include "ir/op_traits.h"
 #include "passes/graph_passes.h"
 
 namespace edgequant {
@@ -32,13 +33,13 @@ PassResult FoldBatchNormPass::run(Graph& graph, PassContext&) {
   PassResult result;
   std::vector<Op*> bns;
   for (const auto& op : graph.ops())
-    if (op->type == "BatchNormalization") bns.push_back(op.get());
+    if (op->is(OpType::BatchNormalization)) bns.push_back(op.get());
   for (Op* bn : bns) {
     Value* x = bn->input(0);
     Op* prev = x ? x->producer : nullptr;
     if (!prev || sole_consumer(graph, x) != bn || !all_float_constants(*bn, 1, 4)) continue;
     if (bn->outputs.size() > 1 && bn->outputs[1]) continue;
-    if (prev->type != "Conv" && prev->type != "ConvTranspose" && prev->type != "Gemm") continue;
+    if (!prev->is(OpType::Conv) && !prev->is(OpType::ConvTranspose) && !prev->is(OpType::Gemm)) continue;
     Value* w = prev->input(1);
     if (!w || !w->is_constant() || w->data->dtype() != DType::Float32) continue;
     Value* b = prev->input(2);
@@ -46,10 +47,10 @@ PassResult FoldBatchNormPass::run(Graph& graph, PassContext&) {
 
     // Output-channel axis of the weight.
     int64_t axis = 0;
-    if (prev->type == "ConvTranspose") {
+    if (prev->is(OpType::ConvTranspose)) {
       if (prev->attr_int("group", 1) != 1) continue;
       axis = 1;
-    } else if (prev->type == "Gemm") {
+    } else if (prev->is(OpType::Gemm)) {
       if (prev->attr_int("transA", 0) != 0 || w->data->shape().size() != 2) continue;
       axis = prev->attr_int("transB", 0) ? 0 : 1;
       if (b && b->data->numel() != w->data->shape()[static_cast<size_t>(axis)]) continue;
@@ -59,8 +60,8 @@ PassResult FoldBatchNormPass::run(Graph& graph, PassContext&) {
     auto mean = bn->input(3)->data->to_doubles(), var = bn->input(4)->data->to_doubles();
     if (static_cast<int64_t>(gamma.size()) != channels) continue;
     double eps = bn->attr_float("epsilon", 1e-5f);
-    double alpha = prev->type == "Gemm" ? prev->attr_float("alpha", 1.0f) : 1.0;
-    double beta_c = prev->type == "Gemm" ? prev->attr_float("beta", 1.0f) : 1.0;
+    double alpha = prev->is(OpType::Gemm) ? prev->attr_float("alpha", 1.0f) : 1.0;
+    double beta_c = prev->is(OpType::Gemm) ? prev->attr_float("beta", 1.0f) : 1.0;
     std::vector<double> scale(channels), bias(channels);
     std::vector<double> old_bias = b ? b->data->to_doubles() : std::vector<double>(channels, 0.0);
     for (int64_t c = 0; c < channels; ++c) {
@@ -74,7 +75,7 @@ PassResult FoldBatchNormPass::run(Graph& graph, PassContext&) {
                                       Tensor::from_vector(DType::Float32, {channels}, bias_f));
     graph.set_input(prev, 1, new_w);
     graph.set_input(prev, 2, new_b);
-    if (prev->type == "Gemm") prev->attrs["beta"] = 1.0f;
+    if (prev->is(OpType::Gemm)) prev->attrs["beta"] = 1.0f;
     Value* y = bn->outputs[0];
     graph.remove_op(bn);
     // The conv now produces the BN's output value, so names downstream stay as exported.

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "exec/kernel.h"
+#include "ir/op_traits.h"
 #include "passes/graph_passes.h"
 
 namespace edgequant {
@@ -13,13 +14,13 @@ namespace {
 // Values that may be folded even though their producer reads a non-constant input:
 // Shape of a fully static tensor, and Gather(Shape(x), i) when dim i of x is static.
 bool fold_from_static_shape(const Op& op, Tensor& out) {
-  if (op.type == "Shape" && op.input(0) && op.input(0)->has_static_shape() && !op.has_attr("start") &&
+  if (op.is(OpType::Shape) && op.input(0) && op.input(0)->has_static_shape() && !op.has_attr("start") &&
       !op.has_attr("end")) {
     const Shape& s = *op.input(0)->shape;
     out = Tensor::from_vector(DType::Int64, {static_cast<int64_t>(s.size())}, s);
     return true;
   }
-  if (op.type == "Gather" && op.input(0) && op.input(0)->producer && op.input(0)->producer->type == "Shape" &&
+  if (op.is(OpType::Gather) && op.input(0) && op.input(0)->producer && op.input(0)->producer->is(OpType::Shape) &&
       op.input(1) && op.input(1)->is_constant() && op.attr_int("axis", 0) == 0) {
     const Op& shape_op = *op.input(0)->producer;
     const Value* x = shape_op.input(0);
@@ -73,7 +74,8 @@ void inline_branch(Graph& graph, Op* op, std::shared_ptr<const Graph> branch_own
     c->subgraphs = b->subgraphs;
   }
   // Branch outputs that are outer values or constants: an Identity writes the If's output.
-  for (const auto& [bo, out] : result_of) graph.add_op("Identity", graph.unique_name(prefix + "identity"), {map.at(bo)}, {out});
+  for (const auto& [bo, out] : result_of)
+    graph.add_op("Identity", graph.unique_name(prefix + "identity"), {map.at(bo)}, {out});
   graph.topo_sort();
 }
 
@@ -85,7 +87,7 @@ PassResult FoldConstantsPass::run(Graph& graph, PassContext&) {
   for (const auto& op : graph.ops()) order.push_back(op.get());
   for (Op* op : order) {
     if (!op->domain.empty()) continue;
-    if (op->type == "If" && op->input(0) && op->input(0)->is_constant() && op->input(0)->data->numel() == 1) {
+    if (op->is(OpType::If) && op->input(0) && op->input(0)->is_constant() && op->input(0)->data->numel() == 1) {
       bool take_then = op->input(0)->data->to_doubles().at(0) != 0;
       inline_branch(graph, op, op->subgraphs.at(take_then ? "then_branch" : "else_branch"));
       ++result.rewrites;

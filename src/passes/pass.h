@@ -16,10 +16,10 @@ class QuantContext;
 
 // Cached analyses a pass may keep (bit flags).
 enum class Analysis : unsigned {
-  Observations = 1u << 0,    // calibration histograms: computed from the graph and its constants
-  FloatOutputs = 1u << 1,    // the executor's kernels: the graph's ops and the constants it holds
-  ErrorReport = 1u << 2,     // the error analysis: graph, constants, plan and trained parameters
-  LoweredForm = 1u << 3,     // the integer form: graph, constants, plan and trained parameters
+  Observations = 1u << 0,  // calibration histograms: computed from the graph and its constants
+  FloatOutputs = 1u << 1,  // the executor's kernels: the graph's ops and the constants it holds
+  ErrorReport = 1u << 2,   // the error analysis: graph, constants, plan and trained parameters
+  LoweredForm = 1u << 3,   // the integer form: graph, constants, plan and trained parameters
 };
 constexpr unsigned kAllAnalyses = 0xFu;
 constexpr unsigned operator|(Analysis a, Analysis b) { return static_cast<unsigned>(a) | static_cast<unsigned>(b); }

@@ -19,21 +19,27 @@ namespace edgequant {
 namespace {
 
 size_t mix(size_t h, size_t v) { return h ^ (v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2)); }
-size_t hash_bytes(const void* p, size_t n) { return std::hash<std::string_view>{}(std::string_view(static_cast<const char*>(p), n)); }
+size_t hash_bytes(const void* p, size_t n) {
+  return std::hash<std::string_view>{}(std::string_view(static_cast<const char*>(p), n));
+}
 size_t hash_text(const std::string& s) { return std::hash<std::string>{}(s); }
 
 size_t hash_attr(const Attribute& a) {
   return std::visit(
       [](const auto& x) -> size_t {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, float>) return hash_bytes(&x, sizeof x);
-        else if constexpr (std::is_same_v<T, std::string>) return hash_text(x);
-        else if constexpr (std::is_same_v<T, Tensor>) return hash_bytes(x.raw(), x.nbytes());
+        if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, float>)
+          return hash_bytes(&x, sizeof x);
+        else if constexpr (std::is_same_v<T, std::string>)
+          return hash_text(x);
+        else if constexpr (std::is_same_v<T, Tensor>)
+          return hash_bytes(x.raw(), x.nbytes());
         else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
           size_t h = x.size();
           for (const auto& s : x) h = mix(h, hash_text(s));
           return h;
-        } else return hash_bytes(x.data(), x.size() * sizeof(x[0]));
+        } else
+          return hash_bytes(x.data(), x.size() * sizeof(x[0]));
       },
       a);
 }
@@ -77,20 +83,28 @@ Fingerprints fingerprint(const QuantContext& ctx) {
 
 const char* part_name(Part p) {
   switch (p) {
-    case Part::Graph: return "graph";
-    case Part::Constants: return "constants";
-    case Part::Plan: return "plan";
-    case Part::Parameters: return "parameter store";
+    case Part::Graph:
+      return "graph";
+    case Part::Constants:
+      return "constants";
+    case Part::Plan:
+      return "plan";
+    case Part::Parameters:
+      return "parameter store";
   }
   return "?";
 }
 
 const char* analysis_name(Analysis a) {
   switch (a) {
-    case Analysis::Observations: return "observations";
-    case Analysis::FloatOutputs: return "float kernels";
-    case Analysis::ErrorReport: return "error report";
-    case Analysis::LoweredForm: return "lowered form";
+    case Analysis::Observations:
+      return "observations";
+    case Analysis::FloatOutputs:
+      return "float kernels";
+    case Analysis::ErrorReport:
+      return "error report";
+    case Analysis::LoweredForm:
+      return "lowered form";
   }
   return "?";
 }
@@ -99,10 +113,13 @@ const char* analysis_name(Analysis a) {
 // reference, so their consistency with the constants is checked directly instead.
 unsigned depends_on(Analysis a) {
   switch (a) {
-    case Analysis::Observations: return Part::Graph | Part::Constants;
-    case Analysis::FloatOutputs: return static_cast<unsigned>(Part::Graph);
+    case Analysis::Observations:
+      return Part::Graph | Part::Constants;
+    case Analysis::FloatOutputs:
+      return static_cast<unsigned>(Part::Graph);
     case Analysis::ErrorReport:
-    case Analysis::LoweredForm: return Part::Graph | Part::Constants | Part::Plan | Part::Parameters;
+    case Analysis::LoweredForm:
+      return Part::Graph | Part::Constants | Part::Plan | Part::Parameters;
   }
   return 0;
 }
@@ -118,13 +135,14 @@ void check_declaration(QuantContext& ctx, const Pass& pass, const Fingerprints& 
   std::string who = std::string("pass '") + pass.name() + "'";
   for (Part p : {Part::Graph, Part::Constants, Part::Plan, Part::Parameters})
     if ((changed & static_cast<unsigned>(p)) && !(d.writes & static_cast<unsigned>(p)))
-      fail(ErrorCode::Internal, who + " changed the " + part_name(p) + " but does not declare writing it (passes/pipeline.h)");
+      fail(ErrorCode::Internal,
+           who + " changed the " + part_name(p) + " but does not declare writing it (passes/pipeline.h)");
   for (Analysis a : {Analysis::Observations, Analysis::FloatOutputs, Analysis::ErrorReport, Analysis::LoweredForm}) {
     if (!(preserved & static_cast<unsigned>(a))) continue;
     for (Part p : {Part::Graph, Part::Constants, Part::Plan, Part::Parameters})
       if ((depends_on(a) & changed & static_cast<unsigned>(p)))
-        fail(ErrorCode::Internal, who + " declares the " + analysis_name(a) + " preserved but changed the " + part_name(p) +
-                                      " it is computed from");
+        fail(ErrorCode::Internal, who + " declares the " + analysis_name(a) + " preserved but changed the " +
+                                      part_name(p) + " it is computed from");
   }
   if (preserved & static_cast<unsigned>(Analysis::FloatOutputs) && ctx.has_executor())
     for (const auto& v : ctx.graph->values()) {
@@ -143,7 +161,8 @@ void check_declaration(QuantContext& ctx, const Pass& pass, const Fingerprints& 
 
 Setting& QuantContext::edit_setting() {
   if (running_pass_)
-    fail(ErrorCode::Internal, std::string("pass '") + running_pass_ + "' tried to change the setting (passes read it; see passes/pipeline.h)");
+    fail(ErrorCode::Internal, std::string("pass '") + running_pass_ +
+                                  "' tried to change the setting (passes read it; see passes/pipeline.h)");
   return setting_;
 }
 
@@ -183,7 +202,8 @@ void run_pass(QuantContext& ctx, Pass& pass) {
     ctx.running_pass_ = nullptr;
     throw;
   }
-  ctx.stats.pass_seconds.push_back({pass.name(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+  ctx.stats.pass_seconds.push_back(
+      {pass.name(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
 }
 
 void run_pipeline(QuantContext& ctx, const std::vector<std::string>& names, const std::string& from) {

@@ -86,7 +86,8 @@ quant::BatchStream QuantContext::batches(const DataSpan& span) {
   if (mb.exact() && span.size() < bs)
     fail(ErrorCode::InvalidInput, span.description + ": " + std::to_string(span.size()) + " sample(s), but " + mb.why +
                                       ": a run needs " + std::to_string(bs));
-  return quant::BatchStream(*span.data, bs, (span.size() + bs - 1) / bs, span.begin, span.end, &graph->inputs, mb.exact());
+  return quant::BatchStream(*span.data, bs, (span.size() + bs - 1) / bs, span.begin, span.end, &graph->inputs,
+                            mb.exact());
 }
 
 void attach_data(QuantContext& ctx, const std::string& calib_path) {
@@ -126,9 +127,9 @@ void attach_data(QuantContext& ctx, const std::string& calib_path) {
                             " (held out of calibration: the data has no samples beyond calib_steps x batch_size)"};
     }
     if (ctx.log && n < wanted)
-      *ctx.log << "warning: " << calib_path << " has " << n << " samples, fewer than calib-steps x batch-size = "
-               << wanted << "; calibrating on " << ctx.calibration.size() << ", validating on " << ctx.validation.size()
-               << "\n";
+      *ctx.log << "warning: " << calib_path << " has " << n
+               << " samples, fewer than calib-steps x batch-size = " << wanted << "; calibrating on "
+               << ctx.calibration.size() << ", validating on " << ctx.validation.size() << "\n";
   }
 }
 

@@ -58,8 +58,8 @@ class QuantContext {
   DataSpan calibration, validation;
   QuantPlan plan;
   quant::ParameterStore parameters;
-  std::string out_dir;              // export: "" writes nothing
-  std::ostream* log = nullptr;      // summary and notes; nullptr: silent
+  std::string out_dir;          // export: "" writes nothing
+  std::ostream* log = nullptr;  // summary and notes; nullptr: silent
   PipelineStats stats;
 
   // Cached analyses (see Analysis): filled by passes or on demand, dropped when not preserved.
@@ -124,12 +124,12 @@ void calibrate_plan(QuantContext& context);
 analysis::AnalysisReport analyse_validation(QuantContext& context, bool graphwise, bool layerwise);
 
 // The pipeline passes (one file each), with what each may change and the analyses it keeps.
-#define EQ_DECLARE_PASS(Class, text, writes_, preserves_)                \
-  class Class : public Pass {                                           \
-   public:                                                              \
-    const char* name() const override { return text; }                  \
+#define EQ_DECLARE_PASS(Class, text, writes_, preserves_)                                                              \
+  class Class : public Pass {                                                                                          \
+   public:                                                                                                             \
+    const char* name() const override { return text; }                                                                 \
     PassDecl declared() const override { return {static_cast<unsigned>(writes_), static_cast<unsigned>(preserves_)}; } \
-    PassResult run(QuantContext& context) override;                     \
+    PassResult run(QuantContext& context) override;                                                                    \
   };
 constexpr unsigned kNothing = 0;
 constexpr unsigned kKernels = static_cast<unsigned>(Analysis::FloatOutputs);

@@ -1,4 +1,5 @@
 // RemoveIdentityPass: bypass Identity and Dropout.
+#include "ir/op_traits.h"
 #include "passes/graph_passes.h"
 
 namespace edgequant {
@@ -7,7 +8,7 @@ PassResult RemoveIdentityPass::run(Graph& graph, PassContext&) {
   PassResult result;
   std::vector<Op*> candidates;
   for (const auto& op : graph.ops())
-    if (op->type == "Identity" || op->type == "Dropout") candidates.push_back(op.get());
+    if (op->is(OpType::Identity) || op->is(OpType::Dropout)) candidates.push_back(op.get());
   for (Op* op : candidates) {
     Value* in = op->input(0);
     Value* out = op->outputs.empty() ? nullptr : op->outputs[0];

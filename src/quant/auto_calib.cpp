@@ -22,7 +22,9 @@ namespace {
 constexpr CalibAlgorithm kCalibrators[] = {CalibAlgorithm::MinMax, CalibAlgorithm::Percentile, CalibAlgorithm::KL,
                                            CalibAlgorithm::MSE};
 
-bool same_grid(const QuantConfig& a, const QuantConfig& b) { return a.scales == b.scales && a.zero_points == b.zero_points; }
+bool same_grid(const QuantConfig& a, const QuantConfig& b) {
+  return a.scales == b.scales && a.zero_points == b.zero_points;
+}
 
 // Two sums over i < n of `term(i, sum0, sum1)`, accumulated in double per block of 64 Ki
 // values and the blocks added in order: one pass, no temporaries, and the same result whatever

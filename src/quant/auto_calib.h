@@ -28,8 +28,8 @@ struct AutoCandidates {
   std::vector<AutoChoice> list;
   int of_calibrator[4] = {0, 0, 0, 0};
 };
-AutoCandidates auto_candidates(const QuantConfig& config, const HistogramObserver& observer,
-                                        const Target& target, double percentile);
+AutoCandidates auto_candidates(const QuantConfig& config, const HistogramObserver& observer, const Target& target,
+                               double percentile);
 
 // The choice for every observed tensor of `plan` (throws Internal when `observations` lacks the
 // selection samples).

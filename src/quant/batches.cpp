@@ -84,7 +84,8 @@ bool BatchStream::next(std::vector<at::Tensor>& out) {
   auto shared = data_.shared_inputs();
   out.clear();
   for (int src : source_)
-    out.push_back(src >= 0 ? stacked.at(static_cast<size_t>(src)) : exec::to_aten(shared.at(static_cast<size_t>(-1 - src)).second));
+    out.push_back(src >= 0 ? stacked.at(static_cast<size_t>(src))
+                           : exec::to_aten(shared.at(static_cast<size_t>(-1 - src)).second));
   return true;
 }
 
@@ -129,7 +130,8 @@ ModelBatch probe_model_batch(const Graph& g, exec::Executor& ex, const Dataset& 
   std::vector<at::Tensor> one;
   if (!one_stream.next(one)) return mb;
   std::vector<at::Tensor> two;
-  for (size_t i = 0; i < one.size(); ++i) two.push_back(one_stream.per_sample(i) ? at::cat({one[i], one[i]}, 0) : one[i]);
+  for (size_t i = 0; i < one.size(); ++i)
+    two.push_back(one_stream.per_sample(i) ? at::cat({one[i], one[i]}, 0) : one[i]);
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> y1 = ex.run(one);
   std::string why;

@@ -29,8 +29,7 @@ void take_selection(const std::vector<at::Tensor>& inputs, int64_t per_batch, bo
   if (inputs.empty() || inputs[0].dim() == 0) return;
   int64_t n = inputs[0].size(0), take = whole ? n : std::min(n, per_batch);
   std::vector<at::Tensor> piece;
-  for (const at::Tensor& x : inputs)
-    piece.push_back(x.dim() > 0 && x.size(0) == n ? x.narrow(0, 0, take).clone() : x);
+  for (const at::Tensor& x : inputs) piece.push_back(x.dim() > 0 && x.size(0) == n ? x.narrow(0, 0, take).clone() : x);
   pieces.push_back(std::move(piece));
 }
 
@@ -38,7 +37,8 @@ void take_selection(const std::vector<at::Tensor>& inputs, int64_t per_batch, bo
 // most the model takes in one run): fewer runs than one per piece, and the simulated passes that
 // score candidate plans stay cache-sized (32 samples of 224x224 made 150 MB intermediates whose
 // fresh pages the kernel zeroed).
-std::vector<std::vector<at::Tensor>> merge_selection(const std::vector<std::vector<at::Tensor>>& pieces, int64_t max_run) {
+std::vector<std::vector<at::Tensor>> merge_selection(const std::vector<std::vector<at::Tensor>>& pieces,
+                                                     int64_t max_run) {
   std::vector<std::vector<at::Tensor>> out;
   size_t i = 0;
   while (i < pieces.size()) {
@@ -206,8 +206,10 @@ void apply_observed(const Graph& g, QuantPlan& plan, const Target& t, const Sett
     CalibAlgorithm grid_algo = algo;
     if (owner && chosen && chosen->count(owner->name)) grid_algo = chosen->at(owner->name).from;
     if (it != obs.by_value.end())
-      set_scale_from_ranges(*r.grid, {it->second.finalize(*r.grid, grid_algo, s.percentile)}, t.pow2_rule_for(grid_algo));
-    else if (src) set_scale_from_ranges(*r.grid, {{src->range_min, src->range_max}}, rule);
+      set_scale_from_ranges(*r.grid, {it->second.finalize(*r.grid, grid_algo, s.percentile)},
+                            t.pow2_rule_for(grid_algo));
+    else if (src)
+      set_scale_from_ranges(*r.grid, {{src->range_min, src->range_max}}, rule);
     r.grid->source = range_source_of(grid_algo);
   }
   // Passives copy their master's scale so the plan file is self-describing; biases s_in * s_w.

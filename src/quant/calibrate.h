@@ -51,13 +51,14 @@ bool observed_in_calibration(const Value& value, const QuantPlan& plan);
 // quantized graph). `batch_percentile` > 0: the observers also keep each batch's quantiles at
 // that percentile (ESP-PPQ's percentile semantics, HistogramObserver::track_batch_percentile).
 Observations observe_activations(const Graph& graph, exec::Executor& executor, const QuantPlan& plan,
-                                 BatchStream& batches, const exec::HookList* extra = nullptr, double batch_percentile = 0);
+                                 BatchStream& batches, const exec::HookList* extra = nullptr,
+                                 double batch_percentile = 0);
 
 // Scales from observations (every Quantized config gets one); throws Internal if an observed
 // tensor is missing from `observations`. Returns what chose the scales ("kl"; under auto, e.g.
 // "auto (per tensor: kl 3 mse 12)" or "auto (mse for every tensor)").
 std::string apply_calibration(const Graph& graph, exec::Executor& executor, QuantPlan& plan, const Target& target,
-                       const Setting& setting, const Observations& observations);
+                              const Setting& setting, const Observations& observations);
 
 // Both steps.
 CalibrationReport calibrate(const Graph& graph, exec::Executor& executor, QuantPlan& plan, const Target& target,

@@ -10,12 +10,18 @@ namespace edgequant::quant {
 
 at::Tensor round_tensor(const at::Tensor& x, RoundingMode mode) {
   switch (mode) {
-    case RoundingMode::HalfEven: return at::round(x);  // nearbyint: ties to even
-    case RoundingMode::HalfUp: return at::floor(x + 0.5);
-    case RoundingMode::HalfAwayFromZero: return at::sign(x) * at::floor(at::abs(x) + 0.5);
-    case RoundingMode::Floor: return at::floor(x);
-    case RoundingMode::Ceil: return at::ceil(x);
-    case RoundingMode::TowardZero: return at::trunc(x);
+    case RoundingMode::HalfEven:
+      return at::round(x);  // nearbyint: ties to even
+    case RoundingMode::HalfUp:
+      return at::floor(x + 0.5);
+    case RoundingMode::HalfAwayFromZero:
+      return at::sign(x) * at::floor(at::abs(x) + 0.5);
+    case RoundingMode::Floor:
+      return at::floor(x);
+    case RoundingMode::Ceil:
+      return at::ceil(x);
+    case RoundingMode::TowardZero:
+      return at::trunc(x);
   }
   return x;
 }
@@ -63,7 +69,8 @@ namespace {
 // this after nearly every op. Same arithmetic as the ATen path: float x / float s, the rounding
 // of core/intmath, clamp, back to float.
 template <RoundingMode kMode>
-inline void fake_quant_range(const float* in, float* out, int64_t begin, int64_t end, float s, float z, float lo, float hi) {
+inline void fake_quant_range(const float* in, float* out, int64_t begin, int64_t end, float s, float z, float lo,
+                             float hi) {
   for (int64_t i = begin; i < end; ++i) {
     float q = static_cast<float>(round_value(in[i] / s, kMode)) + z;
     q = q < lo ? lo : (q > hi ? hi : q);
@@ -75,8 +82,8 @@ inline void fake_quant_range(const float* in, float* out, int64_t begin, int64_t
 // per value (the baseline x86-64 target has no rounding instruction), ~4x faster; the same
 // IEEE operations in the same order, so the same bits.
 template <RoundingMode kMode>
-__attribute__((target("avx2"))) void fake_quant_range_avx2(const float* in, float* out, int64_t begin, int64_t end, float s,
-                                                           float z, float lo, float hi) {
+__attribute__((target("avx2"))) void fake_quant_range_avx2(const float* in, float* out, int64_t begin, int64_t end,
+                                                           float s, float z, float lo, float hi) {
   fake_quant_range<kMode>(in, out, begin, end, s, z, lo, hi);
 }
 #endif
@@ -113,12 +120,24 @@ at::Tensor fake_quantize(const at::Tensor& x, const QuantConfig& c) {
     float* o = out.data_ptr<float>();
     int64_t n = x.numel();
     switch (c.rounding) {
-      case RoundingMode::HalfEven: fake_quant_loop<RoundingMode::HalfEven>(in, o, n, s, z, lo, hi); break;
-      case RoundingMode::HalfUp: fake_quant_loop<RoundingMode::HalfUp>(in, o, n, s, z, lo, hi); break;
-      case RoundingMode::HalfAwayFromZero: fake_quant_loop<RoundingMode::HalfAwayFromZero>(in, o, n, s, z, lo, hi); break;
-      case RoundingMode::Floor: fake_quant_loop<RoundingMode::Floor>(in, o, n, s, z, lo, hi); break;
-      case RoundingMode::Ceil: fake_quant_loop<RoundingMode::Ceil>(in, o, n, s, z, lo, hi); break;
-      case RoundingMode::TowardZero: fake_quant_loop<RoundingMode::TowardZero>(in, o, n, s, z, lo, hi); break;
+      case RoundingMode::HalfEven:
+        fake_quant_loop<RoundingMode::HalfEven>(in, o, n, s, z, lo, hi);
+        break;
+      case RoundingMode::HalfUp:
+        fake_quant_loop<RoundingMode::HalfUp>(in, o, n, s, z, lo, hi);
+        break;
+      case RoundingMode::HalfAwayFromZero:
+        fake_quant_loop<RoundingMode::HalfAwayFromZero>(in, o, n, s, z, lo, hi);
+        break;
+      case RoundingMode::Floor:
+        fake_quant_loop<RoundingMode::Floor>(in, o, n, s, z, lo, hi);
+        break;
+      case RoundingMode::Ceil:
+        fake_quant_loop<RoundingMode::Ceil>(in, o, n, s, z, lo, hi);
+        break;
+      case RoundingMode::TowardZero:
+        fake_quant_loop<RoundingMode::TowardZero>(in, o, n, s, z, lo, hi);
+        break;
     }
     return out;
   }

@@ -34,7 +34,8 @@ Tensor constant_codes(const at::Tensor& value, const QuantConfig& c) {
   at::Tensor codes;
   if (c.role == QuantRole::Bias) {
     auto [s, z] = scale_tensors(c, value.dim(), at::TensorOptions().dtype(at::kDouble));
-    codes = at::clamp(round_tensor(value.to(at::kDouble) / s, c.rounding) + z, double(c.quant_min), double(c.quant_max));
+    codes =
+        at::clamp(round_tensor(value.to(at::kDouble) / s, c.rounding) + z, double(c.quant_min), double(c.quant_max));
   } else {
     codes = quantize_codes(value.to(at::kFloat).contiguous(), c);
   }
@@ -129,10 +130,11 @@ LoweredModel lower(const Graph& g, const QuantPlan& plan, const Target& target, 
       const Value* v = op.input(static_cast<size_t>(r->index));
       const QuantConfig* from = v ? plan.effective(v->name) : nullptr;
       const QuantConfig* to = plan.requant_config(*r);
-      if (has_integer_grid(from) && has_integer_grid(to)) lo.input_requants[r->index] = requant(*from, nullptr, *to, to->rounding);
+      if (has_integer_grid(from) && has_integer_grid(to))
+        lo.input_requants[r->index] = requant(*from, nullptr, *to, to->rounding);
     }
-    bool lut = target.lut_activations.count(op.type) && is_unary_activation(op.type) && has_integer_grid(ic) &&
-               oc && oc->state == QuantState::Quantized && oc->has_scale() && ic->granularity == Granularity::PerTensor &&
+    bool lut = target.lut_activations.count(op.type) && is_unary_activation(op.type) && has_integer_grid(ic) && oc &&
+               oc->state == QuantState::Quantized && oc->has_scale() && ic->granularity == Granularity::PerTensor &&
                ic->bits <= 16 && op.inputs.size() >= 1;
     if (lut) lo.lut = make_table(op, g.opset, *ic, *oc, target.int16_lut_step);
     if (lo.output_requant || !lo.input_requants.empty() || lo.lut) m.ops.push_back(std::move(lo));

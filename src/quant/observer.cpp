@@ -81,9 +81,9 @@ int chunk_bins_portable(const float* q, int len, float inv, int32_t* idx, float&
 // Also counts the previous chunk's `pending` indices into `t`, a few per 16 values binned: the
 // counting (one store per value) then runs on the load/store ports while the binning keeps the
 // vector ports busy, instead of the two phases taking turns.
-__attribute__((target("avx512f")))
-int chunk_bins_avx512(const float* q, int len, float inv, int32_t* idx, float& lo, float& hi, const int32_t* pending,
-                      int pending_count, BinTables* t) {
+__attribute__((target("avx512f"))) int chunk_bins_avx512(const float* q, int len, float inv, int32_t* idx, float& lo,
+                                                         float& hi, const int32_t* pending, int pending_count,
+                                                         BinTables* t) {
   const __m512 scale = _mm512_set1_ps(inv), top = _mm512_set1_ps(float(kSideBins - 1)), zero = _mm512_setzero_ps();
   const __m512i negative_half = _mm512_set1_epi32(kSideBins);
   __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
@@ -127,7 +127,8 @@ int chunk_bins(const float* q, int len, float inv, int32_t* idx, float& lo, floa
   hi = -INFINITY;
 #if defined(__x86_64__)
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512 && HistogramObserver::vector_binning) return chunk_bins_avx512(q, len, inv, idx, lo, hi, pending, pending_count, t);
+  if (avx512 && HistogramObserver::vector_binning)
+    return chunk_bins_avx512(q, len, inv, idx, lo, hi, pending, pending_count, t);
 #endif
   if (pending_count > 0) count_bins(pending, pending_count, *t);
   return chunk_bins_portable(q, len, inv, idx, lo, hi);
@@ -200,7 +201,7 @@ void HistogramObserver::accumulate(const at::Tensor& x_in) {
     // Two index buffers: a chunk's bins are counted while the next chunk is binned. 16 lanes of
     // slack each for the vector loop's full stores.
     int32_t idx[2][1024 + 16];
-    int32_t* binned = idx[0];   // the current chunk's bins
+    int32_t* binned = idx[0];    // the current chunk's bins
     int32_t* counting = idx[1];  // the previous chunk's bins, not yet counted
     int uncounted = 0;
     BinTables tables = {};
@@ -278,8 +279,10 @@ void HistogramObserver::end_batch() {
     L = ThreadPart{};
   }
   if (batch_p_ > 0) {
-    if (limit_ > 0) add_batch_percentiles(call_pos, call_neg, pending_);
-    else ++percentile_batches_;  // every value was 0: this batch's quantiles are 0
+    if (limit_ > 0)
+      add_batch_percentiles(call_pos, call_neg, pending_);
+    else
+      ++percentile_batches_;  // every value was 0: this batch's quantiles are 0
   }
   pending_ = pending_zeros_ = 0;
 }
@@ -287,7 +290,8 @@ void HistogramObserver::end_batch() {
 // ESP-PPQ takes torch.kthvalue at k = int(n * p) + 1 (upper) and k = int(n * (1 - p)) + 1
 // (lower) of the batch's signed values; on the histogram that is the bin holding the k-th value,
 // taken at its outer edge (the value is inside the bin; the edge never clips it).
-void HistogramObserver::add_batch_percentiles(const std::vector<double>& pos, const std::vector<double>& neg, double n) {
+void HistogramObserver::add_batch_percentiles(const std::vector<double>& pos, const std::vector<double>& neg,
+                                              double n) {
   double w = bin_width();
   double above = std::floor(n - std::min(std::floor(n * batch_p_), n - 1) - 1);  // values beyond the upper k-th
   double below = std::floor(n * (1.0 - batch_p_));                               // values below the lower k-th
@@ -420,7 +424,8 @@ Range HistogramObserver::finalize(const QuantConfig& c, CalibAlgorithm algorithm
   if (!seen_) return {0, 0};
   double n = total();
   switch (algorithm) {
-    case CalibAlgorithm::MinMax: return {min_, max_};
+    case CalibAlgorithm::MinMax:
+      return {min_, max_};
     case CalibAlgorithm::Percentile: {
       if (batch_p_ > 0 && percentile_batches_ > 0 && percentile == batch_p_) {
         // ESP-PPQ: the mean over batches of each batch's quantiles, within the observed range.
@@ -447,7 +452,7 @@ Range HistogramObserver::finalize(const QuantConfig& c, CalibAlgorithm algorithm
     case CalibAlgorithm::KL:
     case CalibAlgorithm::MSE: {
       double t = algorithm == CalibAlgorithm::KL ? kl_threshold(c.is_signed || c.symmetric ? c.bits : c.bits + 1)
-                                                  : mse_threshold(c);
+                                                 : mse_threshold(c);
       if (c.symmetric) return {-t, t};
       return {std::max(min_, -t), std::min(max_, t)};
     }

@@ -61,8 +61,8 @@ class HistogramObserver {
     double limit = 0;  // this thread's copy of the range (grown by powers of two)
     float lo = INFINITY, hi = -INFINITY;
   };
-  std::vector<ThreadPart> parts_;  // per thread, for the batch being accumulated
-  std::vector<uint32_t> scratch_;  // per-thread counts of the batch being accumulated
+  std::vector<ThreadPart> parts_;           // per thread, for the batch being accumulated
+  std::vector<uint32_t> scratch_;           // per-thread counts of the batch being accumulated
   double pending_ = 0, pending_zeros_ = 0;  // values accumulated in this batch; of them, counted before any range
   void add_batch_percentiles(const std::vector<double>& pos, const std::vector<double>& neg, double n);
   double batch_p_ = 0;

@@ -60,7 +60,8 @@ at::Tensor ParameterStore::rounded_weight(const Value* v, const QuantConfig& c) 
   const Rounding& r = rounding_.at(v);
   at::Tensor h = hard_rounding_ ? (r.v >= 0).to(at::kFloat) : rounding_h(v);
   auto [s, z] = scale_tensors(c, r.floor_codes.dim(), r.floor_codes.options());
-  return at::clamp(r.floor_codes + h + z, static_cast<double>(c.quant_min), static_cast<double>(c.quant_max)) * s - z * s;
+  return at::clamp(r.floor_codes + h + z, static_cast<double>(c.quant_min), static_cast<double>(c.quant_max)) * s -
+         z * s;
 }
 
 at::Tensor ParameterStore::scale(const std::string& value, const QuantConfig& c, int64_t rank) const {
@@ -119,7 +120,8 @@ std::map<const Value*, at::Tensor> ParameterStore::bake(QuantPlan& plan, Graph& 
     before[v] = ex.constant(v).clone();  // the executor may hold a view of the graph data replaced below
     at::Tensor w = p.detach().to(ex.constant(v).scalar_type()).contiguous();
     ex.set_constant(v, w);
-    if (Value* gv = graph.find_value(v->name)) gv->data = std::make_shared<const Tensor>(exec::to_ir_tensor(w.to(at::kCPU)));
+    if (Value* gv = graph.find_value(v->name))
+      gv->data = std::make_shared<const Tensor>(exec::to_ir_tensor(w.to(at::kCPU)));
   }
   // Learned roundings: the weights become exactly their hard-rounded grid values.
   for (const auto& [v, r] : rounding_) {
@@ -131,7 +133,8 @@ std::map<const Value*, at::Tensor> ParameterStore::bake(QuantPlan& plan, Graph& 
     hard_rounding_ = hard;
     before.emplace(v, ex.constant(v).clone());
     ex.set_constant(v, w);
-    if (Value* gv = graph.find_value(v->name)) gv->data = std::make_shared<const Tensor>(exec::to_ir_tensor(w.to(at::kCPU)));
+    if (Value* gv = graph.find_value(v->name))
+      gv->data = std::make_shared<const Tensor>(exec::to_ir_tensor(w.to(at::kCPU)));
   }
   clear();
   return before;

@@ -38,7 +38,8 @@ QuantConfig config_from_json(const nlohmann::json& t, const std::string& name, c
   c.bits = t.at("bits").get<int>();
   c.is_signed = t.at("signed").get<bool>();
   c.symmetric = t.at("symmetric").get<bool>();
-  c.granularity = t.at("granularity").get<std::string>() == "per_channel" ? Granularity::PerChannel : Granularity::PerTensor;
+  c.granularity =
+      t.at("granularity").get<std::string>() == "per_channel" ? Granularity::PerChannel : Granularity::PerTensor;
   c.axis = t.at("axis").get<int64_t>();
   c.scale_kind = t.at("scale_kind").get<std::string>() == "power_of_two" ? ScaleKind::PowerOfTwo : ScaleKind::Float;
   c.rounding = parse_rounding_mode(t.at("rounding").get<std::string>());

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "edgequant/error.h"
+#include "ir/op_traits.h"
 
 namespace edgequant::quant {
 
@@ -39,7 +40,8 @@ int parse_dispatch_bits(const std::string& op, const std::string& v) {
   if (v == "int8" || v == "8") return 8;
   if (v == "int4" || v == "4") return 4;
   if (v == "int2" || v == "2") return 2;
-  fail(ErrorCode::InvalidSetting, "dispatching_table: '" + op + "' -> '" + v + "' (valid: int8, int16, int4, int2, float)");
+  fail(ErrorCode::InvalidSetting,
+       "dispatching_table: '" + op + "' -> '" + v + "' (valid: int8, int16, int4, int2, float)");
 }
 
 void check_channel_rules(const Graph& g, const Target& t, QuantPlan& plan) {
@@ -55,7 +57,7 @@ void check_channel_rules(const Graph& g, const Target& t, QuantPlan& plan) {
       continue;
     }
     const Value* w = op->input(1);
-    if (op->type == "Conv" && w && w->shape && w->shape->size() >= 2) {
+    if (op->is(OpType::Conv) && w && w->shape && w->shape->size() >= 2) {
       int64_t group = op->attr_int("group", 1);
       int64_t out_c = (*w->shape)[0], in_c = (*w->shape)[1] * group;
       if (first_conv && r.first_conv_in_channels > 0) {
@@ -68,7 +70,7 @@ void check_channel_rules(const Graph& g, const Target& t, QuantPlan& plan) {
                              std::to_string(r.channel_multiple));
       }
       first_conv = false;
-    } else if (op->type == "Gemm" && w && w->shape && w->shape->size() == 2 && r.channel_multiple > 0) {
+    } else if (op->is(OpType::Gemm) && w && w->shape && w->shape->size() == 2 && r.channel_multiple > 0) {
       int64_t in_f = op->attr_int("transB", 0) ? (*w->shape)[1] : (*w->shape)[0];
       if (in_f % r.channel_multiple)
         plan.notes.push_back("CPU fallback: " + where + " has " + std::to_string(in_f) +
@@ -101,7 +103,9 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
   for (const auto& op : g.ops()) op_names.push_back(op->name);
   for (const auto& [name, v] : s.dispatching_table) {
     const Op* op = g.find_op(name);
-    if (!op) fail(ErrorCode::InvalidSetting, "dispatching_table: no op named '" + name + "' (valid: " + list_names(op_names) + ")");
+    if (!op)
+      fail(ErrorCode::InvalidSetting,
+           "dispatching_table: no op named '" + name + "' (valid: " + list_names(op_names) + ")");
     int b = parse_dispatch_bits(name, v);
     if (b) check_bits(b, "dispatching_table '" + name + "'");
     op_bits[op] = b;
@@ -128,19 +132,21 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     int bits = dispatched < 0 ? act_bits : (dispatched >= 8 ? dispatched : act_bits);
     int wb = dispatched > 0 ? dispatched : w_bits;
     bool keep_float = dispatched == 0 || t.float_ops.count(op->type) || op_traits(op->type).has(kFloatOnly);
-    if (op->type == "If")
-      plan.notes.push_back(op->describe() + ": its condition depends on the input data, so both branches are kept and run "
+    if (op->is(OpType::If))
+      plan.notes.push_back(op->describe() +
+                           ": its condition depends on the input data, so both branches are kept and run "
                            "in float (the If's outputs are not quantized)");
     // Outputs.
     for (const Value* out : op->outputs) {
       if (!out || !is_float(out) || out->is_constant()) continue;
-      if (out->dtype == DType::Undefined && !(is_compute_op(op->type) || op->type == "Relu")) continue;
+      if (out->dtype == DType::Undefined && !(is_compute_op(op->type) || op->is(OpType::Relu))) continue;
       QuantConfig c = act_config(bits);
       const Value* in0 = op->input(0);
       const QuantConfig* in_cfg = in0 ? plan.find(in0->name) : nullptr;
       if (keep_float) {
         c.state = QuantState::Float;
-      } else if (is_passive_op(*op) && !(dispatched >= 8 && in_cfg && in_cfg->state != QuantState::Float && in_cfg->bits != dispatched)) {
+      } else if (is_passive_op(*op) &&
+                 !(dispatched >= 8 && in_cfg && in_cfg->state != QuantState::Float && in_cfg->bits != dispatched)) {
         // (A data-movement op dispatched to another width gets a grid of its own: its input is
         // requantized at the boundary below, as ESP-DL does for an int8 Resize in an int16 model.)
         if (!in_cfg || in_cfg->state == QuantState::Float) {
@@ -164,16 +170,19 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     if (is_compute_op(op->type) && op->input(1) && op->input(1)->is_constant() &&
         op->input(1)->data->dtype() == DType::Float32) {
       const Value* w = op->input(1);
-      const TensorSpec& spec = (op->type == "Conv" || op->type == "ConvTranspose") ? t.conv_weight : t.gemm_weight;
+      const TensorSpec& spec = (op->is(OpType::Conv) || op->is(OpType::ConvTranspose)) ? t.conv_weight : t.gemm_weight;
       ScaleKind kind = wb < 8 ? t.sub8bit_weight_scale_kind : t.scale_kind;
       QuantConfig c = make_config(spec, wb, kind, t.rounding, QuantRole::Weight);
       int64_t rank = static_cast<int64_t>(w->data->shape().size());
-      if (op->type == "Conv") c.axis = 0;
-      else if (op->type == "ConvTranspose") {
+      if (op->is(OpType::Conv))
+        c.axis = 0;
+      else if (op->is(OpType::ConvTranspose)) {
         c.axis = 1;
         if (op->attr_int("group", 1) != 1) c.granularity = Granularity::PerTensor;
-      } else if (op->type == "Gemm") c.axis = op->attr_int("transB", 0) ? 0 : 1;
-      else c.axis = rank - 1;
+      } else if (op->is(OpType::Gemm))
+        c.axis = op->attr_int("transB", 0) ? 0 : 1;
+      else
+        c.axis = rank - 1;
       if (rank < 2) c.granularity = Granularity::PerTensor;
       plan.values[w->name] = c;
       const Value* b = op->input(2);
@@ -235,12 +244,12 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
       std::vector<std::string> valid;
       for (const auto& [n, cfg] : plan.values)
         if (cfg.state == QuantState::Quantized && cfg.role != QuantRole::Weight) valid.push_back(n);
-      fail(ErrorCode::InvalidSetting, "custom_scales: '" + name + "' is not a quantized op output or value (valid: " +
-                                          list_names(valid) + ")");
+      fail(ErrorCode::InvalidSetting,
+           "custom_scales: '" + name + "' is not a quantized op output or value (valid: " + list_names(valid) + ")");
     }
     if (c->scale_kind == ScaleKind::PowerOfTwo && std::abs(std::log2(scale) - std::round(std::log2(scale))) > 1e-9)
-      fail(ErrorCode::InvalidSetting, "custom_scales: '" + name + "' = " + std::to_string(scale) + " is not a power of two, as target '" +
-                                          t.name + "' requires");
+      fail(ErrorCode::InvalidSetting, "custom_scales: '" + name + "' = " + std::to_string(scale) +
+                                          " is not a power of two, as target '" + t.name + "' requires");
     c->scales = {scale};
     c->zero_points = {0};
     c->custom_scale = true;
@@ -257,7 +266,8 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     if (is_passive_op(*op) && !(oc && oc->state == QuantState::Quantized)) continue;
     if (oc && oc->state == QuantState::Fused) oc = plan.find(g.find_op(oc->fused_into)->outputs[0]->name);
     int weight_bits = 0;
-    if (is_compute_op(op->type) && op->input(1) && plan.find(op->input(1)->name)) weight_bits = plan.find(op->input(1)->name)->bits;
+    if (is_compute_op(op->type) && op->input(1) && plan.find(op->input(1)->name))
+      weight_bits = plan.find(op->input(1)->name)->bits;
     int op_bits = weight_bits ? std::max(weight_bits, 8) : (oc && oc->state != QuantState::Float ? oc->bits : 0);
     if (!op_bits) continue;
     for (size_t i : data_inputs(*op)) {
@@ -272,7 +282,8 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
         plan.requants.push_back({op->name, static_cast<int>(i), v->name, grid});
         continue;
       }
-      if (!ic || (ic->state != QuantState::Quantized && ic->state != QuantState::Passive) || ic->bits == op_bits) continue;
+      if (!ic || (ic->state != QuantState::Quantized && ic->state != QuantState::Passive) || ic->bits == op_bits)
+        continue;
       QuantConfig grid = *ic;
       grid.state = QuantState::Quantized;
       grid.master.clear();

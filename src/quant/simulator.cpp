@@ -77,8 +77,9 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
           const LoweredTensor* lt = lowered ? lowered->tensor(v->name) : nullptr;
           if (lowered && !lt) fail(ErrorCode::Internal, "the lowered form has no codes for '" + v->name + "'");
           // Biases in double: their codes reach 32-64 bits, beyond float32's 24-bit mantissa.
-          at::Tensor q = lt ? dequantize_codes(*lt, *c, w)
-                            : fake_quantize(w.to(c->role == QuantRole::Bias ? at::kDouble : at::kFloat), *c).to(w.scalar_type());
+          at::Tensor q =
+              lt ? dequantize_codes(*lt, *c, w)
+                 : fake_quantize(w.to(c->role == QuantRole::Bias ? at::kDouble : at::kFloat), *c).to(w.scalar_type());
           it = constants_.emplace(v, q).first;
         }
         p.constants.push_back({i, it->second});
@@ -114,7 +115,8 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
       const QuantConfig& oc = *p.outputs[0].config;
       std::vector<float> deq;
       for (int32_t q : lo->lut->table)
-        deq.push_back((static_cast<float>(q) - static_cast<float>(oc.zero_points[0])) * static_cast<float>(oc.scales[0]));
+        deq.push_back((static_cast<float>(q) - static_cast<float>(oc.zero_points[0])) *
+                      static_cast<float>(oc.scales[0]));
       tables_[op] = Table{at::tensor(deq, at::kFloat), lo->lut->in_min, ic->scales[0], ic->zero_points[0]};
       p.table = &tables_[op];
     }
@@ -188,8 +190,9 @@ bool QuantSimulator::needs_value(const Value& value) const {
     auto it = op ? ops_.find(op) : ops_.end();
     if (it == ops_.end()) return false;
     const OpPlan& p = it->second;
-    return inputs ? !p.constants.empty() || !p.trainable_constants.empty() || !p.activations.empty() || p.wide || p.table
-                  : !p.outputs.empty() || p.table;
+    return inputs
+               ? !p.constants.empty() || !p.trainable_constants.empty() || !p.activations.empty() || p.wide || p.table
+               : !p.outputs.empty() || p.table;
   };
   if (rewrites(value.producer, false)) return true;
   for (const Op* reader : value.consumers)

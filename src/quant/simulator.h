@@ -58,8 +58,8 @@ class QuantSimulator {
     std::vector<Quantize> trainable_constants;             // constants with a config (store lookups)
     std::vector<Quantize> activations;                     // graph inputs, aligned inputs
     std::vector<Quantize> outputs;
-    const Table* table = nullptr;                          // int8 lookup-table activation
-    bool wide = false;  // int16 compute op: accumulates in double (int16 products exceed float32's 24 bits)
+    const Table* table = nullptr;  // int8 lookup-table activation
+    bool wide = false;             // int16 compute op: accumulates in double (int16 products exceed float32's 24 bits)
   };
   at::Tensor quantize(const at::Tensor& x, const Quantize& q) const;
   const Graph& graph_;

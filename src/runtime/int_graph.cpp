@@ -62,22 +62,34 @@ DType int_dtype(int bits) {
 
 int64_t dtype_min(DType d) {
   switch (d) {
-    case DType::Int8: return -128;
-    case DType::UInt8: return 0;
-    case DType::Int16: return -32768;
-    case DType::UInt16: return 0;
-    case DType::Int32: return INT32_MIN;
-    default: return INT64_MIN;
+    case DType::Int8:
+      return -128;
+    case DType::UInt8:
+      return 0;
+    case DType::Int16:
+      return -32768;
+    case DType::UInt16:
+      return 0;
+    case DType::Int32:
+      return INT32_MIN;
+    default:
+      return INT64_MIN;
   }
 }
 int64_t dtype_max(DType d) {
   switch (d) {
-    case DType::Int8: return 127;
-    case DType::UInt8: return 255;
-    case DType::Int16: return 32767;
-    case DType::UInt16: return 65535;
-    case DType::Int32: return INT32_MAX;
-    default: return INT64_MAX;
+    case DType::Int8:
+      return 127;
+    case DType::UInt8:
+      return 255;
+    case DType::Int16:
+      return 32767;
+    case DType::UInt16:
+      return 65535;
+    case DType::Int32:
+      return INT32_MAX;
+    default:
+      return INT64_MAX;
   }
 }
 

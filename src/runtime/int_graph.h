@@ -21,6 +21,7 @@
 
 #include "core/intmath.h"
 #include "ir/graph.h"
+#include "ir/op_traits.h"
 #include "ir/tensor.h"
 
 namespace edgequant::runtime {
@@ -29,18 +30,18 @@ namespace edgequant::runtime {
 struct IntTensor {
   DType dtype = DType::Int8;
   Shape shape;
-  std::vector<int> exponents;  // one, or one per output channel (per-channel weights and biases)
-  std::vector<int64_t> ints;   // integer dtypes
-  std::vector<float> floats;   // Float32
-  std::string layout;          // weights: the stored layout's name once decoded (informative)
-  int bits = 0;                // code width when narrower than the dtype (4-bit weights in int8), else 0
+  std::vector<int> exponents;        // one, or one per output channel (per-channel weights and biases)
+  std::vector<int64_t> ints;         // integer dtypes
+  std::vector<float> floats;         // Float32
+  std::string layout;                // weights: the stored layout's name once decoded (informative)
+  int bits = 0;                      // code width when narrower than the dtype (4-bit weights in int8), else 0
   std::vector<double> scales;        // float-scale grids (one, or per channel); empty: 2^exponent
   std::vector<int64_t> zero_points;  // float-scale grids; empty: 0
 
   bool is_float() const { return dtype == DType::Float32; }
   int64_t numel() const { return shape_numel(shape); }
   int exponent() const { return exponents.empty() ? 0 : exponents[0]; }
-  double scale(size_t channel = 0) const;     // real = (q - zero_point(c)) * scale(c)
+  double scale(size_t channel = 0) const;  // real = (q - zero_point(c)) * scale(c)
   int64_t zero_point(size_t channel = 0) const;
   bool is_pow2() const { return scales.empty(); }
 };
@@ -51,7 +52,7 @@ struct IntTensor {
 struct ValueInfo {
   DType dtype = DType::Int8;
   int exponent = 0;
-  double scale = 0;        // float-scale grid (0: the grid is 2^exponent)
+  double scale = 0;  // float-scale grid (0: the grid is 2^exponent)
   int64_t zero_point = 0;
   Shape shape;
   std::vector<int64_t> perm;
@@ -63,6 +64,7 @@ struct IntNode {
   std::vector<std::string> outputs;
   std::map<std::string, Attribute> attrs;
 
+  bool is(OpType t) const { return op_type == op_type_name(t); }
   int64_t attr_int(const std::string& key, int64_t fallback) const;
   float attr_float(const std::string& key, float fallback) const;
   std::string attr_string(const std::string& key, const std::string& fallback) const;
@@ -71,13 +73,13 @@ struct IntNode {
 
 struct IntGraph {
   std::string name = "edgequant";
-  std::string target;                                   // the target file's name ("" when a file names none)
-  RoundingMode rounding = RoundingMode::HalfUp;        // shift_and_round and float -> int
-  bool rounding_assumed = false;                        // read from a file whose target has no file here: half-up assumed
-  std::map<int, int> filter_blocks;                     // weight bits -> b of the (N/b)HWCb filter layout stored (the target's)
-  std::vector<IntNode> nodes;                           // execution order
-  std::map<std::string, IntTensor> initializers;       // weights, biases, tables, shapes
-  std::map<std::string, ValueInfo> values;              // every non-constant value
+  std::string target;                            // the target file's name ("" when a file names none)
+  RoundingMode rounding = RoundingMode::HalfUp;  // shift_and_round and float -> int
+  bool rounding_assumed = false;                 // read from a file whose target has no file here: half-up assumed
+  std::map<int, int> filter_blocks;  // weight bits -> b of the (N/b)HWCb filter layout stored (the target's)
+  std::vector<IntNode> nodes;        // execution order
+  std::map<std::string, IntTensor> initializers;  // weights, biases, tables, shapes
+  std::map<std::string, ValueInfo> values;        // every non-constant value
   std::vector<std::string> inputs, outputs;
   std::map<std::string, std::string> metadata;
   // Test values embedded in `.espdl` files (Model::test()): codes in the program's layout.

@@ -20,7 +20,8 @@ void verify_program(const IntGraph& g) {
       if (!in.empty() && !defined.count(in))
         fail(ErrorCode::InvalidModel, "node '" + n.name + "' reads '" + in + "' before it is produced");
     for (const std::string& out : n.outputs) {
-      if (!g.values.count(out)) fail(ErrorCode::InvalidModel, "node '" + n.name + "': output '" + out + "' has no value info");
+      if (!g.values.count(out))
+        fail(ErrorCode::InvalidModel, "node '" + n.name + "': output '" + out + "' has no value info");
       defined.insert(out);
     }
   }
@@ -28,7 +29,8 @@ void verify_program(const IntGraph& g) {
     if (!defined.count(out)) fail(ErrorCode::InvalidModel, "graph output '" + out + "' is never produced");
 }
 
-IntTensor quantize_for_input(const IntGraph& g, const std::string& name, const std::vector<float>& values, const Shape& shape) {
+IntTensor quantize_for_input(const IntGraph& g, const std::string& name, const std::vector<float>& values,
+                             const Shape& shape) {
   const ValueInfo& vi = g.value(name);
   IntTensor t;
   t.dtype = vi.dtype;
@@ -46,7 +48,8 @@ IntTensor quantize_for_input(const IntGraph& g, const std::string& name, const s
   for (size_t i = 0; i < values.size(); ++i) {
     double q = vi.scale > 0 ? round_value(double(values[i]) / vi.scale, g.rounding) + double(vi.zero_point)
                             : round_value(std::ldexp(double(values[i]), -vi.exponent), g.rounding);
-    t.ints[i] = saturate(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), dtype_min(t.dtype), dtype_max(t.dtype));
+    t.ints[i] =
+        saturate(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), dtype_min(t.dtype), dtype_max(t.dtype));
   }
   return t;
 }
@@ -55,7 +58,8 @@ std::vector<float> dequantize(const IntTensor& t) {
   if (t.is_float()) return t.floats;
   std::vector<float> v(t.ints.size());
   for (size_t i = 0; i < v.size(); ++i)
-    v[i] = static_cast<float>(t.is_pow2() ? std::ldexp(double(t.ints[i]), t.exponent()) : double(t.ints[i] - t.zero_point()) * t.scale());
+    v[i] = static_cast<float>(t.is_pow2() ? std::ldexp(double(t.ints[i]), t.exponent())
+                                          : double(t.ints[i] - t.zero_point()) * t.scale());
   return v;
 }
 
@@ -77,11 +81,14 @@ TensorMap execute(const IntGraph& g, const TensorMap& inputs, bool keep_all, F a
     const ValueInfo& vi = g.value(name);
     IntTensor t = it->second;
     if (t.is_float() && vi.dtype != DType::Float32) t = quantize_for_input(g, name, t.floats, t.shape);
-    if (!t.is_float() && (t.dtype != vi.dtype || t.exponent() != vi.exponent || (vi.scale > 0 && t.scale() != vi.scale)))
-      fail(ErrorCode::InvalidInput, "input '" + name + "': " + dtype_name(t.dtype) + " 2^" + std::to_string(t.exponent()) +
-                                        " given, the model takes " + dtype_name(vi.dtype) + " 2^" + std::to_string(vi.exponent));
+    if (!t.is_float() &&
+        (t.dtype != vi.dtype || t.exponent() != vi.exponent || (vi.scale > 0 && t.scale() != vi.scale)))
+      fail(ErrorCode::InvalidInput, "input '" + name + "': " + dtype_name(t.dtype) + " 2^" +
+                                        std::to_string(t.exponent()) + " given, the model takes " +
+                                        dtype_name(vi.dtype) + " 2^" + std::to_string(vi.exponent));
     if (!vi.shape.empty() && t.shape != vi.shape)
-      fail(ErrorCode::InvalidInput, "input '" + name + "': shape " + shape_str(t.shape) + " given, the model takes " + shape_str(vi.shape));
+      fail(ErrorCode::InvalidInput,
+           "input '" + name + "': shape " + shape_str(t.shape) + " given, the model takes " + shape_str(vi.shape));
     live[name] = std::move(t);
   }
   std::map<std::string, size_t> last = last_uses(g);
@@ -148,9 +155,9 @@ SelfTestResult self_test(const IntGraph& g) {
       checked.insert(out);
       std::string line = out + ": ";
       if (want.dtype != got.dtype || want.shape != got.shape || want.exponent() != got.exponent()) {
-        line += std::string("MISMATCH dtype/shape/exponent: expected ") + dtype_name(want.dtype) + " " + shape_str(want.shape) +
-                " 2^" + std::to_string(want.exponent()) + ", got " + dtype_name(got.dtype) + " " + shape_str(got.shape) + " 2^" +
-                std::to_string(got.exponent());
+        line += std::string("MISMATCH dtype/shape/exponent: expected ") + dtype_name(want.dtype) + " " +
+                shape_str(want.shape) + " 2^" + std::to_string(want.exponent()) + ", got " + dtype_name(got.dtype) +
+                " " + shape_str(got.shape) + " 2^" + std::to_string(got.exponent());
         r.passed = false;
       } else {
         double tol = got.dtype == DType::Int16 || got.dtype == DType::UInt16 ? 1 + 1e-5 : 2e-5;
@@ -162,7 +169,8 @@ SelfTestResult self_test(const IntGraph& g) {
           if (d > tol) ++bad;
         }
         if (bad) r.passed = false;
-        line += bad ? "DIFF " + std::to_string(bad) + " of " + std::to_string(got.numel()) + " elements, max " + std::to_string(worst)
+        line += bad ? "DIFF " + std::to_string(bad) + " of " + std::to_string(got.numel()) + " elements, max " +
+                          std::to_string(worst)
                     : "EXACT " + std::to_string(got.numel()) + " elements";
       }
       r.lines.push_back(line);

@@ -21,7 +21,8 @@ void verify_program(const IntGraph& g);
 TensorMap run_program(const IntGraph& g, const TensorMap& inputs, bool keep_all = false);
 
 // Float32 values (in the program's layout) as codes of graph input `name`.
-IntTensor quantize_for_input(const IntGraph& g, const std::string& name, const std::vector<float>& values, const Shape& shape);
+IntTensor quantize_for_input(const IntGraph& g, const std::string& name, const std::vector<float>& values,
+                             const Shape& shape);
 // Codes as float32 (q * 2^e); floats unchanged.
 std::vector<float> dequantize(const IntTensor& t);
 

@@ -8,7 +8,8 @@ namespace edgequant::runtime {
 
 MemoryPlan plan_memory(const IntGraph& g) {
   MemoryPlan plan;
-  for (const auto& [name, t] : g.initializers) plan.parameter_bytes[t.dtype] += size_t(t.numel()) * std::max<size_t>(dtype_size(t.dtype), 1);
+  for (const auto& [name, t] : g.initializers)
+    plan.parameter_bytes[t.dtype] += size_t(t.numel()) * std::max<size_t>(dtype_size(t.dtype), 1);
   struct Life {
     std::string name;
     size_t bytes;

@@ -10,10 +10,10 @@
 namespace edgequant::runtime {
 
 struct MemoryPlan {
-  size_t arena_bytes = 0;                // the planner's activation arena (what the chip allocates)
-  size_t peak_live_bytes = 0;            // lower bound: the most bytes alive at one node
-  std::string peak_node;                 // where that peak occurs
-  std::map<std::string, size_t> offsets; // value -> offset in the arena
+  size_t arena_bytes = 0;                   // the planner's activation arena (what the chip allocates)
+  size_t peak_live_bytes = 0;               // lower bound: the most bytes alive at one node
+  std::string peak_node;                    // where that peak occurs
+  std::map<std::string, size_t> offsets;    // value -> offset in the arena
   std::map<DType, size_t> parameter_bytes;  // initializer bytes per dtype
 };
 

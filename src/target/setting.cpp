@@ -8,7 +8,6 @@ namespace edgequant {
 namespace {
 constexpr ErrorCode kCode = ErrorCode::InvalidSetting;
 
-
 Alignment parse_alignment(const std::string& s) {
   if (s == "align_to_output" || s == "Align to Output") return Alignment::AlignToOutput;
   if (s == "align_to_large" || s == "Align to Large") return Alignment::AlignToLarge;
@@ -24,8 +23,10 @@ std::vector<std::string> interested_layers(const YAML::Node& section) {
 }
 
 TqtSetting parse_block_training(const YAML::Node& t, const char* w, TqtSetting q) {
-  check_keys(t, {"interested_layers", "steps", "lr", "scale_lr", "block_size", "is_scale_trainable", "train_bias", "gamma", "int_lambda",
-                 "collecting_device", "cache_limit_mib", "reg_lambda", "warmup", "beta_start", "beta_end"}, w, kCode);
+  check_keys(t,
+             {"interested_layers", "steps", "lr", "scale_lr", "block_size", "is_scale_trainable", "train_bias", "gamma",
+              "int_lambda", "collecting_device", "cache_limit_mib", "reg_lambda", "warmup", "beta_start", "beta_end"},
+             w, kCode);
   q.interested_layers = interested_layers(t);
   q.steps = get_or(t, "steps", q.steps, w, kCode);
   q.lr = get_or(t, "lr", q.lr, w, kCode);
@@ -62,20 +63,28 @@ ExportFormat parse_export_format(const std::string& s) {
 
 const char* export_format_name(ExportFormat f) {
   switch (f) {
-    case ExportFormat::Auto: return "auto";
-    case ExportFormat::None: return "none";
-    case ExportFormat::Espdl: return "espdl";
-    case ExportFormat::Qdq: return "qdq";
-    case ExportFormat::TiOnnx: return "ti-onnx";
+    case ExportFormat::Auto:
+      return "auto";
+    case ExportFormat::None:
+      return "none";
+    case ExportFormat::Espdl:
+      return "espdl";
+    case ExportFormat::Qdq:
+      return "qdq";
+    case ExportFormat::TiOnnx:
+      return "ti-onnx";
   }
   return "?";
 }
 
 const char* alignment_name(Alignment a) {
   switch (a) {
-    case Alignment::AlignToOutput: return "align_to_output";
-    case Alignment::AlignToLarge: return "align_to_large";
-    case Alignment::None: return "none";
+    case Alignment::AlignToOutput:
+      return "align_to_output";
+    case Alignment::AlignToLarge:
+      return "align_to_large";
+    case Alignment::None:
+      return "none";
   }
   return "?";
 }
@@ -92,14 +101,34 @@ Setting load_setting(const std::string& path) {
     fail(kCode, path + ": " + e.what());
   }
   try {
-    std::set<std::string> valid = {"calib_algorithm", "percentile", "weight_calib_algorithm", "activation_bits",
-                                   "weight_bits", "alignment", "dispatching_table", "custom_scales", "calib_steps",
-                                   "batch_size", "analysis", "validation", "passes", "preprocess",
-                                   "tqt_optimization", "tqt_optimization_setting", "lsq_optimization", "lsq_optimization_setting", "mixed_precision",
-                                   "blockwise_reconstruction", "blockwise_reconstruction_setting", "equalization",
-                                   "equalization_setting", "layer_split", "layer_split_setting",
+    std::set<std::string> valid = {"calib_algorithm",
+                                   "percentile",
+                                   "weight_calib_algorithm",
+                                   "activation_bits",
+                                   "weight_bits",
+                                   "alignment",
+                                   "dispatching_table",
+                                   "custom_scales",
+                                   "calib_steps",
+                                   "batch_size",
+                                   "analysis",
+                                   "validation",
+                                   "passes",
+                                   "preprocess",
+                                   "tqt_optimization",
+                                   "tqt_optimization_setting",
+                                   "lsq_optimization",
+                                   "lsq_optimization_setting",
+                                   "mixed_precision",
+                                   "blockwise_reconstruction",
+                                   "blockwise_reconstruction_setting",
+                                   "equalization",
+                                   "equalization_setting",
+                                   "layer_split",
+                                   "layer_split_setting",
                                    "bias_correction",
-                                   "bias_correction_setting", "export"};
+                                   "bias_correction_setting",
+                                   "export"};
     check_keys(root, valid, "setting", kCode);
     if (root["calib_algorithm"]) s.calib_algorithm = parse_calib_algorithm(root["calib_algorithm"].as<std::string>());
     s.percentile = get_or(root, "percentile", s.percentile, "setting", kCode);
@@ -113,7 +142,8 @@ Setting load_setting(const std::string& path) {
     s.weight_bits = get_or(root, "weight_bits", 0, "setting", kCode);
     if (root["alignment"]) s.alignment = parse_alignment(root["alignment"].as<std::string>());
     if (root["dispatching_table"])
-      for (const auto& kv : root["dispatching_table"]) s.dispatching_table[kv.first.as<std::string>()] = kv.second.as<std::string>();
+      for (const auto& kv : root["dispatching_table"])
+        s.dispatching_table[kv.first.as<std::string>()] = kv.second.as<std::string>();
     if (root["custom_scales"])
       for (const auto& kv : root["custom_scales"]) {
         double v = kv.second.as<double>();
@@ -154,7 +184,8 @@ Setting load_setting(const std::string& path) {
       s.layer_split_setting.interested_layers = interested_layers(l);
       s.layer_split_setting.value_threshold =
           get_or(l, "value_threshold", s.layer_split_setting.value_threshold, "layer_split_setting", kCode);
-      if (!(s.layer_split_setting.value_threshold > 0)) fail(kCode, "layer_split_setting.value_threshold must be positive");
+      if (!(s.layer_split_setting.value_threshold > 0))
+        fail(kCode, "layer_split_setting.value_threshold must be positive");
     }
     s.equalization = get_or(root, "equalization", false, "setting", kCode);
     if (const YAML::Node& e = root["equalization_setting"]) {
@@ -176,17 +207,22 @@ Setting load_setting(const std::string& path) {
     if (const YAML::Node& b = root["bias_correction_setting"]) {
       check_keys(b, {"interested_layers", "steps"}, "bias_correction_setting", kCode);
       s.bias_correction_setting.interested_layers = interested_layers(b);
-      s.bias_correction_setting.steps = get_or(b, "steps", s.bias_correction_setting.steps, "bias_correction_setting", kCode);
+      s.bias_correction_setting.steps =
+          get_or(b, "steps", s.bias_correction_setting.steps, "bias_correction_setting", kCode);
       if (s.bias_correction_setting.steps < 1) fail(kCode, "bias_correction_setting.steps must be positive");
     }
     s.tqt_optimization = get_or(root, "tqt_optimization", false, "setting", kCode);
     s.lsq_optimization = get_or(root, "lsq_optimization", false, "setting", kCode);
-    if (s.tqt_optimization && s.lsq_optimization) fail(kCode, "tqt_optimization and lsq_optimization exclude each other (power-of-two vs float scales)");
-    if (root["tqt_optimization_setting"]) s.tqt = parse_block_training(root["tqt_optimization_setting"], "tqt_optimization_setting", s.tqt);
-    if (root["lsq_optimization_setting"]) s.lsq = parse_block_training(root["lsq_optimization_setting"], "lsq_optimization_setting", s.lsq);
+    if (s.tqt_optimization && s.lsq_optimization)
+      fail(kCode, "tqt_optimization and lsq_optimization exclude each other (power-of-two vs float scales)");
+    if (root["tqt_optimization_setting"])
+      s.tqt = parse_block_training(root["tqt_optimization_setting"], "tqt_optimization_setting", s.tqt);
+    if (root["lsq_optimization_setting"])
+      s.lsq = parse_block_training(root["lsq_optimization_setting"], "lsq_optimization_setting", s.lsq);
     s.blockwise_reconstruction = get_or(root, "blockwise_reconstruction", false, "setting", kCode);
     if (root["blockwise_reconstruction_setting"])
-      s.adaround = parse_block_training(root["blockwise_reconstruction_setting"], "blockwise_reconstruction_setting", s.adaround);
+      s.adaround = parse_block_training(root["blockwise_reconstruction_setting"], "blockwise_reconstruction_setting",
+                                        s.adaround);
     if (const YAML::Node& p = root["passes"]) {
       if (!p.IsSequence()) fail(kCode, "passes must be a list of pass names");
       for (const auto& n : p) s.passes.push_back(n.as<std::string>());

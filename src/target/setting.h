@@ -2,9 +2,8 @@
 // where it has one (docs/settings.md maps them); unknown keys are errors listing valid ones.
 #pragma once
 #include <map>
-#include <string>
-
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "data/preprocess.h"
@@ -38,9 +37,9 @@ struct AnalysisSetting {
 
 // Where the error analysis takes its samples: never the ones the scales were fitted to.
 struct ValidationSetting {
-  std::string file;           // a dataset of its own; "" = samples of the calibration data
-  double holdout = 0.2;       // fraction held out of calibration when the calibration data has no
-                              // samples beyond calib_steps x batch_size (docs/settings.md)
+  std::string file;      // a dataset of its own; "" = samples of the calibration data
+  double holdout = 0.2;  // fraction held out of calibration when the calibration data has no
+                         // samples beyond calib_steps x batch_size (docs/settings.md)
 };
 
 // TQT (trained quantization thresholds, ESP-PPQ's TrainedQuantizationThresholdPass names); LSQ
@@ -49,14 +48,14 @@ struct TqtSetting {
   std::vector<std::string> interested_layers;  // op names to train; empty = every computing op
   int steps = 500;                             // Adam steps per block
   double lr = 1e-5;
-  double scale_lr = 0;  // learning rate of the log2 scales; 0 = lr (EdgeQuant extension)
-  int block_size = 4;                          // ops per block (a block starts at a computing op)
-  bool is_scale_trainable = true;              // false: weights only
-  bool train_bias = true;  // biases of the trained computing ops too (EdgeQuant extension)
-  double gamma = 0.0;       // weight of MSE(quantized block, float block on the same quantized inputs)
-  double int_lambda = 0.0;  // weight of mean((alpha - round(alpha))^2)
-  std::string collecting_device = "cpu";       // where block inputs/targets are cached
-  int64_t cache_limit_mib = 2048;              // cached batches stop at this size (printed)
+  double scale_lr = 0;                    // learning rate of the log2 scales; 0 = lr (EdgeQuant extension)
+  int block_size = 4;                     // ops per block (a block starts at a computing op)
+  bool is_scale_trainable = true;         // false: weights only
+  bool train_bias = true;                 // biases of the trained computing ops too (EdgeQuant extension)
+  double gamma = 0.0;                     // weight of MSE(quantized block, float block on the same quantized inputs)
+  double int_lambda = 0.0;                // weight of mean((alpha - round(alpha))^2)
+  std::string collecting_device = "cpu";  // where block inputs/targets are cached
+  int64_t cache_limit_mib = 2048;         // cached batches stop at this size (printed)
   // AdaRound (blockwise_reconstruction_setting) only: the rounding regulariser
   // reg_lambda * mean(1 - |2h - 1|^beta), off for the first `warmup` of the steps, beta annealed
   // from beta_start to beta_end.
@@ -72,8 +71,8 @@ struct EqualizationSetting {
   std::vector<std::string> interested_layers;  // first ops of the pairs; empty = all
   int iterations = 10;
   double value_threshold = 0.5;
-  int opt_level = 1;            // 1: through ReLU/pooling; 2: also across Add (residual streams)
-  bool relu6_to_relu = false;   // model surgery: Clip(0, 6) -> Relu so equalization crosses it
+  int opt_level = 1;           // 1: through ReLU/pooling; 2: also across Add (residual streams)
+  bool relu6_to_relu = false;  // model surgery: Clip(0, 6) -> Relu so equalization crosses it
 };
 
 // Horizontal layer split (ESP-PPQ's layer_split_setting): a Conv/Gemm whose weight has values
@@ -94,8 +93,8 @@ struct BiasCorrectionSetting {
 // Mixed precision beyond the hand-written dispatching_table: promote the ops with the worst
 // layerwise error to a wider type.
 struct MixedPrecisionSetting {
-  int auto_promote = 0;         // K: the K units with the worst layerwise error (0 = off)
-  std::string to = "int16";     // int16 | float
+  int auto_promote = 0;      // K: the K units with the worst layerwise error (0 = off)
+  std::string to = "int16";  // int16 | float
 };
 
 struct Setting {
@@ -104,7 +103,7 @@ struct Setting {
   // minmax | mse; unset: MSE-optimal clips per channel below 8 bits (where minmax wastes most of a
   // 2- or 4-bit grid on one outlier), minmax at 8 bits and above.
   std::optional<CalibAlgorithm> weight_calib_algorithm;
-  int activation_bits = 0, weight_bits = 0;       // 0 = the target's
+  int activation_bits = 0, weight_bits = 0;  // 0 = the target's
   Alignment alignment = Alignment::AlignToOutput;
   std::map<std::string, std::string> dispatching_table;  // op name -> int8 | int16 | float (or bits)
   std::map<std::string, double> custom_scales;           // op or value name -> fixed scale

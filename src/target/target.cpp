@@ -108,10 +108,30 @@ Target load_target(const std::string& name_or_path) {
     fail(kCode, path + ": " + e.what());
   }
   try {
-    check_keys(root, {"name", "description", "scale", "sub8bit_weight_scale", "rounding", "requant_rounding", "activation", "conv_weight",
-                      "gemm_weight", "bias_bits", "accumulator_bits", "int16_lut_step", "allowed_bits", "default_calib", "pow2_rule", "float_ops",
-                      "fused_activations", "lut_activations", "channel_rules", "export_format", "runtime_ops",
-                      "int8_only_ops", "espdl_filter_blocks"},
+    check_keys(root,
+               {"name",
+                "description",
+                "scale",
+                "sub8bit_weight_scale",
+                "rounding",
+                "requant_rounding",
+                "activation",
+                "conv_weight",
+                "gemm_weight",
+                "bias_bits",
+                "accumulator_bits",
+                "int16_lut_step",
+                "allowed_bits",
+                "default_calib",
+                "pow2_rule",
+                "float_ops",
+                "fused_activations",
+                "lut_activations",
+                "channel_rules",
+                "export_format",
+                "runtime_ops",
+                "int8_only_ops",
+                "espdl_filter_blocks"},
                "target", kCode);
     Target t;
     t.file = path;
@@ -123,14 +143,16 @@ Target load_target(const std::string& name_or_path) {
     auto sub8 = get_or<std::string>(root, "sub8bit_weight_scale", scale, "target", kCode);
     t.sub8bit_weight_scale_kind = sub8 == "float" ? ScaleKind::Float : ScaleKind::PowerOfTwo;
     t.rounding = parse_rounding_mode(get_or<std::string>(root, "rounding", "half_even", "target", kCode));
-    t.requant_rounding = root["requant_rounding"] ? parse_rounding_mode(root["requant_rounding"].as<std::string>()) : t.rounding;
+    t.requant_rounding =
+        root["requant_rounding"] ? parse_rounding_mode(root["requant_rounding"].as<std::string>()) : t.rounding;
     t.activation = parse_spec(root["activation"], "activation", TensorSpec{});
     t.conv_weight = parse_spec(root["conv_weight"], "conv_weight", TensorSpec{});
     t.gemm_weight = parse_spec(root["gemm_weight"], "gemm_weight", t.conv_weight);
     if (root["bias_bits"])
       for (const auto& kv : root["bias_bits"]) t.bias_bits[kv.first.as<int>()] = kv.second.as<int>();
     if (root["espdl_filter_blocks"])
-      for (const auto& kv : root["espdl_filter_blocks"]) t.espdl_filter_blocks[kv.first.as<int>()] = kv.second.as<int>();
+      for (const auto& kv : root["espdl_filter_blocks"])
+        t.espdl_filter_blocks[kv.first.as<int>()] = kv.second.as<int>();
     if (root["accumulator_bits"])
       for (const auto& kv : root["accumulator_bits"]) t.accumulator_bits[kv.first.as<int>()] = kv.second.as<int>();
     t.int16_lut_step = get_or(root, "int16_lut_step", t.int16_lut_step, "target", kCode);
@@ -144,7 +166,8 @@ Target load_target(const std::string& name_or_path) {
       t.default_calib = parse_calib_algorithm(get_or<std::string>(root, "default_calib", "minmax", "target", kCode));
       if (root["pow2_rule"])
         for (const auto& kv : root["pow2_rule"])
-          t.pow2_rule[parse_calib_algorithm(kv.first.as<std::string>())] = parse_pow2_rule(kv.second.as<std::string>(), "pow2_rule");
+          t.pow2_rule[parse_calib_algorithm(kv.first.as<std::string>())] =
+              parse_pow2_rule(kv.second.as<std::string>(), "pow2_rule");
     } catch (Error& e) {
       fail(kCode, e.message());
     }

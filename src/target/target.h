@@ -30,8 +30,8 @@ struct Target {
   std::string name, description, file;
   ScaleKind scale_kind = ScaleKind::PowerOfTwo;
   ScaleKind sub8bit_weight_scale_kind = ScaleKind::PowerOfTwo;  // TI: float multiplier below 8 bits
-  RoundingMode rounding = RoundingMode::HalfEven;          // float -> code: weights, biases, graph inputs
-  RoundingMode requant_rounding = RoundingMode::HalfEven;  // code -> code: accumulator and input requantization
+  RoundingMode rounding = RoundingMode::HalfEven;               // float -> code: weights, biases, graph inputs
+  RoundingMode requant_rounding = RoundingMode::HalfEven;       // code -> code: accumulator and input requantization
   TensorSpec activation, conv_weight, gemm_weight;
   std::map<int, int> bias_bits;  // weight bits -> bias bits (esp32s3: 8 -> 20, 16 -> 40)
   std::vector<int> allowed_bits;
@@ -39,14 +39,14 @@ struct Target {
   int int16_lut_step = 256;             // sampled int16 lookup tables: 65536 / step + 1 entries
   CalibAlgorithm default_calib = CalibAlgorithm::MinMax;
   std::map<CalibAlgorithm, Pow2Rule> pow2_rule;  // per calibrator
-  std::set<std::string> float_ops;            // outputs stay float (Softmax)
-  std::set<std::string> fused_activations;    // fused into the preceding Conv/Gemm
-  std::set<std::string> lut_activations;      // run as lookup tables (documented in reports)
+  std::set<std::string> float_ops;               // outputs stay float (Softmax)
+  std::set<std::string> fused_activations;       // fused into the preceding Conv/Gemm
+  std::set<std::string> lut_activations;         // run as lookup tables (documented in reports)
   ChannelRules channel_rules;
-  std::string export_format = "qdq";          // the deployable file `quantize` writes by default
-  std::set<std::string> runtime_ops;          // op types the chip's runtime loads (empty: any ONNX op)
-  std::set<std::string> int8_only_ops;        // op types without a 16-bit kernel on the chip
-  std::map<int, int> espdl_filter_blocks;     // weight bits -> b of ESP-DL's (N/b)HWCb filter layout; empty: plain
+  std::string export_format = "qdq";       // the deployable file `quantize` writes by default
+  std::set<std::string> runtime_ops;       // op types the chip's runtime loads (empty: any ONNX op)
+  std::set<std::string> int8_only_ops;     // op types without a 16-bit kernel on the chip
+  std::map<int, int> espdl_filter_blocks;  // weight bits -> b of ESP-DL's (N/b)HWCb filter layout; empty: plain
 
   int bias_bits_for(int weight_bits) const;
   int accumulator_bits_for(int activation_bits) const;

@@ -9,7 +9,8 @@
 
 namespace edgequant {
 
-inline void check_keys(const YAML::Node& node, const std::set<std::string>& valid, const std::string& where, ErrorCode code) {
+inline void check_keys(const YAML::Node& node, const std::set<std::string>& valid, const std::string& where,
+                       ErrorCode code) {
   if (!node || node.IsNull()) return;
   if (!node.IsMap()) fail(code, where + ": expected a mapping");
   for (const auto& kv : node) {

@@ -1,11 +1,12 @@
 // Output metrics against hand-computed values.
+#include "analysis/output_metrics.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "analysis/error_analysis.h"
-#include "analysis/output_metrics.h"
 #include "test_util.h"
 
 using edgequant::analysis::OutputMetricsAccumulator;

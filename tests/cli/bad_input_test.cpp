@@ -23,7 +23,8 @@ int lines(const std::string& s) {
 void expect_user_error(const CommandResult& r, const std::vector<std::string>& mentions) {
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_EQ(lines(r.output), 1) << r.output;
-  for (const auto& m : mentions) EXPECT_NE(r.output.find(m), std::string::npos) << "missing '" << m << "' in: " << r.output;
+  for (const auto& m : mentions)
+    EXPECT_NE(r.output.find(m), std::string::npos) << "missing '" << m << "' in: " << r.output;
 }
 
 std::string write_input(const std::string& name, const Tensor& t) {
@@ -56,7 +57,9 @@ TEST(BadInput, NotAnOnnxFile) {
   expect_user_error(run_command(cli() + " info " + path), {path, "not an ONNX model"});
 }
 
-TEST(BadInput, MissingFile) { expect_user_error(run_command(cli() + " info /nonexistent/m.onnx"), {"/nonexistent/m.onnx"}); }
+TEST(BadInput, MissingFile) {
+  expect_user_error(run_command(cli() + " info /nonexistent/m.onnx"), {"/nonexistent/m.onnx"});
+}
 
 TEST(BadInput, GraphWithCycle) {
   ModelBuilder b;
@@ -181,7 +184,8 @@ TEST(BadInput, ConstantsTheModelCannotCombineAreItsError) {
   b.node("MatMul", {"a", "b"}, {"c"}, "mm");
   b.node("Add", {"x", "c"}, {"y"}, "add");
   std::string path = b.save(tmp("fold_matmul.onnx"));
-  expect_user_error(run_command(cli() + " info " + path), {path, "fold-constants", "'mm' (MatMul)", "cannot be multiplied"});
+  expect_user_error(run_command(cli() + " info " + path),
+                    {path, "fold-constants", "'mm' (MatMul)", "cannot be multiplied"});
   ModelBuilder g(13);
   g.input("x", {1}).output("y");
   g.initializer("s", {}, {1.f});
@@ -236,8 +240,9 @@ TEST(BadInput, BlockedQuantizationThatDoesNotFitIsNamed) {
   ModelBuilder::attr_int(q, "output_dtype", 22);  // int4
   b.node("Identity", {"x"}, {"y"});
   std::string in = write_input("x118.npy", Tensor(DType::Float32, {1, 18}));
-  expect_user_error(run_command(cli() + " run " + b.save(tmp("bad_block.onnx")) + " -i " + in + " -o " + tmp("bad_block.npz")),
-                    {"quantize_weight", "[4, 6] does not fit input [18, 6] with block_size 4"});
+  expect_user_error(
+      run_command(cli() + " run " + b.save(tmp("bad_block.onnx")) + " -i " + in + " -o " + tmp("bad_block.npz")),
+      {"quantize_weight", "[4, 6] does not fit input [18, 6] with block_size 4"});
   // uint16 codes: no ATen type to hold them.
   ModelBuilder u(21);
   u.input("x", {1, 18}).output("y");
@@ -245,16 +250,18 @@ TEST(BadInput, BlockedQuantizationThatDoesNotFitIsNamed) {
   auto& q16 = u.node("QuantizeLinear", {"x", "s"}, {"q"}, "to_uint16");
   ModelBuilder::attr_int(q16, "output_dtype", 4);  // uint16
   u.node("DequantizeLinear", {"q", "s"}, {"y"});
-  expect_user_error(run_command(cli() + " run " + u.save(tmp("uint16_q.onnx")) + " -i " + in + " -o " + tmp("uint16_q.npz")),
-                    {"to_uint16", "uint16 codes are not supported"});
+  expect_user_error(
+      run_command(cli() + " run " + u.save(tmp("uint16_q.onnx")) + " -i " + in + " -o " + tmp("uint16_q.npz")),
+      {"to_uint16", "uint16 codes are not supported"});
   // A cast to int4 would keep int8 values in a 4-bit tensor: refused.
   ModelBuilder c(21);
   c.input("x", {1, 18}).output("y");
   auto& cast = c.node("Cast", {"x"}, {"c"}, "to_int4");
   ModelBuilder::attr_int(cast, "to", 22);
   ModelBuilder::attr_int(c.node("Cast", {"c"}, {"y"}, "back"), "to", 1);
-  expect_user_error(run_command(cli() + " run " + c.save(tmp("cast_int4.onnx")) + " -i " + in + " -o " + tmp("cast_int4.npz")),
-                    {"to_int4", "Cast to int4"});
+  expect_user_error(
+      run_command(cli() + " run " + c.save(tmp("cast_int4.onnx")) + " -i " + in + " -o " + tmp("cast_int4.npz")),
+      {"to_int4", "Cast to int4"});
 }
 
 TEST(BadInput, WrongInputShapeAndDtype) {

@@ -63,7 +63,8 @@ TEST(CheckCli, Opset18ResizeExtensionsBlockEspdlByName) {
 TEST(QuantizeCli, UnrunnableGraphFailsBeforeCalibrationWithNothingWritten) {
   std::string out = tmp("abs_out");
   fs::remove_all(out);
-  auto r = run_command(cli() + " quantize " + abs_model() + " -t esp32s3 -c " + abs_data() + " --calib-steps 1 --batch-size 4 -o " + out);
+  auto r = run_command(cli() + " quantize " + abs_model() + " -t esp32s3 -c " + abs_data() +
+                       " --calib-steps 1 --batch-size 4 -o " + out);
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
   EXPECT_NE(r.output.find("'abs_node' (Abs)"), std::string::npos) << r.output;
@@ -80,7 +81,8 @@ TEST(QuantizeCli, UnrunnableGraphFailsBeforeCalibrationWithNothingWritten) {
 TEST(DeployCli, QuantizeWritesTheEspdlAndRunReproducesIt) {
   std::string out = tmp("resnet_s3");
   fs::remove_all(out);
-  auto q = run_command(cli() + " quantize " + kModel + " -t esp32s3 -c " + kData + " --calib-steps 1 --batch-size 2 -o " + out);
+  auto q = run_command(cli() + " quantize " + kModel + " -t esp32s3 -c " + kData +
+                       " --calib-steps 1 --batch-size 2 -o " + out);
   ASSERT_EQ(q.status, 0) << q.output;
   EXPECT_NE(q.output.find("deployable: " + out + "/model.espdl"), std::string::npos) << q.output;
   for (const char* f : {"/model.espdl", "/model.info", "/model.json"}) EXPECT_TRUE(fs::exists(out + f)) << f;
@@ -110,7 +112,8 @@ TEST(EvaluateCli, UnlabelledDataGivesOutputMetrics) {
   std::string out = tmp("dh_metrics");
   fs::remove_all(out);
   std::string model = fixture("models/detection_head_op13.onnx"), data = fixture("models/detection_head_input.npy");
-  auto q = run_command(cli() + " quantize " + model + " -t esp32s3 -c " + data + " --calib-steps 1 --batch-size 2 -o " + out);
+  auto q = run_command(cli() + " quantize " + model + " -t esp32s3 -c " + data + " --calib-steps 1 --batch-size 2 -o " +
+                       out);
   ASSERT_EQ(q.status, 0) << q.output;
   EXPECT_NE(q.output.find("output 'output': SQNR"), std::string::npos) << q.output;
   std::ifstream aj(out + "/analysis.json");
@@ -126,7 +129,8 @@ TEST(EvaluateCli, UnlabelledDataGivesOutputMetrics) {
 TEST(DeployCli, CorruptedEspdlIsOneLineAndExit2) {
   std::string out = tmp("resnet_c");
   fs::remove_all(out);
-  auto q = run_command(cli() + " quantize " + kModel + " -t c -c " + kData + " --calib-steps 1 --batch-size 2 -o " + out);
+  auto q =
+      run_command(cli() + " quantize " + kModel + " -t c -c " + kData + " --calib-steps 1 --batch-size 2 -o " + out);
   ASSERT_EQ(q.status, 0) << q.output;
   std::ifstream in(out + "/model.espdl", std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
@@ -143,7 +147,8 @@ TEST(DeployCli, CorruptedEspdlIsOneLineAndExit2) {
 TEST(DeployCli, QdqFileRunsAndMismatchedScalesNameTheNode) {
   std::string out = tmp("resnet_qdq");
   fs::remove_all(out);
-  auto q = run_command(cli() + " quantize " + kModel + " -t ort-int8 -c " + kData + " --calib-steps 1 --batch-size 2 -o " + out);
+  auto q = run_command(cli() + " quantize " + kModel + " -t ort-int8 -c " + kData +
+                       " --calib-steps 1 --batch-size 2 -o " + out);
   ASSERT_EQ(q.status, 0) << q.output;
   auto a = run_command(cli() + " run " + out + "/model.qdq.onnx -i " + kData + " -o " + tmp("qdq.npy"));
   auto b = run_command(cli() + " run " + out + " -i " + kData + " -o " + tmp("qdq_sim.npy"));
@@ -176,12 +181,14 @@ TEST(DeployCli, QdqFileRunsAndMismatchedScalesNameTheNode) {
 TEST(DeployCli, QdqAndTiFilesByTarget) {
   std::string out = tmp("resnet_ort");
   fs::remove_all(out);
-  auto q = run_command(cli() + " quantize " + kModel + " -t ort-int8 -c " + kData + " --calib-steps 1 --batch-size 2 -o " + out);
+  auto q = run_command(cli() + " quantize " + kModel + " -t ort-int8 -c " + kData +
+                       " --calib-steps 1 --batch-size 2 -o " + out);
   ASSERT_EQ(q.status, 0) << q.output;
   EXPECT_TRUE(fs::exists(out + "/model.qdq.onnx"));
   std::string ti = tmp("resnet_ti");
   fs::remove_all(ti);
-  auto t = run_command(cli() + " quantize " + kModel + " -t ti-npu -c " + kData + " --calib-steps 1 --batch-size 2 -o " + ti);
+  auto t = run_command(cli() + " quantize " + kModel + " -t ti-npu -c " + kData +
+                       " --calib-steps 1 --batch-size 2 -o " + ti);
   ASSERT_EQ(t.status, 0) << t.output;
   EXPECT_TRUE(fs::exists(ti + "/model.ti.onnx"));
   std::ifstream cfg(ti + "/quantization_config.yaml");

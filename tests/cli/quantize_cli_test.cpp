@@ -31,7 +31,8 @@ void expect_error(const std::string& args, const std::vector<std::string>& menti
   auto r = run_command(cli() + " quantize " + args + " --out " + out_dir);
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
-  for (const auto& m : mentions) EXPECT_NE(r.output.find(m), std::string::npos) << "missing '" << m << "': " << r.output;
+  for (const auto& m : mentions)
+    EXPECT_NE(r.output.find(m), std::string::npos) << "missing '" << m << "': " << r.output;
   EXPECT_FALSE(fs::exists(out_dir));
 }
 
@@ -53,7 +54,8 @@ TEST(QuantizeCli, AFloatOpTheChipCannotRunInFloatIsRefusedByNameBeforeCalibratio
   // ESP-DL and EdgeQuant's runtime compute Clip on integers only: a Clip dispatched to float
   // cannot go into a .espdl file. One line naming the op, at the check before any data pass (it
   // was an internal error after calibration, and a float MaxPool crashed the .espdl writer).
-  std::string s = write_setting("float_clip.yaml", "dispatching_table: {\"/blocks/blocks.0/body/body.2/Clip\": float}\n");
+  std::string s =
+      write_setting("float_clip.yaml", "dispatching_table: {\"/blocks/blocks.0/body/body.2/Clip\": float}\n");
   expect_error(kModel + " -t esp32s3 -c " + kTrain + " -s " + s,
                {"'/blocks/blocks.0/body/body.2/Clip' (Clip)", "integers only", "pass 'check'"}, tmp("o_float_clip"));
 }
@@ -61,11 +63,12 @@ TEST(QuantizeCli, AFloatOpTheChipCannotRunInFloatIsRefusedByNameBeforeCalibratio
 TEST(QuantizeCli, AFloatClipBeforeAQuantizedConvGoesIntoAQdqFile) {
   // The same setting on a QDQ target: the Conv reads the float Clip through a QuantizeLinear of
   // its own (a boundary grid calibrated on the float tensor; the bias scale is s_grid * s_w).
-  std::string s = write_setting("float_clip_qdq.yaml", "dispatching_table: {\"/blocks/blocks.0/body/body.2/Clip\": float}\n");
+  std::string s =
+      write_setting("float_clip_qdq.yaml", "dispatching_table: {\"/blocks/blocks.0/body/body.2/Clip\": float}\n");
   std::string out = tmp("o_float_clip_qdq");
   fs::remove_all(out);
-  auto r = run_command(cli() + " quantize " + kModel + " -t ort-int8 --calib-steps 2 --batch-size 16 -c " + kTrain + " -s " + s +
-                       " --out " + out);
+  auto r = run_command(cli() + " quantize " + kModel + " -t ort-int8 --calib-steps 2 --batch-size 16 -c " + kTrain +
+                       " -s " + s + " --out " + out);
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(fs::exists(out + "/model.qdq.onnx")) << r.output;
   EXPECT_NE(r.output.find("1 float"), std::string::npos) << r.output;
@@ -83,7 +86,8 @@ TEST(QuantizeCli, InfInCalibrationDataNamesTheSample) {
   Tensor t(DType::Float32, {4, 1, 28, 28});
   t.data<float>()[2 * 784 + 5] = INFINITY;
   write_npy(tmp("inf.npy"), t);
-  expect_error(kModel + " -t esp32s3 --calib-steps 1 --batch-size 4 -c " + tmp("inf.npy"), {"sample 2", "Inf"}, tmp("o6"));
+  expect_error(kModel + " -t esp32s3 --calib-steps 1 --batch-size 4 -c " + tmp("inf.npy"), {"sample 2", "Inf"},
+               tmp("o6"));
 }
 
 // A model the deployable format cannot hold (TopK's indices are a graph output; TI's integer
@@ -160,7 +164,8 @@ TEST(QuantizeCli, ABatchBakedIntoReshapesRunsOneSampleAtATimeAndSaysSoOnce) {
   auto r = run_command(cli() + " quantize " + fixture("fixed_batch/detector_dynbatch.onnx") + " -t esp32s3 -c " +
                        fixture("fixed_batch/detector_input.npy") + " -o " + out);
   ASSERT_EQ(r.status, 0) << r.output;
-  size_t at = r.output.find("note: the graph computes only at batch 1 (at a batch of 2: node '/stage2/stage2.1/Reshape'");
+  size_t at =
+      r.output.find("note: the graph computes only at batch 1 (at a batch of 2: node '/stage2/stage2.1/Reshape'");
   ASSERT_NE(at, std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("note: ", at + 1), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(out + "/model.espdl"));

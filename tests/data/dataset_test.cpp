@@ -1,10 +1,11 @@
 // Datasets: ImageFolder through OpenCV with preprocessing, IDX with labels, .npz with labels.
+#include "data/dataset.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
 
-#include "data/dataset.h"
 #include "data/npy.h"
 
 using namespace edgequant;

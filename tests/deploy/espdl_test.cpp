@@ -2,6 +2,8 @@
 // field by field against ../shared/espdl-format.md, deterministic bytes, the reader's round trip
 // (every fixture x target reproduces its embedded outputs: the host Model::test()), and corrupted
 // files rejected with one clear error.
+#include "deploy/espdl.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -14,14 +16,13 @@
 #include "data/dataset.h"
 #include "data/npy.h"
 #include "deploy/deployable.h"
-#include "deploy/espdl.h"
 #include "deploy/espdl_generated.h"
 #include "deploy/integer_program.h"
 #include "edgequant/error.h"
+#include "fixture_cases.h"
 #include "passes/pipeline.h"
 #include "runtime/interpreter.h"
 #include "target/target.h"
-#include "fixture_cases.h"
 
 using namespace edgequant;
 using namespace edgequant::testing;
@@ -56,7 +57,8 @@ struct Built {
 Built quantize(const std::string& model, const std::string& target, const std::string& data, int64_t samples = 8) {
   Built b;
   b.ctx = calibrated({model, data}, target, samples);
-  b.program = deploy::build_integer_program(*b.ctx->graph, b.ctx->plan, *b.ctx->lowered, b.ctx->target, b.ctx->executor());
+  b.program =
+      deploy::build_integer_program(*b.ctx->graph, b.ctx->plan, *b.ctx->lowered, b.ctx->target, b.ctx->executor());
   quant::BatchStream stream = b.ctx->batches(b.ctx->calibration);
   at::Tensor x;
   stream.next(x);
@@ -137,7 +139,8 @@ TEST(EspdlGolden, TinyModelFieldByField) {
   // Attributes sorted by key.
   for (const espdl::Node* n : {conv, add, sig})
     for (size_t i = 1; i < n->attribute()->size(); ++i)
-      EXPECT_LT(n->attribute()->Get(flatbuffers::uoffset_t(i - 1))->name()->str(), n->attribute()->Get(flatbuffers::uoffset_t(i))->name()->str());
+      EXPECT_LT(n->attribute()->Get(flatbuffers::uoffset_t(i - 1))->name()->str(),
+                n->attribute()->Get(flatbuffers::uoffset_t(i))->name()->str());
   EXPECT_EQ(add->op_type()->str(), "Add");
   EXPECT_EQ(attr_s(add, "quant_type"), "S8");
   EXPECT_EQ(sig->op_type()->str(), "Sigmoid");
@@ -166,7 +169,9 @@ TEST(EspdlGolden, TinyModelFieldByField) {
   EXPECT_EQ(w->doc_string()->str(), "layout ==> (N/16)HWC16_UNALIGNED");
   int e_w = int(w->exponents()->Get(0));
   EXPECT_EQ(w->exponents()->size(), 1u);  // per-tensor on esp32s3
-  auto code = [&](int n, int c) { return int8_t(std::floor(double(2 * n + c - 17) / 32.0 / std::ldexp(1.0, e_w) + 0.5)); };
+  auto code = [&](int n, int c) {
+    return int8_t(std::floor(double(2 * n + c - 17) / 32.0 / std::ldexp(1.0, e_w) + 0.5));
+  };
   const int8_t* wd = reinterpret_cast<const int8_t*>(w->raw_data()->Data());
   for (int c = 0; c < 2; ++c)
     for (int j = 0; j < 16; ++j) EXPECT_EQ(wd[c * 16 + j], code(j, c)) << "block element c=" << c << " j=" << j;
@@ -185,7 +190,8 @@ TEST(EspdlGolden, TinyModelFieldByField) {
   EXPECT_EQ(infos, (std::set<std::string>{"x", "r", rq->output()->Get(0)->str(), "a", "y"}));
   const espdl::ValueInfo* in = g->input()->Get(0);
   std::vector<int64_t> in_shape;
-  for (const auto* d : *in->value_info_type()->value_as_tensor_type()->shape()->dim()) in_shape.push_back(d->value()->dim_value());
+  for (const auto* d : *in->value_info_type()->value_as_tensor_type()->shape()->dim())
+    in_shape.push_back(d->value()->dim_value());
   EXPECT_EQ(in_shape, (std::vector<int64_t>{1, 4, 4, 2}));
   EXPECT_EQ(in->value_info_type()->value_as_tensor_type()->elem_type(), espdl::TensorDataType_INT8);
   EXPECT_EQ(in->exponents()->Get(0), e_x);
@@ -196,7 +202,10 @@ TEST(EspdlGolden, TinyModelFieldByField) {
   EXPECT_EQ(g->test_outputs_value()->Get(0)->name()->str(), "y");
   // Every raw_data payload 16-byte aligned relative to the FlatBuffer's first byte.
   for (const auto* t : *g->initializer())
-    if (t->raw_data()) EXPECT_EQ((reinterpret_cast<const uint8_t*>(t->raw_data()->Data()) - reinterpret_cast<const uint8_t*>(buf.data())) % 16, 0);
+    if (t->raw_data())
+      EXPECT_EQ(
+          (reinterpret_cast<const uint8_t*>(t->raw_data()->Data()) - reinterpret_cast<const uint8_t*>(buf.data())) % 16,
+          0);
 }
 
 TEST(EspdlGolden, CTargetStoresPlainNHWCFilters) {
@@ -263,11 +272,10 @@ TEST_P(EspdlRoundTrip, ReaderReproducesTheEmbeddedOutputs) {
   EXPECT_EQ(deploy::encode_espdl(back), bytes) << "decode + encode must give the same bytes";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, EspdlRoundTrip,
-    ::testing::Combine(::testing::ValuesIn(fixture_models()),
-                       ::testing::Values("esp32p4", "esp32s3", "c")),
-    CaseName());
+INSTANTIATE_TEST_SUITE_P(Fixtures, EspdlRoundTrip,
+                         ::testing::Combine(::testing::ValuesIn(fixture_models()),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
 
 void expect_rejected(const std::string& bytes, const std::string& what) {
   try {

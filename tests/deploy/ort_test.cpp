@@ -17,13 +17,13 @@
 #include "deploy/integer_program.h"
 #include "deploy/qdq.h"
 #include "deploy/ti_onnx.h"
-#include "onnx/onnx_io.h"
-#include "runtime/interpreter.h"
 #include "exec/kernel.h"
-#include "passes/pipeline.h"
-#include "target/target.h"
 #include "fixture_cases.h"
+#include "onnx/onnx_io.h"
 #include "ort_reference.h"
+#include "passes/pipeline.h"
+#include "runtime/interpreter.h"
+#include "target/target.h"
 
 using namespace edgequant;
 using namespace edgequant::testing;
@@ -98,11 +98,10 @@ INSTANTIATE_TEST_SUITE_P(Targets, QdqFloatIsland, ::testing::Values("ort-int8", 
                            return n;
                          });
 
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, QdqInOnnxRuntime,
-    ::testing::Combine(::testing::ValuesIn(fixture_models()),
-                       ::testing::Values("ort-int8", "tflite-int8", "esp32p4", "esp32s3", "c")),
-    CaseName());
+INSTANTIATE_TEST_SUITE_P(Fixtures, QdqInOnnxRuntime,
+                         ::testing::Combine(::testing::ValuesIn(fixture_models()),
+                                            ::testing::Values("ort-int8", "tflite-int8", "esp32p4", "esp32s3", "c")),
+                         CaseName());
 
 class TiIntegerOnnx : public ::testing::TestWithParam<FixtureCase> {};
 
@@ -110,12 +109,15 @@ class TiIntegerOnnx : public ::testing::TestWithParam<FixtureCase> {};
 // runtime's codes: identical, or within one code where float functions round (`float_functions`).
 void expect_ti_onnx_codes(QuantContext& ctx, const std::string& label, bool float_functions) {
   std::string dir = scratch_dir("ti");
-  runtime::IntGraph onnx_layout = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), false);
-  runtime::IntGraph program = deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor());
+  runtime::IntGraph onnx_layout =
+      deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), false);
+  runtime::IntGraph program =
+      deploy::build_integer_program(*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor());
   std::string model = dir + "/model.ti.onnx";
   auto ti = deploy::ti_integer_graph(onnx_layout, ctx.graph->opset);
   // No dequantization inside: every op is an integer-valued float op; no QuantizeLinear/DequantizeLinear.
-  for (const auto& op : ti->ops()) EXPECT_TRUE(op->type != "DequantizeLinear" && op->type != "QuantizeLinear") << op->name;
+  for (const auto& op : ti->ops())
+    EXPECT_TRUE(op->type != "DequantizeLinear" && op->type != "QuantizeLinear") << op->name;
   export_onnx(*ti, model);
   quant::BatchStream stream = ctx.batches(ctx.calibration);
   at::Tensor batch;
@@ -148,10 +150,12 @@ void expect_ti_onnx_codes(QuantContext& ctx, const std::string& label, bool floa
   // Layers the NPU runs (Conv/Gemm BNORM, pools, requantized Adds, Clip) are integer on both
   // sides: exact. Float islands the chip's CPU runs (Sigmoid without a table, bilinear Resize)
   // round float32 results: ONNX Runtime's kernels and ours may differ there by one code.
-  if (float_functions) EXPECT_LE(max_codes, 1.0) << label;
-  else EXPECT_EQ(differing, 0) << label << ": " << differing << " of " << total << " output codes differ";
-  std::printf("%s ti-npu: %lld of %lld output codes differ (ORT vs integer runtime), max %g\n", label.c_str(), (long long)differing,
-              (long long)total, max_codes);
+  if (float_functions)
+    EXPECT_LE(max_codes, 1.0) << label;
+  else
+    EXPECT_EQ(differing, 0) << label << ": " << differing << " of " << total << " output codes differ";
+  std::printf("%s ti-npu: %lld of %lld output codes differ (ORT vs integer runtime), max %g\n", label.c_str(),
+              (long long)differing, (long long)total, max_codes);
   std::filesystem::remove_all(dir);
 }
 
@@ -170,8 +174,6 @@ TEST(TiIntegerOnnxFloatIsland, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
   expect_ti_onnx_codes(*owned, "resnet_style float island", false);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, TiIntegerOnnx,
-                         ::testing::ValuesIn(fixture_models(true)),
-                         CaseName());
+INSTANTIATE_TEST_SUITE_P(Fixtures, TiIntegerOnnx, ::testing::ValuesIn(fixture_models(true)), CaseName());
 
 }  // namespace

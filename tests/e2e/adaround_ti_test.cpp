@@ -1,8 +1,8 @@
 // AdaRound (blockwise reconstruction) on the TI NPU target at sub-8-bit weights: the
 // Fashion-MNIST ResNet-style fixture at W4A8 and W2A8, PTQ (the defaults: MSE-optimal weight clips
-// below 8 bits, the target's activation calibrator) vs the pipeline resumed from the calibrated plan with the adaround pass. Asserts:
-// W4A8 with AdaRound within 0.5 point of float; W2A8 with AdaRound at least 5 points above W2A8
-// PTQ; every learned weight is at most one step from its nearest rounding. Prints "ADAROUND" lines.
+// below 8 bits, the target's activation calibrator) vs the pipeline resumed from the calibrated plan with the adaround
+// pass. Asserts: W4A8 with AdaRound within 0.5 point of float; W2A8 with AdaRound at least 5 points above W2A8 PTQ;
+// every learned weight is at most one step from its nearest rounding. Prints "ADAROUND" lines.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -10,12 +10,12 @@
 
 #include "api/load.h"
 #include "data/dataset.h"
+#include "e2e/fashion_test_set.h"
 #include "exec/kernel.h"
 #include "ir/op_traits.h"
 #include "passes/pipeline.h"
 #include "quant/fake_quant.h"
 #include "target/target.h"
-#include "e2e/fashion_test_set.h"
 #include "test_util.h"
 
 using namespace edgequant;
@@ -47,8 +47,8 @@ TEST_P(AdaRoundTi, RecoversSubEightBitWeights) {
   double secs = 0;
   for (const auto& [name, t] : ctx.stats.pass_seconds)
     if (name == "adaround") secs = t;
-  std::printf("ADAROUND fmnist_resnet ti-npu W%dA8  float %6.2f  PTQ %6.2f  AdaRound %6.2f  (%.1f s)\n", bits, float_top1, ptq,
-              ada, secs);
+  std::printf("ADAROUND fmnist_resnet ti-npu W%dA8  float %6.2f  PTQ %6.2f  AdaRound %6.2f  (%.1f s)\n", bits,
+              float_top1, ptq, ada, secs);
   // Each learned weight lies on its grid and at most one step from the nearest rounding.
   for (const auto& [v, w0] : original) {
     const QuantConfig& c = *ctx.plan.find(v->name);
@@ -82,12 +82,12 @@ TEST(TiDefaults, EveryWidth) {
     run_pipeline(ctx, pipeline_for(ctx.setting()));
     at::NoGradGuard no_grad;
     double q = fashion_top1([&](const at::Tensor& x) { return ctx.simulator().run({x})[0]; });
-    std::printf("TI DEFAULTS fmnist_resnet ti-npu W%dA8  %6.2f  (%s)\n", bits, q, ctx.calibration_report.chosen.c_str());
+    std::printf("TI DEFAULTS fmnist_resnet ti-npu W%dA8  %6.2f  (%s)\n", bits, q,
+                ctx.calibration_report.chosen.c_str());
     EXPECT_NEAR(q, want, 0.05) << "W" << bits << "A8";
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Widths, AdaRoundTi, ::testing::Values(4, 2), [](const auto& info) {
-  return "W" + std::to_string(info.param) + "A8";
-});
+INSTANTIATE_TEST_SUITE_P(Widths, AdaRoundTi, ::testing::Values(4, 2),
+                         [](const auto& info) { return "W" + std::to_string(info.param) + "A8"; });
 }  // namespace

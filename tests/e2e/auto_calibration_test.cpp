@@ -53,7 +53,8 @@ std::pair<std::string, std::string> gap_case(const std::string& dir) {
   at::Tensor x = level + 0.2 * at::randn({1024, 10, 4, 4});
   write_npy(dir + "/gap.npy", exec::to_ir_tensor(x.contiguous()));
   at::Tensor w = at::randn({5, 10}) * 0.3, b = at::randn({5});
-  std::vector<float> wv(w.data_ptr<float>(), w.data_ptr<float>() + 50), bv(b.data_ptr<float>(), b.data_ptr<float>() + 5);
+  std::vector<float> wv(w.data_ptr<float>(), w.data_ptr<float>() + 50),
+      bv(b.data_ptr<float>(), b.data_ptr<float>() + 5);
   ModelBuilder m;
   m.input("x", {-1, 10, 4, 4}).output("y", {-1, 5});
   m.initializer("w", {5, 10}, wv).initializer("b", {5}, bv);
@@ -107,9 +108,11 @@ TEST(AutoCalibration, NeverFarFromTheBestAndBetterThanEachOnAverage) {
   std::vector<Case> cases = {
       {"fmnist_mobilenet", fixture("fashion/fmnist_mobilenet.onnx"), edgequant::testing::kFashionTrain, 256, 512},
       {"fmnist_resnet", fixture("fashion/fmnist_resnet.onnx"), edgequant::testing::kFashionTrain, 256, 512},
-      {"mobilenetv2_style", fixture("models/mobilenetv2_style_op13.onnx"), random_inputs(dir, "m2", {384, 3, 64, 64}), 128, 256},
+      {"mobilenetv2_style", fixture("models/mobilenetv2_style_op13.onnx"), random_inputs(dir, "m2", {384, 3, 64, 64}),
+       128, 256},
       {"resnet_style", fixture("models/resnet_style_op13.onnx"), random_inputs(dir, "rs", {384, 3, 64, 64}), 128, 256},
-      {"detection_head", fixture("models/detection_head_op13.onnx"), random_inputs(dir, "dh", {384, 3, 64, 64}), 128, 256},
+      {"detection_head", fixture("models/detection_head_op13.onnx"), random_inputs(dir, "dh", {384, 3, 64, 64}), 128,
+       256},
   };
   auto [gap_model, gap_data] = gap_case(dir);
   cases.push_back({"gap_far_from_zero", gap_model, gap_data, 256, 768});

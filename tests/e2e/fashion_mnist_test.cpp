@@ -22,10 +22,10 @@
 
 #include "api/load.h"
 #include "data/dataset.h"
+#include "e2e/fashion_test_set.h"
 #include "exec/executor.h"
 #include "passes/pipeline.h"
 #include "target/target.h"
-#include "e2e/fashion_test_set.h"
 #include "test_util.h"
 
 using namespace edgequant;
@@ -41,9 +41,15 @@ struct Expected {
 };
 const std::map<std::string, Expected> kExpected = {
     {"fmnist_mobilenet",
-     {91.04, {{"esp32s3", {90.82, 90.92, 90.84, 90.86}}, {"esp32p4", {91.01, 91.07, 90.95, 91.03}}, {"ort-int8", {91.06, 91.02, 91.06, 91.03}}}}},
+     {91.04,
+      {{"esp32s3", {90.82, 90.92, 90.84, 90.86}},
+       {"esp32p4", {91.01, 91.07, 90.95, 91.03}},
+       {"ort-int8", {91.06, 91.02, 91.06, 91.03}}}}},
     {"fmnist_resnet",
-     {91.30, {{"esp32s3", {91.30, 91.26, 91.34, 91.22}}, {"esp32p4", {91.21, 91.14, 91.39, 91.10}}, {"ort-int8", {91.36, 91.28, 91.52, 91.32}}}}},
+     {91.30,
+      {{"esp32s3", {91.30, 91.26, 91.34, 91.22}},
+       {"esp32p4", {91.21, 91.14, 91.39, 91.10}},
+       {"ort-int8", {91.36, 91.28, 91.52, 91.32}}}}},
 };
 
 class FashionMnist : public ::testing::TestWithParam<std::string> {};
@@ -53,7 +59,8 @@ TEST_P(FashionMnist, TableMatchesRecordedFigures) {
   const Expected& want = kExpected.at(model);
   auto calib = std::shared_ptr<const Dataset>(open_dataset(kData + "train-images-idx3-ubyte.gz", {}));
   for (const std::string target_name : {"esp32s3", "esp32p4", "ort-int8"}) {
-    QuantContext ctx(load_model(edgequant::testing::fixture("fashion/" + model + ".onnx")), load_target(target_name), Setting{});
+    QuantContext ctx(load_model(edgequant::testing::fixture("fashion/" + model + ".onnx")), load_target(target_name),
+                     Setting{});
     ctx.calibration = {calib, 0, 32 * 32, "first 1024 training images"};
     at::NoGradGuard no_grad;
     double float_top1 = fashion_top1([&](const at::Tensor& x) { return ctx.executor().run({x})[0]; });
@@ -69,8 +76,8 @@ TEST_P(FashionMnist, TableMatchesRecordedFigures) {
       ASSERT_TRUE(sim.from_lowered_form());
       double q = fashion_top1([&](const at::Tensor& x) { return sim.run({x})[0]; });
       double expected = want.cells.at(target_name)[k];
-      std::printf("TABLE %-17s %-9s %-11s float %6.2f  quantized %6.2f  delta %+5.2f  (recorded %6.2f)\n", model.c_str(),
-                  target_name.c_str(), algos[k], float_top1, q, q - float_top1, expected);
+      std::printf("TABLE %-17s %-9s %-11s float %6.2f  quantized %6.2f  delta %+5.2f  (recorded %6.2f)\n",
+                  model.c_str(), target_name.c_str(), algos[k], float_top1, q, q - float_top1, expected);
       double tolerance = ctx.target.scale_kind == ScaleKind::PowerOfTwo ? 0.05 : 0.10;
       EXPECT_NEAR(q, expected, tolerance) << model << " " << target_name << " " << algos[k];
     }

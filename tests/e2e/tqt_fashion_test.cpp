@@ -11,9 +11,9 @@
 
 #include "api/load.h"
 #include "data/dataset.h"
+#include "e2e/fashion_test_set.h"
 #include "passes/pipeline.h"
 #include "target/target.h"
-#include "e2e/fashion_test_set.h"
 #include "test_util.h"
 
 using namespace edgequant;

@@ -43,7 +43,8 @@ TEST(ParallelMatmul, EverySplitGivesTheProduct) {
   at::Tensor v = at::randn({128});
   expect_product(exec::parallel_matmul(x, v), x, v);
   expect_product(exec::parallel_matmul(v, w), v, w);
-  at::Tensor i = at::randint(-9, 9, {200, 100}, at::kLong), j = at::randint(-9, 9, {100, 80}, at::kLong);  // split, no BLAS
+  at::Tensor i = at::randint(-9, 9, {200, 100}, at::kLong),
+             j = at::randint(-9, 9, {100, 80}, at::kLong);  // split, no BLAS
   EXPECT_TRUE(at::equal(exec::parallel_matmul(i, j), at::matmul(i, j)));
 }
 

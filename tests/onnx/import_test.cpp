@@ -163,7 +163,8 @@ namespace {
 std::string if_model(bool cond, const std::string& path, bool data_dependent = false) {
   edgequant::testing::ModelBuilder b;
   b.input("x", {2, 3}).output("y", {2, 3});
-  if (data_dependent) b.input("c", {}, onnx::TensorProto::BOOL);
+  if (data_dependent)
+    b.input("c", {}, onnx::TensorProto::BOOL);
   else {
     auto* c = b.model().mutable_graph()->add_initializer();
     c->set_name("c");
@@ -235,7 +236,8 @@ TEST(Import, ConstantConditionIfFoldsToTheTakenBranch) {
   QuantPlan plan = quant::assign_quant_configs(*g, load_target("esp32p4"), Setting{});
   EXPECT_EQ(plan.find("y")->state, QuantState::Float);
   bool noted = false;
-  for (const auto& n : plan.notes) noted = noted || n.find("both branches are kept and run in float") != std::string::npos;
+  for (const auto& n : plan.notes)
+    noted = noted || n.find("both branches are kept and run in float") != std::string::npos;
   EXPECT_TRUE(noted);
 }
 

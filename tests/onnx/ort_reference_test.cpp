@@ -2,14 +2,15 @@
 // opset-1 experimental ops of WinML-era models (decomposed at import), and graphs at opsets
 // 18-21 (tools/gen_fixtures/opset18_models.py; typed by running our kernels, as Debian's libonnx
 // stops at opset 17).
+#include "ort_reference.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "api/load.h"
 #include "exec/executor.h"
-#include "onnx/onnx_io.h"
 #include "fixture_cases.h"
-#include "ort_reference.h"
+#include "onnx/onnx_io.h"
 #include "test_util.h"
 
 using namespace edgequant;
@@ -49,7 +50,8 @@ TEST(ExperimentalOps, ImageScalerCropAffineMatchOnnxRuntime) {
   for (int c = 0; c < 3; ++c)
     for (int i = 0; i < 2; ++i)
       for (int j = 0; j < 3; ++j)
-        EXPECT_NEAR(got[0][c][i][j].item<float>(), 2 * (0.5f * x[0][c][2 + i][2 + j].item<float>() + bias[c]) - 0.25f, 1e-6);
+        EXPECT_NEAR(got[0][c][i][j].item<float>(), 2 * (0.5f * x[0][c][2 + i][2 + j].item<float>() + bias[c]) - 0.25f,
+                    1e-6);
   std::filesystem::remove_all(dir);
 }
 
@@ -78,12 +80,14 @@ TEST_P(RecurrentCells, MatchOnnxRuntime) {
   const int64_t gates = c.type == "LSTM" ? 4 : c.type == "GRU" ? 3 : 1;
   at::Generator gen = at::detail::createCPUGenerator(42);
   ModelBuilder m(c.opset);
-  std::vector<int64_t> x_shape = c.layout1 ? std::vector<int64_t>{batch, seq, in} : std::vector<int64_t>{seq, batch, in};
+  std::vector<int64_t> x_shape =
+      c.layout1 ? std::vector<int64_t>{batch, seq, in} : std::vector<int64_t>{seq, batch, in};
   m.input("x", x_shape).output("Y").output("Y_h");
   m.initializer("W", {dirs, gates * hid, in}, random_values(dirs * gates * hid * in, gen));
   m.initializer("R", {dirs, gates * hid, hid}, random_values(dirs * gates * hid * hid, gen));
   m.initializer("B", {dirs, 2 * gates * hid}, random_values(dirs * 2 * gates * hid, gen));
-  std::vector<int64_t> state = c.layout1 ? std::vector<int64_t>{batch, dirs, hid} : std::vector<int64_t>{dirs, batch, hid};
+  std::vector<int64_t> state =
+      c.layout1 ? std::vector<int64_t>{batch, dirs, hid} : std::vector<int64_t>{dirs, batch, hid};
   m.initializer("h0", state, random_values(dirs * batch * hid, gen));
   if (c.seq_lens) m.initializer_i32("lens", {batch}, {5, 2, 4});
   std::vector<std::string> ins = {"x", "W", "R", "B", c.seq_lens ? "lens" : "", "h0"};
@@ -124,7 +128,8 @@ TEST_P(RecurrentCells, MatchOnnxRuntime) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, RecurrentCells,
-    ::testing::Values(RecurrentCase{"lstm_bidirectional_lens_peepholes", "LSTM", 13, "bidirectional", true, false, false, true},
+    ::testing::Values(RecurrentCase{"lstm_bidirectional_lens_peepholes", "LSTM", 13, "bidirectional", true, false,
+                                    false, true},
                       RecurrentCase{"lstm_reverse", "LSTM", 14, "reverse", false, false, false, false},
                       RecurrentCase{"gru_linear_before_reset", "GRU", 13, "forward", false, false, true, false},
                       RecurrentCase{"gru_bidirectional_lens", "GRU", 13, "bidirectional", true, false, false, false},
@@ -177,24 +182,19 @@ TEST_P(NewOpsets, TypedByOurKernelsAndEqualToOnnxRuntime) {
   std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, NewOpsets,
-                         ::testing::Values(OpsetCase{"opset18_reduce_split_pad", {2, 6, 5, 4}},
-                                           OpsetCase{"opset18_groupnorm", {2, 6, 4, 4}},
-                                           OpsetCase{"opset19_pad_wrap_resize", {2, 2, 5, 4}},
-                                           OpsetCase{"opset21_groupnorm", {2, 6, 4, 4}},
-                                           OpsetCase{"opset21_convnet", {2, 3, 8, 8}},
-                                           OpsetCase{"opset20_gelu_mish_lpnorm", {2, 3, 4, 5}},
-                                           OpsetCase{"opset18_col2im", {2, 3, 4, 8}},
-                                           OpsetCase{"opset18_loop_scan", {2, 4}},
-                                           OpsetCase{"opset18_audio_frontend", {2, 400}},
-                                           OpsetCase{"opset20_affine_grid_crop", {2, 3, 6, 8}},
-                                           OpsetCase{"opset18_bitwise", {3, 6}},
-                                           OpsetCase{"opset18_roi_align", {2, 3, 8, 10}},
-                                           OpsetCase{"opset18_resize_antialias", {2, 3, 11, 13}},
-                                           OpsetCase{"opset19_deform_conv", {2, 4, 7, 9}},
-                                           OpsetCase{"opset19_qoperator", {2, 3, 8, 8}},
-                                           OpsetCase{"opset21_int4_blocked", {2, 18}}),
-                         [](const ::testing::TestParamInfo<OpsetCase>& i) { return i.param.model; });
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, NewOpsets,
+    ::testing::Values(OpsetCase{"opset18_reduce_split_pad", {2, 6, 5, 4}}, OpsetCase{"opset18_groupnorm", {2, 6, 4, 4}},
+                      OpsetCase{"opset19_pad_wrap_resize", {2, 2, 5, 4}}, OpsetCase{"opset21_groupnorm", {2, 6, 4, 4}},
+                      OpsetCase{"opset21_convnet", {2, 3, 8, 8}}, OpsetCase{"opset20_gelu_mish_lpnorm", {2, 3, 4, 5}},
+                      OpsetCase{"opset18_col2im", {2, 3, 4, 8}}, OpsetCase{"opset18_loop_scan", {2, 4}},
+                      OpsetCase{"opset18_audio_frontend", {2, 400}},
+                      OpsetCase{"opset20_affine_grid_crop", {2, 3, 6, 8}}, OpsetCase{"opset18_bitwise", {3, 6}},
+                      OpsetCase{"opset18_roi_align", {2, 3, 8, 10}},
+                      OpsetCase{"opset18_resize_antialias", {2, 3, 11, 13}},
+                      OpsetCase{"opset19_deform_conv", {2, 4, 7, 9}}, OpsetCase{"opset19_qoperator", {2, 3, 8, 8}},
+                      OpsetCase{"opset21_int4_blocked", {2, 18}}),
+    [](const ::testing::TestParamInfo<OpsetCase>& i) { return i.param.model; });
 
 // An opset-21 model quantizes end to end: every op output typed, Conv/Relu/Gemm quantized, the
 // simulation close to float.

@@ -22,7 +22,9 @@ std::unique_ptr<Graph> unbalanced_pair() {
   at::manual_seed(21);
   at::Tensor w1 = at::randn({4, 2, 3, 3}) * at::tensor({0.01f, 0.1f, 1.0f, 10.0f}).reshape({4, 1, 1, 1});
   at::Tensor b1 = at::randn({4}), w2 = at::randn({3, 4, 1, 1});
-  auto vec = [](const at::Tensor& t) { return std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + t.numel()); };
+  auto vec = [](const at::Tensor& t) {
+    return std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  };
   edgequant::testing::ModelBuilder m;
   m.input("x", {-1, 2, 8, 8}).output("y");
   m.initializer("w1", {4, 2, 3, 3}, vec(w1)).initializer("b1", {4}, vec(b1)).initializer("w2", {3, 4, 1, 1}, vec(w2));

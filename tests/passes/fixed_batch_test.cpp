@@ -24,8 +24,8 @@ using namespace edgequant::testing;
 namespace fs = std::filesystem;
 
 namespace {
-const std::string kData = fixture("fixed_batch/detector_input.npy");  // 40 samples [3, 48, 48]
-const std::string kFixed = fixture("fixed_batch/detector_b1.onnx");     // input [1, 3, 48, 48]
+const std::string kData = fixture("fixed_batch/detector_input.npy");       // 40 samples [3, 48, 48]
+const std::string kFixed = fixture("fixed_batch/detector_b1.onnx");        // input [1, 3, 48, 48]
 const std::string kBaked = fixture("fixed_batch/detector_dynbatch.onnx");  // input [batch, 3, 48, 48]
 const std::string kTrain = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
 
@@ -38,7 +38,8 @@ std::string with_fixed_batch(const std::string& model, int64_t batch, const std:
   std::ifstream in(model, std::ios::binary);
   EXPECT_TRUE(m.ParseFromIstream(&in)) << model;
   for (auto* list : {m.mutable_graph()->mutable_input(), m.mutable_graph()->mutable_output()})
-    for (auto& v : *list) v.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0)->set_dim_value(batch);
+    for (auto& v : *list)
+      v.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0)->set_dim_value(batch);
   std::string path = tmp(name);
   std::ofstream out(path, std::ios::binary);
   EXPECT_TRUE(m.SerializeToOstream(&out));
@@ -167,7 +168,8 @@ TEST_P(FixedBatchTargets, DefaultsQuantizeAndExport) {
   ASSERT_TRUE(ctx->report.has_value());
   EXPECT_LT(ctx->report->output_noise_ratio, 1e-3) << log.str();
   bool deployable = false;
-  for (const char* f : {"model.espdl", "model.qdq.onnx", "model.ti.onnx"}) deployable = deployable || fs::exists(out + "/" + f);
+  for (const char* f : {"model.espdl", "model.qdq.onnx", "model.ti.onnx"})
+    deployable = deployable || fs::exists(out + "/" + f);
   EXPECT_TRUE(deployable) << log.str();
 }
 

@@ -22,7 +22,9 @@ std::string conv_with_outliers() {
   w.view({-1})[5] = 6.0f;  // two outliers stretch a per-tensor scale 20x
   w.view({-1})[100] = -5.0f;
   at::Tensor b = at::randn({8}) * 0.1;
-  auto vec = [](const at::Tensor& t) { return std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + t.numel()); };
+  auto vec = [](const at::Tensor& t) {
+    return std::vector<float>(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  };
   edgequant::testing::ModelBuilder m;
   m.input("x", {-1, 4, 6, 6}).output("y");
   m.initializer("w", {8, 4, 3, 3}, vec(w)).initializer("b", {8}, vec(b));

@@ -31,9 +31,10 @@ TEST(MixedPrecision, PromotesTheWorstUnitsToInt16AndLowersTheError) {
   EXPECT_TRUE(ctx.setting().dispatching_table.empty());  // the promotions are the plan's, the setting stays the user's
   EXPECT_EQ(ctx.plan.find(conv->input(1)->name)->bits, 16);
   EXPECT_EQ(ctx.plan.find(conv->input(2)->name)->bits, 40);  // esp32s3 int16 layers: 40-bit bias
-  const QuantConfig* relu_out = ctx.plan.effective(ctx.plan.find(conv->outputs[0]->name)->fused_into.empty()
-                                                        ? conv->outputs[0]->name
-                                                        : ctx.graph->find_op(ctx.plan.find(conv->outputs[0]->name)->fused_into)->outputs[0]->name);
+  const QuantConfig* relu_out =
+      ctx.plan.effective(ctx.plan.find(conv->outputs[0]->name)->fused_into.empty()
+                             ? conv->outputs[0]->name
+                             : ctx.graph->find_op(ctx.plan.find(conv->outputs[0]->name)->fused_into)->outputs[0]->name);
   EXPECT_EQ(relu_out->bits, 16);
   EXPECT_EQ(ctx.lowered->tensor(conv->input(1)->name)->dtype, DType::Int16);
   EXPECT_EQ(ctx.lowered->tensor(conv->input(2)->name)->dtype, DType::Int64);
@@ -50,7 +51,8 @@ TEST(MixedPrecision, PromotesTheWorstUnitsToInt16AndLowersTheError) {
       const LoweredOp* lo = ctx.lowered->op(r.op);
       ASSERT_TRUE(lo && lo->input_requants.count(r.index)) << r.op;
       // Code -> code: a shift by the exponent difference.
-      EXPECT_EQ(lo->input_requants.at(r.index).shift[0], r.grid->exponents()[0] - ctx.plan.effective(r.target)->exponents()[0]);
+      EXPECT_EQ(lo->input_requants.at(r.index).shift[0],
+                r.grid->exponents()[0] - ctx.plan.effective(r.target)->exponents()[0]);
     }
   EXPECT_GE(boundaries, 2);
   EXPECT_EQ(ctx.stats.data_passes, 4);  // calibration once; analyse before, inside (layerwise), after

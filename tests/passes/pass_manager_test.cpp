@@ -15,7 +15,9 @@
 using namespace edgequant;
 
 namespace {
-std::string tmp(const std::string& name) { return (std::filesystem::temp_directory_path() / ("eq_pm_" + name)).string(); }
+std::string tmp(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("eq_pm_" + name)).string();
+}
 
 // y = Relu(x W^T + b), x of 4 features, fixed batch dimension 1 as exporters write it.
 std::unique_ptr<QuantContext> gemm_context() {
@@ -116,7 +118,8 @@ TEST(PassManager, VerifyModeRefusesAnUndeclaredWrite) {
     FAIL() << "an undeclared change of the plan passed verification";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::Internal);
-    EXPECT_NE(std::string(e.what()).find("pass 'coarsen' changed the plan but does not declare writing it"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("pass 'coarsen' changed the plan but does not declare writing it"),
+              std::string::npos)
         << e.what();
   }
 }

@@ -52,7 +52,8 @@ TEST(Tqt, BlocksWhoseLossRisesAreRolledBackBitForBit) {
   EXPECT_NE(log.str().find("9 blocks trained (9 rolled back)"), std::string::npos) << log.str();
   std::vector<at::Tensor> w1 = weights(*ctx);
   ASSERT_EQ(w0.size(), w1.size());
-  for (size_t i = 0; i < w0.size(); ++i) EXPECT_TRUE(at::equal(w0[i].contiguous(), w1[i].contiguous())) << "weight " << i;
+  for (size_t i = 0; i < w0.size(); ++i)
+    EXPECT_TRUE(at::equal(w0[i].contiguous(), w1[i].contiguous())) << "weight " << i;
   for (const auto& [name, c] : before.values) EXPECT_EQ(ctx->plan.find(name)->scales, c.scales) << name;
 }
 
@@ -171,7 +172,8 @@ TEST(Tqt, ThePublicSummaryTimesEveryPassByName) {
     if (name == "tqt") tqt = secs;
     if (name == "prepare") prepare = secs;
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"prepare", "assign", "check", "calibrate", "tqt", "analyse", "lower", "export"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"prepare", "assign", "check", "calibrate", "tqt", "analyse", "lower", "export"}));
   EXPECT_GT(tqt, 0.0);
   EXPECT_DOUBLE_EQ(s.import_s, prepare);  // TQT's seconds are not import's
   EXPECT_LT(s.import_s, tqt);

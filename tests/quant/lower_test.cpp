@@ -1,5 +1,7 @@
 // The lowered integer form: simulating from it equals the plan's simulation bit for bit on every
 // fixture model and target; requantization shifts and lookup tables against hand-computed values.
+#include "quant/lower.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -11,12 +13,11 @@
 #include "data/npy.h"
 #include "exec/executor.h"
 #include "exec/kernel.h"
+#include "fixture_cases.h"
 #include "passes/pipeline.h"
 #include "quant/fake_quant.h"
-#include "quant/lower.h"
 #include "quant/quantizer.h"
 #include "target/target.h"
-#include "fixture_cases.h"
 
 using namespace edgequant;
 using namespace edgequant::testing;
@@ -57,8 +58,8 @@ TEST_P(LoweredSimulation, EqualsThePlanSimulationBitForBit) {
   unfused.add(count_unfused);
   std::vector<at::Tensor> f = ctx.executor().run({x}, &fused), u = ctx.executor().run({x}, &unfused);
   for (size_t i = 0; i < f.size(); ++i)
-    EXPECT_TRUE(at::equal(f[i], u[i])) << c.model << " on " << target << ", output " << i << " fused vs op by op: max |diff| "
-                                       << (f[i] - u[i]).abs().max().item<double>();
+    EXPECT_TRUE(at::equal(f[i], u[i])) << c.model << " on " << target << ", output " << i
+                                       << " fused vs op by op: max |diff| " << (f[i] - u[i]).abs().max().item<double>();
   if (ctx.executor().inference_plan().fused_activations > 0)
     EXPECT_LT(fused_ops, unfused_ops) << c.model << ": no Conv+activation pair ran fused";
   else
@@ -83,7 +84,7 @@ TEST(SimulatorFusion, AConvOutputWithAGridRunsApartFromItsActivation) {
   for (auto& [name, c] : plan.values)
     if (c.state == QuantState::Fused) {
       c = *plan.find(ctx.graph->find_op(c.fused_into)->outputs[0]->name);  // the activation's grid,
-      for (double& scale : c.scales) scale *= 4;                              // four times coarser
+      for (double& scale : c.scales) scale *= 4;                           // four times coarser
       ++unfused;
     }
   ASSERT_GT(unfused, 0);
@@ -102,13 +103,15 @@ TEST(SimulatorFusion, AConvOutputWithAGridRunsApartFromItsActivation) {
 }
 
 const std::string kFashion = kFashionTrain;
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, LoweredSimulation,
-    ::testing::Combine(::testing::Values(fixture_case("fashion/fmnist_mobilenet"), fixture_case("fashion/fmnist_resnet"),
-                                         fixture_case("models/mobilenetv2_style_op13"), fixture_case("models/resnet_style_op13"),
-                                         fixture_case("models/detection_head_op13")),
-                       ::testing::Values("esp32p4", "esp32s3", "c", "ort-int8", "tflite-int8", "ti-npu")),
-    CaseName());
+INSTANTIATE_TEST_SUITE_P(Fixtures, LoweredSimulation,
+                         ::testing::Combine(::testing::Values(fixture_case("fashion/fmnist_mobilenet"),
+                                                              fixture_case("fashion/fmnist_resnet"),
+                                                              fixture_case("models/mobilenetv2_style_op13"),
+                                                              fixture_case("models/resnet_style_op13"),
+                                                              fixture_case("models/detection_head_op13")),
+                                            ::testing::Values("esp32p4", "esp32s3", "c", "ort-int8", "tflite-int8",
+                                                              "ti-npu")),
+                         CaseName());
 
 TEST(Lowering, ShiftsAreOutputMinusInputMinusWeightExponents) {
   QuantContext ctx(load_model(fixture("fashion/fmnist_resnet.onnx")), load_target("esp32p4"), Setting{});
@@ -134,7 +137,8 @@ TEST(Lowering, ShiftsAreOutputMinusInputMinusWeightExponents) {
 
 TEST(Lowering, RequantizeRoundsLikeTheTarget) {
   // 5 * 2^-1 = 2.5 and -3 * 2^-1 = -1.5: half-even -> 2, -2; half-up -> 3, -1; left shifts saturate.
-  Requantization even{{1}, {}, RoundingMode::HalfEven}, up{{1}, {}, RoundingMode::HalfUp}, left{{-2}, {}, RoundingMode::HalfEven};
+  Requantization even{{1}, {}, RoundingMode::HalfEven}, up{{1}, {}, RoundingMode::HalfUp},
+      left{{-2}, {}, RoundingMode::HalfEven};
   EXPECT_EQ(requantize(5, even, 0, -128, 127), 2);
   EXPECT_EQ(requantize(-3, even, 0, -128, 127), -2);
   EXPECT_EQ(requantize(5, up, 0, -128, 127), 3);

@@ -1,10 +1,11 @@
 // Observers, scale rules and rounding against hand-computed values.
+#include "quant/observer.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
-
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -12,7 +13,6 @@
 #include "data/npy.h"
 #include "exec/executor.h"
 #include "quant/fake_quant.h"
-#include "quant/observer.h"
 #include "test_util.h"
 
 using namespace edgequant;
@@ -114,8 +114,8 @@ struct Reference {
 Reference reference(const std::string& name) {
   std::ifstream f(edgequant::testing::fixture("observers/expected.json"));
   nlohmann::json j = nlohmann::json::parse(f);
-  return {exec::to_aten(read_npy(edgequant::testing::fixture("observers/" + name + ".npy"))), j[name]["kl"].get<double>(),
-          j[name]["mse"].get<double>(), j[name]["max_abs"].get<double>()};
+  return {exec::to_aten(read_npy(edgequant::testing::fixture("observers/" + name + ".npy"))),
+          j[name]["kl"].get<double>(), j[name]["mse"].get<double>(), j[name]["max_abs"].get<double>()};
 }
 
 // The clip an int8 symmetric float-scale config gets from one observation of `data`.
@@ -148,7 +148,8 @@ TEST(KLObserver, NeverCollapsesOnSparseDataFarFromZero) {
   EXPECT_GT(t, 17.0);
   // Observed in 32 batches of 10 (the range grows by re-binning), it still keeps the range.
   HistogramObserver obs;
-  for (int64_t b = 0; b < 32; ++b) obs.observe(sparse.data.slice(0, b * 10, std::min<int64_t>((b + 1) * 10, sparse.data.numel())));
+  for (int64_t b = 0; b < 32; ++b)
+    obs.observe(sparse.data.slice(0, b * 10, std::min<int64_t>((b + 1) * 10, sparse.data.numel())));
   EXPECT_GT(obs.finalize(int8_symmetric(ScaleKind::Float), CalibAlgorithm::KL).max, 15.0);
 }
 
@@ -169,7 +170,8 @@ TEST(PercentileObserver, EspPpqSemanticsAverageEachBatchsQuantiles) {
   EXPECT_NEAR(batched.finalize(c, CalibAlgorithm::Percentile, 0.999).max, (100.0 + 0.999) / 2, w);
   EXPECT_NEAR(union_.finalize(c, CalibAlgorithm::Percentile, 0.999).max, 1.0, w);
   // Another percentile than the tracked one falls back to the union's quantile.
-  EXPECT_NEAR(batched.finalize(c, CalibAlgorithm::Percentile, 0.99).max, union_.finalize(c, CalibAlgorithm::Percentile, 0.99).max, 1e-12);
+  EXPECT_NEAR(batched.finalize(c, CalibAlgorithm::Percentile, 0.99).max,
+              union_.finalize(c, CalibAlgorithm::Percentile, 0.99).max, 1e-12);
   // Signed quantiles: the lower tail is taken on its own side (not folded into |x|).
   HistogramObserver s;
   s.track_batch_percentile(0.99);
@@ -208,7 +210,8 @@ TEST(Rounding, HalfEvenVersusHalfUpAtExactHalves) {
   EXPECT_TRUE(at::equal(up, at::tensor({1.0f, 2.0f, 3.0f, 0.0f, -1.0f, -2.0f})));
   EXPECT_TRUE(at::equal(away, at::tensor({1.0f, 2.0f, 3.0f, -1.0f, -2.0f, -3.0f})));
   // The ATen form agrees with core/intmath's scalar definition.
-  for (auto mode : {RoundingMode::HalfEven, RoundingMode::HalfUp, RoundingMode::HalfAwayFromZero, RoundingMode::Floor}) {
+  for (auto mode :
+       {RoundingMode::HalfEven, RoundingMode::HalfUp, RoundingMode::HalfAwayFromZero, RoundingMode::Floor}) {
     at::Tensor r = round_tensor(x, mode);
     for (int64_t i = 0; i < x.numel(); ++i)
       EXPECT_EQ(r[i].item<float>(), static_cast<float>(round_value(x[i].item<float>(), mode)));
@@ -297,7 +300,7 @@ std::pair<std::vector<double>, std::vector<double>> reference_bins(const at::Ten
 at::Tensor with_zeros_and_saturation(int64_t n, uint64_t seed) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
   at::Tensor x = at::randn({n}, gen) * 2.0;
-  x.masked_fill_(x.abs() < 0.7, 0.0);     // ~27% exact zeros (the counted-at-once path)
+  x.masked_fill_(x.abs() < 0.7, 0.0);           // ~27% exact zeros (the counted-at-once path)
   return at::clamp(x, -6.0, 6.0).contiguous();  // spikes at +-6, as after ReLU6
 }
 // One observe() of x with the AVX-512 binning loop (where the CPU has it) or the portable one.
@@ -394,12 +397,15 @@ TEST(HistogramObserver, ABatchSeenInPiecesEqualsItSeenWhole) {
   EXPECT_DOUBLE_EQ(pieces.min(), -6.0);
   EXPECT_DOUBLE_EQ(pieces.max(), 6.0);
   QuantConfig c = int8_symmetric(ScaleKind::Float);
-  Range a = pieces.finalize(c, CalibAlgorithm::Percentile, 0.999), b = whole.finalize(c, CalibAlgorithm::Percentile, 0.999);
+  Range a = pieces.finalize(c, CalibAlgorithm::Percentile, 0.999),
+        b = whole.finalize(c, CalibAlgorithm::Percentile, 0.999);
   EXPECT_DOUBLE_EQ(a.min, b.min);
   EXPECT_DOUBLE_EQ(a.max, b.max);
   // The mean of two batch quantiles (torch.kthvalue at k = int(n p) + 1, ESP-PPQ's rule), not
   // of seven pieces' quantiles: within a bin (quantiles are taken at the bin's outer edge).
-  auto kth = [](const at::Tensor& t) { return std::get<0>(t.kthvalue(static_cast<int64_t>(t.numel() * 0.999) + 1)).item<double>(); };
+  auto kth = [](const at::Tensor& t) {
+    return std::get<0>(t.kthvalue(static_cast<int64_t>(t.numel() * 0.999) + 1)).item<double>();
+  };
   EXPECT_NEAR(a.max, (kth(first) + kth(batch)) / 2, pieces.bin_width());
   // end_batch() without data does nothing.
   pieces.end_batch();

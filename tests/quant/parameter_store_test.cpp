@@ -2,6 +2,8 @@
 // and weights trained through the parameter store with LibTorch's Adam. The autograd gradient of
 // the straight-through forward is checked against central finite differences of the un-rounded
 // formula (rounding offsets frozen at the current point), computed independently in double.
+#include "quant/parameter_store.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/optim/adam.h>
@@ -12,7 +14,6 @@
 #include "exec/executor.h"
 #include "quant/calibrate.h"
 #include "quant/fake_quant.h"
-#include "quant/parameter_store.h"
 #include "quant/quantizer.h"
 #include "quant/simulator.h"
 #include "target/target.h"

@@ -1,6 +1,8 @@
 // The pipeline over a QuantContext: multi-input calibration from an .npz keyed by input name
 // (non-float inputs pass through, the held-out sample is not calibrated on), hooks composed in
 // order, resuming from a pass without a data pass.
+#include "passes/pipeline.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -9,13 +11,14 @@
 #include "api/load.h"
 #include "data/npy.h"
 #include "edgequant/error.h"
-#include "passes/pipeline.h"
 #include "test_util.h"
 
 using namespace edgequant;
 
 namespace {
-std::string tmp(const std::string& name) { return (std::filesystem::temp_directory_path() / ("eq_pipe_" + name)).string(); }
+std::string tmp(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("eq_pipe_" + name)).string();
+}
 
 // y = Reshape(x, shape) + h: two float inputs and an int64 shape input shared by every sample.
 std::unique_ptr<Graph> two_input_graph() {
@@ -30,9 +33,9 @@ TEST(Pipeline, CalibratesEveryFloatInputOfAMultiInputModel) {
   // Six samples; the last is held out for validation (no samples beyond calib_steps x batch), so
   // its large values must not reach the scales.
   std::vector<float> x(24, 0.25f), h(24, 0.125f);
-  x[5] = -3.0f;         // sample 1: max |x| = 3 -> 3/127 -> 2^-5 (exponent rounded up)
-  h[10] = 0.5f;         // sample 2: max |h| = 0.5 -> 0.5/127 -> 2^-7
-  x[21] = 100.0f;       // sample 5 (held out)
+  x[5] = -3.0f;    // sample 1: max |x| = 3 -> 3/127 -> 2^-5 (exponent rounded up)
+  h[10] = 0.5f;    // sample 2: max |h| = 0.5 -> 0.5/127 -> 2^-7
+  x[21] = 100.0f;  // sample 5 (held out)
   h[22] = 50.0f;
   write_npz(tmp("data.npz"), {{"x", Tensor::from_vector(DType::Float32, {6, 4}, x)},
                               {"h", Tensor::from_vector(DType::Float32, {6, 4}, h)},
@@ -67,8 +70,10 @@ TEST(Pipeline, FolderOfNpzFilesOneSampleEach) {
   x[21] = 100.0f;
   for (int i = 0; i < 6; ++i)
     write_npz(dir + "/sample" + std::to_string(i) + ".npz",
-              {{"x", Tensor::from_vector(DType::Float32, {1, 4}, std::vector<float>(x.begin() + 4 * i, x.begin() + 4 * i + 4))},
-               {"h", Tensor::from_vector(DType::Float32, {1, 4}, std::vector<float>(h.begin() + 4 * i, h.begin() + 4 * i + 4))},
+              {{"x", Tensor::from_vector(DType::Float32, {1, 4},
+                                         std::vector<float>(x.begin() + 4 * i, x.begin() + 4 * i + 4))},
+               {"h", Tensor::from_vector(DType::Float32, {1, 4},
+                                         std::vector<float>(h.begin() + 4 * i, h.begin() + 4 * i + 4))},
                {"shape", Tensor::from_vector(DType::Int64, {2}, std::vector<int64_t>{-1, 4})}});
   Setting s;
   s.calib_steps = 1;
@@ -105,7 +110,9 @@ TEST(HookList, RunsBeforeAndAfterHooksInListOrder) {
   exec::HookList hooks;
   for (const char* name : {"first", "second"}) {
     exec::ExecHooks h;
-    h.before_op = [&trace, name](const Op& op, std::vector<at::Tensor>&) { trace.push_back(std::string("before ") + name + " " + op.name); };
+    h.before_op = [&trace, name](const Op& op, std::vector<at::Tensor>&) {
+      trace.push_back(std::string("before ") + name + " " + op.name);
+    };
     h.after_op = [&trace, name](const Op& op, std::vector<at::Tensor>& out) {
       trace.push_back(std::string("after ") + name + " " + op.name);
       out[0] = out[0] * 2;  // each hook doubles: the second sees the first's result

@@ -1,4 +1,6 @@
 // Quantizer, calibration and simulation on small graphs and the torch-exported fixtures.
+#include "quant/quantizer.h"
+
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
@@ -10,13 +12,12 @@
 #include "data/npy.h"
 #include "exec/executor.h"
 #include "exec/kernel.h"
+#include "fixture_cases.h"
 #include "quant/calibrate.h"
 #include "quant/fake_quant.h"
 #include "quant/plan_io.h"
-#include "quant/quantizer.h"
 #include "quant/simulator.h"
 #include "target/target.h"
-#include "fixture_cases.h"
 #include "test_util.h"
 
 using namespace edgequant;
@@ -114,7 +115,8 @@ TEST(Simulation, PowerOfTwoTensorsAreIntegersTimesPowersOfTwo) {
   hooks.before_op = [&](const Op& op, std::vector<at::Tensor>& in) {
     sim.before_op(op, in, nullptr);
     for (size_t i = 0; i < in.size(); ++i)
-      if (op.inputs[i] && op.inputs[i]->is_constant() && plan.find(op.inputs[i]->name)) check(op.inputs[i]->name, in[i]);
+      if (op.inputs[i] && op.inputs[i]->is_constant() && plan.find(op.inputs[i]->name))
+        check(op.inputs[i]->name, in[i]);
   };
   hooks.after_op = [&](const Op& op, std::vector<at::Tensor>& out) {
     sim.after_op(op, out, nullptr);
@@ -231,7 +233,8 @@ TEST(Quantizer, AlignToLargeWithOnlyFloatInputsCalibratesTheOutputItself) {
   s.alignment = Alignment::AlignToLarge;
   s.dispatching_table["/layer1/c2/Conv"] = "float";
   s.dispatching_table["/stem/stem.3/MaxPool"] = "float";
-  auto ctx = edgequant::testing::calibrated(edgequant::testing::fixture_case("models/resnet_style_op13"), "ort-int8", 16, s);
+  auto ctx =
+      edgequant::testing::calibrated(edgequant::testing::fixture_case("models/resnet_style_op13"), "ort-int8", 16, s);
   const QuantConfig* mixed = ctx->plan.find("/layer1/Add_output_0");
   const QuantConfig* quantized = ctx->plan.find("/layer2/Add_output_0");
   ASSERT_TRUE(mixed && quantized);

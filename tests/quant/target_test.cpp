@@ -1,8 +1,9 @@
 // Target files: sub-8-bit TI weights, TFLite narrow-range weights, asymmetric ORT activations.
+#include "target/target.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
 #include <filesystem>
 #include <fstream>
 
@@ -10,7 +11,6 @@
 #include "edgequant/error.h"
 #include "passes/pipeline.h"
 #include "quant/quantizer.h"
-#include "target/target.h"
 #include "test_util.h"
 
 using namespace edgequant;
@@ -113,7 +113,8 @@ TEST(ShippedTargets, EspDlFilesHoldTheChipFacts) {
     EXPECT_EQ(t.bias_bits_for(16), f.bias16) << f.name;
     EXPECT_EQ(t.accumulator_bits_for(8), 32) << f.name;
     EXPECT_EQ(t.accumulator_bits_for(16), 64) << f.name;
-    EXPECT_EQ(t.default_calib, CalibAlgorithm::Auto) << f.name;  // ESP-PPQ's is KL; auto beats it (e2e.auto_calibration)
+    EXPECT_EQ(t.default_calib, CalibAlgorithm::Auto)
+        << f.name;  // ESP-PPQ's is KL; auto beats it (e2e.auto_calibration)
     EXPECT_EQ(t.pow2_rule_for(CalibAlgorithm::MinMax), Pow2Rule::Ceil) << f.name;
     EXPECT_EQ(t.pow2_rule_for(CalibAlgorithm::KL), Pow2Rule::Nearest) << f.name;
     EXPECT_TRUE(t.float_ops.count("Softmax")) << f.name;
@@ -184,8 +185,9 @@ validation: {holdout: 0.3}
   EXPECT_EQ(s.mixed_precision.to, "float");
   EXPECT_DOUBLE_EQ(s.validation.holdout, 0.3);
   // The pipeline they make, in the documented order.
-  std::vector<std::string> want = {"prepare", "layer-split", "equalization", "assign", "check", "calibrate", "mixed-precision",
-                                   "bias-correction", "tqt", "adaround", "analyse", "lower", "export"};
+  std::vector<std::string> want = {"prepare",   "layer-split",     "equalization",    "assign", "check",
+                                   "calibrate", "mixed-precision", "bias-correction", "tqt",    "adaround",
+                                   "analyse",   "lower",           "export"};
   EXPECT_EQ(pipeline_for(s), want);
 }
 

@@ -9,9 +9,9 @@
 
 #include "deploy/espdl.h"
 #include "deploy/integer_program.h"
+#include "fixture_cases.h"
 #include "runtime/interpreter.h"
 #include "runtime/kernels/kernels.h"
-#include "fixture_cases.h"
 
 using namespace edgequant;
 using namespace edgequant::testing;
@@ -26,7 +26,8 @@ struct Diff {
 };
 
 Diff compare_with_simulation(QuantContext& ctx, int samples) {
-  runtime::IntGraph prog = deploy::build_integer_program(*ctx.graph, ctx.plan, *ctx.lowered, ctx.target, ctx.executor());
+  runtime::IntGraph prog =
+      deploy::build_integer_program(*ctx.graph, ctx.plan, *ctx.lowered, ctx.target, ctx.executor());
   quant::QuantSimulator& sim = ctx.simulator();
   quant::BatchStream stream = ctx.batches(ctx.calibration);
   at::Tensor x;
@@ -40,7 +41,8 @@ Diff compare_with_simulation(QuantContext& ctx, int samples) {
       const std::string& in_name = prog.inputs[0];
       std::vector<float> xv(xi.data_ptr<float>(), xi.data_ptr<float>() + xi.numel());
       Shape ps;
-      std::vector<float> xp = deploy::to_program_layout(prog, in_name, xv, Shape(xi.sizes().begin(), xi.sizes().end()), &ps);
+      std::vector<float> xp =
+          deploy::to_program_layout(prog, in_name, xv, Shape(xi.sizes().begin(), xi.sizes().end()), &ps);
       runtime::TensorMap in;
       in[in_name] = runtime::quantize_for_input(prog, in_name, xp, ps);
       runtime::TensorMap out = runtime::run_program(prog, in);
@@ -79,15 +81,14 @@ TEST_P(IntegerRuntimeFloatScale, WithinOneLsbOfTheSimulation) {
   Diff d = compare_with_simulation(ctx, 4);
   EXPECT_GT(d.total, 0);
   EXPECT_LE(d.max_lsb, 2.0 + 1e-6) << c.model << " on " << target;
-  std::printf("%s %s: %lld of %lld elements differ, max %g LSB\n", c.model.c_str(), target.c_str(), (long long)d.differing,
-              (long long)d.total, d.max_lsb);
+  std::printf("%s %s: %lld of %lld elements differ, max %g LSB\n", c.model.c_str(), target.c_str(),
+              (long long)d.differing, (long long)d.total, d.max_lsb);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, IntegerRuntimeFloatScale,
-    ::testing::Combine(::testing::ValuesIn(fixture_models()),
-                       ::testing::Values("ort-int8", "tflite-int8")),
-    CaseName());
+INSTANTIATE_TEST_SUITE_P(Fixtures, IntegerRuntimeFloatScale,
+                         ::testing::Combine(::testing::ValuesIn(fixture_models()),
+                                            ::testing::Values("ort-int8", "tflite-int8")),
+                         CaseName());
 
 TEST_P(IntegerRuntime, EqualsTheSimulationBitForBit) {
   auto [c, target] = GetParam();
@@ -99,11 +100,10 @@ TEST_P(IntegerRuntime, EqualsTheSimulationBitForBit) {
                             << " elements differ, max " << d.max_lsb << " LSB";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, IntegerRuntime,
-    ::testing::Combine(::testing::ValuesIn(fixture_models()),
-                       ::testing::Values("esp32p4", "esp32s3", "c", "ti-npu")),
-    CaseName());
+INSTANTIATE_TEST_SUITE_P(Fixtures, IntegerRuntime,
+                         ::testing::Combine(::testing::ValuesIn(fixture_models()),
+                                            ::testing::Values("esp32p4", "esp32s3", "c", "ti-npu")),
+                         CaseName());
 
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
 class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
@@ -120,17 +120,20 @@ TEST_P(IntegerRuntime16, Int16WithinOneLsb) {
   // Exact where every op is integer (the simulator accumulates int16 layers in double); the
   // detection head's int16 Sigmoid and bilinear Resize compute a float function and round once
   // on the chip (ESP-DL's S16 path), where the simulation's float32 kernels may land 1 LSB away.
-  if (c.float_functions) EXPECT_LE(d.max_lsb, 1.0) << c.model << " on " << target;
-  else EXPECT_EQ(d.differing, 0) << c.model << " on " << target << ": max " << d.max_lsb << " LSB";
-  std::printf("%s %s int16: %lld of %lld elements differ, max %g LSB\n", c.model.c_str(), target.c_str(), (long long)d.differing,
-              (long long)d.total, d.max_lsb);
+  if (c.float_functions)
+    EXPECT_LE(d.max_lsb, 1.0) << c.model << " on " << target;
+  else
+    EXPECT_EQ(d.differing, 0) << c.model << " on " << target << ": max " << d.max_lsb << " LSB";
+  std::printf("%s %s int16: %lld of %lld elements differ, max %g LSB\n", c.model.c_str(), target.c_str(),
+              (long long)d.differing, (long long)d.total, d.max_lsb);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, IntegerRuntime16,
-    ::testing::Combine(::testing::Values(fixture_case("models/mobilenetv2_style_op13"), fixture_case("models/resnet_style_op13"), fixture_case("models/detection_head_op13", true)),
-                       ::testing::Values("esp32p4", "esp32s3", "c")),
-    CaseName());
+INSTANTIATE_TEST_SUITE_P(Fixtures, IntegerRuntime16,
+                         ::testing::Combine(::testing::Values(fixture_case("models/mobilenetv2_style_op13"),
+                                                              fixture_case("models/resnet_style_op13"),
+                                                              fixture_case("models/detection_head_op13", true)),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
 
 TEST(ShiftRound, TiesFollowTheMode) {
   // 5/2 = 2.5, -3/2 = -1.5, 7/4 = 1.75, -7/4 = -1.75: hand-computed.
@@ -173,7 +176,8 @@ TEST_P(IntegerRuntimeFloatIsland, BoundaryGridsAndBiasScalesAndExactCodes) {
     h.watches = [](const Value& v) { return v.name == "/layer1/Relu_1_output_0"; };
     h.after_op = [&](const Op& op, std::vector<at::Tensor>& outs) {
       for (size_t i = 0; i < outs.size() && i < op.outputs.size(); ++i)
-        if (op.outputs[i]->name == "/layer1/Relu_1_output_0") float_max = std::max(float_max, outs[i].max().item<double>());
+        if (op.outputs[i]->name == "/layer1/Relu_1_output_0")
+          float_max = std::max(float_max, outs[i].max().item<double>());
     };
     exec::HookList hooks(h);
     quant::BatchStream stream = ctx.batches(ctx.calibration);
@@ -199,12 +203,14 @@ TEST_P(IntegerRuntimeFloatIsland, BoundaryGridsAndBiasScalesAndExactCodes) {
     const QuantConfig* b = ctx.plan.effective(conv->input(2)->name);
     ASSERT_TRUE(w && b);
     ASSERT_EQ(b->scales.size(), w->scales.size());
-    for (size_t k = 0; k < w->scales.size(); ++k) EXPECT_EQ(b->scales[k], w->scales[k] * r.grid->scales[0]) << r.op << " channel " << k;
+    for (size_t k = 0; k < w->scales.size(); ++k)
+      EXPECT_EQ(b->scales[k], w->scales[k] * r.grid->scales[0]) << r.op << " channel " << k;
   }
   EXPECT_EQ(boundaries, 2);  // /layer2/c1/Conv and /layer2/down/down.0/Conv
   Diff d = compare_with_simulation(ctx, 4);
   EXPECT_GT(d.total, 0);
-  EXPECT_EQ(d.differing, 0) << target << ": " << d.differing << " of " << d.total << " elements differ, max " << d.max_lsb << " LSB";
+  EXPECT_EQ(d.differing, 0) << target << ": " << d.differing << " of " << d.total << " elements differ, max "
+                            << d.max_lsb << " LSB";
 }
 
 // A float residual Add (ESP-DL's F32 Add between DequantizeLinear and QuantizeLinear) read by a
@@ -216,15 +222,18 @@ TEST_P(IntegerRuntimeFloatIsland, AFloatResidualAddGivesExactCodes) {
   QuantContext& ctx = *owned;
   EXPECT_EQ(ctx.plan.find("/layer1/Add_output_0")->state, QuantState::Float);
   int boundaries = 0;
-  for (const auto& r : ctx.plan.requants) boundaries += r.grid && r.target == "/layer1/Add_output_0" && r.op == "/layer1/Relu_1";
+  for (const auto& r : ctx.plan.requants)
+    boundaries += r.grid && r.target == "/layer1/Add_output_0" && r.op == "/layer1/Relu_1";
   EXPECT_EQ(boundaries, 1);
   if (GetParam() != "ti-npu") {  // the .espdl writer took a float grid's zero point as codes and crashed
-    runtime::IntGraph prog = deploy::build_integer_program(*ctx.graph, ctx.plan, *ctx.lowered, ctx.target, ctx.executor());
+    runtime::IntGraph prog =
+        deploy::build_integer_program(*ctx.graph, ctx.plan, *ctx.lowered, ctx.target, ctx.executor());
     EXPECT_GT(deploy::encode_espdl(prog).size(), 1000u);
   }
   Diff d = compare_with_simulation(ctx, 4);
   EXPECT_GT(d.total, 0);
-  EXPECT_EQ(d.differing, 0) << GetParam() << ": " << d.differing << " of " << d.total << " elements differ, max " << d.max_lsb << " LSB";
+  EXPECT_EQ(d.differing, 0) << GetParam() << ": " << d.differing << " of " << d.total << " elements differ, max "
+                            << d.max_lsb << " LSB";
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, IntegerRuntimeFloatIsland, ::testing::Values("esp32p4", "esp32s3", "c", "ti-npu"),

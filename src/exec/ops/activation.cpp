@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "exec/ops/factories.h"
+#include "ir/op_traits.h"
 
 namespace edgequant::exec {
 
@@ -161,7 +162,7 @@ Kernel make_hardmax(const Op& op, int64_t opset) {
 }
 
 Kernel make_softmax(const Op& op, int64_t opset) {
-  bool log = op.type == "LogSoftmax";
+  bool log = op.is(OpType::LogSoftmax);
   bool legacy = opset < 13;  // before 13 the input is coerced to 2-D at `axis`
   int64_t axis = op.attr_int("axis", legacy ? 1 : -1);
   Op desc = op;
@@ -183,13 +184,17 @@ Kernel make_softmax(const Op& op, int64_t opset) {
 // exports end in. reduction none/sum/mean (mean divides by the summed weights of the counted
 // targets); ignore_index drops a class (none when the attribute is absent).
 Kernel make_nll_loss(const Op& op, int64_t) {
-  bool softmax = op.type == "SoftmaxCrossEntropyLoss";
+  bool softmax = op.is(OpType::SoftmaxCrossEntropyLoss);
   std::string reduction = op.attr_string("reduction", "mean");
   int64_t mode;
-  if (reduction == "none") mode = at::Reduction::None;
-  else if (reduction == "sum") mode = at::Reduction::Sum;
-  else if (reduction == "mean") mode = at::Reduction::Mean;
-  else fail(ErrorCode::InvalidModel, op.describe() + ": reduction '" + reduction + "'");
+  if (reduction == "none")
+    mode = at::Reduction::None;
+  else if (reduction == "sum")
+    mode = at::Reduction::Sum;
+  else if (reduction == "mean")
+    mode = at::Reduction::Mean;
+  else
+    fail(ErrorCode::InvalidModel, op.describe() + ": reduction '" + reduction + "'");
   int64_t ignore = op.has_attr("ignore_index") ? op.attr_int("ignore_index", 0) : std::numeric_limits<int64_t>::min();
   Op desc = op;
   return [softmax, mode, ignore, desc](const Tensors& in) -> Tensors {
@@ -204,7 +209,8 @@ Kernel make_nll_loss(const Op& op, int64_t) {
     if (((t < 0) | (t >= x.size(1))).logical_and(counted).any().item<bool>())
       fail(ErrorCode::InvalidInput, desc.describe() + ": a target is outside [0, " + std::to_string(x.size(1)) + ")");
     at::Tensor log_prob = softmax ? at::log_softmax(x, 1) : x;
-    at::Tensor loss = at::nll_loss_nd(log_prob, t, weight, mode, ignore == std::numeric_limits<int64_t>::min() ? -1 - x.size(1) : ignore);
+    at::Tensor loss = at::nll_loss_nd(log_prob, t, weight, mode,
+                                      ignore == std::numeric_limits<int64_t>::min() ? -1 - x.size(1) : ignore);
     if (softmax) return {loss, log_prob};
     return {loss};
   };

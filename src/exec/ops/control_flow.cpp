@@ -53,12 +53,13 @@ Kernel make_loop(const Op& op, int64_t) {
   if (it == op.subgraphs.end()) unsupported(op, "a Loop without a body");
   std::shared_ptr<const Graph> body = it->second;
   size_t outer = body->outer_inputs, formal = body->inputs.size() - outer;
-  if (formal < 2) fail(ErrorCode::InvalidModel, op.describe() + ": the body needs an iteration number and a condition input");
+  if (formal < 2)
+    fail(ErrorCode::InvalidModel, op.describe() + ": the body needs an iteration number and a condition input");
   size_t carried = formal - 2, own = op.inputs.size() - outer;
   if (own != 2 + carried || body->outputs.size() < 1 + carried)
-    fail(ErrorCode::InvalidModel, op.describe() + ": " + std::to_string(carried) + " loop-carried values, but the body gives " +
-                                      std::to_string(body->outputs.size()) + " outputs and the op has " +
-                                      std::to_string(own) + " inputs");
+    fail(ErrorCode::InvalidModel,
+         op.describe() + ": " + std::to_string(carried) + " loop-carried values, but the body gives " +
+             std::to_string(body->outputs.size()) + " outputs and the op has " + std::to_string(own) + " inputs");
   size_t scans = body->outputs.size() - 1 - carried;
   auto ex = std::make_shared<Executor>(*body);
   std::string where = op.describe();
@@ -67,7 +68,8 @@ Kernel make_loop(const Op& op, int64_t) {
     if (in[0].defined()) trips = in[0].to(at::kLong).reshape({-1})[0].item<int64_t>();
     bool has_cond = in[1].defined();
     bool cond = !has_cond || in[1].to(at::kBool).reshape({-1})[0].item<bool>();
-    if (!trips && !has_cond) fail(ErrorCode::Unsupported, where + ": no trip count and no condition (the loop never ends)");
+    if (!trips && !has_cond)
+      fail(ErrorCode::Unsupported, where + ": no trip count and no condition (the loop never ends)");
     Tensors state(in.begin() + 2, in.begin() + 2 + static_cast<std::ptrdiff_t>(carried));
     std::vector<std::vector<at::Tensor>> scanned(scans);
     const Value* iter_input = body->inputs[outer];
@@ -100,7 +102,8 @@ Kernel make_scan(const Op& op, int64_t opset) {
   if (num_scan_inputs < 1 || static_cast<size_t>(num_scan_inputs) > own)
     fail(ErrorCode::InvalidModel, op.describe() + ": num_scan_inputs " + std::to_string(num_scan_inputs));
   size_t m = static_cast<size_t>(num_scan_inputs), states = own - m;
-  if (body->outputs.size() < states) fail(ErrorCode::InvalidModel, op.describe() + ": the body gives fewer outputs than states");
+  if (body->outputs.size() < states)
+    fail(ErrorCode::InvalidModel, op.describe() + ": the body gives fewer outputs than states");
   size_t k_out = body->outputs.size() - states;
   std::vector<int64_t> in_axes = op.attr_ints("scan_input_axes", std::vector<int64_t>(m, 0));
   std::vector<int64_t> in_dirs = op.attr_ints("scan_input_directions", std::vector<int64_t>(m, 0));
@@ -119,8 +122,8 @@ Kernel make_scan(const Op& op, int64_t opset) {
       const at::Tensor& x = in[states + j];
       int64_t a = normalize_axis(in_axes[j], x.dim(), where);
       if (length >= 0 && x.size(a) != length)
-        fail(ErrorCode::InvalidInput, where + ": scan inputs of different lengths (" + std::to_string(length) + " and " +
-                                          std::to_string(x.size(a)) + ")");
+        fail(ErrorCode::InvalidInput, where + ": scan inputs of different lengths (" + std::to_string(length) +
+                                          " and " + std::to_string(x.size(a)) + ")");
       length = x.size(a);
       xs.push_back(x);
       axes.push_back(a);
@@ -135,7 +138,8 @@ Kernel make_scan(const Op& op, int64_t opset) {
       for (size_t k = 0; k < k_out; ++k) scanned[k].push_back(out[states + k]);
     }
     Tensors result = state;
-    for (size_t k = 0; k < k_out; ++k) result.push_back(stack_scan(std::move(scanned[k]), out_axes[k], out_dirs[k] != 0, where));
+    for (size_t k = 0; k < k_out; ++k)
+      result.push_back(stack_scan(std::move(scanned[k]), out_axes[k], out_dirs[k] != 0, where));
     return result;
   };
 }

@@ -7,7 +7,6 @@
 
 namespace edgequant::exec {
 
-
 namespace {
 Kernel conv_kernel(const Op& op, std::optional<ClampPostOp> clamp) {
   WindowAttrs a = read_window_attrs(op);
@@ -67,22 +66,24 @@ Kernel make_deform_conv(const Op& op, int64_t) {
       bad("kernel_shape differs from the weight's");
     auto strides = or_ones(a.strides, 2), dil = or_ones(a.dilations, 2);
     std::vector<int64_t> pads = a.pads.empty() ? std::vector<int64_t>(4, 0) : a.pads;
-    if (pads.size() != 4 || strides[0] < 1 || strides[1] < 1 || dil[0] < 1 || dil[1] < 1) bad("bad pads, strides or dilations");
+    if (pads.size() != 4 || strides[0] < 1 || strides[1] < 1 || dil[0] < 1 || dil[1] < 1)
+      bad("bad pads, strides or dilations");
     int64_t oh = (h + pads[0] + pads[2] - (dil[0] * (kh - 1) + 1)) / strides[0] + 1;
     int64_t ow = (wd + pads[1] + pads[3] - (dil[1] * (kw - 1) + 1)) / strides[1] + 1;
     if (oh < 1 || ow < 1 || offset.size(0) != n || offset.size(1) != og * taps * 2 || offset.size(2) != oh ||
         offset.size(3) != ow)
       bad("offset must be [" + std::to_string(n) + ", " + std::to_string(og * taps * 2) + ", " + std::to_string(oh) +
           ", " + std::to_string(ow) + "], got " + shape_str(Shape(offset.sizes().begin(), offset.sizes().end())));
-    if (mask.defined() && (mask.dim() != 4 || mask.size(0) != n || mask.size(1) != og * taps || mask.size(2) != oh ||
-                           mask.size(3) != ow))
+    if (mask.defined() &&
+        (mask.dim() != 4 || mask.size(0) != n || mask.size(1) != og * taps || mask.size(2) != oh || mask.size(3) != ow))
       bad("mask must be [" + std::to_string(n) + ", " + std::to_string(og * taps) + ", " + std::to_string(oh) + ", " +
           std::to_string(ow) + "]");
     if (bias.defined() && bias.numel() != oc) bad("bias must hold " + std::to_string(oc) + " values");
     auto opts = x.options();
     // Sampling positions [N, og, taps, oH*oW]: the tap's place in the window plus its offset.
     at::Tensor off = offset.to(x.scalar_type()).reshape({n, og, taps, 2, oh * ow});
-    at::Tensor ky = at::arange(kh, opts).mul(dil[0]).repeat_interleave(kw), kx = at::arange(kw, opts).mul(dil[1]).repeat({kh});
+    at::Tensor ky = at::arange(kh, opts).mul(dil[0]).repeat_interleave(kw),
+               kx = at::arange(kw, opts).mul(dil[1]).repeat({kh});
     at::Tensor oy = at::arange(oh, opts).mul(strides[0]).sub(pads[0]).repeat_interleave(ow);
     at::Tensor ox = at::arange(ow, opts).mul(strides[1]).sub(pads[1]).repeat({oh});
     at::Tensor py = off.select(3, 0) + (ky.view({taps, 1}) + oy.view({1, -1}));
@@ -125,7 +126,8 @@ Kernel make_conv_transpose(const Op& op, int64_t) {
     std::vector<int64_t> pads = a.pads.empty() ? std::vector<int64_t>(2 * nd, 0) : a.pads;
     if (!output_shape.empty() || a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
       for (size_t i = 0; i < nd; ++i) {
-        int64_t target = !output_shape.empty() ? output_shape[output_shape.size() - nd + i] : x.size(2 + i) * strides[i];
+        int64_t target =
+            !output_shape.empty() ? output_shape[output_shape.size() - nd + i] : x.size(2 + i) * strides[i];
         int64_t total = strides[i] * (x.size(2 + i) - 1) + opad[i] + (kernel[i] - 1) * dil[i] + 1 - target;
         // Floor division: a negative total (output_shape larger than the natural size) adds
         // the extra rows at the end, as ONNX Runtime does.

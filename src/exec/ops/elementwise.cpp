@@ -13,38 +13,46 @@ static at::Tensor legacy_align(const at::Tensor& a, const at::Tensor& b, int64_t
   return b.reshape(shape);
 }
 
-Kernel make_binary(const Op& op, int64_t opset) {
-  const std::string type = op.type;
+namespace {
+using BinaryFn = at::Tensor (*)(const at::Tensor&, const at::Tensor&);
+
+// One kernel shape for every broadcasting binary op; the function is the table's choice.
+Kernel binary_kernel(const Op& op, int64_t opset, BinaryFn fn) {
   int64_t legacy_axis = (opset < 7 && op.attr_int("broadcast", 0)) ? op.attr_int("axis", -1) : -1;
-  using Fn = at::Tensor (*)(const at::Tensor&, const at::Tensor&);
-  Fn fn = nullptr;
-  if (type == "Add") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::add(a, b); };
-  else if (type == "Sub") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::sub(a, b); };
-  else if (type == "Mul") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::mul(a, b); };
-  else if (type == "Div")
-    fn = [](const at::Tensor& a, const at::Tensor& b) {
-      // ONNX integer division truncates like C (ONNX Runtime behaviour).
-      if (at::isIntegralType(a.scalar_type(), false)) return at::div(a, b, "trunc");
-      return at::div(a, b);
-    };
-  else if (type == "Pow") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::pow(a, b).to(a.scalar_type()); };
-  else if (type == "Equal") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::eq(a, b); };
-  else if (type == "Greater") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::gt(a, b); };
-  else if (type == "Less") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::lt(a, b); };
-  else if (type == "GreaterOrEqual") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::ge(a, b); };
-  else if (type == "LessOrEqual") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::le(a, b); };
-  else if (type == "And") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::logical_and(a, b); };
-  else if (type == "Or") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::logical_or(a, b); };
-  else if (type == "Xor") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::logical_xor(a, b); };
-  else if (type == "BitwiseAnd") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::bitwise_and(a, b); };
-  else if (type == "BitwiseOr") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::bitwise_or(a, b); };
-  else if (type == "BitwiseXor") fn = [](const at::Tensor& a, const at::Tensor& b) { return at::bitwise_xor(a, b); };
-  else unsupported(op, "not a binary op");
   return [fn, legacy_axis](const Tensors& in) -> Tensors {
     if (legacy_axis >= 0) return {fn(in[0], legacy_align(in[0], in[1], legacy_axis))};
     return {fn(in[0], in[1])};
   };
 }
+
+at::Tensor onnx_div(const at::Tensor& a, const at::Tensor& b) {
+  // ONNX integer division truncates like C (ONNX Runtime behaviour).
+  if (at::isIntegralType(a.scalar_type(), false)) return at::div(a, b, "trunc");
+  return at::div(a, b);
+}
+}  // namespace
+
+#define EQ_BINARY(factory, expr)                                                                                  \
+  Kernel factory(const Op& op, int64_t opset) {                                                                   \
+    return binary_kernel(op, opset, [](const at::Tensor& a, const at::Tensor& b) -> at::Tensor { return expr; }); \
+  }
+EQ_BINARY(make_add, at::add(a, b))
+EQ_BINARY(make_sub, at::sub(a, b))
+EQ_BINARY(make_mul, at::mul(a, b))
+EQ_BINARY(make_div, onnx_div(a, b))
+EQ_BINARY(make_pow, at::pow(a, b).to(a.scalar_type()))
+EQ_BINARY(make_equal, at::eq(a, b))
+EQ_BINARY(make_greater, at::gt(a, b))
+EQ_BINARY(make_less, at::lt(a, b))
+EQ_BINARY(make_greater_or_equal, at::ge(a, b))
+EQ_BINARY(make_less_or_equal, at::le(a, b))
+EQ_BINARY(make_and, at::logical_and(a, b))
+EQ_BINARY(make_or, at::logical_or(a, b))
+EQ_BINARY(make_xor, at::logical_xor(a, b))
+EQ_BINARY(make_bitwise_and, at::bitwise_and(a, b))
+EQ_BINARY(make_bitwise_or, at::bitwise_or(a, b))
+EQ_BINARY(make_bitwise_xor, at::bitwise_xor(a, b))
+#undef EQ_BINARY
 
 // Mod: fmod=1 takes the dividend's sign (C fmod; required for floats), fmod=0 the divisor's.
 Kernel make_mod(const Op& op, int64_t) {
@@ -55,19 +63,27 @@ Kernel make_mod(const Op& op, int64_t) {
   };
 }
 
-Kernel make_variadic(const Op& op, int64_t) {
-  const std::string type = op.type;
-  return [type](const Tensors& in) -> Tensors {
+namespace {
+// Max, Min, Sum, Mean: a left fold of the inputs with `fold`; Mean divides by their count.
+Kernel variadic_kernel(BinaryFn fold, bool mean) {
+  return [fold, mean](const Tensors& in) -> Tensors {
     at::Tensor acc = in[0];
-    for (size_t i = 1; i < in.size(); ++i) {
-      if (type == "Max") acc = at::maximum(acc, in[i]);
-      else if (type == "Min") acc = at::minimum(acc, in[i]);
-      else acc = at::add(acc, in[i]);
-    }
-    if (type == "Mean") acc = acc / static_cast<double>(in.size());
+    for (size_t i = 1; i < in.size(); ++i) acc = fold(acc, in[i]);
+    if (mean) acc = acc / static_cast<double>(in.size());
     return {in.size() == 1 ? acc.clone() : acc};
   };
 }
+at::Tensor add(const at::Tensor& a, const at::Tensor& b) { return at::add(a, b); }
+}  // namespace
+
+Kernel make_max(const Op&, int64_t) {
+  return variadic_kernel([](const at::Tensor& a, const at::Tensor& b) { return at::maximum(a, b); }, false);
+}
+Kernel make_min(const Op&, int64_t) {
+  return variadic_kernel([](const at::Tensor& a, const at::Tensor& b) { return at::minimum(a, b); }, false);
+}
+Kernel make_sum(const Op&, int64_t) { return variadic_kernel(add, false); }
+Kernel make_mean(const Op&, int64_t) { return variadic_kernel(add, true); }
 
 Kernel make_where(const Op&, int64_t) {
   return [](const Tensors& in) -> Tensors { return {at::where(in[0].to(at::kBool), in[1], in[2])}; };
@@ -77,7 +93,8 @@ Kernel make_where(const Op&, int64_t) {
 Kernel make_bit_shift(const Op& op, int64_t) {
   std::string direction = op.attr_string("direction", "");
   if (direction != "LEFT" && direction != "RIGHT")
-    fail(ErrorCode::InvalidModel, op.describe() + ": BitShift direction must be LEFT or RIGHT, got '" + direction + "'");
+    fail(ErrorCode::InvalidModel,
+         op.describe() + ": BitShift direction must be LEFT or RIGHT, got '" + direction + "'");
   bool left = direction == "LEFT";
   return [left](const Tensors& in) -> Tensors {
     return {left ? at::bitwise_left_shift(in[0], in[1]) : at::bitwise_right_shift(in[0], in[1])};

@@ -26,7 +26,8 @@ struct NdAddress {
 NdAddress nd_address(const at::Tensor& data, const at::Tensor& indices, int64_t batch_dims, const std::string& where) {
   if (indices.dim() < 1 || data.dim() < 1) fail(ErrorCode::InvalidModel, where + ": data and indices need rank >= 1");
   int64_t k = indices.size(-1), b = batch_dims;
-  if (b < 0 || b >= indices.dim()) fail(ErrorCode::InvalidModel, where + ": batch_dims " + std::to_string(b) + " out of range");
+  if (b < 0 || b >= indices.dim())
+    fail(ErrorCode::InvalidModel, where + ": batch_dims " + std::to_string(b) + " out of range");
   if (b + k > data.dim()) fail(ErrorCode::InvalidModel, where + ": index tuples longer than the data's rank");
   int64_t batch = 1, rows = 1;
   for (int64_t d = 0; d < b; ++d) batch *= data.size(d);
@@ -56,7 +57,8 @@ Kernel make_depth_to_space(const Op& op, int64_t) {
   return [b, crd, where](const Tensors& in) -> Tensors {
     const at::Tensor& x = in[0];
     if (x.dim() != 4 || x.size(1) % (b * b) != 0)
-      fail(ErrorCode::InvalidInput, where + ": needs [N, C, H, W] with C a multiple of blocksize^2 = " + std::to_string(b * b));
+      fail(ErrorCode::InvalidInput,
+           where + ": needs [N, C, H, W] with C a multiple of blocksize^2 = " + std::to_string(b * b));
     int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     at::Tensor y = crd ? x.reshape({n, c / (b * b), b, b, h, w}).permute({0, 1, 4, 2, 5, 3})
                        : x.reshape({n, b, b, c / (b * b), h, w}).permute({0, 3, 4, 1, 5, 2});
@@ -71,7 +73,8 @@ Kernel make_space_to_depth(const Op& op, int64_t) {
   return [b, where](const Tensors& in) -> Tensors {
     const at::Tensor& x = in[0];
     if (x.dim() != 4 || x.size(2) % b != 0 || x.size(3) % b != 0)
-      fail(ErrorCode::InvalidInput, where + ": needs [N, C, H, W] with H and W multiples of blocksize " + std::to_string(b));
+      fail(ErrorCode::InvalidInput,
+           where + ": needs [N, C, H, W] with H and W multiples of blocksize " + std::to_string(b));
     int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     at::Tensor y = x.reshape({n, c, h / b, b, w / b, b}).permute({0, 3, 5, 1, 2, 4});
     return {y.reshape({n, c * b * b, h / b, w / b})};
@@ -91,7 +94,8 @@ Kernel make_scatter_elements(const Op& op, int64_t) {
   int64_t axis = op.attr_int("axis", 0);
   std::string reduction = op.attr_string("reduction", "none");
   static const std::map<std::string, std::string> aten_reduce = {{"mul", "prod"}, {"max", "amax"}, {"min", "amin"}};
-  if (reduction != "none" && reduction != "add" && !aten_reduce.count(reduction)) unsupported(op, "reduction '" + reduction + "'");
+  if (reduction != "none" && reduction != "add" && !aten_reduce.count(reduction))
+    unsupported(op, "reduction '" + reduction + "'");
   Op desc = op;
   return [axis, reduction, desc](const Tensors& in) -> Tensors {
     int64_t a = normalize_axis(axis, in[0].dim(), desc);
@@ -116,7 +120,8 @@ Kernel make_gather_nd(const Op& op, int64_t) {
 Kernel make_scatter_nd(const Op& op, int64_t) {
   std::string reduction = op.attr_string("reduction", "none");
   static const std::map<std::string, std::string> aten_reduce = {{"mul", "prod"}, {"max", "amax"}, {"min", "amin"}};
-  if (reduction != "none" && reduction != "add" && !aten_reduce.count(reduction)) unsupported(op, "reduction '" + reduction + "'");
+  if (reduction != "none" && reduction != "add" && !aten_reduce.count(reduction))
+    unsupported(op, "reduction '" + reduction + "'");
   std::string where = op.describe();
   return [reduction, where](const Tensors& in) -> Tensors {
     at::Tensor out = in[0].clone(at::MemoryFormat::Contiguous);
@@ -143,7 +148,8 @@ Kernel make_top_k(const Op& op, int64_t opset) {
     int64_t a = normalize_axis(axis, x.dim(), desc);
     int64_t k = legacy ? k_attr : single_int(in[1], desc.describe(), "K");
     if (k < 0 || k > x.size(a))
-      fail(ErrorCode::InvalidInput, desc.describe() + ": K=" + std::to_string(k) + " for an axis of " + std::to_string(x.size(a)));
+      fail(ErrorCode::InvalidInput,
+           desc.describe() + ": K=" + std::to_string(k) + " for an axis of " + std::to_string(x.size(a)));
     auto [values, indices] = at::sort(x, true, a, largest);
     return {values.narrow(a, 0, k).contiguous(), indices.narrow(a, 0, k).contiguous()};
   };
@@ -157,8 +163,7 @@ Kernel make_cum_sum(const Op& op, int64_t) {
     int64_t a = normalize_axis(single_int(in[1], desc.describe(), "axis"), x.dim(), desc);
     if (reverse) x = x.flip(a);
     at::Tensor y = at::cumsum(x, a).to(x.scalar_type());
-    if (exclusive && x.size(a) > 0)
-      y = at::cat({at::zeros_like(x.narrow(a, 0, 1)), y.narrow(a, 0, x.size(a) - 1)}, a);
+    if (exclusive && x.size(a) > 0) y = at::cat({at::zeros_like(x.narrow(a, 0, 1)), y.narrow(a, 0, x.size(a) - 1)}, a);
     return {reverse ? y.flip(a) : y};
   };
 }
@@ -234,8 +239,11 @@ Kernel make_non_max_suppression(const Op& op, int64_t) {
     if (in[0].dim() != 3 || in[0].size(2) != 4 || in[1].dim() != 3 || in[1].size(0) != in[0].size(0) ||
         in[1].size(2) != in[0].size(1))
       fail(ErrorCode::InvalidInput, where + ": boxes must be [batches, boxes, 4] and scores [batches, classes, boxes]");
-    int64_t max_out = in.size() > 2 && in[2].defined() && in[2].numel() > 0 ? single_int(in[2], where, "max_output_boxes_per_class") : 0;
-    double iou_limit = in.size() > 3 && in[3].defined() && in[3].numel() > 0 ? in[3].reshape({-1})[0].item<double>() : 0.0;
+    int64_t max_out = in.size() > 2 && in[2].defined() && in[2].numel() > 0
+                          ? single_int(in[2], where, "max_output_boxes_per_class")
+                          : 0;
+    double iou_limit =
+        in.size() > 3 && in[3].defined() && in[3].numel() > 0 ? in[3].reshape({-1})[0].item<double>() : 0.0;
     bool has_score_limit = in.size() > 4 && in[4].defined() && in[4].numel() > 0;
     double score_limit = has_score_limit ? in[4].reshape({-1})[0].item<double>() : 0.0;
     at::Tensor boxes = in[0].to(at::kFloat).contiguous(), scores = in[1].to(at::kFloat).contiguous();
@@ -246,8 +254,10 @@ Kernel make_non_max_suppression(const Op& op, int64_t) {
     for (int64_t i = 0; i < batches * n; ++i) {
       const float* v = b + 4 * i;
       std::array<float, 4> c;
-      if (center) c = {v[1] - v[3] / 2, v[0] - v[2] / 2, v[1] + v[3] / 2, v[0] + v[2] / 2};
-      else c = {std::min(v[0], v[2]), std::min(v[1], v[3]), std::max(v[0], v[2]), std::max(v[1], v[3])};
+      if (center)
+        c = {v[1] - v[3] / 2, v[0] - v[2] / 2, v[1] + v[3] / 2, v[0] + v[2] / 2};
+      else
+        c = {std::min(v[0], v[2]), std::min(v[1], v[3]), std::max(v[0], v[2]), std::max(v[1], v[3])};
       corner[static_cast<size_t>(i)] = c;
     }
     auto over_limit = [&](const std::array<float, 4>& p, const std::array<float, 4>& q) {
@@ -272,7 +282,9 @@ Kernel make_non_max_suppression(const Op& op, int64_t) {
           if (static_cast<int64_t>(kept.size()) >= max_out) break;
           bool suppressed = false;
           for (int64_t k : kept)
-            if ((suppressed = over_limit(corner[static_cast<size_t>(bi * n + i)], corner[static_cast<size_t>(bi * n + k)]))) break;
+            if ((suppressed =
+                     over_limit(corner[static_cast<size_t>(bi * n + i)], corner[static_cast<size_t>(bi * n + k)])))
+              break;
           if (suppressed) continue;
           kept.push_back(i);
           rows.insert(rows.end(), {bi, ci, i});
@@ -294,8 +306,8 @@ Kernel make_compress(const Op& op, int64_t) {
     int64_t a = has_axis ? normalize_axis(axis, x.dim(), desc) : 0;
     at::Tensor cond = in[1].to(at::kBool).reshape({-1});
     if (cond.numel() > x.size(a))
-      fail(ErrorCode::InvalidInput, desc.describe() + ": condition of " + std::to_string(cond.numel()) + " for an axis of " +
-                                        std::to_string(x.size(a)));
+      fail(ErrorCode::InvalidInput, desc.describe() + ": condition of " + std::to_string(cond.numel()) +
+                                        " for an axis of " + std::to_string(x.size(a)));
     return {x.index_select(a, at::nonzero(cond).reshape({-1})).contiguous()};
   };
 }
@@ -312,17 +324,20 @@ Kernel make_reverse_sequence(const Op& op, int64_t) {
     std::vector<int64_t> lens = int_values(in[1]);
     int64_t batch = x.size(batch_axis), time = x.size(time_axis);
     if (static_cast<int64_t>(lens.size()) != batch)
-      fail(ErrorCode::InvalidInput, desc.describe() + ": " + std::to_string(lens.size()) + " sequence_lens for a batch of " +
-                                        std::to_string(batch));
+      fail(ErrorCode::InvalidInput, desc.describe() + ": " + std::to_string(lens.size()) +
+                                        " sequence_lens for a batch of " + std::to_string(batch));
     std::vector<at::Tensor> rows;
     for (int64_t b = 0; b < batch; ++b) {
       if (lens[static_cast<size_t>(b)] < 0 || lens[static_cast<size_t>(b)] > time)
-        fail(ErrorCode::InvalidInput, desc.describe() + ": sequence length " + std::to_string(lens[static_cast<size_t>(b)]) +
-                                          " for a time axis of " + std::to_string(time));
+        fail(ErrorCode::InvalidInput, desc.describe() + ": sequence length " +
+                                          std::to_string(lens[static_cast<size_t>(b)]) + " for a time axis of " +
+                                          std::to_string(time));
       std::vector<int64_t> order(static_cast<size_t>(time));
-      for (int64_t t = 0; t < time; ++t) order[static_cast<size_t>(t)] = t < lens[static_cast<size_t>(b)] ? lens[static_cast<size_t>(b)] - 1 - t : t;
+      for (int64_t t = 0; t < time; ++t)
+        order[static_cast<size_t>(t)] = t < lens[static_cast<size_t>(b)] ? lens[static_cast<size_t>(b)] - 1 - t : t;
       at::Tensor row = x.narrow(batch_axis, b, 1);
-      rows.push_back(row.index_select(time_axis, at::tensor(order, at::TensorOptions().dtype(at::kLong).device(x.device()))));
+      rows.push_back(
+          row.index_select(time_axis, at::tensor(order, at::TensorOptions().dtype(at::kLong).device(x.device()))));
     }
     return {at::cat(rows, batch_axis)};
   };

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "exec/ops/factories.h"
+#include "ir/op_traits.h"
 
 namespace edgequant::exec {
 
@@ -25,8 +26,9 @@ Kernel make_pad(const Op& op, int64_t opset) {
     if (axes.empty())
       for (int64_t d = 0; d < rank; ++d) axes.push_back(d);
     size_t n = axes.size();
-    if (raw.size() != 2 * n) fail(ErrorCode::InvalidModel, where + ": pads has " + std::to_string(raw.size()) +
-                                                               " values, expected " + std::to_string(2 * n));
+    if (raw.size() != 2 * n)
+      fail(ErrorCode::InvalidModel,
+           where + ": pads has " + std::to_string(raw.size()) + " values, expected " + std::to_string(2 * n));
     std::vector<int64_t> begin(rank, 0), end(rank, 0);
     for (size_t i = 0; i < n; ++i) {
       int64_t a = normalize_axis(axes[i], rank, where);
@@ -63,22 +65,35 @@ Kernel make_pad(const Op& op, int64_t opset) {
 }
 
 namespace {
-enum class Coord { HalfPixel, HalfPixelSymmetric, PytorchHalfPixel, AlignCorners, Asymmetric, TfHalfPixelForNn, TfCropAndResize };
+enum class Coord {
+  HalfPixel,
+  HalfPixelSymmetric,
+  PytorchHalfPixel,
+  AlignCorners,
+  Asymmetric,
+  TfHalfPixelForNn,
+  TfCropAndResize
+};
 enum class Nearest { RoundPreferFloor, RoundPreferCeil, Floor, Ceil };
 
 // `out` is the resized length as ONNX defines it: in * scale (unfloored) when scales are given.
 // tf_crop_and_resize maps the output onto the crop [roi_start, roi_end] of the axis (fractions).
 double source_coord(Coord mode, int64_t o, int64_t in, double out, double scale, double roi_start, double roi_end) {
   switch (mode) {
-    case Coord::HalfPixel: return (o + 0.5) / scale - 0.5;
+    case Coord::HalfPixel:
+      return (o + 0.5) / scale - 0.5;
     case Coord::HalfPixelSymmetric: {  // opset 19: centred when the output length was floored
       double adjustment = std::floor(out) / out, offset = in / 2.0 * (1 - adjustment);
       return offset + (o + 0.5) / scale - 0.5;
     }
-    case Coord::PytorchHalfPixel: return out > 1 ? (o + 0.5) / scale - 0.5 : 0.0;
-    case Coord::AlignCorners: return out == 1 ? 0.0 : o * double(in - 1) / (out - 1);
-    case Coord::Asymmetric: return o / scale;
-    case Coord::TfHalfPixelForNn: return (o + 0.5) / scale;
+    case Coord::PytorchHalfPixel:
+      return out > 1 ? (o + 0.5) / scale - 0.5 : 0.0;
+    case Coord::AlignCorners:
+      return out == 1 ? 0.0 : o * double(in - 1) / (out - 1);
+    case Coord::Asymmetric:
+      return o / scale;
+    case Coord::TfHalfPixelForNn:
+      return (o + 0.5) / scale;
     case Coord::TfCropAndResize: {
       double span = (roi_end - roi_start) * double(in - 1);
       double c = roi_start * double(in - 1) + (out > 1 ? o * span / (out - 1) : span / 2);
@@ -93,10 +108,14 @@ int64_t nearest_index(Nearest mode, double x) {
   double f = std::floor(x);
   bool half = std::abs(x - f - 0.5) < 1e-9;
   switch (mode) {
-    case Nearest::RoundPreferFloor: return static_cast<int64_t>(half ? f : std::round(x));
-    case Nearest::RoundPreferCeil: return static_cast<int64_t>(half ? f + 1 : std::round(x));
-    case Nearest::Floor: return static_cast<int64_t>(f);
-    case Nearest::Ceil: return static_cast<int64_t>(std::ceil(x));
+    case Nearest::RoundPreferFloor:
+      return static_cast<int64_t>(half ? f : std::round(x));
+    case Nearest::RoundPreferCeil:
+      return static_cast<int64_t>(half ? f + 1 : std::round(x));
+    case Nearest::Floor:
+      return static_cast<int64_t>(f);
+    case Nearest::Ceil:
+      return static_cast<int64_t>(std::ceil(x));
   }
   return 0;
 }
@@ -149,7 +168,7 @@ at::Tensor resize_filter_axis(const at::Tensor& x, int64_t d, int64_t out, Sourc
 }  // namespace
 
 Kernel make_resize(const Op& op, int64_t opset) {
-  bool upsample = op.type == "Upsample";
+  bool upsample = op.is(OpType::Upsample);
   std::string mode = op.attr_string("mode", "nearest");
   if (mode == "bilinear") mode = "linear";
   if (mode == "bicubic") mode = "cubic";
@@ -160,21 +179,34 @@ Kernel make_resize(const Op& op, int64_t opset) {
   bool legacy = upsample || opset < 11;
   std::string cname = legacy ? "asymmetric" : op.attr_string("coordinate_transformation_mode", "half_pixel");
   Coord coord;
-  if (cname == "half_pixel") coord = Coord::HalfPixel;
-  else if (cname == "half_pixel_symmetric" && opset >= 19) coord = Coord::HalfPixelSymmetric;
-  else if (cname == "pytorch_half_pixel") coord = Coord::PytorchHalfPixel;
-  else if (cname == "align_corners") coord = Coord::AlignCorners;
-  else if (cname == "asymmetric") coord = Coord::Asymmetric;
-  else if (cname == "tf_half_pixel_for_nn") coord = Coord::TfHalfPixelForNn;
-  else if (cname == "tf_crop_and_resize") coord = Coord::TfCropAndResize;
-  else unsupported(op, "coordinate_transformation_mode '" + cname + "'");
+  if (cname == "half_pixel")
+    coord = Coord::HalfPixel;
+  else if (cname == "half_pixel_symmetric" && opset >= 19)
+    coord = Coord::HalfPixelSymmetric;
+  else if (cname == "pytorch_half_pixel")
+    coord = Coord::PytorchHalfPixel;
+  else if (cname == "align_corners")
+    coord = Coord::AlignCorners;
+  else if (cname == "asymmetric")
+    coord = Coord::Asymmetric;
+  else if (cname == "tf_half_pixel_for_nn")
+    coord = Coord::TfHalfPixelForNn;
+  else if (cname == "tf_crop_and_resize")
+    coord = Coord::TfCropAndResize;
+  else
+    unsupported(op, "coordinate_transformation_mode '" + cname + "'");
   std::string nname = legacy ? "floor" : op.attr_string("nearest_mode", "round_prefer_floor");
   Nearest nearest;
-  if (nname == "round_prefer_floor") nearest = Nearest::RoundPreferFloor;
-  else if (nname == "round_prefer_ceil") nearest = Nearest::RoundPreferCeil;
-  else if (nname == "floor") nearest = Nearest::Floor;
-  else if (nname == "ceil") nearest = Nearest::Ceil;
-  else unsupported(op, "nearest_mode '" + nname + "'");
+  if (nname == "round_prefer_floor")
+    nearest = Nearest::RoundPreferFloor;
+  else if (nname == "round_prefer_ceil")
+    nearest = Nearest::RoundPreferCeil;
+  else if (nname == "floor")
+    nearest = Nearest::Floor;
+  else if (nname == "ceil")
+    nearest = Nearest::Ceil;
+  else
+    unsupported(op, "nearest_mode '" + nname + "'");
   bool linear = mode == "linear", cubic = mode == "cubic";
   // Opset 18: antialias (linear and cubic filters stretched when downscaling), axes (the axes
   // scales/sizes refer to; the others keep their length) and keep_aspect_ratio_policy (sizes
@@ -184,10 +216,14 @@ Kernel make_resize(const Op& op, int64_t opset) {
   enum class Aspect { Stretch, NotLarger, NotSmaller };
   std::string aname = op.attr_string("keep_aspect_ratio_policy", "stretch");
   Aspect aspect;
-  if (aname == "stretch") aspect = Aspect::Stretch;
-  else if (aname == "not_larger") aspect = Aspect::NotLarger;
-  else if (aname == "not_smaller") aspect = Aspect::NotSmaller;
-  else unsupported(op, "keep_aspect_ratio_policy '" + aname + "'");
+  if (aname == "stretch")
+    aspect = Aspect::Stretch;
+  else if (aname == "not_larger")
+    aspect = Aspect::NotLarger;
+  else if (aname == "not_smaller")
+    aspect = Aspect::NotSmaller;
+  else
+    unsupported(op, "keep_aspect_ratio_policy '" + aname + "'");
   std::vector<int64_t> axes_attr = op.attr_ints("axes");
   std::vector<float> scales_attr = op.attr_floats("scales");
   size_t scales_index = upsample || opset < 11 ? 1 : 2, sizes_index = 3;
@@ -216,8 +252,9 @@ Kernel make_resize(const Op& op, int64_t opset) {
       for (int64_t d = 0; d < rank; ++d) axes.push_back(d);
     size_t given = sizes.empty() ? scales.size() : sizes.size();
     if (given != axes.size())
-      fail(ErrorCode::InvalidInput, where + ": " + std::to_string(given) + (sizes.empty() ? " scales" : " sizes") + " for " +
-                                        std::to_string(axes.size()) + " axes of an input of rank " + std::to_string(rank));
+      fail(ErrorCode::InvalidInput, where + ": " + std::to_string(given) + (sizes.empty() ? " scales" : " sizes") +
+                                        " for " + std::to_string(axes.size()) + " axes of an input of rank " +
+                                        std::to_string(rank));
     // tf_crop_and_resize: roi holds each listed axis's crop start, then each one's end.
     std::vector<double> roi;
     if (crop) {
@@ -261,7 +298,8 @@ Kernel make_resize(const Op& op, int64_t opset) {
       int64_t d = axes[i], len = x.size(d), out = outs[i];
       double scale = axis_scale[i], resized = axis_resized[i];
       if (out < 0 || !std::isfinite(resized) || !(scale >= 0))
-        fail(ErrorCode::InvalidInput, where + ": output size " + std::to_string(out) + " along axis " + std::to_string(d));
+        fail(ErrorCode::InvalidInput,
+             where + ": output size " + std::to_string(out) + " along axis " + std::to_string(d));
       if (out == len && scale == 1.0) continue;
       if (len == 0) fail(ErrorCode::InvalidInput, where + ": resizing an empty axis " + std::to_string(d));
       if (out == 0) {
@@ -284,7 +322,8 @@ Kernel make_resize(const Op& op, int64_t opset) {
         }
       auto extrapolate = [&](at::Tensor t) {
         if (outside.empty()) return t;
-        return t.index_fill(d, at::tensor(outside, at::TensorOptions().dtype(at::kLong).device(t.device())), extrapolation);
+        return t.index_fill(d, at::tensor(outside, at::TensorOptions().dtype(at::kLong).device(t.device())),
+                            extrapolation);
       };
       double filter_scale = antialias ? std::min(scale, 1.0) : 1.0;
       if (cubic) {
@@ -303,8 +342,7 @@ Kernel make_resize(const Op& op, int64_t opset) {
       }
       if (!linear) {
         std::vector<int64_t> idx(out);
-        for (int64_t o = 0; o < out; ++o)
-          idx[o] = std::clamp<int64_t>(nearest_index(nearest, source(o)), 0, len - 1);
+        for (int64_t o = 0; o < out; ++o) idx[o] = std::clamp<int64_t>(nearest_index(nearest, source(o)), 0, len - 1);
         x = extrapolate(x.index_select(d, at::tensor(idx, dev.dtype(at::kLong))));
         continue;
       }
@@ -333,20 +371,29 @@ Kernel make_grid_sample(const Op& op, int64_t) {
   std::string mode = op.attr_string("mode", "bilinear"), padding = op.attr_string("padding_mode", "zeros");
   bool align_corners = op.attr_int("align_corners", 0) != 0;
   int64_t interpolation;
-  if (mode == "bilinear" || mode == "linear") interpolation = 0;
-  else if (mode == "nearest") interpolation = 1;
-  else if (mode == "bicubic" || mode == "cubic") interpolation = 2;
-  else fail(ErrorCode::InvalidModel, op.describe() + ": GridSample mode '" + mode + "'");
+  if (mode == "bilinear" || mode == "linear")
+    interpolation = 0;
+  else if (mode == "nearest")
+    interpolation = 1;
+  else if (mode == "bicubic" || mode == "cubic")
+    interpolation = 2;
+  else
+    fail(ErrorCode::InvalidModel, op.describe() + ": GridSample mode '" + mode + "'");
   int64_t pad;
-  if (padding == "zeros") pad = 0;
-  else if (padding == "border") pad = 1;
-  else if (padding == "reflection") pad = 2;
-  else fail(ErrorCode::InvalidModel, op.describe() + ": GridSample padding_mode '" + padding + "'");
+  if (padding == "zeros")
+    pad = 0;
+  else if (padding == "border")
+    pad = 1;
+  else if (padding == "reflection")
+    pad = 2;
+  else
+    fail(ErrorCode::InvalidModel, op.describe() + ": GridSample padding_mode '" + padding + "'");
   Op desc = op;
   return [=](const Tensors& in) -> Tensors {
     const at::Tensor &x = in[0], &grid = in[1];
     int64_t spatial = x.dim() - 2;
-    if ((spatial != 2 && spatial != 3) || grid.dim() != x.dim() || grid.size(0) != x.size(0) || grid.size(-1) != spatial)
+    if ((spatial != 2 && spatial != 3) || grid.dim() != x.dim() || grid.size(0) != x.size(0) ||
+        grid.size(-1) != spatial)
       fail(ErrorCode::InvalidInput, desc.describe() + ": GridSample takes a 4-D or 5-D input and a grid [N, ..., " +
                                         std::to_string(std::max<int64_t>(spatial, 0)) + "] of the same rank");
     if (spatial == 3 && interpolation == 2) unsupported(desc, "cubic GridSample of a 5-D input");
@@ -365,7 +412,9 @@ Kernel make_affine_grid(const Op& op, int64_t) {
     bool two_d = size.size() == 4 && theta.dim() == 3 && theta.size(1) == 2 && theta.size(2) == 3;
     bool three_d = size.size() == 5 && theta.dim() == 3 && theta.size(1) == 3 && theta.size(2) == 4;
     if (!(two_d || three_d) || theta.size(0) != size[0])
-      fail(ErrorCode::InvalidInput, desc.describe() + ": AffineGrid takes theta [N, 2, 3] with size [N, C, H, W], or [N, 3, 4] with [N, C, D, H, W]");
+      fail(ErrorCode::InvalidInput,
+           desc.describe() +
+               ": AffineGrid takes theta [N, 2, 3] with size [N, C, H, W], or [N, 3, 4] with [N, C, D, H, W]");
     for (int64_t s : size)
       if (s < 1) fail(ErrorCode::InvalidInput, desc.describe() + ": AffineGrid size entries must be >= 1");
     return {at::affine_grid_generator(theta, size, align_corners)};
@@ -383,7 +432,8 @@ Kernel make_center_crop_pad(const Op& op, int64_t) {
     if (axes.empty())
       for (int64_t d = 0; d < x.dim(); ++d) axes.push_back(d);
     if (shape.size() != axes.size())
-      fail(ErrorCode::InvalidInput, desc.describe() + ": " + std::to_string(shape.size()) + " lengths for " + std::to_string(axes.size()) + " axes");
+      fail(ErrorCode::InvalidInput, desc.describe() + ": " + std::to_string(shape.size()) + " lengths for " +
+                                        std::to_string(axes.size()) + " axes");
     for (size_t k = 0; k < axes.size(); ++k) {
       int64_t a = normalize_axis(axes[k], x.dim(), desc), len = x.size(a), want = shape[k];
       if (want < 0) fail(ErrorCode::InvalidInput, desc.describe() + ": length " + std::to_string(want));

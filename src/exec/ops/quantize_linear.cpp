@@ -14,12 +14,15 @@ namespace edgequant::exec {
 
 namespace {
 // Scale (and zero point) broadcast along `axis` of x; checks the shapes agree.
-std::pair<at::Tensor, at::Tensor> scale_and_zero(const Op& op, const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zp,
-                                                  int64_t axis) {
-  auto bad = [&](const std::string& what) { fail(ErrorCode::InvalidModel, "node '" + op.name + "' (" + op.type + "): " + what); };
+std::pair<at::Tensor, at::Tensor> scale_and_zero(const Op& op, const at::Tensor& x, const at::Tensor& scale,
+                                                 const at::Tensor& zp, int64_t axis) {
+  auto bad = [&](const std::string& what) {
+    fail(ErrorCode::InvalidModel, "node '" + op.name + "' (" + op.type + "): " + what);
+  };
   if (scale.dim() > 1) bad("scale must be a scalar or 1-D, got rank " + std::to_string(scale.dim()));
   if (zp.defined() && zp.sizes() != scale.sizes())
-    bad("zero point shape " + std::string(c10::str(zp.sizes())) + " differs from scale shape " + std::string(c10::str(scale.sizes())));
+    bad("zero point shape " + std::string(c10::str(zp.sizes())) + " differs from scale shape " +
+        std::string(c10::str(scale.sizes())));
   if (scale.dim() == 0 || scale.numel() == 1) {
     at::Tensor s = scale.reshape({});
     return {s, zp.defined() ? zp.reshape({}) : at::Tensor()};
@@ -27,7 +30,8 @@ std::pair<at::Tensor, at::Tensor> scale_and_zero(const Op& op, const at::Tensor&
   int64_t a = axis < 0 ? axis + x.dim() : axis;
   if (a < 0 || a >= x.dim()) bad("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(x.dim()));
   if (scale.numel() != x.size(a))
-    bad(std::to_string(scale.numel()) + " scales for axis " + std::to_string(a) + " of size " + std::to_string(x.size(a)));
+    bad(std::to_string(scale.numel()) + " scales for axis " + std::to_string(a) + " of size " +
+        std::to_string(x.size(a)));
   std::vector<int64_t> shape(size_t(x.dim()), 1);
   shape[size_t(a)] = scale.numel();
   return {scale.reshape(shape), zp.defined() ? zp.reshape(shape) : at::Tensor()};
@@ -41,33 +45,41 @@ at::Tensor expand_blocks(const Op& op, const at::Tensor& x, const at::Tensor& t,
   int64_t a = axis < 0 ? axis + x.dim() : axis;
   if (a < 0 || a >= x.dim()) bad("axis " + std::to_string(axis) + " out of range for rank " + std::to_string(x.dim()));
   if (t.dim() != x.dim())
-    bad("a blocked scale or zero point needs the input's rank " + std::to_string(x.dim()) + ", got " + std::to_string(t.dim()));
+    bad("a blocked scale or zero point needs the input's rank " + std::to_string(x.dim()) + ", got " +
+        std::to_string(t.dim()));
   for (int64_t d = 0; d < x.dim(); ++d) {
     int64_t want = d == a ? (x.size(d) + block - 1) / block : x.size(d);
     if (t.size(d) != want)
       bad("blocked scale/zero point shape " + std::string(c10::str(t.sizes())) + " does not fit input " +
-          std::string(c10::str(x.sizes())) + " with block_size " + std::to_string(block) + " on axis " + std::to_string(a));
+          std::string(c10::str(x.sizes())) + " with block_size " + std::to_string(block) + " on axis " +
+          std::to_string(a));
   }
   return t.repeat_interleave(block, a).narrow(a, 0, x.size(a));
 }
 
-std::pair<at::Tensor, at::Tensor> scales_for(const Op& op, const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zp,
-                                              int64_t axis, int64_t block) {
+std::pair<at::Tensor, at::Tensor> scales_for(const Op& op, const at::Tensor& x, const at::Tensor& scale,
+                                             const at::Tensor& zp, int64_t axis, int64_t block) {
   if (block == 0) return scale_and_zero(op, x, scale, zp, axis);
   if (zp.defined() && zp.sizes() != scale.sizes())
     fail(ErrorCode::InvalidModel, op.describe() + ": zero point shape " + std::string(c10::str(zp.sizes())) +
                                       " differs from scale shape " + std::string(c10::str(scale.sizes())));
-  return {expand_blocks(op, x, scale, axis, block), zp.defined() ? expand_blocks(op, x, zp, axis, block) : at::Tensor()};
+  return {expand_blocks(op, x, scale, axis, block),
+          zp.defined() ? expand_blocks(op, x, zp, axis, block) : at::Tensor()};
 }
 
 // The code range of a QuantizeLinear output type (4-bit codes are held in int8/uint8 tensors).
 std::pair<double, double> code_range(const Op& op, DType type) {
   switch (type) {
-    case DType::UInt8: return {0, 255};
-    case DType::Int8: return {-128, 127};
-    case DType::Int16: return {-32768, 32767};
-    case DType::UInt4: return {0, 15};
-    case DType::Int4: return {-8, 7};
+    case DType::UInt8:
+      return {0, 255};
+    case DType::Int8:
+      return {-128, 127};
+    case DType::Int16:
+      return {-32768, 32767};
+    case DType::UInt4:
+      return {0, 15};
+    case DType::Int4:
+      return {-8, 7};
     default:
       fail(ErrorCode::Unsupported, op.describe() + ": " + dtype_name(type) +
                                        " codes are not supported (int4, uint4, int8, uint8 and int16 are)");
@@ -104,7 +116,8 @@ Kernel make_dequantize_linear(const Op& op, int64_t) {
     at::Tensor zp = in.size() > 2 ? in[2] : at::Tensor();
     auto [s, z] = scales_for(op, in[0], in[1], zp, axis, block);
     if (z.defined() && z.scalar_type() != in[0].scalar_type())
-      fail(ErrorCode::InvalidModel, "node '" + op.name + "' (DequantizeLinear): zero point type differs from the input's");
+      fail(ErrorCode::InvalidModel,
+           "node '" + op.name + "' (DequantizeLinear): zero point type differs from the input's");
     at::Tensor x = in[0].to(at::kFloat);
     if (z.defined()) x = x - z.to(at::kFloat);
     return {x * s.to(at::kFloat)};
@@ -128,8 +141,10 @@ at::Tensor along(const at::Tensor& t, int64_t rank, int64_t axis, const Op& op, 
 // Conv's attributes (the padding is the real zero, x_zp in codes).
 at::Tensor integer_conv(const Op& op, const WindowAttrs& a, const at::Tensor& x, const at::Tensor& w,
                         const at::Tensor& x_zp, const at::Tensor& w_zp) {
-  if (x.dim() < 3 || w.dim() != x.dim()) fail(ErrorCode::InvalidInput, op.describe() + ": input and weight ranks differ or are below 3");
-  if (x_zp.defined() && x_zp.numel() > 1) fail(ErrorCode::InvalidModel, op.describe() + ": x_zero_point must be a scalar");
+  if (x.dim() < 3 || w.dim() != x.dim())
+    fail(ErrorCode::InvalidInput, op.describe() + ": input and weight ranks differ or are below 3");
+  if (x_zp.defined() && x_zp.numel() > 1)
+    fail(ErrorCode::InvalidModel, op.describe() + ": x_zero_point must be a scalar");
   size_t nd = static_cast<size_t>(x.dim() - 2);
   at::Tensor xd = x.to(at::kDouble) - along(x_zp, x.dim(), 1, op, "x_zero_point");
   at::Tensor wd = w.to(at::kDouble) - along(w_zp, w.dim(), 0, op, "w_zero_point");
@@ -189,7 +204,8 @@ Kernel make_conv_integer(const Op& op, int64_t) {
 namespace {
 // (a - a_zp) @ (b - b_zp) in float64; a_zp per row (the second-to-last axis of a) or scalar,
 // b_zp per column (the last axis of b) or scalar.
-at::Tensor integer_matmul(const Op& op, const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_zp, const at::Tensor& b_zp) {
+at::Tensor integer_matmul(const Op& op, const at::Tensor& a, const at::Tensor& b, const at::Tensor& a_zp,
+                          const at::Tensor& b_zp) {
   if (a.dim() < 1 || b.dim() < 1) fail(ErrorCode::InvalidInput, op.describe() + ": MatMul inputs need rank >= 1");
   at::Tensor ad = a.to(at::kDouble) - along(a_zp, a.dim(), a.dim() - 2, op, "a_zero_point");
   at::Tensor bd = b.to(at::kDouble) - along(b_zp, b.dim(), b.dim() - 1, op, "b_zero_point");
@@ -220,7 +236,8 @@ Kernel make_qlinear_matmul(const Op& op, int64_t) {
 Kernel make_dynamic_quantize_linear(const Op&, int64_t) {
   return [](const Tensors& in) -> Tensors {
     at::Tensor x = in[0].to(at::kFloat);
-    at::Tensor lo = at::clamp_max(x.numel() ? x.min() : at::zeros({}), 0.0), hi = at::clamp_min(x.numel() ? x.max() : at::zeros({}), 0.0);
+    at::Tensor lo = at::clamp_max(x.numel() ? x.min() : at::zeros({}), 0.0),
+               hi = at::clamp_min(x.numel() ? x.max() : at::zeros({}), 0.0);
     at::Tensor scale = (hi - lo) / 255.0f;
     if (scale.item<float>() == 0.0f) return {at::zeros(x.sizes(), at::kByte), scale, at::zeros({}, at::kByte)};
     at::Tensor zp = at::round(at::clamp(0.0f - lo / scale, 0.0, 255.0));

@@ -37,7 +37,8 @@ struct Activation {
 
 // Default alpha/beta per function (ONNX's operator defaults) and whether it takes them.
 bool takes_alpha(const std::string& n) {
-  return n == "LeakyRelu" || n == "ThresholdedRelu" || n == "ScaledTanh" || n == "HardSigmoid" || n == "Elu" || n == "Affine";
+  return n == "LeakyRelu" || n == "ThresholdedRelu" || n == "ScaledTanh" || n == "HardSigmoid" || n == "Elu" ||
+         n == "Affine";
 }
 bool takes_beta(const std::string& n) { return n == "ScaledTanh" || n == "HardSigmoid" || n == "Affine"; }
 float default_alpha(const std::string& n) {
@@ -54,8 +55,10 @@ std::vector<Activation> read_activations(const Op& op, Cell cell, int dirs) {
   std::vector<std::string> names;
   auto it = op.attrs.find("activations");
   if (it != op.attrs.end()) {
-    if (const auto* v = std::get_if<std::vector<std::string>>(&it->second)) names = *v;
-    else if (const auto* s = std::get_if<std::string>(&it->second)) names = {*s};
+    if (const auto* v = std::get_if<std::vector<std::string>>(&it->second))
+      names = *v;
+    else if (const auto* s = std::get_if<std::string>(&it->second))
+      names = {*s};
   }
   size_t per = defaults.size();
   if (names.empty()) {
@@ -63,7 +66,8 @@ std::vector<Activation> read_activations(const Op& op, Cell cell, int dirs) {
   } else if (names.size() == per && dirs == 2) {
     names.insert(names.end(), names.begin(), names.end());
   } else if (names.size() != per * size_t(dirs)) {
-    unsupported(op, "activations: expected " + std::to_string(per * dirs) + " names, got " + std::to_string(names.size()));
+    unsupported(op,
+                "activations: expected " + std::to_string(per * dirs) + " names, got " + std::to_string(names.size()));
   }
   std::vector<float> alphas = op.attr_floats("activation_alpha"), betas = op.attr_floats("activation_beta");
   size_t ai = 0, bi = 0;
@@ -74,8 +78,8 @@ std::vector<Activation> read_activations(const Op& op, Cell cell, int dirs) {
     // Names are case-insensitive in ONNX's reference ("sigmoid", "tanh" appear in models).
     std::string lower;
     for (char ch : raw) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    for (const char* known : {"Sigmoid", "Tanh", "Relu", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid", "Elu",
-                              "Softsign", "Softplus", "Affine"}) {
+    for (const char* known : {"Sigmoid", "Tanh", "Relu", "LeakyRelu", "ThresholdedRelu", "ScaledTanh", "HardSigmoid",
+                              "Elu", "Softsign", "Softplus", "Affine"}) {
       std::string k;
       for (const char* p = known; *p; ++p) k += static_cast<char>(std::tolower(static_cast<unsigned char>(*p)));
       if (k == lower) a.name = known;
@@ -186,7 +190,7 @@ Kernel make_recurrent(const Op& op, int64_t opset, Cell cell) {
       hs.push_back(h);
       cs.push_back(c);
     }
-    at::Tensor Y = at::stack(ys, 1);  // [seq, dirs, batch, H]
+    at::Tensor Y = at::stack(ys, 1);                          // [seq, dirs, batch, H]
     at::Tensor Yh = at::stack(hs, 0), Yc = at::stack(cs, 0);  // [dirs, batch, H]
     if (layout == 1) {
       Y = Y.permute({2, 0, 1, 3}).contiguous();

@@ -7,8 +7,12 @@
 
 namespace edgequant::exec {
 
-Kernel make_reduce(const Op& op, int64_t) {
-  std::string type = op.type;
+namespace {
+// Reduces x over `axes` (normalised, non-empty) with keepdims `keep`.
+using Reduction = at::Tensor (*)(const at::Tensor& x, std::vector<int64_t>& axes, bool keep);
+
+// Axes from the attribute (before opset 13/18) or the second input; the reduction is the table's choice.
+Kernel reduce_kernel(const Op& op, Reduction reduce) {
   std::vector<int64_t> axes_attr = op.attr_ints("axes");
   bool keep = op.attr_int("keepdims", 1) != 0;
   bool noop_empty = op.attr_int("noop_with_empty_axes", 0) != 0;
@@ -22,29 +26,42 @@ Kernel make_reduce(const Op& op, int64_t) {
     }
     for (auto& a : axes) a = normalize_axis(a, std::max<int64_t>(x.dim(), 1), where);
     if (x.dim() == 0) return {x.clone()};
-    auto dtype = x.scalar_type();
-    if (type == "ReduceMean") {
-      if (at::isIntegralType(dtype, true)) return {at::mean(x.to(at::kDouble), axes, keep).to(dtype)};
-      return {at::mean(x, axes, keep)};
-    }
-    if (type == "ReduceSum") return {at::sum(x, axes, keep).to(dtype)};
-    if (type == "ReduceMax") return {at::amax(x, axes, keep)};
-    if (type == "ReduceMin") return {at::amin(x, axes, keep)};
-    if (type == "ReduceL1") return {at::sum(at::abs(x), axes, keep).to(dtype)};
-    if (type == "ReduceL2") return {at::sqrt(at::sum(x * x, axes, keep)).to(dtype)};
-    if (type == "ReduceSumSquare") return {at::sum(x * x, axes, keep).to(dtype)};
-    if (type == "ReduceLogSum") return {at::log(at::sum(x, axes, keep)).to(dtype)};
-    if (type == "ReduceLogSumExp") return {at::logsumexp(x, axes, keep).to(dtype)};
-    // ReduceProd: ATen reduces one dim at a time; go from the last so indices stay valid.
-    std::sort(axes.rbegin(), axes.rend());
-    at::Tensor y = x;
-    for (int64_t a : axes) y = at::prod(y, a, keep);
-    return {y.to(dtype)};
+    return {reduce(x, axes, keep)};
   };
 }
 
-Kernel make_arg_reduce(const Op& op, int64_t) {
-  bool is_max = op.type == "ArgMax";
+at::Tensor mean(const at::Tensor& x, std::vector<int64_t>& axes, bool keep) {
+  if (at::isIntegralType(x.scalar_type(), true)) return at::mean(x.to(at::kDouble), axes, keep).to(x.scalar_type());
+  return at::mean(x, axes, keep);
+}
+at::Tensor prod(const at::Tensor& x, std::vector<int64_t>& axes, bool keep) {
+  // ATen reduces one dim at a time; go from the last so indices stay valid.
+  std::sort(axes.rbegin(), axes.rend());
+  at::Tensor y = x;
+  for (int64_t a : axes) y = at::prod(y, a, keep);
+  return y.to(x.scalar_type());
+}
+}  // namespace
+
+#define EQ_REDUCE(factory, expr)                                                                            \
+  Kernel factory(const Op& op, int64_t) {                                                                   \
+    return reduce_kernel(                                                                                   \
+        op, [](const at::Tensor& x, std::vector<int64_t>& axes, bool keep) -> at::Tensor { return expr; }); \
+  }
+EQ_REDUCE(make_reduce_mean, mean(x, axes, keep))
+EQ_REDUCE(make_reduce_sum, at::sum(x, axes, keep).to(x.scalar_type()))
+EQ_REDUCE(make_reduce_max, at::amax(x, axes, keep))
+EQ_REDUCE(make_reduce_min, at::amin(x, axes, keep))
+EQ_REDUCE(make_reduce_l1, at::sum(at::abs(x), axes, keep).to(x.scalar_type()))
+EQ_REDUCE(make_reduce_l2, at::sqrt(at::sum(x* x, axes, keep)).to(x.scalar_type()))
+EQ_REDUCE(make_reduce_sum_square, at::sum(x* x, axes, keep).to(x.scalar_type()))
+EQ_REDUCE(make_reduce_log_sum, at::log(at::sum(x, axes, keep)).to(x.scalar_type()))
+EQ_REDUCE(make_reduce_log_sum_exp, at::logsumexp(x, axes, keep).to(x.scalar_type()))
+EQ_REDUCE(make_reduce_prod, prod(x, axes, keep))
+#undef EQ_REDUCE
+
+namespace {
+Kernel arg_reduce_kernel(const Op& op, bool is_max) {
   int64_t axis = op.attr_int("axis", 0);
   bool keep = op.attr_int("keepdims", 1) != 0;
   bool last = op.attr_int("select_last_index", 0) != 0;
@@ -58,5 +75,10 @@ Kernel make_arg_reduce(const Op& op, int64_t) {
     return {idx};
   };
 }
+
+}  // namespace
+
+Kernel make_arg_max(const Op& op, int64_t) { return arg_reduce_kernel(op, true); }
+Kernel make_arg_min(const Op& op, int64_t) { return arg_reduce_kernel(op, false); }
 
 }  // namespace edgequant::exec

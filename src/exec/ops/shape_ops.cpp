@@ -58,7 +58,8 @@ Kernel make_squeeze(const Op& op, int64_t) {
     for (auto& a : axes) a = normalize_axis(a, x.dim(), where);
     std::sort(axes.rbegin(), axes.rend());
     for (int64_t a : axes) {
-      if (x.size(a) != 1) fail(ErrorCode::InvalidModel, where + ": cannot squeeze a dimension of size " + std::to_string(x.size(a)));
+      if (x.size(a) != 1)
+        fail(ErrorCode::InvalidModel, where + ": cannot squeeze a dimension of size " + std::to_string(x.size(a)));
       x = x.squeeze(a);
     }
     return {x};
@@ -82,9 +83,7 @@ Kernel make_unsqueeze(const Op& op, int64_t) {
 Kernel make_concat(const Op& op, int64_t) {
   int64_t axis = op.attr_int("axis", 1);
   std::string where = op.describe();
-  return [=](const Tensors& in) -> Tensors {
-    return {at::cat(in, normalize_axis(axis, in[0].dim(), where))};
-  };
+  return [=](const Tensors& in) -> Tensors { return {at::cat(in, normalize_axis(axis, in[0].dim(), where))}; };
 }
 
 Kernel make_split(const Op& op, int64_t) {
@@ -230,12 +229,15 @@ Kernel make_range(const Op&, int64_t) {
 }
 
 Kernel make_size(const Op&, int64_t) {
-  return [](const Tensors& in) -> Tensors { return {at::scalar_tensor(in[0].numel(), at::TensorOptions().dtype(at::kLong))}; };
+  return [](const Tensors& in) -> Tensors {
+    return {at::scalar_tensor(in[0].numel(), at::TensorOptions().dtype(at::kLong))};
+  };
 }
 
 // CastLike (opset 15): Cast to the element type of the second input.
 Kernel make_cast_like(const Op& op, int64_t) {
-  if (op.inputs.size() > 1 && op.inputs[1] && (op.inputs[1]->dtype == DType::Int4 || op.inputs[1]->dtype == DType::UInt4))
+  if (op.inputs.size() > 1 && op.inputs[1] &&
+      (op.inputs[1]->dtype == DType::Int4 || op.inputs[1]->dtype == DType::UInt4))
     unsupported(op, std::string("CastLike to ") + dtype_name(op.inputs[1]->dtype));
   return [](const Tensors& in) -> Tensors { return {in[0].to(in[1].scalar_type())}; };
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "exec/ops/factories.h"
+#include "ir/op_traits.h"
 
 namespace edgequant::exec {
 
@@ -44,9 +45,11 @@ Kernel make_dft(const Op& op, int64_t opset) {
     const std::string where = desc.describe();
     int64_t rank = in[0].dim();
     int64_t axis = axis_attr;
-    if (opset >= 20) axis = in.size() > 2 && in[2].defined() && in[2].numel() > 0 ? single_int(in[2], where, "axis") : -2;
+    if (opset >= 20)
+      axis = in.size() > 2 && in[2].defined() && in[2].numel() > 0 ? single_int(in[2], where, "axis") : -2;
     int64_t a = axis < 0 ? axis + rank : axis;
-    if (a < 0 || a > rank - 2) fail(ErrorCode::InvalidModel, where + ": DFT axis " + std::to_string(axis) + " for rank " + std::to_string(rank));
+    if (a < 0 || a > rank - 2)
+      fail(ErrorCode::InvalidModel, where + ": DFT axis " + std::to_string(axis) + " for rank " + std::to_string(rank));
     at::Tensor x = as_signal(in[0], where);
     c10::optional<int64_t> n;
     if (in.size() > 1 && in[1].defined() && in[1].numel() > 0) {
@@ -74,11 +77,12 @@ Kernel make_stft(const Op& op, int64_t) {
     int64_t length = has_length ? single_int(in[3], where, "frame_length") : has_window ? in[2].numel() : 0;
     if (!has_window && !has_length) fail(ErrorCode::InvalidModel, where + ": STFT needs a window or a frame_length");
     if (has_window && in[2].numel() != length)
-      fail(ErrorCode::InvalidInput, where + ": window of " + std::to_string(in[2].numel()) + " samples for frame_length " +
-                                        std::to_string(length));
+      fail(ErrorCode::InvalidInput, where + ": window of " + std::to_string(in[2].numel()) +
+                                        " samples for frame_length " + std::to_string(length));
     if (step < 1 || length < 1 || length > x.size(1))
-      fail(ErrorCode::InvalidInput, where + ": frame_step " + std::to_string(step) + ", frame_length " + std::to_string(length) +
-                                        " for a signal of " + std::to_string(x.size(1)) + " samples");
+      fail(ErrorCode::InvalidInput, where + ": frame_step " + std::to_string(step) + ", frame_length " +
+                                        std::to_string(length) + " for a signal of " + std::to_string(x.size(1)) +
+                                        " samples");
     if (onesided && x.is_complex()) fail(ErrorCode::InvalidInput, where + ": a onesided STFT needs a real signal");
     at::Tensor frames = x.unfold(1, length, step);  // [batch, frames, length]
     if (has_window) frames = frames * in[2].to(x.is_complex() ? at::kFloat : x.scalar_type()).reshape({-1});
@@ -91,9 +95,12 @@ Kernel make_stft(const Op& op, int64_t) {
 // periodic (the default), size - 1 when symmetric.
 Kernel make_window(const Op& op, int64_t) {
   double a0, a1, a2 = 0;
-  if (op.type == "HannWindow") a0 = 0.5, a1 = 0.5;
-  else if (op.type == "HammingWindow") a0 = 25.0 / 46.0, a1 = 21.0 / 46.0;
-  else a0 = 0.42, a1 = 0.5, a2 = 0.08;  // BlackmanWindow
+  if (op.is(OpType::HannWindow))
+    a0 = 0.5, a1 = 0.5;
+  else if (op.is(OpType::HammingWindow))
+    a0 = 25.0 / 46.0, a1 = 21.0 / 46.0;
+  else
+    a0 = 0.42, a1 = 0.5, a2 = 0.08;  // BlackmanWindow
   bool periodic = op.attr_int("periodic", 1) != 0;
   at::ScalarType type = to_scalar_type(output_datatype(op));
   Op desc = op;
@@ -121,28 +128,36 @@ Kernel make_mel_weight_matrix(const Op& op, int64_t) {
     int64_t rate = single_int(in[2], where, "sample_rate");
     double lower = in[3].reshape({-1})[0].item<double>(), upper = in[4].reshape({-1})[0].item<double>();
     if (bands < 1 || dft < 1 || rate < 1 || lower < 0 || upper <= lower)
-      fail(ErrorCode::InvalidInput, where + ": MelWeightMatrix needs num_mel_bins, dft_length, sample_rate >= 1 and "
-                                            "0 <= lower_edge_hertz < upper_edge_hertz");
+      fail(ErrorCode::InvalidInput, where +
+                                        ": MelWeightMatrix needs num_mel_bins, dft_length, sample_rate >= 1 and "
+                                        "0 <= lower_edge_hertz < upper_edge_hertz");
     int64_t bins = dft / 2 + 1;
     auto mel = [](double f) { return 2595.0 * std::log10(1.0 + f / 700.0); };
     double low = mel(lower), step = (mel(upper) - low) / static_cast<double>(bands + 2);
     std::vector<int64_t> edge(static_cast<size_t>(bands + 2));
     for (int64_t k = 0; k < bands + 2; ++k) {
       double hz = 700.0 * (std::pow(10.0, (static_cast<double>(k) * step + low) / 2595.0) - 1.0);
-      edge[static_cast<size_t>(k)] = static_cast<int64_t>(std::floor(static_cast<double>(dft + 1) * hz / static_cast<double>(rate)));
+      edge[static_cast<size_t>(k)] =
+          static_cast<int64_t>(std::floor(static_cast<double>(dft + 1) * hz / static_cast<double>(rate)));
     }
     at::Tensor out = at::zeros({bins, bands}, at::kDouble);
     auto w = out.accessor<double, 2>();
     auto set = [&](int64_t j, int64_t band, double v) {
-      if (j < 0 || j >= bins) fail(ErrorCode::InvalidInput, where + ": a mel band edge falls beyond the spectrogram's " + std::to_string(bins) + " bins");
+      if (j < 0 || j >= bins)
+        fail(ErrorCode::InvalidInput,
+             where + ": a mel band edge falls beyond the spectrogram's " + std::to_string(bins) + " bins");
       w[j][band] = v;
     };
     for (int64_t i = 0; i < bands; ++i) {
-      int64_t left = edge[static_cast<size_t>(i)], centre = edge[static_cast<size_t>(i + 1)], right = edge[static_cast<size_t>(i + 2)];
-      if (centre == left) set(centre, i, 1.0);
+      int64_t left = edge[static_cast<size_t>(i)], centre = edge[static_cast<size_t>(i + 1)],
+              right = edge[static_cast<size_t>(i + 2)];
+      if (centre == left)
+        set(centre, i, 1.0);
       else
-        for (int64_t j = left; j <= centre; ++j) set(j, i, static_cast<double>(j - left) / static_cast<double>(centre - left));
-      for (int64_t j = centre; j < right; ++j) set(j, i, static_cast<double>(right - j) / static_cast<double>(right - centre));
+        for (int64_t j = left; j <= centre; ++j)
+          set(j, i, static_cast<double>(j - left) / static_cast<double>(centre - left));
+      for (int64_t j = centre; j < right; ++j)
+        set(j, i, static_cast<double>(right - j) / static_cast<double>(right - centre));
     }
     return {out.to(type)};
   };

@@ -40,7 +40,7 @@ PassResult BiasCorrectionPass::run(QuantContext& ctx) {
   std::vector<const Op*> order, targets;
   for (const auto& op : g.ops()) {
     order.push_back(op.get());
-    bool channel_op = op->type == "Conv" || op->type == "ConvTranspose" || op->type == "Gemm";
+    bool channel_op = op->is(OpType::Conv) || op->is(OpType::ConvTranspose) || op->is(OpType::Gemm);
     const Value* b = op->input(2);
     const QuantConfig* bc = b ? ctx.plan.find(b->name) : nullptr;
     if (channel_op && b && b->is_constant() && bc && bc->state != QuantState::Float &&
@@ -121,8 +121,9 @@ PassResult BiasCorrectionPass::run(QuantContext& ctx) {
   for (const auto& [v, w] : store.bake(ctx.plan, *ctx.graph, ex)) ctx.float_constants.emplace(v, w);
   quant::refresh_derived_scales(ctx.plan, g);
   std::ostringstream line;
-  line << targets.size() << " biases corrected over " << batches.size() << " batches; mean |E[y_float - y_quant]| per op "
-       << std::scientific << std::setprecision(3) << before_total / targets.size() << " -> " << after_total / targets.size();
+  line << targets.size() << " biases corrected over " << batches.size()
+       << " batches; mean |E[y_float - y_quant]| per op " << std::scientific << std::setprecision(3)
+       << before_total / targets.size() << " -> " << after_total / targets.size();
   say(line.str());
   PassResult r;
   r.changed = true;

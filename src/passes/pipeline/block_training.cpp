@@ -14,6 +14,8 @@
 // + int_lambda * mean((alpha - round alpha)^2). Adam, one cached batch per step, cycling. A
 // block whose loss over the cache got worse is rolled back bit for bit; at the end the scales
 // are baked as exact powers of two and the weights written back.
+#include "passes/pipeline/block_training.h"
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/optim/adam.h>
@@ -30,7 +32,6 @@
 #include "edgequant/error.h"
 #include "ir/op_traits.h"
 #include "passes/pipeline.h"
-#include "passes/pipeline/block_training.h"
 
 namespace edgequant {
 
@@ -96,7 +97,7 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
   const Graph& g = *ctx.graph;
   const char* pass = mode == BlockTraining::Tqt ? "tqt" : mode == BlockTraining::Lsq ? "lsq" : "adaround";
   const std::string section = mode == BlockTraining::AdaRound ? std::string("blockwise_reconstruction_setting")
-                                                               : std::string(pass) + "_optimization_setting";
+                                                              : std::string(pass) + "_optimization_setting";
   const bool adaround = mode == BlockTraining::AdaRound;
   auto say = [&](const std::string& line) {
     if (ctx.log) *ctx.log << pass << ": " << line << "\n";
@@ -109,8 +110,8 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
     if (std::find(compute_names.begin(), compute_names.end(), name) == compute_names.end()) {
       std::string valid;
       for (const auto& n : compute_names) valid += (valid.empty() ? "" : ", ") + n;
-      fail(ErrorCode::InvalidSetting, section + ".interested_layers: '" + name +
-                                          "' is not a computing op (valid: " + valid + ")");
+      fail(ErrorCode::InvalidSetting,
+           section + ".interested_layers: '" + name + "' is not a computing op (valid: " + valid + ")");
     }
   if (compute_names.empty()) {
     say("skipped: the model has no computing op (Conv, ConvTranspose, Gemm, MatMul)");
@@ -121,8 +122,9 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
     return PassResult{};
   }
   if (mode == BlockTraining::Lsq && ctx.target.scale_kind == ScaleKind::PowerOfTwo)
-    fail(ErrorCode::InvalidSetting, "lsq_optimization: target '" + ctx.target.name +
-                                        "' needs power-of-two scales, which LSQ's learned float scales would break (use tqt_optimization)");
+    fail(ErrorCode::InvalidSetting,
+         "lsq_optimization: target '" + ctx.target.name +
+             "' needs power-of-two scales, which LSQ's learned float scales would break (use tqt_optimization)");
   c10::Device device = ts.collecting_device == "cuda" ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
   if (device.is_cuda() && !at::hasCUDA())
     fail(ErrorCode::InvalidSetting, section + ".collecting_device is cuda, but no CUDA device is available");
@@ -167,7 +169,8 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
       }
     }
   }
-  size_t n_cached = std::max<size_t>(1, std::min(batches.size(), static_cast<size_t>(ts.cache_limit_mib / std::max(per_batch_mib, 1e-9))));
+  size_t n_cached = std::max<size_t>(
+      1, std::min(batches.size(), static_cast<size_t>(ts.cache_limit_mib / std::max(per_batch_mib, 1e-9))));
   batches.resize(n_cached);
   std::ostringstream head;
   head << blocks.size() << " blocks, " << ts.steps << " steps each, lr " << ts.lr << std::fixed << std::setprecision(1)
@@ -207,7 +210,8 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
   };
   auto cache_loss = [&](const Block& blk) {
     double total = 0;
-    for (size_t i = 0; i < batches.size(); ++i) total += mse(run_block(blk, qcache, i, &quantized), targets(blk, i)).item<double>();
+    for (size_t i = 0; i < batches.size(); ++i)
+      total += mse(run_block(blk, qcache, i, &quantized), targets(blk, i)).item<double>();
     return total / static_cast<double>(batches.size());
   };
 
@@ -224,7 +228,8 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
     std::vector<at::Tensor> alphas, params;
     // LSQ scales the scale's gradient by 1/sqrt(N * Qp) (N: elements per sample).
     auto scale_param = [&](const Value* v, const QuantConfig& c) {
-      double g = mode == BlockTraining::Lsq ? 1.0 / std::sqrt(element_count(v) * static_cast<double>(c.quant_max)) : 1.0;
+      double g =
+          mode == BlockTraining::Lsq ? 1.0 / std::sqrt(element_count(v) * static_cast<double>(c.quant_max)) : 1.0;
       return store.scale_param(v->name, c, g);
     };
     if (blk.trains && ts.steps > 0) {
@@ -234,7 +239,8 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
           const Value* w = op->input(1);
           const QuantConfig* wc = ctx.plan.find(w->name);
           if (adaround) {
-            if (wc && wc->state == QuantState::Quantized) params.push_back(store.rounding_param(w, ex.constant(w), *wc));
+            if (wc && wc->state == QuantState::Quantized)
+              params.push_back(store.rounding_param(w, ex.constant(w), *wc));
             continue;  // scales and biases frozen
           }
           if (wc && wc->state == QuantState::Quantized) params.push_back(store.weight_param(w, ex.constant(w)));
@@ -246,7 +252,8 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
         }
         if (!ts.is_scale_trainable || adaround) continue;
         for (const Value* v : op->outputs)
-          if (v && trainable_scale(ctx.plan.find(v->name), mode)) alphas.push_back(scale_param(v, *ctx.plan.find(v->name)));
+          if (v && trainable_scale(ctx.plan.find(v->name), mode))
+            alphas.push_back(scale_param(v, *ctx.plan.find(v->name)));
       }
     }
     if (!params.empty() || !alphas.empty()) {
@@ -256,8 +263,7 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
       double before = cache_loss(blk);
       // Two parameter groups: weights at lr, log2 scales at scale_lr (default lr, as ESP-PPQ).
       std::vector<torch::optim::OptimizerParamGroup> groups;
-      if (!params.empty())
-        groups.emplace_back(params, std::make_unique<torch::optim::AdamOptions>(ts.lr));
+      if (!params.empty()) groups.emplace_back(params, std::make_unique<torch::optim::AdamOptions>(ts.lr));
       if (!alphas.empty())
         groups.emplace_back(alphas, std::make_unique<torch::optim::AdamOptions>(ts.scale_lr > 0 ? ts.scale_lr : ts.lr));
       torch::optim::Adam adam(std::move(groups), torch::optim::AdamOptions(ts.lr));

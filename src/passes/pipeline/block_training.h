@@ -6,8 +6,8 @@
 namespace edgequant {
 
 enum class BlockTraining {
-  Tqt,  // power-of-two scales trained as alpha = log2 s, straight-through exponent
-  Lsq,  // float scales trained directly, gradient scaled by 1/sqrt(N * Qp)
+  Tqt,       // power-of-two scales trained as alpha = log2 s, straight-through exponent
+  Lsq,       // float scales trained directly, gradient scaled by 1/sqrt(N * Qp)
   AdaRound,  // learned rounding of each weight (up or down), scales frozen
 };
 

@@ -1,9 +1,9 @@
 // calibrate: one data pass observes every tensor that owns a scale (cached in the context), then
 // the setting's calibrator turns the observations into scales. Rerunning it with another
 // calib_algorithm on the same graph costs no data pass.
-#include "passes/pipeline.h"
-
 #include <ostream>
+
+#include "passes/pipeline.h"
 
 namespace edgequant {
 
@@ -16,7 +16,8 @@ void calibrate_plan(QuantContext& ctx) {
   if (!covered) {
     quant::BatchStream stream = ctx.batches(ctx.calibration);
     try {
-      ctx.observations = quant::observe_activations(*ctx.graph, ctx.executor(), ctx.plan, stream, nullptr, ctx.setting().percentile);
+      ctx.observations =
+          quant::observe_activations(*ctx.graph, ctx.executor(), ctx.plan, stream, nullptr, ctx.setting().percentile);
     } catch (Error& e) {
       throw e.add_context(ctx.calibration.description);
     }

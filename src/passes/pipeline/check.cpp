@@ -1,9 +1,10 @@
 // check: before calibration, every op the target cannot run or the deployable format cannot
 // express (deploy/check.h); one error naming them all, nothing written. Skipped for --format none
 // and when nothing is exported.
+#include "deploy/check.h"
+
 #include <sstream>
 
-#include "deploy/check.h"
 #include "deploy/deployable.h"
 #include "passes/pipeline.h"
 
@@ -16,8 +17,9 @@ PassResult CheckPass::run(QuantContext& ctx) {
   ctx.count_walk();
   if (findings.empty()) return PassResult{};
   std::ostringstream s;
-  s << (ctx.model_path.empty() ? "the model" : ctx.model_path) << " cannot be exported as " << export_format_name(f) << " for "
-    << ctx.target.name << " (" << findings.size() << " node" << (findings.size() > 1 ? "s" : "") << "; `edgequant check` lists them): ";
+  s << (ctx.model_path.empty() ? "the model" : ctx.model_path) << " cannot be exported as " << export_format_name(f)
+    << " for " << ctx.target.name << " (" << findings.size() << " node" << (findings.size() > 1 ? "s" : "")
+    << "; `edgequant check` lists them): ";
   for (size_t i = 0; i < findings.size(); ++i) s << (i ? " | " : "") << findings[i].line();
   fail(ErrorCode::Unsupported, s.str());
 }

@@ -11,8 +11,8 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
-#include <optional>
 #include <cmath>
+#include <optional>
 #include <ostream>
 #include <set>
 #include <sstream>
@@ -25,21 +25,18 @@
 namespace edgequant {
 
 namespace {
-const std::set<std::string> kCommuting = {"Relu", "LeakyRelu", "PRelu", "MaxPool", "GlobalMaxPool", "AveragePool",
-                                          "GlobalAveragePool", "Identity"};
-
 bool float_constant(const Value* v) { return v && v->is_constant() && v->data->dtype() == DType::Float32; }
 
 // Output-channel axis of A's weight and input-channel axis of B's weight, or -1 when the op
 // does not fit (ConvTranspose, grouped but not depthwise convs, MatMul).
 int64_t out_axis(const Op& op) {
-  if (op.type == "Conv") return 0;
-  if (op.type == "Gemm") return op.attr_int("transB", 0) ? 0 : 1;
+  if (op.is(OpType::Conv)) return 0;
+  if (op.is(OpType::Gemm)) return op.attr_int("transB", 0) ? 0 : 1;
   return -1;
 }
 int64_t in_axis(const Op& op, int64_t channels) {
-  if (op.type == "Gemm") return op.attr_int("transB", 0) ? 1 : 0;
-  if (op.type != "Conv") return -1;
+  if (op.is(OpType::Gemm)) return op.attr_int("transB", 0) ? 1 : 0;
+  if (!op.is(OpType::Conv)) return -1;
   int64_t group = op.attr_int("group", 1);
   if (group == 1) return 1;
   if (group == channels && op.input(1)->data->shape()[1] == 1) return 0;  // depthwise: channel i -> output i
@@ -85,23 +82,24 @@ std::optional<Group> find_group(const Graph& g, Op* a, int level, const std::set
     if (is_graph_output(g, v) || v->consumers.empty()) return std::nullopt;
     if (level == 1 && v->consumers.size() != 1) return std::nullopt;
     for (Op* c : v->consumers) {
-      bool flatten_1x1 = c->type == "Flatten" && v->shape && v->shape->size() == 4 && (*v->shape)[2] == 1 &&
+      bool flatten_1x1 = c->is(OpType::Flatten) && v->shape && v->shape->size() == 4 && (*v->shape)[2] == 1 &&
                          (*v->shape)[3] == 1 && c->attr_int("axis", 1) == 1;
-      if (kCommuting.count(c->type) || flatten_1x1) {
-        if (c->type == "PRelu" && c->input(1) == v) return std::nullopt;
+      if (op_has(c->type, kCommutesWithScale) || flatten_1x1) {
+        if (c->is(OpType::PRelu) && c->input(1) == v) return std::nullopt;
         todo.push_back(c->outputs[0]);
-      } else if (level >= 2 && c->type == "Add" && c->inputs.size() == 2 && c->input(0) && c->input(1) &&
+      } else if (level >= 2 && c->is(OpType::Add) && c->inputs.size() == 2 && c->input(0) && c->input(1) &&
                  c->input(0)->shape && c->input(1)->shape && *c->input(0)->shape == *c->input(1)->shape) {
         // The other operand carries the same channels: its producer (through commuting ops) joins.
         for (Value* in : c->inputs) {
           if (in == v || seen.count(in)) continue;
           const Value* u = in;
-          while (u && u->producer && kCommuting.count(u->producer->type) && u->consumers.size() == 1) u = u->producer->input(0);
+          while (u && u->producer && op_has(u->producer->type, kCommutesWithScale) && u->consumers.size() == 1)
+            u = u->producer->input(0);
           if (!u || !u->producer || !add_up(u->producer)) return std::nullopt;
           // Intermediate values of that chain are reached forward from the producer.
         }
         todo.push_back(c->outputs[0]);
-      } else if ((c->type == "Conv" || c->type == "Gemm") && c->input(0) == v && weight_ok(c)) {
+      } else if ((c->is(OpType::Conv) || c->is(OpType::Gemm)) && c->input(0) == v && weight_ok(c)) {
         int64_t bx = in_axis(*c, channels);
         if (bx < 0 || c->input(1)->data->shape()[static_cast<size_t>(bx)] != channels) return std::nullopt;
         if (downs.insert(c).second) grp.down.push_back({c, bx});
@@ -119,7 +117,9 @@ at::Tensor channel_range(const at::Tensor& w, int64_t axis) {
   return w.movedim(axis, 0).reshape({w.size(axis), -1}).abs().amax(1);
 }
 
-void set_constant(Value* v, const at::Tensor& t) { v->data = std::make_shared<const Tensor>(exec::to_ir_tensor(t.contiguous())); }
+void set_constant(Value* v, const at::Tensor& t) {
+  v->data = std::make_shared<const Tensor>(exec::to_ir_tensor(t.contiguous()));
+}
 }  // namespace
 
 PassResult EqualizationPass::run(QuantContext& ctx) {
@@ -131,7 +131,7 @@ PassResult EqualizationPass::run(QuantContext& ctx) {
   PassResult result;
   if (es.relu6_to_relu) {
     for (const auto& op : g.ops()) {
-      if (op->type != "Clip") continue;
+      if (!op->is(OpType::Clip)) continue;
       std::vector<float> lo, hi;
       if (op->input(1) && float_constant(op->input(1))) lo = {static_cast<float>(op->input(1)->data->to_doubles()[0])};
       if (op->input(2) && float_constant(op->input(2))) hi = {static_cast<float>(op->input(2)->data->to_doubles()[0])};
@@ -143,7 +143,8 @@ PassResult EqualizationPass::run(QuantContext& ctx) {
       while (op->inputs.size() > 1) g.set_input(op.get(), op->inputs.size() - 1, nullptr), op->inputs.pop_back();
       ++result.rewrites;
     }
-    if (result.rewrites) say(std::to_string(result.rewrites) + " Clip(0, 6) replaced by Relu (the float model changes)");
+    if (result.rewrites)
+      say(std::to_string(result.rewrites) + " Clip(0, 6) replaced by Relu (the float model changes)");
   }
   std::set<std::string> interested(es.interested_layers.begin(), es.interested_layers.end());
   std::vector<Group> groups;
@@ -156,7 +157,8 @@ PassResult EqualizationPass::run(QuantContext& ctx) {
     groups.push_back(std::move(*grp));
   }
   if (groups.empty()) {
-    say("skipped: no Conv/Gemm pair joined by ReLU-like or pooling ops" + std::string(es.opt_level >= 2 ? " or Add" : ""));
+    say("skipped: no Conv/Gemm pair joined by ReLU-like or pooling ops" +
+        std::string(es.opt_level >= 2 ? " or Add" : ""));
     result.changed = result.rewrites > 0;
     return result;
   }
@@ -176,7 +178,9 @@ PassResult EqualizationPass::run(QuantContext& ctx) {
     shape[static_cast<size_t>(axis)] = v.numel();
     return v.reshape(shape);
   };
-  auto imbalance = [&](const Group& grp) { return (side_range(grp.up) / side_range(grp.down).clamp_min(1e-12)).log().abs().max().item<double>(); };
+  auto imbalance = [&](const Group& grp) {
+    return (side_range(grp.up) / side_range(grp.down).clamp_min(1e-12)).log().abs().max().item<double>();
+  };
   double before = 0, after = 0;
   size_t ops = 0;
   for (const Group& grp : groups) {
@@ -191,7 +195,8 @@ PassResult EqualizationPass::run(QuantContext& ctx) {
       for (const auto& [op, axis] : grp.up) {
         at::Tensor w = weight(op);
         set_constant(op->input(1), (w / shaped(s, axis, w.dim())).to(at::kFloat));
-        if (op->input(2)) set_constant(op->input(2), (exec::view_tensor(*op->input(2)->data).to(at::kDouble) / s).to(at::kFloat));
+        if (op->input(2))
+          set_constant(op->input(2), (exec::view_tensor(*op->input(2)->data).to(at::kDouble) / s).to(at::kFloat));
       }
       for (const auto& [op, axis] : grp.down) {
         at::Tensor w = weight(op);

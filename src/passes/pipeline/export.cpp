@@ -18,8 +18,9 @@ std::string summary_of(QuantContext& ctx) {
   const quant::CalibrationReport& cal = ctx.calibration_report;
   std::ostringstream s;
   s << "model: " << ctx.model_path << "\ntarget: " << ctx.target.name << " (" << ctx.target.description << ")\n"
-    << "calibration: " << (cal.chosen.empty() ? calib_algorithm_name(cal.algorithm) : cal.chosen) << " over " << cal.samples << " samples (" << cal.batches
-    << " batches; " << ctx.calibration.description << "), " << cal.observed_tensors << " observed tensors\n";
+    << "calibration: " << (cal.chosen.empty() ? calib_algorithm_name(cal.algorithm) : cal.chosen) << " over "
+    << cal.samples << " samples (" << cal.batches << " batches; " << ctx.calibration.description << "), "
+    << cal.observed_tensors << " observed tensors\n";
   size_t quantized = 0, passive = 0, fused = 0, fl = 0;
   for (const auto& [n, c] : ctx.plan.values) {
     quantized += c.state == QuantState::Quantized;
@@ -41,10 +42,10 @@ std::string summary_of(QuantContext& ctx) {
   for (const auto& n : ctx.plan.notes) s << "note: " << n << "\n";
   if (ctx.report) {
     s << "error analysis on " << ctx.report->samples << " validation samples (" << ctx.validation.description << ")\n"
-      << "output noise:signal (everything quantized): " << std::setprecision(5) << ctx.report->output_noise_ratio << "\n";
+      << "output noise:signal (everything quantized): " << std::setprecision(5) << ctx.report->output_noise_ratio
+      << "\n";
     for (const auto& o : ctx.report->outputs) s << o.result().line() << "\n";
-    s << "\n"
-      << ctx.report->table() << "\n";
+    s << "\n" << ctx.report->table() << "\n";
   }
   s << std::fixed << std::setprecision(2) << "time:";
   for (const auto& [name, secs] : ctx.stats.pass_seconds) s << " " << name << " " << secs << " s,";
@@ -70,13 +71,20 @@ std::string write_deployable(QuantContext& ctx) {
   if (f == ExportFormat::None) return "";
   const deploy::Exporter* exporter = deploy::find_exporter(f);
   if (!exporter)
-    fail(ErrorCode::Unsupported, std::string("export format ") + export_format_name(f) + " is not implemented yet for target " +
-                                     ctx.target.name + " (use --format espdl or none)");
+    fail(ErrorCode::Unsupported, std::string("export format ") + export_format_name(f) +
+                                     " is not implemented yet for target " + ctx.target.name +
+                                     " (use --format espdl or none)");
   size_t float_bytes = ctx.model_path.empty() ? 0 : file_size(ctx.model_path);
   std::vector<at::Tensor> sample;
   if (exporter->embeds_test_values() && ctx.setting().export_setting.test_values) sample = first_sample(ctx);
-  deploy::ExportJob job{*ctx.graph, ctx.plan, ctx.lowered_form(), ctx.target, ctx.executor(), std::move(sample),
-                        calib_algorithm_name(ctx.calibration_report.algorithm), ctx.out_dir};
+  deploy::ExportJob job{*ctx.graph,
+                        ctx.plan,
+                        ctx.lowered_form(),
+                        ctx.target,
+                        ctx.executor(),
+                        std::move(sample),
+                        calib_algorithm_name(ctx.calibration_report.algorithm),
+                        ctx.out_dir};
   deploy::Deployed d = exporter->write(job);
   std::ostringstream s;
   s << "deployable: " << d.path << " (" << d.bytes << " bytes; float ONNX " << float_bytes << " bytes)\n";

@@ -24,12 +24,13 @@ PassResult LayerSplitPass::run(QuantContext& ctx) {
   std::set<std::string> interested(ls.interested_layers.begin(), ls.interested_layers.end());
   for (const auto& name : interested) {
     const Op* op = g.find_op(name);
-    if (!op || (op->type != "Conv" && op->type != "Gemm"))
+    if (!op || (!op->is(OpType::Conv) && !op->is(OpType::Gemm)))
       fail(ErrorCode::InvalidSetting, "layer_split_setting.interested_layers: '" + name + "' is not a Conv or Gemm");
   }
   std::vector<Op*> targets;
   for (const auto& op : g.ops()) {
-    if ((op->type != "Conv" && op->type != "Gemm") || (!interested.empty() && !interested.count(op->name))) continue;
+    if ((!op->is(OpType::Conv) && !op->is(OpType::Gemm)) || (!interested.empty() && !interested.count(op->name)))
+      continue;
     const Value* w = op->input(1);
     if (!w || !w->is_constant() || w->data->dtype() != DType::Float32 || w->consumers.size() != 1) continue;
     if (exec::view_tensor(*w->data).abs().max().item<double>() > ls.value_threshold) targets.push_back(op.get());
@@ -46,7 +47,8 @@ PassResult LayerSplitPass::run(QuantContext& ctx) {
     at::Tensor inner = full.clamp(-ls.value_threshold, ls.value_threshold);
     at::Tensor outliers = full - inner;  // exact: zero wherever |w| <= t
     Value* inner_w = g.add_constant(g.unique_name(w->name + "_split_inner"), exec::to_ir_tensor(inner.contiguous()));
-    Value* outlier_w = g.add_constant(g.unique_name(w->name + "_split_outliers"), exec::to_ir_tensor(outliers.contiguous()));
+    Value* outlier_w =
+        g.add_constant(g.unique_name(w->name + "_split_outliers"), exec::to_ir_tensor(outliers.contiguous()));
     Value* y = op->outputs[0];
     Value* y_inner = g.add_value(g.unique_name(y->name + "_split_inner"));
     Value* y_outliers = g.add_value(g.unique_name(y->name + "_split_outliers"));
@@ -55,7 +57,7 @@ PassResult LayerSplitPass::run(QuantContext& ctx) {
     std::vector<Value*> inputs = {op->input(0), outlier_w};
     Op* twin = g.add_op(op->type, g.unique_name(op->name + "_split_outliers"), inputs, {y_outliers});
     twin->attrs = op->attrs;
-    if (op->type == "Gemm") twin->attrs.erase("beta");  // no bias on the twin
+    if (op->is(OpType::Gemm)) twin->attrs.erase("beta");  // no bias on the twin
     g.set_input(op, 1, inner_w);
     op->outputs[0] = y_inner;
     y_inner->producer = op;
@@ -63,7 +65,8 @@ PassResult LayerSplitPass::run(QuantContext& ctx) {
     g.add_op("Add", g.unique_name(op->name + "_split_add"), {y_inner, y_outliers}, {y});
     ++r.rewrites;
     say(op->describe() + ": " + std::to_string(outliers.ne(0).sum().item<int64_t>()) + " of " +
-        std::to_string(full.numel()) + " weights beyond +-" + std::to_string(ls.value_threshold) + " moved to a twin op");
+        std::to_string(full.numel()) + " weights beyond +-" + std::to_string(ls.value_threshold) +
+        " moved to a twin op");
   }
   g.topo_sort();
   g.remove_dead();  // the original weights

@@ -32,8 +32,8 @@ PassResult MixedPrecisionPass::run(QuantContext& ctx) {
     if (ctx.log) *ctx.log << "mixed-precision: " << line << "\n";
   };
   if (m.auto_promote <= 0) return PassResult{};
-  if (m.to == "int16" && std::find(ctx.target.allowed_bits.begin(), ctx.target.allowed_bits.end(), 16) ==
-                             ctx.target.allowed_bits.end()) {
+  if (m.to == "int16" &&
+      std::find(ctx.target.allowed_bits.begin(), ctx.target.allowed_bits.end(), 16) == ctx.target.allowed_bits.end()) {
     say("skipped: target '" + ctx.target.name + "' has no int16");
     return PassResult{};
   }

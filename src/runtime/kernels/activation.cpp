@@ -4,6 +4,7 @@
 // Relu and Clip clamp codes (rescaling when the exponents differ). Softmax computes in float.
 #include <cmath>
 
+#include "ir/op_traits.h"
 #include "runtime/kernels/kernels.h"
 
 namespace edgequant::runtime {
@@ -33,7 +34,8 @@ void lookup(const KernelArgs& args, const IntTensor& table) {
   int64_t span = dtype_max(x.dtype) - lo + 1;
   int64_t step = n == span ? 1 : span / (n - 1);
   if (n != span && (step * (n - 1) != span || (step & (step - 1)) != 0))
-    args.fail_node("lookup table of " + std::to_string(n) + " entries does not fit a " + dtype_name(x.dtype) + " input");
+    args.fail_node("lookup table of " + std::to_string(n) + " entries does not fit a " + dtype_name(x.dtype) +
+                   " input");
   int shift = 0;
   while ((int64_t(1) << shift) < step) ++shift;
   y.ints.resize(x.ints.size());
@@ -56,10 +58,12 @@ EQ_RUNTIME_KERNEL(unary_kernel) {
     lookup(args, *table);
     return;
   }
-  if (args.node.op_type == "LUT") args.fail_node("a LUT node needs a `lut` attribute");
+  if (args.node.is(OpType::LUT)) args.fail_node("a LUT node needs a `lut` attribute");
   if (y.is_float() || x.is_float() || !x.is_pow2() || !y.is_pow2()) {
-    if (y.is_float()) y.floats.resize(size_t(x.numel()));
-    else y.ints.resize(size_t(x.numel()));
+    if (y.is_float())
+      y.floats.resize(size_t(x.numel()));
+    else
+      y.ints.resize(size_t(x.numel()));
     for (int64_t i = 0; i < x.numel(); ++i) store_real(y, i, apply(args, real_value(x, i)), args.rounding());
     return;
   }
@@ -71,7 +75,9 @@ EQ_RUNTIME_KERNEL(unary_kernel) {
   auto sigmoid = [](float v) { return static_cast<float>(1.0 / (1.0 + expf(-v))); };
   for (int64_t i = 0; i < x.numel(); ++i) {
     float v = static_cast<float>(x.ints[size_t(i)]) * in_scale;
-    float temp = t == "Sigmoid" ? sigmoid(v) : t == "Tanh" ? 2 * sigmoid(2 * v) - 1 : static_cast<float>(apply(args, v));
+    float temp = t == "Sigmoid" ? sigmoid(v)
+                 : t == "Tanh"  ? 2 * sigmoid(2 * v) - 1
+                                : static_cast<float>(apply(args, v));
     double q = round_value(static_cast<double>(temp * out_scale), args.rounding());
     y.ints[size_t(i)] = saturate_to(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), y.dtype);
   }
@@ -102,14 +108,18 @@ EQ_RUNTIME_KERNEL(clip_kernel) {
   if (x.is_float()) args.fail_node("Clip needs an integer input");
   if ((lo && lo->ints.empty()) || (hi && hi->ints.empty())) args.fail_node("Clip bounds must be integer scalars");
   int64_t qlo = lo ? lo->ints[0] : dtype_min(x.dtype), qhi = hi ? hi->ints[0] : dtype_max(x.dtype);
-  if ((lo && !same_grid(*lo, x)) || (hi && !same_grid(*hi, x))) args.fail_node("Clip bounds must be codes on the input's grid");
+  if ((lo && !same_grid(*lo, x)) || (hi && !same_grid(*hi, x)))
+    args.fail_node("Clip bounds must be codes on the input's grid");
   y.ints.resize(x.ints.size());
   if (y.is_float()) args.fail_node("Clip output must be integer");
   for (size_t i = 0; i < x.ints.size(); ++i) {
     int64_t c = saturate(x.ints[i], qlo, qhi);
-    if (x.is_pow2() && y.is_pow2()) y.ints[i] = saturate_to(shift_round(c, y.exponent() - x.exponent(), args.rounding()), y.dtype);
-    else if (same_grid(x, y)) y.ints[i] = c;
-    else store_real(y, int64_t(i), double(c - x.zero_point()) * x.scale(), args.rounding());
+    if (x.is_pow2() && y.is_pow2())
+      y.ints[i] = saturate_to(shift_round(c, y.exponent() - x.exponent(), args.rounding()), y.dtype);
+    else if (same_grid(x, y))
+      y.ints[i] = c;
+    else
+      store_real(y, int64_t(i), double(c - x.zero_point()) * x.scale(), args.rounding());
   }
 }
 
@@ -122,8 +132,10 @@ EQ_RUNTIME_KERNEL(softmax_kernel) {
   int64_t inner = 1, len = x.shape[size_t(axis)];
   for (int64_t d = axis + 1; d < rank; ++d) inner *= x.shape[size_t(d)];
   int64_t outer = x.numel() / std::max<int64_t>(len * inner, 1);
-  if (y.is_float()) y.floats.resize(size_t(x.numel()));
-  else y.ints.resize(size_t(x.numel()));
+  if (y.is_float())
+    y.floats.resize(size_t(x.numel()));
+  else
+    y.ints.resize(size_t(x.numel()));
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t in = 0; in < inner; ++in) {
       double m = -INFINITY, s = 0;

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "edgequant/error.h"
+#include "ir/op_traits.h"
 #include "runtime/kernels/kernels.h"
 
 namespace edgequant::runtime {
@@ -24,7 +25,7 @@ struct KernelEntry {
 };
 const std::map<std::string, KernelEntry>& table() {
   static const std::map<std::string, KernelEntry> t = {
-#define EQ_KERNEL(op, fn, values) {op, {&fn, KernelValues::values}},
+#define EQ_KERNEL(op, fn, values) {op_type_name(OpType::op), {&fn, KernelValues::values}},
 #include "runtime/kernels/kernels.def"
 #undef EQ_KERNEL
   };
@@ -64,18 +65,27 @@ int64_t shift_round(int64_t v, int shift, RoundingMode mode) {
   if (rem < half) {
     if (rem == 0) return floor;
     switch (mode) {
-      case RoundingMode::Ceil: return floor + 1;
-      case RoundingMode::TowardZero: return v < 0 ? floor + 1 : floor;
-      default: return floor;
+      case RoundingMode::Ceil:
+        return floor + 1;
+      case RoundingMode::TowardZero:
+        return v < 0 ? floor + 1 : floor;
+      default:
+        return floor;
     }
   }
   switch (mode) {  // an exact tie
-    case RoundingMode::HalfEven: return floor + (floor & 1);
-    case RoundingMode::HalfUp: return floor + 1;
-    case RoundingMode::HalfAwayFromZero: return v < 0 ? floor : floor + 1;
-    case RoundingMode::Floor: return floor;
-    case RoundingMode::Ceil: return floor + 1;
-    case RoundingMode::TowardZero: return v < 0 ? floor + 1 : floor;
+    case RoundingMode::HalfEven:
+      return floor + (floor & 1);
+    case RoundingMode::HalfUp:
+      return floor + 1;
+    case RoundingMode::HalfAwayFromZero:
+      return v < 0 ? floor : floor + 1;
+    case RoundingMode::Floor:
+      return floor;
+    case RoundingMode::Ceil:
+      return floor + 1;
+    case RoundingMode::TowardZero:
+      return v < 0 ? floor + 1 : floor;
   }
   return floor;
 }
@@ -100,12 +110,15 @@ void store_real(IntTensor& t, int64_t i, double x, RoundingMode mode) {
 void set_output(const KernelArgs& args, IntTensor& y, const Shape& shape) {
   int64_t n = 1;
   for (int64_t d : shape) {
-    if (d < 0 || (d > 0 && n > (int64_t(1) << 30) / d)) args.fail_node("output shape " + shape_str(shape) + " is impossible");
+    if (d < 0 || (d > 0 && n > (int64_t(1) << 30) / d))
+      args.fail_node("output shape " + shape_str(shape) + " is impossible");
     n *= d;
   }
   y.shape = shape;
-  if (y.is_float()) y.floats.assign(size_t(n), 0.f);
-  else y.ints.assign(size_t(n), 0);
+  if (y.is_float())
+    y.floats.assign(size_t(n), 0.f);
+  else
+    y.ints.assign(size_t(n), 0);
 }
 
 void check_at_least(const KernelArgs& args, const std::vector<int64_t>& v, int64_t lo, const char* what) {
@@ -122,7 +135,8 @@ bool same_grid(const IntTensor& a, const IntTensor& b) {
 
 std::vector<int64_t> strides_of(const Shape& s) {
   std::vector<int64_t> st(s.size(), 1);
-  for (int64_t i = static_cast<int64_t>(s.size()) - 2; i >= 0; --i) st[size_t(i)] = st[size_t(i + 1)] * s[size_t(i + 1)];
+  for (int64_t i = static_cast<int64_t>(s.size()) - 2; i >= 0; --i)
+    st[size_t(i)] = st[size_t(i + 1)] * s[size_t(i + 1)];
   return st;
 }
 
@@ -132,7 +146,8 @@ Shape broadcast_shape(const KernelArgs& args, const Shape& a, const Shape& b) {
   for (size_t i = 0; i < r; ++i) {
     int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
     int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
-    if (da != db && da != 1 && db != 1) args.fail_node("shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
+    if (da != db && da != 1 && db != 1)
+      args.fail_node("shapes " + shape_str(a) + " and " + shape_str(b) + " do not broadcast");
     out[i] = da == 1 ? db : da;
   }
   return out;

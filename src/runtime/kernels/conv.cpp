@@ -67,14 +67,17 @@ EQ_RUNTIME_KERNEL(conv_kernel) {
   auto pads = args.node.attr_ints("pads", {0, 0, 0, 0});
   auto strides = args.node.attr_ints("strides", {1, 1});
   auto dil = args.node.attr_ints("dilations", {1, 1});
-  if (pads.size() != 4 || strides.size() != 2 || dil.size() != 2) args.fail_node("pads/strides/dilations of a 2-D Conv");
+  if (pads.size() != 4 || strides.size() != 2 || dil.size() != 2)
+    args.fail_node("pads/strides/dilations of a 2-D Conv");
   check_at_least(args, pads, 0, "pads");
-  for (int64_t v : pads) if (v > 1 << 16) args.fail_node("pads beyond 65536");
+  for (int64_t v : pads)
+    if (v > 1 << 16) args.fail_node("pads beyond 65536");
   check_at_least(args, strides, 1, "strides");
   check_at_least(args, dil, 1, "dilations");
   if (kh < 1 || kw < 1) args.fail_node("empty kernel");
   if (b && b->numel() < oc) args.fail_node("bias has fewer than " + std::to_string(oc) + " values");
-  if (w.exponents.size() > 1 && int64_t(w.exponents.size()) < oc) args.fail_node("fewer weight exponents than channels");
+  if (w.exponents.size() > 1 && int64_t(w.exponents.size()) < oc)
+    args.fail_node("fewer weight exponents than channels");
   int64_t oh = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) / strides[0] + 1;
   int64_t ow = (wd + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) / strides[1] + 1;
   Requant rq = requant_of(args, fused_relu(args));
@@ -119,9 +122,11 @@ EQ_RUNTIME_KERNEL(gemm_kernel) {
     args.fail_node("transA/transB must be 0 in the integer program");
   if (w.shape.size() < 2) args.fail_node("weight must be [C, N]");
   int64_t c = w.shape[w.shape.size() - 2], oc = w.shape.back();
-  if (x.shape.empty() || x.shape.back() != c) args.fail_node("input " + shape_str(x.shape) + " does not match weight " + shape_str(w.shape));
+  if (x.shape.empty() || x.shape.back() != c)
+    args.fail_node("input " + shape_str(x.shape) + " does not match weight " + shape_str(w.shape));
   if (b && b->numel() < oc) args.fail_node("bias has fewer than " + std::to_string(oc) + " values");
-  if (w.exponents.size() > 1 && int64_t(w.exponents.size()) < oc) args.fail_node("fewer weight exponents than channels");
+  if (w.exponents.size() > 1 && int64_t(w.exponents.size()) < oc)
+    args.fail_node("fewer weight exponents than channels");
   int64_t m = x.numel() / c;
   Requant rq = requant_of(args, fused_relu(args));
   IntTensor& y = args.out();

@@ -73,7 +73,8 @@ EQ_RUNTIME_KERNEL(mul_kernel) {
   float scale = std::ldexp(1.f, a.exponent() + b.exponent() - y.exponent());
   broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
     float out = static_cast<float>(a.ints[size_t(ia)] * b.ints[size_t(ib)]) * scale;
-    y.ints[size_t(i)] = saturate_to(static_cast<int64_t>(round_value(static_cast<double>(out), args.rounding())), y.dtype);
+    y.ints[size_t(i)] =
+        saturate_to(static_cast<int64_t>(round_value(static_cast<double>(out), args.rounding())), y.dtype);
   });
 }
 

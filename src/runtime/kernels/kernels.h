@@ -16,7 +16,7 @@ struct KernelArgs {
   std::vector<const IntTensor*> inputs;  // nullptr for omitted optional inputs
   std::vector<IntTensor>& outputs;       // sized to node.outputs, dtype/exponent preset
 
-  const IntTensor& in(size_t i) const;   // throws InvalidModel (naming the node) when absent
+  const IntTensor& in(size_t i) const;  // throws InvalidModel (naming the node) when absent
   // Throws InvalidModel naming the node when the node lists fewer outputs (a damaged file).
   IntTensor& out(size_t i = 0) const {
     if (i >= outputs.size()) fail_node("has no output " + std::to_string(i));

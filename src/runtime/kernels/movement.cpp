@@ -13,7 +13,8 @@ void check_same_grid(const KernelArgs& args, const IntTensor& x) {
   const IntTensor& y = args.out();
   if (!same_grid(x, y))
     args.fail_node(std::string("data movement from ") + dtype_name(x.dtype) + " 2^" + std::to_string(x.exponent()) +
-                   " to " + dtype_name(y.dtype) + " 2^" + std::to_string(y.exponent()) + " (a RequantizeLinear is missing)");
+                   " to " + dtype_name(y.dtype) + " 2^" + std::to_string(y.exponent()) +
+                   " (a RequantizeLinear is missing)");
 }
 
 void copy_with_shape(const KernelArgs& args, Shape shape) {
@@ -21,7 +22,8 @@ void copy_with_shape(const KernelArgs& args, Shape shape) {
   check_same_grid(args, x);
   for (int64_t d : shape)
     if (d < 0) args.fail_node("cannot reshape " + shape_str(x.shape) + " to " + shape_str(shape));
-  if (shape_numel(shape) != x.numel()) args.fail_node("cannot reshape " + shape_str(x.shape) + " to " + shape_str(shape));
+  if (shape_numel(shape) != x.numel())
+    args.fail_node("cannot reshape " + shape_str(x.shape) + " to " + shape_str(shape));
   IntTensor& y = args.out();
   y.shape = std::move(shape);
   y.ints = x.ints;
@@ -83,8 +85,9 @@ EQ_RUNTIME_KERNEL(squeeze_kernel) {
   Shape s;
   int64_t rank = int64_t(x.shape.size());
   for (int64_t d = 0; d < rank; ++d) {
-    bool drop = axes.empty() ? x.shape[size_t(d)] == 1
-                             : std::any_of(axes.begin(), axes.end(), [&](int64_t a) { return norm_axis(args, a, rank) == d; });
+    bool drop = axes.empty()
+                    ? x.shape[size_t(d)] == 1
+                    : std::any_of(axes.begin(), axes.end(), [&](int64_t a) { return norm_axis(args, a, rank) == d; });
     if (!drop) s.push_back(x.shape[size_t(d)]);
   }
   copy_with_shape(args, s);
@@ -113,7 +116,8 @@ EQ_RUNTIME_KERNEL(transpose_kernel) {
     perm.resize(rank);
     std::iota(perm.rbegin(), perm.rend(), 0);
   }
-  if (perm.size() != rank) args.fail_node("perm has " + std::to_string(perm.size()) + " axes, input " + shape_str(x.shape));
+  if (perm.size() != rank)
+    args.fail_node("perm has " + std::to_string(perm.size()) + " axes, input " + shape_str(x.shape));
   std::vector<bool> seen(rank, false);
   for (int64_t p : perm) {
     if (p < 0 || p >= int64_t(rank) || seen[size_t(p)]) args.fail_node("perm is not a permutation");
@@ -153,8 +157,10 @@ EQ_RUNTIME_KERNEL(concat_kernel) {
     for (size_t i = 0; i < args.inputs.size(); ++i) {
       const IntTensor& x = args.in(i);
       int64_t chunk = x.numel() / std::max<int64_t>(outer, 1);
-      if (x.is_float()) y.floats.insert(y.floats.end(), x.floats.begin() + o * chunk, x.floats.begin() + (o + 1) * chunk);
-      else y.ints.insert(y.ints.end(), x.ints.begin() + o * chunk, x.ints.begin() + (o + 1) * chunk);
+      if (x.is_float())
+        y.floats.insert(y.floats.end(), x.floats.begin() + o * chunk, x.floats.begin() + (o + 1) * chunk);
+      else
+        y.ints.insert(y.ints.end(), x.ints.begin() + o * chunk, x.ints.begin() + (o + 1) * chunk);
     }
 }
 
@@ -186,7 +192,8 @@ EQ_RUNTIME_KERNEL(slice_kernel) {
   std::vector<int64_t> xs = strides_of(x.shape), ys = strides_of(out);
   gather_elements(args, x, shape_numel(out), [&](int64_t i) {
     int64_t src = 0;
-    for (int64_t d = 0; d < rank; ++d) src += (begin[size_t(d)] + (i / ys[size_t(d)]) % out[size_t(d)] * step[size_t(d)]) * xs[size_t(d)];
+    for (int64_t d = 0; d < rank; ++d)
+      src += (begin[size_t(d)] + (i / ys[size_t(d)]) % out[size_t(d)] * step[size_t(d)]) * xs[size_t(d)];
     return src;
   });
 }

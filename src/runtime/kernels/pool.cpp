@@ -21,7 +21,8 @@ Window window_of(const KernelArgs& args) {
   check_at_least(args, k, 1, "kernel_shape");
   check_at_least(args, s, 1, "strides");
   check_at_least(args, p, 0, "pads");
-  for (int64_t v : p) if (v > 1 << 16) args.fail_node("pads beyond 65536");
+  for (int64_t v : p)
+    if (v > 1 << 16) args.fail_node("pads beyond 65536");
   return {k[0], k[1], s[0], s[1], p[0], p[1], p[2], p[3]};
 }
 
@@ -41,7 +42,8 @@ void pool(const KernelArgs& args, const Window& win, F reduce) {
           for (int64_t ky = 0; ky < win.kh; ++ky)
             for (int64_t kx = 0; kx < win.kw; ++kx) {
               int64_t ih = i * win.sh - win.pt + ky, iw = j * win.sw - win.pl + kx;
-              if (ih >= 0 && ih < h && iw >= 0 && iw < w) vals.push_back(x.ints[size_t(((b * h + ih) * w + iw) * c + ch)]);
+              if (ih >= 0 && ih < h && iw >= 0 && iw < w)
+                vals.push_back(x.ints[size_t(((b * h + ih) * w + iw) * c + ch)]);
             }
           y.ints[size_t(((b * oh + i) * ow + j) * c + ch)] = reduce(vals);
         }

@@ -30,7 +30,8 @@ EQ_RUNTIME_KERNEL(quantize_kernel) {
     Requantization r{{int(shifts[0])}, {int32_t(mult[0])}, args.rounding()};
     int64_t zx = x.zero_point(), zy = y.zero_point();
     for (int64_t i = 0; i < n; ++i)
-      y.ints[size_t(i)] = requantize(x.ints[size_t(i)] - zx, r, 0, dtype_min(y.dtype) - zy, dtype_max(y.dtype) - zy) + zy;
+      y.ints[size_t(i)] =
+          requantize(x.ints[size_t(i)] - zx, r, 0, dtype_min(y.dtype) - zy, dtype_max(y.dtype) - zy) + zy;
     return;
   }
   if (!x.is_pow2() || !y.is_pow2()) {
@@ -38,7 +39,8 @@ EQ_RUNTIME_KERNEL(quantize_kernel) {
     return;
   }
   int shift = y.exponent() - x.exponent();
-  for (int64_t i = 0; i < n; ++i) y.ints[size_t(i)] = saturate_to(shift_round(x.ints[size_t(i)], shift, args.rounding()), y.dtype);
+  for (int64_t i = 0; i < n; ++i)
+    y.ints[size_t(i)] = saturate_to(shift_round(x.ints[size_t(i)], shift, args.rounding()), y.dtype);
 }
 
 }  // namespace edgequant::runtime

@@ -74,9 +74,12 @@ EQ_RUNTIME_KERNEL(resize_kernel) {
           int64_t ix = std::min<int64_t>(static_cast<int64_t>(float(j) * sw_inv), w - 1);
           for (int64_t ch = 0; ch < c; ++ch) {
             int64_t src = ((b * h + iy) * w + ix) * c + ch, dst = ((b * oh + i) * ow + j) * c + ch;
-            if (same_grid(x, y)) y.ints[size_t(dst)] = x.ints[size_t(src)];
-            else if (x.is_pow2() && y.is_pow2()) y.ints[size_t(dst)] = saturate_to(shift_round(x.ints[size_t(src)], shift, args.rounding()), y.dtype);
-            else store_real(y, dst, real_value(x, src), args.rounding());
+            if (same_grid(x, y))
+              y.ints[size_t(dst)] = x.ints[size_t(src)];
+            else if (x.is_pow2() && y.is_pow2())
+              y.ints[size_t(dst)] = saturate_to(shift_round(x.ints[size_t(src)], shift, args.rounding()), y.dtype);
+            else
+              store_real(y, dst, real_value(x, src), args.rounding());
           }
         }
       }
@@ -95,7 +98,9 @@ EQ_RUNTIME_KERNEL(resize_kernel) {
       for (int64_t j = 0; j < ow; ++j) {
         Coeff cx = linear_coeff(int(j), int(w), sw_inv, align);
         for (int64_t ch = 0; ch < c; ++ch) {
-          auto at = [&](int64_t yy, int64_t xx) { return (float(x.ints[size_t(((b * h + yy) * w + xx) * c + ch)]) - in_zero) * in_scale; };
+          auto at = [&](int64_t yy, int64_t xx) {
+            return (float(x.ints[size_t(((b * h + yy) * w + xx) * c + ch)]) - in_zero) * in_scale;
+          };
           float row0 = at(cy.index, cx.index) * cx.r0 + at(cy.index, cx.index + 1) * cx.r1;
           float row1 = at(cy.index + 1, cx.index) * cx.r0 + at(cy.index + 1, cx.index + 1) * cx.r1;
           int64_t dst = ((b * oh + i) * ow + j) * c + ch;
