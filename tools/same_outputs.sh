@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves a refactoring changes no output: quantizes a matrix of fixtures x targets x settings
-# (every export format, int16, mixed precision + bias correction + equalization, TQT, AdaRound,
+# (every export format, int16, mixed precision + bias correction + equalization, TQT, AdaRound, LSQ,
 # a fixed-batch model) with two edgequant binaries and compares every file they write, byte for
 # byte (copies of the inputs, target.yaml and setting.yaml, and summary.txt with its timings
 # excepted); analysis.json without its "seconds" (timings). Exit 0: identical; 1: a difference.
@@ -16,6 +16,7 @@ rm -rf "$W"; mkdir -p "$W"
 printf 'tqt_optimization: true\ntqt_optimization_setting: {steps: 60, block_size: 4, lr: 1.25e-4}\n' > "$W/tqt.yaml"
 printf 'mixed_precision: {auto_promote: 2}\nbias_correction: true\nequalization: true\n' > "$W/mix.yaml"
 printf 'blockwise_reconstruction: true\nblockwise_reconstruction_setting: {steps: 40}\n' > "$W/ada.yaml"
+printf 'lsq_optimization: true\nlsq_optimization_setting: {steps: 40}\n' > "$W/lsq.yaml"
 cases=()
 for t in esp32s3 esp32p4 c ort-int8 tflite-int8 ti-npu; do
   cases+=("fm_mob_$t|$F/fashion/fmnist_mobilenet.onnx -t $t --calib $FM")
@@ -27,6 +28,7 @@ cases+=("mbv2_p4|$F/models/mobilenetv2_style_op13.onnx -t esp32p4 --calib $F/mod
 cases+=("fm_res_tqt|$F/fashion/fmnist_resnet.onnx -t esp32s3 --calib $FM -s $W/tqt.yaml")
 cases+=("fm_res_mix|$F/fashion/fmnist_resnet.onnx -t esp32s3 --calib $FM -s $W/mix.yaml")
 cases+=("fm_mob_ada_ti|$F/fashion/fmnist_mobilenet.onnx -t ti-npu --calib $FM -s $W/ada.yaml")
+cases+=("fm_mob_lsq_ort|$F/fashion/fmnist_mobilenet.onnx -t ort-int8 --calib $FM -s $W/lsq.yaml")
 cases+=("fixed_b1|$F/fixed_batch/detector_b1.onnx -t esp32p4 --calib $F/fixed_batch/detector_input.npy")
 status=0; files=0
 for c in "${cases[@]}"; do
