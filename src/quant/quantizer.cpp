@@ -81,11 +81,22 @@ void check_channel_rules(const Graph& g, const Target& t, QuantPlan& plan) {
 
 }  // namespace
 
-QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s) {
-  QuantPlan plan;
-  plan.target_name = t.name;
-  int act_bits = s.activation_bits ? s.activation_bits : t.activation.bits;
-  int w_bits = s.weight_bits ? s.weight_bits : t.conv_weight.bits;
+namespace {
+// The widths a setting asks for: activation and weight bits, and per op of the dispatching
+// table (0 = float), each checked against the target's allowed widths.
+struct Widths {
+  int act_bits = 8, w_bits = 8;
+  std::map<const Op*, int> op_bits;
+  int of(const Op* op, int fallback) const {
+    auto it = op_bits.find(op);
+    return it == op_bits.end() ? fallback : it->second;
+  }
+};
+
+Widths resolve_widths(const Graph& g, const Target& t, const Setting& s) {
+  Widths w;
+  w.act_bits = s.activation_bits ? s.activation_bits : t.activation.bits;
+  w.w_bits = s.weight_bits ? s.weight_bits : t.conv_weight.bits;
   auto check_bits = [&](int b, const std::string& what) {
     if (std::find(t.allowed_bits.begin(), t.allowed_bits.end(), b) == t.allowed_bits.end()) {
       std::string allowed;
@@ -95,10 +106,8 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     }
   };
   // Weights may go below the activation width (TI 4/2-bit), activations stay at 8/16.
-  check_bits(w_bits, "weight_bits");
-  if (act_bits != 8 && act_bits != 16) check_bits(act_bits, "activation_bits");
-
-  std::map<const Op*, int> op_bits;  // 0 = float
+  check_bits(w.w_bits, "weight_bits");
+  if (w.act_bits != 8 && w.act_bits != 16) check_bits(w.act_bits, "activation_bits");
   std::vector<std::string> op_names;
   for (const auto& op : g.ops()) op_names.push_back(op->name);
   for (const auto& [name, v] : s.dispatching_table) {
@@ -108,134 +117,128 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
            "dispatching_table: no op named '" + name + "' (valid: " + list_names(op_names) + ")");
     int b = parse_dispatch_bits(name, v);
     if (b) check_bits(b, "dispatching_table '" + name + "'");
-    op_bits[op] = b;
+    w.op_bits[op] = b;
   }
-  auto bits_of = [&](const Op* op, int fallback) {
-    auto it = op_bits.find(op);
-    return it == op_bits.end() ? fallback : it->second;
-  };
-  // Op outputs come out of a requantization on the chip; graph inputs are rounded from float.
-  auto act_config = [&](int bits) {
-    return make_config(t.activation, bits, t.scale_kind, t.requant_rounding, QuantRole::Activation);
-  };
+  return w;
+}
 
-  for (const Value* in : g.inputs)
-    if (is_float(in) && in->dtype == DType::Float32) {
-      QuantConfig c = make_config(t.activation, act_bits, t.scale_kind, t.rounding, QuantRole::Input);
-      plan.values[in->name] = c;
-    }
+// Op outputs come out of a requantization on the chip; graph inputs are rounded from float.
+QuantConfig activation_config(const Target& t, int bits) {
+  return make_config(t.activation, bits, t.scale_kind, t.requant_rounding, QuantRole::Activation);
+}
 
-  for (const auto& op_ptr : g.ops()) {
-    const Op* op = op_ptr.get();
-    // A dispatched width applies to the op's weights; activations go no lower than 8 bits.
-    int dispatched = bits_of(op, -1);
-    int bits = dispatched < 0 ? act_bits : (dispatched >= 8 ? dispatched : act_bits);
-    int wb = dispatched > 0 ? dispatched : w_bits;
-    bool keep_float = dispatched == 0 || t.float_ops.count(op->type) || op_traits(op->type).has(kFloatOnly);
-    if (op->is(OpType::If))
-      plan.notes.push_back(op->describe() +
-                           ": its condition depends on the input data, so both branches are kept and run "
-                           "in float (the If's outputs are not quantized)");
-    // Outputs.
-    for (const Value* out : op->outputs) {
-      if (!out || !is_float(out) || out->is_constant()) continue;
-      if (out->dtype == DType::Undefined && !(is_compute_op(op->type) || op->is(OpType::Relu))) continue;
-      QuantConfig c = act_config(bits);
-      const Value* in0 = op->input(0);
-      const QuantConfig* in_cfg = in0 ? plan.find(in0->name) : nullptr;
-      if (keep_float) {
+// The configs of an op's outputs: float, passive (data movement: its input's grid), or their own
+// grid; a fusable activation after a computing op marks the computing op's output Fused.
+void assign_outputs(const Graph& g, const Target& t, const Op* op, int bits, int dispatched, bool keep_float,
+                    QuantPlan& plan) {
+  for (const Value* out : op->outputs) {
+    if (!out || !is_float(out) || out->is_constant()) continue;
+    if (out->dtype == DType::Undefined && !(is_compute_op(op->type) || op->is(OpType::Relu))) continue;
+    QuantConfig c = activation_config(t, bits);
+    const Value* in0 = op->input(0);
+    const QuantConfig* in_cfg = in0 ? plan.find(in0->name) : nullptr;
+    if (keep_float) {
+      c.state = QuantState::Float;
+    } else if (is_passive_op(*op) &&
+               !(dispatched >= 8 && in_cfg && in_cfg->state != QuantState::Float && in_cfg->bits != dispatched)) {
+      // (A data-movement op dispatched to another width gets a grid of its own: its input is
+      // requantized at the boundary below, as ESP-DL does for an int8 Resize in an int16 model.)
+      if (!in_cfg || in_cfg->state == QuantState::Float) {
         c.state = QuantState::Float;
-      } else if (is_passive_op(*op) &&
-                 !(dispatched >= 8 && in_cfg && in_cfg->state != QuantState::Float && in_cfg->bits != dispatched)) {
-        // (A data-movement op dispatched to another width gets a grid of its own: its input is
-        // requantized at the boundary below, as ESP-DL does for an int8 Resize in an int16 model.)
-        if (!in_cfg || in_cfg->state == QuantState::Float) {
-          c.state = QuantState::Float;
-        } else {
-          c = *in_cfg;
-          c.state = QuantState::Passive;
-          c.master = in0->name;
-          c.custom_scale = false;
-        }
-      } else if (t.fused_activations.count(op->type) && in0 && in0->producer && is_compute_op(in0->producer->type) &&
-                 sole_consumer(g, in0) == op && in_cfg && in_cfg->state == QuantState::Quantized) {
-        // Conv+activation run as one kernel on the chip: the conv output is never materialised.
-        plan.values[in0->name].state = QuantState::Fused;
-        plan.values[in0->name].fused_into = op->name;
+      } else {
+        c = *in_cfg;
+        c.state = QuantState::Passive;
+        c.master = in0->name;
+        c.custom_scale = false;
       }
-      plan.values[out->name] = c;
+    } else if (t.fused_activations.count(op->type) && in0 && in0->producer && is_compute_op(in0->producer->type) &&
+               sole_consumer(g, in0) == op && in_cfg && in_cfg->state == QuantState::Quantized) {
+      // Conv+activation run as one kernel on the chip: the conv output is never materialised.
+      plan.values[in0->name].state = QuantState::Fused;
+      plan.values[in0->name].fused_into = op->name;
     }
-    if (keep_float) continue;
-    // Weights and biases of computing ops.
-    if (is_compute_op(op->type) && op->input(1) && op->input(1)->is_constant() &&
-        op->input(1)->data->dtype() == DType::Float32) {
-      const Value* w = op->input(1);
-      const TensorSpec& spec = (op->is(OpType::Conv) || op->is(OpType::ConvTranspose)) ? t.conv_weight : t.gemm_weight;
-      ScaleKind kind = wb < 8 ? t.sub8bit_weight_scale_kind : t.scale_kind;
-      QuantConfig c = make_config(spec, wb, kind, t.rounding, QuantRole::Weight);
-      int64_t rank = static_cast<int64_t>(w->data->shape().size());
-      if (op->is(OpType::Conv))
-        c.axis = 0;
-      else if (op->is(OpType::ConvTranspose)) {
-        c.axis = 1;
-        if (op->attr_int("group", 1) != 1) c.granularity = Granularity::PerTensor;
-      } else if (op->is(OpType::Gemm))
-        c.axis = op->attr_int("transB", 0) ? 0 : 1;
-      else
-        c.axis = rank - 1;
-      if (rank < 2) c.granularity = Granularity::PerTensor;
-      plan.values[w->name] = c;
-      const Value* b = op->input(2);
-      if (b && b->is_constant() && b->data->dtype() == DType::Float32) {
-        QuantConfig bc;
-        bc.state = QuantState::Passive;  // s_b = s_in * s_w, computed after calibration
-        bc.role = QuantRole::Bias;
-        bc.symmetric = true;
-        bc.scale_kind = ScaleKind::Float;  // a product of scales; power of two when both are
-        bc.rounding = t.rounding;
-        bc.granularity = c.granularity;
-        bc.axis = 0;
-        bc.set_range(t.bias_bits_for(wb), true, false);
-        plan.values[b->name] = bc;
+    plan.values[out->name] = c;
+  }
+}
+
+// A computing op's weights (per-channel axis by op type) and bias (passive: s_in * s_w).
+void assign_weights(const Target& t, const Op* op, int wb, QuantPlan& plan) {
+  if (is_compute_op(op->type) && op->input(1) && op->input(1)->is_constant() &&
+      op->input(1)->data->dtype() == DType::Float32) {
+    const Value* w = op->input(1);
+    const TensorSpec& spec = (op->is(OpType::Conv) || op->is(OpType::ConvTranspose)) ? t.conv_weight : t.gemm_weight;
+    ScaleKind kind = wb < 8 ? t.sub8bit_weight_scale_kind : t.scale_kind;
+    QuantConfig c = make_config(spec, wb, kind, t.rounding, QuantRole::Weight);
+    int64_t rank = static_cast<int64_t>(w->data->shape().size());
+    if (op->is(OpType::Conv))
+      c.axis = 0;
+    else if (op->is(OpType::ConvTranspose)) {
+      c.axis = 1;
+      if (op->attr_int("group", 1) != 1) c.granularity = Granularity::PerTensor;
+    } else if (op->is(OpType::Gemm))
+      c.axis = op->attr_int("transB", 0) ? 0 : 1;
+    else
+      c.axis = rank - 1;
+    if (rank < 2) c.granularity = Granularity::PerTensor;
+    plan.values[w->name] = c;
+    const Value* b = op->input(2);
+    if (b && b->is_constant() && b->data->dtype() == DType::Float32) {
+      QuantConfig bc;
+      bc.state = QuantState::Passive;  // s_b = s_in * s_w, computed after calibration
+      bc.role = QuantRole::Bias;
+      bc.symmetric = true;
+      bc.scale_kind = ScaleKind::Float;  // a product of scales; power of two when both are
+      bc.rounding = t.rounding;
+      bc.granularity = c.granularity;
+      bc.axis = 0;
+      bc.set_range(t.bias_bits_for(wb), true, false);
+      plan.values[b->name] = bc;
+    }
+  }
+}
+
+// Other float constants read as data (Add/Mul operands, PRelu slopes).
+void assign_data_constants(const Target& t, const Op* op, int bits, QuantPlan& plan) {
+  for (size_t i : data_inputs(*op)) {
+    const Value* v = op->input(i);
+    if (!v || !v->is_constant() || v->data->dtype() != DType::Float32 || plan.find(v->name)) continue;
+    if (is_compute_op(op->type) && i != 0) continue;
+    QuantConfig c = activation_config(t, bits);
+    c.role = QuantRole::Constant;
+    c.rounding = t.rounding;
+    c.symmetric = true;
+    c.set_range(bits, true, false);
+    plan.values[v->name] = c;
+  }
+}
+
+// Alignment of elementwise inputs to one scale.
+void align_inputs(const Setting& s, const Op* op, QuantPlan& plan) {
+  if (is_aligned_op(op->type) && s.alignment != Alignment::None && op->outputs.size() == 1 && op->outputs[0]) {
+    QuantConfig* oc = plan.find(op->outputs[0]->name);
+    if (oc && oc->state == QuantState::Quantized) {
+      // Align to Large takes the union of the inputs' grids; a float input has none, so such an
+      // op's output is calibrated on its own values (align to output) instead.
+      bool float_input = false;
+      for (size_t i : data_inputs(*op)) {
+        const Value* v = op->input(i);
+        const QuantConfig* vc = v && !v->is_constant() ? plan.find(v->name) : nullptr;
+        float_input |= vc && vc->state == QuantState::Float;
       }
-    }
-    // Other float constants read as data (Add/Mul operands, PRelu slopes).
-    for (size_t i : data_inputs(*op)) {
-      const Value* v = op->input(i);
-      if (!v || !v->is_constant() || v->data->dtype() != DType::Float32 || plan.find(v->name)) continue;
-      if (is_compute_op(op->type) && i != 0) continue;
-      QuantConfig c = act_config(bits);
-      c.role = QuantRole::Constant;
-      c.rounding = t.rounding;
-      c.symmetric = true;
-      c.set_range(bits, true, false);
-      plan.values[v->name] = c;
-    }
-    // Alignment of elementwise inputs to one scale.
-    if (is_aligned_op(op->type) && s.alignment != Alignment::None && op->outputs.size() == 1 && op->outputs[0]) {
-      QuantConfig* oc = plan.find(op->outputs[0]->name);
-      if (oc && oc->state == QuantState::Quantized) {
-        // Align to Large takes the union of the inputs' grids; a float input has none, so such an
-        // op's output is calibrated on its own values (align to output) instead.
-        bool float_input = false;
-        for (size_t i : data_inputs(*op)) {
-          const Value* v = op->input(i);
-          const QuantConfig* vc = v && !v->is_constant() ? plan.find(v->name) : nullptr;
-          float_input |= vc && vc->state == QuantState::Float;
-        }
-        if (s.alignment == Alignment::AlignToLarge && !float_input) oc->align_to_large = true;
-        for (size_t i : data_inputs(*op)) {
-          const Value* v = op->input(i);
-          const QuantConfig* vc = v ? plan.find(v->name) : nullptr;
-          // (A float input, out of a float op, is quantized straight onto the output's grid.)
-          if (vc && vc->state != QuantState::Fused)
-            plan.requants.push_back({op->name, static_cast<int>(i), op->outputs[0]->name, std::nullopt});
-        }
+      if (s.alignment == Alignment::AlignToLarge && !float_input) oc->align_to_large = true;
+      for (size_t i : data_inputs(*op)) {
+        const Value* v = op->input(i);
+        const QuantConfig* vc = v ? plan.find(v->name) : nullptr;
+        // (A float input, out of a float op, is quantized straight onto the output's grid.)
+        if (vc && vc->state != QuantState::Fused)
+          plan.requants.push_back({op->name, static_cast<int>(i), op->outputs[0]->name, std::nullopt});
       }
     }
   }
+}
 
-  // Custom scales ("focused logits"): by op name (its first output) or value name.
+// Custom scales ("focused logits"): by op name (its first output) or value name.
+void apply_custom_scales(const Graph& g, const Target& t, const Setting& s, QuantPlan& plan) {
   for (const auto& [name, scale] : s.custom_scales) {
     std::string value = name;
     if (const Op* op = g.find_op(name)) value = op->outputs.empty() || !op->outputs[0] ? "" : op->outputs[0]->name;
@@ -255,8 +258,11 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     c->custom_scale = true;
     c->source = RangeSource::Custom;
   }
-  // Mixed-precision boundaries: an op that computes at other bits than its input tensor reads it
-  // through a requantization to a grid of its own width (ESP-DL inserts RequantizeLinear there).
+}
+
+// Mixed-precision boundaries: an op that computes at other bits than its input tensor reads it
+// through a requantization to a grid of its own width (ESP-DL inserts RequantizeLinear there).
+void add_width_boundaries(const Graph& g, const Target& t, QuantPlan& plan) {
   std::set<std::pair<std::string, int>> requanted;
   for (const auto& r : plan.requants) requanted.insert({r.op, r.index});
   for (const auto& op_ptr : g.ops()) {
@@ -293,6 +299,37 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
       plan.requants.push_back({op->name, static_cast<int>(i), v->name, grid});
     }
   }
+}
+}  // namespace
+
+QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s) {
+  QuantPlan plan;
+  plan.target_name = t.name;
+  const Widths widths = resolve_widths(g, t, s);
+  for (const Value* in : g.inputs)
+    if (is_float(in) && in->dtype == DType::Float32) {
+      QuantConfig c = make_config(t.activation, widths.act_bits, t.scale_kind, t.rounding, QuantRole::Input);
+      plan.values[in->name] = c;
+    }
+  for (const auto& op_ptr : g.ops()) {
+    const Op* op = op_ptr.get();
+    // A dispatched width applies to the op's weights; activations go no lower than 8 bits.
+    int dispatched = widths.of(op, -1);
+    int bits = dispatched < 0 ? widths.act_bits : (dispatched >= 8 ? dispatched : widths.act_bits);
+    int wb = dispatched > 0 ? dispatched : widths.w_bits;
+    bool keep_float = dispatched == 0 || t.float_ops.count(op->type) || op_traits(op->type).has(kFloatOnly);
+    if (op->is(OpType::If))
+      plan.notes.push_back(op->describe() +
+                           ": its condition depends on the input data, so both branches are kept and run "
+                           "in float (the If's outputs are not quantized)");
+    assign_outputs(g, t, op, bits, dispatched, keep_float, plan);
+    if (keep_float) continue;
+    assign_weights(t, op, wb, plan);
+    assign_data_constants(t, op, bits, plan);
+    align_inputs(s, op, plan);
+  }
+  apply_custom_scales(g, t, s, plan);
+  add_width_boundaries(g, t, plan);
   check_channel_rules(g, t, plan);
   plan.verify(g);
   return plan;
