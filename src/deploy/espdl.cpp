@@ -167,34 +167,90 @@ std::vector<int64_t> filter_wire_order(const Shape& s, bool depthwise, bool gemm
   return order;
 }
 
-std::string encode_espdl(const IntGraph& p) {
-  for (const auto& [name, v] : p.values)
-    if (v.scale > 0)
-      fail(ErrorCode::Unsupported, "'" + name + "' has a float-scale grid: .espdl files hold power-of-two exponents");
-  flatbuffers::FlatBufferBuilder fbb(1 << 16);
-  // Repeated content is written once and referenced (FlatBuffers offsets may be shared): names,
-  // exponent lists, dimensions, types and attributes such as quant_type="S8" on every node.
-  auto str = [&](const std::string& s) { return fbb.CreateSharedString(s); };
-  std::map<std::vector<int64_t>, flatbuffers::Offset<flatbuffers::Vector<int64_t>>> int_vectors;
-  auto ints = [&](const std::vector<int64_t>& v) {
-    auto it = int_vectors.find(v);
-    return it != int_vectors.end() ? it->second : int_vectors[v] = fbb.CreateVector(v);
-  };
-  auto exps = [&](const std::vector<int>& e) {
+namespace {
+// Writes one integer program as an .espdl FlatBuffer. Repeated content is written once and
+// referenced (FlatBuffers offsets may be shared): names, exponent lists, dimensions, types and
+// attributes such as quant_type="S8" on every node. The order of the builder calls is the
+// file's byte order: keep it.
+class EspdlWriter {
+ public:
+  explicit EspdlWriter(const IntGraph& p) : p_(p), fbb_(1 << 16), filters_(filters_of(p)) {}
+
+  std::string write() {
+    // Nodes, attributes sorted by key (std::map order), as ESP-PPQ writes them.
+    std::vector<flatbuffers::Offset<espdl::Node>> nodes;
+    for (const IntNode& n : p_.nodes) {
+      std::vector<flatbuffers::Offset<espdl::Attribute>> attrs = attributes(n);
+      auto in = fbb_.CreateVectorOfStrings(n.inputs);
+      auto out = fbb_.CreateVectorOfStrings(n.outputs);
+      nodes.push_back(espdl::CreateNode(fbb_, in, out, str(n.name), str(n.op_type), 0, fbb_.CreateVector(attrs)));
+    }
+    // Initializers: lookup tables first, then every parameter.
+    std::set<std::string> luts;
+    for (const IntNode& n : p_.nodes) {
+      std::string l = n.attr_string("lut", "");
+      if (!l.empty()) luts.insert(l);
+    }
+    std::vector<flatbuffers::Offset<espdl::Tensor>> inits;
+    for (const std::string& l : luts) inits.push_back(tensor(l, p_.initializers.at(l), false));
+    for (const auto& [name, t] : p_.initializers)
+      if (!luts.count(name)) inits.push_back(tensor(name, t, true));
+    std::vector<flatbuffers::Offset<espdl::ValueInfo>> inputs, outputs, infos;
+    for (const auto& i : p_.inputs) inputs.push_back(value_info(i));
+    for (const auto& o : p_.outputs) outputs.push_back(value_info(o));
+    for (const auto& [name, _] : p_.values) infos.push_back(value_info(name));
+    std::vector<flatbuffers::Offset<espdl::Tensor>> tin, tout;
+    for (const auto& [name, t] : p_.test_inputs) tin.push_back(tensor(name, t, false));
+    for (const auto& [name, t] : p_.test_outputs) tout.push_back(tensor(name, t, false));
+    auto graph =
+        espdl::CreateGraph(fbb_, fbb_.CreateVector(nodes), str(p_.name), fbb_.CreateVector(inits), 0,
+                           fbb_.CreateVector(inputs), fbb_.CreateVector(outputs), fbb_.CreateVector(infos), 0,
+                           tin.empty() ? 0 : fbb_.CreateVector(tin), tout.empty() ? 0 : fbb_.CreateVector(tout));
+    // The layouts of graph inputs/outputs relative to the source ONNX (so `edgequant run` takes and
+    // gives the source layout); the runtime ignores metadata it does not ask for.
+    std::map<std::string, std::string> metadata = p_.metadata;
+    for (const auto& names : {p_.inputs, p_.outputs})
+      for (const std::string& n : names) {
+        const auto& perm = p_.value(n).perm;
+        if (perm.empty()) continue;
+        std::string v;
+        for (size_t i = 0; i < perm.size(); ++i) v += (i ? "," : "") + std::to_string(perm[i]);
+        metadata[kPermKey + n] = v;
+      }
+    std::vector<flatbuffers::Offset<espdl::StringStringEntry>> meta;
+    for (const auto& [k, v] : metadata) meta.push_back(espdl::CreateStringStringEntry(fbb_, str(k), str(v)));
+    auto opsets = fbb_.CreateVector(std::vector<flatbuffers::Offset<espdl::OperatorSetId>>{});
+    auto model = espdl::CreateModel(fbb_, 8, opsets, 0, 0, 0, 0, 0, graph, meta.empty() ? 0 : fbb_.CreateVector(meta));
+    fbb_.Finish(model);
+    std::string bytes(kHeader, '\0');
+    std::memcpy(bytes.data(), kMagic, 4);
+    uint32_t len = fbb_.GetSize();
+    for (int b = 0; b < 4; ++b) bytes[size_t(8 + b)] = static_cast<char>((len >> (8 * b)) & 0xff);
+    bytes.append(reinterpret_cast<const char*>(fbb_.GetBufferPointer()), len);
+    return bytes;
+  }
+
+ private:
+  flatbuffers::Offset<flatbuffers::String> str(const std::string& s) { return fbb_.CreateSharedString(s); }
+  flatbuffers::Offset<flatbuffers::Vector<int64_t>> ints(const std::vector<int64_t>& v) {
+    auto it = int_vectors_.find(v);
+    return it != int_vectors_.end() ? it->second : int_vectors_[v] = fbb_.CreateVector(v);
+  }
+  flatbuffers::Offset<flatbuffers::Vector<int64_t>> exps(const std::vector<int>& e) {
     std::vector<int64_t> v(e.begin(), e.end());
     if (v.empty()) v = {0};
     return ints(v);
-  };
-  std::map<std::string, Filter> filters = filters_of(p);
+  }
 
-  auto make_tensor = [&](const std::string& name, const IntTensor& t, bool with_layout) {
+  // A tensor; filters (with_layout) in the target's blocked wire order, named in doc_string.
+  flatbuffers::Offset<espdl::Tensor> tensor(const std::string& name, const IntTensor& t, bool with_layout) {
     Shape dims = t.shape;
     std::string doc;
     std::vector<int64_t> order;
-    auto f = filters.find(name);
-    bool is_filter = with_layout && f != filters.end();
+    auto f = filters_.find(name);
+    bool is_filter = with_layout && f != filters_.end();
     if (is_filter) {
-      int block = filter_block(p.filter_blocks, t.dtype);
+      int block = filter_block(p_.filter_blocks, t.dtype);
       order = filter_wire_order(t.shape, f->second.depthwise, f->second.gemm, block);
       dims = wire_dims(t.shape, f->second);
       int64_t n = f->second.gemm ? t.shape[1] : t.shape[0];
@@ -212,10 +268,10 @@ std::string encode_espdl(const IntGraph& p) {
       std::vector<espdl::AlignedBytes> blocks((bytes.size() + 15) / 16);
       std::memset(static_cast<void*>(blocks.data()), 0, blocks.size() * sizeof(espdl::AlignedBytes));
       std::memcpy(static_cast<void*>(blocks.data()), bytes.data(), bytes.size());
-      raw = fbb.CreateVectorOfStructs(blocks.data(), blocks.size());
+      raw = fbb_.CreateVectorOfStructs(blocks.data(), blocks.size());
     }
     auto exp_off = exps(t.exponents);
-    espdl::TensorBuilder tb(fbb);
+    espdl::TensorBuilder tb(fbb_);
     tb.add_dims(dims_off);
     tb.add_data_type(static_cast<espdl::TensorDataType>(t.dtype));
     tb.add_name(name_off);
@@ -224,118 +280,85 @@ std::string encode_espdl(const IntGraph& p) {
     if (int64_data.o) tb.add_int64_data(int64_data);
     tb.add_exponents(exp_off);
     return tb.Finish();
-  };
+  }
 
-  std::map<int64_t, flatbuffers::Offset<espdl::Dimension>> dim_cache;
-  std::map<std::pair<int32_t, Shape>, flatbuffers::Offset<espdl::TypeInfo>> type_cache;
-  auto make_value_info = [&](const std::string& name) {
-    const ValueInfo& vi = p.value(name);
+  flatbuffers::Offset<espdl::ValueInfo> value_info(const std::string& name) {
+    const ValueInfo& vi = p_.value(name);
     auto key = std::make_pair(static_cast<int32_t>(vi.dtype), vi.shape);
-    auto cached = type_cache.find(key);
+    auto cached = type_cache_.find(key);
     flatbuffers::Offset<espdl::TypeInfo> type;
-    if (cached != type_cache.end()) {
+    if (cached != type_cache_.end()) {
       type = cached->second;
     } else {
       std::vector<flatbuffers::Offset<espdl::Dimension>> dims;
       for (int64_t d : vi.shape) {
-        auto it = dim_cache.find(d);
-        if (it == dim_cache.end())
-          it = dim_cache
+        auto it = dim_cache_.find(d);
+        if (it == dim_cache_.end())
+          it = dim_cache_
                    .emplace(d, espdl::CreateDimension(
-                                   fbb, espdl::CreateDimensionValue(fbb, espdl::DimensionValueType_VALUE, d)))
+                                   fbb_, espdl::CreateDimensionValue(fbb_, espdl::DimensionValueType_VALUE, d)))
                    .first;
         dims.push_back(it->second);
       }
-      auto shape = espdl::CreateTensorShape(fbb, fbb.CreateVector(dims));
-      auto tt = espdl::CreateTensorTypeAndShape(fbb, key.first, shape);
-      type = type_cache[key] = espdl::CreateTypeInfo(fbb, espdl::TypeInfoValue_tensor_type, tt.Union());
+      auto shape = espdl::CreateTensorShape(fbb_, fbb_.CreateVector(dims));
+      auto tt = espdl::CreateTensorTypeAndShape(fbb_, key.first, shape);
+      type = type_cache_[key] = espdl::CreateTypeInfo(fbb_, espdl::TypeInfoValue_tensor_type, tt.Union());
     }
-    return espdl::CreateValueInfo(fbb, str(name), type, 0, exps({vi.dtype == DType::Float32 ? 0 : vi.exponent}));
-  };
+    return espdl::CreateValueInfo(fbb_, str(name), type, 0, exps({vi.dtype == DType::Float32 ? 0 : vi.exponent}));
+  }
 
-  // Nodes, attributes sorted by key (std::map order), as ESP-PPQ writes them.
-  std::vector<flatbuffers::Offset<espdl::Node>> nodes;
-  std::map<std::string, flatbuffers::Offset<espdl::Attribute>> attr_cache;
-  for (const IntNode& n : p.nodes) {
+  std::vector<flatbuffers::Offset<espdl::Attribute>> attributes(const IntNode& n) {
     std::vector<flatbuffers::Offset<espdl::Attribute>> attrs;
     for (const auto& [key, a] : n.attrs) {
       std::string ckey = attribute_key(key, a);
-      auto cached = attr_cache.find(ckey);
-      if (cached != attr_cache.end()) {
+      auto cached = attr_cache_.find(ckey);
+      if (cached != attr_cache_.end()) {
         attrs.push_back(cached->second);
         continue;
       }
       auto name = str(key);
       if (const auto* i = std::get_if<int64_t>(&a)) {
         espdl::AttributeI v(*i);
-        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_INT, nullptr, &v));
+        attrs.push_back(espdl::CreateAttribute(fbb_, name, 0, 0, espdl::AttributeType_INT, nullptr, &v));
       } else if (const auto* f = std::get_if<float>(&a)) {
         espdl::AttributeF v(*f);
-        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_FLOAT, &v));
+        attrs.push_back(espdl::CreateAttribute(fbb_, name, 0, 0, espdl::AttributeType_FLOAT, &v));
       } else if (const auto* s = std::get_if<std::string>(&a)) {
-        auto bytes = fbb.CreateVector(reinterpret_cast<const uint8_t*>(s->data()), s->size());
-        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_STRING, nullptr, nullptr, bytes));
+        auto bytes = fbb_.CreateVector(reinterpret_cast<const uint8_t*>(s->data()), s->size());
+        attrs.push_back(espdl::CreateAttribute(fbb_, name, 0, 0, espdl::AttributeType_STRING, nullptr, nullptr, bytes));
       } else if (const auto* is = std::get_if<std::vector<int64_t>>(&a)) {
         auto v = ints(*is);
         attrs.push_back(
-            espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_INTS, nullptr, nullptr, 0, 0, 0, 0, 0, v));
+            espdl::CreateAttribute(fbb_, name, 0, 0, espdl::AttributeType_INTS, nullptr, nullptr, 0, 0, 0, 0, 0, v));
       } else if (const auto* fs = std::get_if<std::vector<float>>(&a)) {
-        auto v = fbb.CreateVector(*fs);
+        auto v = fbb_.CreateVector(*fs);
         attrs.push_back(
-            espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_FLOATS, nullptr, nullptr, 0, 0, 0, 0, v));
+            espdl::CreateAttribute(fbb_, name, 0, 0, espdl::AttributeType_FLOATS, nullptr, nullptr, 0, 0, 0, 0, v));
       } else if (const auto* ss = std::get_if<std::vector<std::string>>(&a)) {
-        auto v = fbb.CreateVectorOfStrings(*ss);
-        attrs.push_back(espdl::CreateAttribute(fbb, name, 0, 0, espdl::AttributeType_STRINGS, nullptr, nullptr, 0, 0, 0,
-                                               0, 0, 0, v));
+        auto v = fbb_.CreateVectorOfStrings(*ss);
+        attrs.push_back(espdl::CreateAttribute(fbb_, name, 0, 0, espdl::AttributeType_STRINGS, nullptr, nullptr, 0, 0,
+                                               0, 0, 0, 0, v));
       }
-      if (!ckey.empty() && !attrs.empty()) attr_cache[ckey] = attrs.back();
+      if (!ckey.empty() && !attrs.empty()) attr_cache_[ckey] = attrs.back();
     }
-    auto in = fbb.CreateVectorOfStrings(n.inputs);
-    auto out = fbb.CreateVectorOfStrings(n.outputs);
-    nodes.push_back(espdl::CreateNode(fbb, in, out, str(n.name), str(n.op_type), 0, fbb.CreateVector(attrs)));
+    return attrs;
   }
-  // Initializers: lookup tables first, then every parameter.
-  std::set<std::string> luts;
-  for (const IntNode& n : p.nodes) {
-    std::string l = n.attr_string("lut", "");
-    if (!l.empty()) luts.insert(l);
-  }
-  std::vector<flatbuffers::Offset<espdl::Tensor>> inits;
-  for (const std::string& l : luts) inits.push_back(make_tensor(l, p.initializers.at(l), false));
-  for (const auto& [name, t] : p.initializers)
-    if (!luts.count(name)) inits.push_back(make_tensor(name, t, true));
-  std::vector<flatbuffers::Offset<espdl::ValueInfo>> inputs, outputs, infos;
-  for (const auto& i : p.inputs) inputs.push_back(make_value_info(i));
-  for (const auto& o : p.outputs) outputs.push_back(make_value_info(o));
-  for (const auto& [name, _] : p.values) infos.push_back(make_value_info(name));
-  std::vector<flatbuffers::Offset<espdl::Tensor>> tin, tout;
-  for (const auto& [name, t] : p.test_inputs) tin.push_back(make_tensor(name, t, false));
-  for (const auto& [name, t] : p.test_outputs) tout.push_back(make_tensor(name, t, false));
-  auto graph = espdl::CreateGraph(fbb, fbb.CreateVector(nodes), str(p.name), fbb.CreateVector(inits), 0,
-                                  fbb.CreateVector(inputs), fbb.CreateVector(outputs), fbb.CreateVector(infos), 0,
-                                  tin.empty() ? 0 : fbb.CreateVector(tin), tout.empty() ? 0 : fbb.CreateVector(tout));
-  // The layouts of graph inputs/outputs relative to the source ONNX (so `edgequant run` takes and
-  // gives the source layout); the runtime ignores metadata it does not ask for.
-  std::map<std::string, std::string> metadata = p.metadata;
-  for (const auto& names : {p.inputs, p.outputs})
-    for (const std::string& n : names) {
-      const auto& perm = p.value(n).perm;
-      if (perm.empty()) continue;
-      std::string v;
-      for (size_t i = 0; i < perm.size(); ++i) v += (i ? "," : "") + std::to_string(perm[i]);
-      metadata[kPermKey + n] = v;
-    }
-  std::vector<flatbuffers::Offset<espdl::StringStringEntry>> meta;
-  for (const auto& [k, v] : metadata) meta.push_back(espdl::CreateStringStringEntry(fbb, str(k), str(v)));
-  auto opsets = fbb.CreateVector(std::vector<flatbuffers::Offset<espdl::OperatorSetId>>{});
-  auto model = espdl::CreateModel(fbb, 8, opsets, 0, 0, 0, 0, 0, graph, meta.empty() ? 0 : fbb.CreateVector(meta));
-  fbb.Finish(model);
-  std::string bytes(kHeader, '\0');
-  std::memcpy(bytes.data(), kMagic, 4);
-  uint32_t len = fbb.GetSize();
-  for (int b = 0; b < 4; ++b) bytes[size_t(8 + b)] = static_cast<char>((len >> (8 * b)) & 0xff);
-  bytes.append(reinterpret_cast<const char*>(fbb.GetBufferPointer()), len);
-  return bytes;
+
+  const IntGraph& p_;
+  flatbuffers::FlatBufferBuilder fbb_;
+  std::map<std::string, Filter> filters_;
+  std::map<std::vector<int64_t>, flatbuffers::Offset<flatbuffers::Vector<int64_t>>> int_vectors_;
+  std::map<int64_t, flatbuffers::Offset<espdl::Dimension>> dim_cache_;
+  std::map<std::pair<int32_t, Shape>, flatbuffers::Offset<espdl::TypeInfo>> type_cache_;
+  std::map<std::string, flatbuffers::Offset<espdl::Attribute>> attr_cache_;
+};
+}  // namespace
+
+std::string encode_espdl(const IntGraph& p) {
+  for (const auto& [name, v] : p.values)
+    if (v.scale > 0)
+      fail(ErrorCode::Unsupported, "'" + name + "' has a float-scale grid: .espdl files hold power-of-two exponents");
+  return EspdlWriter(p).write();
 }
 
 namespace {
