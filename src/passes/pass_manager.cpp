@@ -72,12 +72,13 @@ Fingerprints fingerprint(const QuantContext& ctx) {
   f.graph = h;
   f.constants = c;
   f.plan = hash_text(quant::plan_to_json(ctx.plan).dump());
-  size_t p = 0;
-  for (const at::Tensor& t : ctx.parameters.parameters()) {
+  const std::vector<at::Tensor> params = ctx.parameters.parameters();
+  size_t p = params.size();
+  for (const at::Tensor& t : params) {
     at::Tensor x = t.detach().contiguous();
     p = mix(p, hash_bytes(x.data_ptr(), x.nbytes()));
   }
-  f.parameters = mix(p, ctx.parameters.parameters().size());
+  f.parameters = p;
   return f;
 }
 

@@ -117,10 +117,13 @@ void run_pipeline(QuantContext& context, const std::vector<std::string>& names, 
 // plan afterwards. Passes never call it (nor run_pipeline): they ask the context for analyses.
 void run_pass(QuantContext& context, Pass& pass);
 
-// Shared by passes that need the same step (no pass reruns another): the observations and the
-// calibrator's scales (calibrate, mixed-precision), the error analysis on the validation
-// samples (analyse, mixed-precision).
+// Shared by passes that need the same step (no pass reruns another): the plan's assignment
+// (assign, mixed-precision), the observations and the calibrator's scales (calibrate,
+// mixed-precision), the error analysis on the validation samples (analyse, mixed-precision).
 void calibrate_plan(QuantContext& context);
+// A fresh plan for `setting` (the user's, or mixed precision's copy with promotions); empties
+// the parameter store.
+void assign_plan(QuantContext& context, const Setting& setting);
 analysis::AnalysisReport analyse_validation(QuantContext& context, bool graphwise, bool layerwise);
 
 // The pipeline passes (one file each), with what each may change and the analyses it keeps.

@@ -9,6 +9,7 @@
 #include "api/load.h"
 #include "data/npy.h"
 #include "edgequant/error.h"
+#include "ir/op_traits.h"
 #include "passes/pipeline.h"
 #include "test_util.h"
 
@@ -174,5 +175,19 @@ TEST(PassManager, TheDefaultPipelinesDeclarationsHoldInVerifyMode) {
   ASSERT_EQ(ctx.stats.pass_seconds.size(), names.size());
   for (size_t i = 0; i < names.size(); ++i) EXPECT_EQ(ctx.stats.pass_seconds[i].first, names[i]);
   EXPECT_NE(std::find(names.begin(), names.end(), "tqt"), names.end());
+}
+// prepare normalises a graph that was loaded without it (an Identity dropped): a graph change it
+// declares, with every analysis dropped, which verify mode accepts.
+TEST(PassManager, PrepareChangingTheGraphPassesVerification) {
+  edgequant::testing::ModelBuilder b;
+  b.input("x", {1, 4}).output("y");
+  b.node("Identity", {"x"}, {"h"}, "id");
+  b.node("Relu", {"h"}, {"y"}, "relu");
+  QuantContext ctx(load_model(b.save(tmp("identity.onnx")), false), load_target("esp32s3"), Setting{});
+  ctx.verify_passes = true;
+  ASSERT_EQ(ctx.graph->ops().size(), 2u);
+  run_pipeline(ctx, {"prepare"});
+  EXPECT_EQ(ctx.graph->ops().size(), 1u);
+  EXPECT_TRUE(ctx.graph->ops()[0]->is(OpType::Relu));
 }
 }  // namespace

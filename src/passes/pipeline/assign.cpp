@@ -5,13 +5,17 @@
 
 namespace edgequant {
 
-PassResult AssignPass::run(QuantContext& ctx) {
-  ctx.plan = quant::assign_quant_configs(*ctx.graph, ctx.target, ctx.setting());
+void assign_plan(QuantContext& ctx, const Setting& setting) {
+  ctx.plan = quant::assign_quant_configs(*ctx.graph, ctx.target, setting);
   ctx.count_walk(3);  // inputs and ops, custom scales and channel rules, verify
   ctx.parameters.clear();
+}
+
+PassResult AssignPass::run(QuantContext& ctx) {
+  assign_plan(ctx, ctx.setting());
   PassResult r;
   r.changed = true;
-  return r.invalidate(Analysis::ErrorReport).invalidate(Analysis::LoweredForm);
+  return r;
 }
 
 }  // namespace edgequant

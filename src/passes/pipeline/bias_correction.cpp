@@ -127,7 +127,7 @@ PassResult BiasCorrectionPass::run(QuantContext& ctx) {
   say(line.str());
   PassResult r;
   r.changed = true;
-  return r.invalidate(Analysis::ErrorReport).invalidate(Analysis::LoweredForm);
+  return r;
 }
 
 }  // namespace edgequant

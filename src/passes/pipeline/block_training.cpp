@@ -163,7 +163,7 @@ class BlockTrainer {
     say(done.str());
     PassResult r;
     r.changed = trained_ > rolled_back_;
-    return r.invalidate(Analysis::ErrorReport).invalidate(Analysis::LoweredForm);
+    return r;
   }
 
  private:

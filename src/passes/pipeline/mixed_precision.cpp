@@ -9,7 +9,6 @@
 
 #include "ir/op_traits.h"
 #include "passes/pipeline.h"
-#include "quant/quantizer.h"
 
 namespace edgequant {
 
@@ -55,9 +54,7 @@ PassResult MixedPrecisionPass::run(QuantContext& ctx) {
     chosen << (chosen.tellp() > 0 ? ", " : "") << u->op << " (" << u->type << ", layerwise " << u->layerwise << ")";
   }
   // Reassign and recalibrate: the observations are cached, so no data pass.
-  ctx.plan = quant::assign_quant_configs(*ctx.graph, ctx.target, promoted);
-  ctx.parameters.clear();
-  ctx.count_walk(3);
+  assign_plan(ctx, promoted);
   calibrate_plan(ctx);
   int64_t bytes_after = parameter_bytes(ctx);
   ctx.count_walk(2);

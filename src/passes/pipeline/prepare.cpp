@@ -1,4 +1,5 @@
-// prepare: the import normalisation (idempotent on a loaded model) and the executor.
+// prepare: the import normalisation (idempotent on a loaded model) and the executor. When the
+// normalisation changed the graph, every analysis is dropped and the executor is made on first use.
 #include "passes/pipeline.h"
 
 namespace edgequant {
@@ -9,12 +10,8 @@ PassResult PreparePass::run(QuantContext& ctx) {
   ctx.count_walk(3);  // remove-identity, fold-constants, fold-batchnorm
   PassResult r;
   r.changed = ctx.graph->ops().size() != before;
-  if (r.changed) {
-    r.invalidate_all();
-    ctx.invalidate(0);  // the executor below is built on the normalised graph
-  }
+  if (r.changed) return r.invalidate_all();
   ctx.executor();
-  if (r.changed) r.dropped &= ~static_cast<unsigned>(Analysis::FloatOutputs);
   return r;
 }
 
