@@ -592,8 +592,9 @@ void write_espdl(const IntGraph& program, const std::string& path) { write_file_
 
 IntGraph read_espdl(const std::string& path) {
   IntGraph p = decode_espdl(read_file(path), path);
-  if (p.rounding_assumed && !p.target.empty()) {
-    // A target given to `quantize` by path: its file is in the output directory.
+  if (!p.target.empty()) {
+    // The target file `quantize` copied beside the file is the exact one (also for a target
+    // given by path); the targets directory by name is the fallback decode_espdl took.
     std::string beside = (std::filesystem::path(path).parent_path() / "target.yaml").string();
     if (std::filesystem::exists(beside)) {
       Target t = load_target(beside);

@@ -246,6 +246,26 @@ TEST(EspdlGolden, Esp32p4HasPerChannelExponentsOnFiltersAndBiases) {
     EXPECT_EQ(wd[32 + c], int8_t(std::nearbyint(double(2 * 16 + c - 17) / 32.0 / std::ldexp(1.0, e_w[16]))));
 }
 
+// A read file's rounding and filter blocks come from its target's file, not from the chip's
+// name in C++; a file naming no target (Espressif's toolchain) is read half-up, said in the dump.
+TEST(EspdlReader, RoundingAndFilterBlocksComeFromTheTargetFile) {
+  Built p4 = quantize(tiny_model(), "esp32p4", tiny_data());
+  runtime::IntGraph back = deploy::decode_espdl(deploy::encode_espdl(p4.program), "p4.espdl");
+  EXPECT_EQ(back.rounding, RoundingMode::HalfEven);  // esp32p4.yaml requant_rounding
+  EXPECT_FALSE(back.rounding_assumed);
+  EXPECT_EQ(back.filter_blocks, (std::map<int, int>{{8, 16}}));  // the int8 filters' (N/16)HWC16 blocks
+  Built s3 = quantize(tiny_model(), "esp32s3", tiny_data());
+  EXPECT_EQ(deploy::decode_espdl(deploy::encode_espdl(s3.program), "s3.espdl").rounding, RoundingMode::HalfUp);
+  runtime::IntGraph anonymous = p4.program;
+  anonymous.target.clear();
+  anonymous.metadata.erase("target");
+  runtime::IntGraph read = deploy::decode_espdl(deploy::encode_espdl(anonymous), "anonymous.espdl");
+  EXPECT_EQ(read.rounding, RoundingMode::HalfUp);
+  EXPECT_TRUE(read.rounding_assumed);
+  EXPECT_NE(deploy::describe_program(read).find("half_up rounding, assumed: no target file for '?'"), std::string::npos)
+      << deploy::describe_program(read);
+}
+
 TEST(EspdlLayout, DepthwiseBlocksAndRemainder) {
   // Depthwise [N=18, 1, 2, 1]: blocks of 16 lanes per (h, w), then the 2 remaining channels H-W-N.
   std::vector<int64_t> order = deploy::filter_wire_order({18, 1, 2, 1}, true, false, 16);
