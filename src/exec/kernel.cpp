@@ -1,4 +1,4 @@
-// The kernel table (from ops.def) and helpers shared by the op families.
+// The float kernel table (from the op registry, src/ir/ops.def) and helpers shared by the op families.
 #include "exec/kernel.h"
 
 #include <ATen/ATen.h>
@@ -10,12 +10,18 @@
 
 namespace edgequant::exec {
 
+// The registry's "none": a type without a float kernel (never entered in the table).
+Kernel none(const Op& op, int64_t) { fail(ErrorCode::Internal, op.describe() + ": has no float kernel"); }
+
 static const std::map<std::string, KernelFactory>& table() {
-  static const std::map<std::string, KernelFactory> t = {
-#define EQ_OP(type, factory) {op_type_name(OpType::type), &factory},
-#include "exec/ops/ops.def"
+  static const std::map<std::string, KernelFactory> t = [] {
+    std::map<std::string, KernelFactory> m;
+#define EQ_OP(type, cls, float_kernel, int_kernel, flags) \
+  if (&float_kernel != &none) m.emplace(op_type_name(OpType::type), &float_kernel);
+#include "ir/ops.def"
 #undef EQ_OP
-  };
+    return m;
+  }();
   return t;
 }
 

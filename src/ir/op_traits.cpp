@@ -1,4 +1,4 @@
-// The op traits table (op_traits.def) and the predicates built on it.
+// The op registry (ops.def): types, classes and flags and the predicates built on it.
 #include "ir/op_traits.h"
 
 #include <unordered_map>
@@ -8,9 +8,9 @@ namespace edgequant {
 namespace {
 const std::unordered_map<std::string, OpTraits>& table() {
   static const std::unordered_map<std::string, OpTraits> t = {
-#define EQ_TRAITS(type, cls, flags) {#type, OpTraits{OpClass::cls, static_cast<unsigned>(flags)}},
-#include "ir/op_traits.def"
-#undef EQ_TRAITS
+#define EQ_OP(type, cls, float_kernel, int_kernel, flags) {#type, OpTraits{OpClass::cls, static_cast<unsigned>(flags)}},
+#include "ir/ops.def"
+#undef EQ_OP
   };
   return t;
 }
@@ -19,9 +19,9 @@ const std::unordered_map<std::string, OpTraits>& table() {
 OpType op_type_of(const std::string& type) {
   static const std::unordered_map<std::string, OpType> by_name = [] {
     std::unordered_map<std::string, OpType> m;
-#define EQ_TRAITS(t, cls, flags) m.emplace(#t, OpType::t);
-#include "ir/op_traits.def"
-#undef EQ_TRAITS
+#define EQ_OP(t, cls, float_kernel, int_kernel, flags) m.emplace(#t, OpType::t);
+#include "ir/ops.def"
+#undef EQ_OP
     return m;
   }();
   auto it = by_name.find(type);
@@ -31,9 +31,9 @@ OpType op_type_of(const std::string& type) {
 const char* op_type_name(OpType type) {
   static const char* const names[] = {
       "",
-#define EQ_TRAITS(t, cls, flags) #t,
-#include "ir/op_traits.def"
-#undef EQ_TRAITS
+#define EQ_OP(t, cls, float_kernel, int_kernel, flags) #t,
+#include "ir/ops.def"
+#undef EQ_OP
   };
   return names[static_cast<size_t>(type)];
 }

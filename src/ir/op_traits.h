@@ -1,5 +1,5 @@
 // Op traits: what an op type is to quantization, the integer runtime and the exporters, in one
-// table (op_traits.def) below every stage that asks. Targets decide which traits they use
+// table (ops.def, the op registry) below every stage that asks. Targets decide which traits they use
 // (targets/*.yaml: fused_activations, lut_activations, float_ops).
 #pragma once
 #include <cstddef>
@@ -11,12 +11,12 @@
 
 namespace edgequant {
 
-// Every op type EdgeQuant knows, one per op_traits.def line (Unknown: any other type string).
+// Every op type EdgeQuant knows, one per ops.def line (Unknown: any other type string).
 enum class OpType : uint16_t {
   Unknown,
-#define EQ_TRAITS(type, cls, flags) type,
-#include "ir/op_traits.def"
-#undef EQ_TRAITS
+#define EQ_OP(type, cls, float_kernel, int_kernel, flags) type,
+#include "ir/ops.def"
+#undef EQ_OP
 };
 OpType op_type_of(const std::string& type);
 const char* op_type_name(OpType type);  // "" for Unknown
@@ -42,6 +42,7 @@ enum OpFlag : unsigned {
   kLayoutOfInput = 1u << 5,      // output layout is input 0's (pointwise on one data input)
   kBroadcastBinary = 1u << 6,    // two inputs broadcast elementwise
   kCommutesWithScale = 1u << 7,  // f(s x) = s f(x) per channel, s > 0 (cross-layer equalization)
+  kFloatTensors = 1u << 8,       // the integer kernel also computes float32 tensors (ESP-DL F32 nodes)
 };
 
 struct OpTraits {

@@ -1,11 +1,11 @@
-// Declarations of every kernel factory named in ops.def.
+// Declarations of every float kernel factory named in the op registry (src/ir/ops.def).
 #pragma once
 #include "exec/kernel.h"
 #include "exec/onednn_conv.h"
 
 namespace edgequant::exec {
-#define EQ_OP(type, factory) Kernel factory(const Op& op, int64_t opset);
-#include "exec/ops/ops.def"
+#define EQ_OP(type, cls, float_kernel, int_kernel, flags) Kernel float_kernel(const Op& op, int64_t opset);
+#include "ir/ops.def"
 #undef EQ_OP
 
 // Conv followed by its only reader, a ReLU/Clip with constant bounds, as one kernel (the

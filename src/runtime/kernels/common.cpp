@@ -1,4 +1,4 @@
-// Shared kernel helpers and the op type -> kernel table.
+// Shared kernel helpers and the op type -> integer kernel table (from the op registry, src/ir/ops.def).
 #include <cmath>
 #include <map>
 
@@ -17,30 +17,30 @@ void KernelArgs::fail_node(const std::string& what) const {
   fail(ErrorCode::InvalidModel, "node '" + node.name + "' (" + node.op_type + "): " + what);
 }
 
+// The registry's "none": a type without an integer kernel (never entered in the table).
+EQ_RUNTIME_KERNEL(none) { args.fail_node("has no integer kernel"); }
+
 namespace {
-enum class KernelValues { Integer, IntegerAndFloat };
-struct KernelEntry {
-  Kernel fn;
-  KernelValues values;
-};
-const std::map<std::string, KernelEntry>& table() {
-  static const std::map<std::string, KernelEntry> t = {
-#define EQ_KERNEL(op, fn, values) {op_type_name(OpType::op), {&fn, KernelValues::values}},
-#include "runtime/kernels/kernels.def"
-#undef EQ_KERNEL
-  };
+const std::map<std::string, Kernel>& table() {
+  static const std::map<std::string, Kernel> t = [] {
+    std::map<std::string, Kernel> m;
+#define EQ_OP(type, cls, float_kernel, int_kernel, flags) \
+  if (&int_kernel != &none) m.emplace(op_type_name(OpType::type), &int_kernel);
+#include "ir/ops.def"
+#undef EQ_OP
+    return m;
+  }();
   return t;
 }
 }  // namespace
 
 Kernel find_kernel(const std::string& op_type) {
   auto it = table().find(op_type);
-  return it == table().end() ? nullptr : it->second.fn;
+  return it == table().end() ? nullptr : it->second;
 }
 
 bool kernel_computes_float(const std::string& op_type) {
-  auto it = table().find(op_type);
-  return it != table().end() && it->second.values == KernelValues::IntegerAndFloat;
+  return find_kernel(op_type) && op_has(op_type, kFloatTensors);
 }
 
 std::vector<std::string> kernel_op_types() {

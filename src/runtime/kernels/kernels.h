@@ -29,7 +29,7 @@ struct KernelArgs {
 using Kernel = void (*)(const KernelArgs&);
 // nullptr when the op type has no integer kernel.
 Kernel find_kernel(const std::string& op_type);
-// The op's kernel also computes on float tensors (kernels.def: IntegerAndFloat).
+// The op's kernel also computes on float tensors (the registry's kFloatTensors flag).
 bool kernel_computes_float(const std::string& op_type);
 std::vector<std::string> kernel_op_types();
 
@@ -61,9 +61,9 @@ int64_t norm_axis(const KernelArgs& args, int64_t axis, int64_t rank);
 std::vector<int64_t> ints_input(const KernelArgs& args, size_t i);
 
 #define EQ_RUNTIME_KERNEL(name) void name(const KernelArgs& args)
-// Declared per family (kernels.def lists op type -> kernel).
-#define EQ_KERNEL(op, fn, values) EQ_RUNTIME_KERNEL(fn);
-#include "runtime/kernels/kernels.def"
-#undef EQ_KERNEL
+// Declared per family (the op registry, src/ir/ops.def, maps op type -> kernel; none: no kernel).
+#define EQ_OP(type, cls, float_kernel, int_kernel, flags) EQ_RUNTIME_KERNEL(int_kernel);
+#include "ir/ops.def"
+#undef EQ_OP
 
 }  // namespace edgequant::runtime
