@@ -128,14 +128,14 @@ struct TiWriter {
       values[out] = y;
       return;
     }
-    if (t == "Conv" || t == "Gemm") {
+    if (n.is(OpType::Conv) || n.is(OpType::Gemm)) {
       const IntTensor& w = *p.initializer(n.inputs[1]);
       Value* acc = fresh(base + "_accumulator", shape);
       Op* op = g.add_op(t, g.unique_name(base), {input(n.inputs[0]), input(n.inputs[1])}, {acc});
       for (const auto& [k, a] : n.attrs)
         if (k != "activation" && k != "quant_type") op->attrs[k] = a;
       std::vector<int> shifts;
-      size_t channels = size_t(t == "Conv" ? w.shape[0] : w.shape.back());
+      size_t channels = size_t(n.is(OpType::Conv) ? w.shape[0] : w.shape.back());
       for (size_t c = 0; c < channels; ++c) {
         int ew = w.exponents.size() > 1 ? w.exponents[c] : w.exponent();
         shifts.push_back(exp_of(out) - exp_of(n.inputs[0]) - ew);
@@ -156,36 +156,36 @@ struct TiWriter {
       x = op1("Mul", base + "/scale", {x, scalar(base + "_scale", 1.0)}, shape);
       bool relu = n.attr_string("activation", "Linear") == "Relu";
       y = shift_floor_clip(x, shifts, base, shape, relu ? 0 : lo(out), hi(out));
-    } else if (t == "Add" || t == "Sub") {
+    } else if (n.is(OpType::Add) || n.is(OpType::Sub)) {
       Value* x = op1(t, base, {input(n.inputs[0]), input(n.inputs[1])}, shape);
       y = clip(x, base, shape, lo(out), hi(out));
-    } else if (t == "Mul") {
+    } else if (n.is(OpType::Mul)) {
       Value* x = op1("Mul", base, {input(n.inputs[0]), input(n.inputs[1])}, shape);
       y = round_clip(x, exp_of(n.inputs[0]) + exp_of(n.inputs[1]) - exp_of(out), base, shape, lo(out), hi(out));
-    } else if (t == "RequantizeLinear") {
+    } else if (n.is(OpType::RequantizeLinear)) {
       y = shift_floor_clip(input(n.inputs[0]), {exp_of(out) - exp_of(n.inputs[0])}, base, shape, lo(out), hi(out));
-    } else if (t == "QuantizeLinear") {
+    } else if (n.is(OpType::QuantizeLinear)) {
       y = round_clip(input(n.inputs[0]), -exp_of(out), base, shape, lo(out), hi(out));
-    } else if (t == "DequantizeLinear") {
+    } else if (n.is(OpType::DequantizeLinear)) {
       y = op1("Mul", base, {input(n.inputs[0]), scalar(base + "_scale", std::ldexp(1.0, exp_of(n.inputs[0])))}, shape);
-    } else if (t == "Clip" || t == "Relu") {
+    } else if (n.is(OpType::Clip) || n.is(OpType::Relu)) {
       const IntTensor* a = n.inputs.size() > 1 ? p.initializer(n.inputs[1]) : nullptr;
       const IntTensor* b = n.inputs.size() > 2 ? p.initializer(n.inputs[2]) : nullptr;
-      int64_t a_code = t == "Relu" ? 0 : a ? a->ints.at(0) : lo(n.inputs[0]);
+      int64_t a_code = n.is(OpType::Relu) ? 0 : a ? a->ints.at(0) : lo(n.inputs[0]);
       int64_t b_code = b ? b->ints.at(0) : hi(n.inputs[0]);
       Value* x = clip(input(n.inputs[0]), base, shape, a_code, b_code);
       int s = exp_of(out) - exp_of(n.inputs[0]);
       y = s == 0 ? x : shift_floor_clip(x, {s}, base + "/requant", shape, lo(out), hi(out));
-    } else if (t == "GlobalAveragePool" || t == "AveragePool") {
+    } else if (n.is(OpType::GlobalAveragePool) || n.is(OpType::AveragePool)) {
       Op* op;
       Value* mean = fresh(base + "_mean", shape);
       op = g.add_op(t, g.unique_name(base), {input(n.inputs[0])}, {mean});
       for (const auto& [k, a] : n.attrs)
         if (k != "quant_type") op->attrs[k] = a;
-      if (t == "AveragePool") op->attrs["count_include_pad"] = int64_t(1);  // ESP-DL / TI: the full window
+      if (n.is(OpType::AveragePool)) op->attrs["count_include_pad"] = int64_t(1);  // ESP-DL / TI: the full window
       y = round_clip(mean, exp_of(n.inputs[0]) - exp_of(out), base, shape, lo(out), hi(out));
-    } else if (t == "Sigmoid" || t == "Tanh" || t == "HardSigmoid" || t == "HardSwish" || t == "LeakyRelu" ||
-               t == "Elu" || t == "Exp") {
+    } else if (n.is(OpType::Sigmoid) || n.is(OpType::Tanh) || n.is(OpType::HardSigmoid) || n.is(OpType::HardSwish) ||
+               n.is(OpType::LeakyRelu) || n.is(OpType::Elu) || n.is(OpType::Exp)) {
       // No table on this target: the float function between exact rescalings (CPU on the chip).
       Value* x = op1("Mul", base + "/dequantize",
                      {input(n.inputs[0]), scalar(base + "_in_scale", std::ldexp(1.0, exp_of(n.inputs[0])))}, shape);

@@ -10,40 +10,40 @@ namespace edgequant::exec {
 
 Kernel make_unary(const Op& op, int64_t) {
   using Fn = at::Tensor (*)(const at::Tensor&);
-  static const std::map<std::string, Fn> fns = {
-      {"Relu", [](const at::Tensor& x) { return at::relu(x); }},
-      {"Sigmoid", [](const at::Tensor& x) { return at::sigmoid(x); }},
-      {"Tanh", [](const at::Tensor& x) { return at::tanh(x); }},
-      {"Exp", [](const at::Tensor& x) { return at::exp(x); }},
-      {"Log", [](const at::Tensor& x) { return at::log(x); }},
-      {"Sqrt", [](const at::Tensor& x) { return at::sqrt(x); }},
-      {"Erf", [](const at::Tensor& x) { return at::erf(x); }},
-      {"Abs", [](const at::Tensor& x) { return at::abs(x); }},
-      {"Neg", [](const at::Tensor& x) { return at::neg(x); }},
-      {"Floor", [](const at::Tensor& x) { return at::floor(x); }},
-      {"Ceil", [](const at::Tensor& x) { return at::ceil(x); }},
-      {"Round", [](const at::Tensor& x) { return at::round(x); }},  // half to even, as ONNX
-      {"Reciprocal", [](const at::Tensor& x) { return at::reciprocal(x); }},
-      {"Sin", [](const at::Tensor& x) { return at::sin(x); }},
-      {"Cos", [](const at::Tensor& x) { return at::cos(x); }},
-      {"Not", [](const at::Tensor& x) { return at::logical_not(x); }},
-      {"BitwiseNot", [](const at::Tensor& x) { return at::bitwise_not(x); }},
-      {"Softplus", [](const at::Tensor& x) { return at::log1p(at::exp(x)); }},
-      {"Softsign", [](const at::Tensor& x) { return x / (1 + at::abs(x)); }},
-      {"Sign", [](const at::Tensor& x) { return at::sign(x); }},
-      {"Tan", [](const at::Tensor& x) { return at::tan(x); }},
-      {"Asin", [](const at::Tensor& x) { return at::asin(x); }},
-      {"Acos", [](const at::Tensor& x) { return at::acos(x); }},
-      {"Atan", [](const at::Tensor& x) { return at::atan(x); }},
-      {"Sinh", [](const at::Tensor& x) { return at::sinh(x); }},
-      {"Cosh", [](const at::Tensor& x) { return at::cosh(x); }},
-      {"Asinh", [](const at::Tensor& x) { return at::asinh(x); }},
-      {"Acosh", [](const at::Tensor& x) { return at::acosh(x); }},
-      {"Atanh", [](const at::Tensor& x) { return at::atanh(x); }},
-      {"IsNaN", [](const at::Tensor& x) { return at::isnan(x); }},
-      {"Mish", [](const at::Tensor& x) { return x * at::tanh(at::softplus(x)); }},
+  static const std::map<OpType, Fn> fns = {
+      {OpType::Relu, [](const at::Tensor& x) { return at::relu(x); }},
+      {OpType::Sigmoid, [](const at::Tensor& x) { return at::sigmoid(x); }},
+      {OpType::Tanh, [](const at::Tensor& x) { return at::tanh(x); }},
+      {OpType::Exp, [](const at::Tensor& x) { return at::exp(x); }},
+      {OpType::Log, [](const at::Tensor& x) { return at::log(x); }},
+      {OpType::Sqrt, [](const at::Tensor& x) { return at::sqrt(x); }},
+      {OpType::Erf, [](const at::Tensor& x) { return at::erf(x); }},
+      {OpType::Abs, [](const at::Tensor& x) { return at::abs(x); }},
+      {OpType::Neg, [](const at::Tensor& x) { return at::neg(x); }},
+      {OpType::Floor, [](const at::Tensor& x) { return at::floor(x); }},
+      {OpType::Ceil, [](const at::Tensor& x) { return at::ceil(x); }},
+      {OpType::Round, [](const at::Tensor& x) { return at::round(x); }},  // half to even, as ONNX
+      {OpType::Reciprocal, [](const at::Tensor& x) { return at::reciprocal(x); }},
+      {OpType::Sin, [](const at::Tensor& x) { return at::sin(x); }},
+      {OpType::Cos, [](const at::Tensor& x) { return at::cos(x); }},
+      {OpType::Not, [](const at::Tensor& x) { return at::logical_not(x); }},
+      {OpType::BitwiseNot, [](const at::Tensor& x) { return at::bitwise_not(x); }},
+      {OpType::Softplus, [](const at::Tensor& x) { return at::log1p(at::exp(x)); }},
+      {OpType::Softsign, [](const at::Tensor& x) { return x / (1 + at::abs(x)); }},
+      {OpType::Sign, [](const at::Tensor& x) { return at::sign(x); }},
+      {OpType::Tan, [](const at::Tensor& x) { return at::tan(x); }},
+      {OpType::Asin, [](const at::Tensor& x) { return at::asin(x); }},
+      {OpType::Acos, [](const at::Tensor& x) { return at::acos(x); }},
+      {OpType::Atan, [](const at::Tensor& x) { return at::atan(x); }},
+      {OpType::Sinh, [](const at::Tensor& x) { return at::sinh(x); }},
+      {OpType::Cosh, [](const at::Tensor& x) { return at::cosh(x); }},
+      {OpType::Asinh, [](const at::Tensor& x) { return at::asinh(x); }},
+      {OpType::Acosh, [](const at::Tensor& x) { return at::acosh(x); }},
+      {OpType::Atanh, [](const at::Tensor& x) { return at::atanh(x); }},
+      {OpType::IsNaN, [](const at::Tensor& x) { return at::isnan(x); }},
+      {OpType::Mish, [](const at::Tensor& x) { return x * at::tanh(at::softplus(x)); }},
   };
-  auto it = fns.find(op.type);
+  auto it = fns.find(op_type_of(op.type));
   if (it == fns.end()) unsupported(op, "not a unary op");
   Fn fn = it->second;
   return [fn](const Tensors& in) -> Tensors { return {fn(in[0])}; };

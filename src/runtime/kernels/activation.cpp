@@ -3,6 +3,7 @@
 // float function applied and the result rounded to the output exponent (ESP-DL's non-LUT path).
 // Relu and Clip clamp codes (rescaling when the exponents differ). Softmax computes in float.
 #include <cmath>
+#include <functional>
 
 #include "ir/op_traits.h"
 #include "runtime/kernels/kernels.h"
@@ -10,19 +11,33 @@
 namespace edgequant::runtime {
 
 namespace {
-double apply(const KernelArgs& args, double x) {
-  const std::string& t = args.node.op_type;
-  if (t == "Sigmoid") return 1.0 / (1.0 + std::exp(-x));
-  if (t == "Tanh") return std::tanh(x);
-  if (t == "Exp") return std::exp(x);
-  if (t == "Relu") return x > 0 ? x : 0;
-  if (t == "LeakyRelu") return x >= 0 ? x : x * args.node.attr_float("alpha", 0.01f);
-  if (t == "Elu") return x >= 0 ? x : args.node.attr_float("alpha", 1.f) * (std::exp(x) - 1);
-  if (t == "HardSigmoid")
-    return std::max(0.0, std::min(1.0, args.node.attr_float("alpha", 0.2f) * x + args.node.attr_float("beta", 0.5f)));
-  if (t == "HardSwish") return x * std::max(0.0, std::min(1.0, x / 6 + 0.5));
-  if (t == "Swish") return x / (1.0 + std::exp(-x));
-  args.fail_node("no integer or float definition without a lookup table");
+// The node's function, resolved once per call (not per element).
+std::function<double(double)> function_of(const KernelArgs& args) {
+  const IntNode& n = args.node;
+  switch (op_type_of(n.op_type)) {
+    case OpType::Sigmoid:
+      return [](double x) { return 1.0 / (1.0 + std::exp(-x)); };
+    case OpType::Tanh:
+      return [](double x) { return std::tanh(x); };
+    case OpType::Exp:
+      return [](double x) { return std::exp(x); };
+    case OpType::Relu:
+      return [](double x) { return x > 0 ? x : 0; };
+    case OpType::LeakyRelu:
+      return [a = double(n.attr_float("alpha", 0.01f))](double x) { return x >= 0 ? x : x * a; };
+    case OpType::Elu:
+      return [a = double(n.attr_float("alpha", 1.f))](double x) { return x >= 0 ? x : a * (std::exp(x) - 1); };
+    case OpType::HardSigmoid:
+      return [a = double(n.attr_float("alpha", 0.2f)), b = double(n.attr_float("beta", 0.5f))](double x) {
+        return std::max(0.0, std::min(1.0, a * x + b));
+      };
+    case OpType::HardSwish:
+      return [](double x) { return x * std::max(0.0, std::min(1.0, x / 6 + 0.5)); };
+    case OpType::Swish:
+      return [](double x) { return x / (1.0 + std::exp(-x)); };
+    default:
+      args.fail_node("no integer or float definition without a lookup table");
+  }
 }
 
 void lookup(const KernelArgs& args, const IntTensor& table) {
@@ -64,20 +79,22 @@ EQ_RUNTIME_KERNEL(unary_kernel) {
       y.floats.resize(size_t(x.numel()));
     else
       y.ints.resize(size_t(x.numel()));
-    for (int64_t i = 0; i < x.numel(); ++i) store_real(y, i, apply(args, real_value(x, i)), args.rounding());
+    auto f = function_of(args);
+    for (int64_t i = 0; i < x.numel(); ++i) store_real(y, i, f(real_value(x, i)), args.rounding());
     return;
   }
   // Codes in, codes out, in float32 as ESP-DL's modules compute it: temp = f((float)q * 2^e_in),
   // then round(temp * 2^-e_out) (dl_module_sigmoid.hpp, dl_math.hpp).
   y.ints.resize(size_t(x.numel()));
   float in_scale = std::ldexp(1.f, x.exponent()), out_scale = std::ldexp(1.f, -y.exponent());
-  const std::string& t = args.node.op_type;
+  OpType t = op_type_of(args.node.op_type);
+  auto f = function_of(args);
   auto sigmoid = [](float v) { return static_cast<float>(1.0 / (1.0 + expf(-v))); };
   for (int64_t i = 0; i < x.numel(); ++i) {
     float v = static_cast<float>(x.ints[size_t(i)]) * in_scale;
-    float temp = t == "Sigmoid" ? sigmoid(v)
-                 : t == "Tanh"  ? 2 * sigmoid(2 * v) - 1
-                                : static_cast<float>(apply(args, v));
+    float temp = t == OpType::Sigmoid ? sigmoid(v)
+                 : t == OpType::Tanh  ? 2 * sigmoid(2 * v) - 1
+                                      : static_cast<float>(f(v));
     double q = round_value(static_cast<double>(temp * out_scale), args.rounding());
     y.ints[size_t(i)] = saturate_to(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), y.dtype);
   }
