@@ -44,6 +44,10 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
       add("auto_pad is not supported", "export the model with explicit pads");
     if (op.attr_int("ceil_mode", 0) != 0) add("ceil_mode=1 is not supported", "pad explicitly and use ceil_mode=0");
   }
+  if (op.is(OpType::Mod) && op.attr_int("fmod", 0) != 1)
+    add("ESP-DL's Mod computes C's fmod (the dividend's sign) whatever fmod says; the model asks fmod=0 (the "
+        "divisor's sign)",
+        "export the remainder with fmod=1 (torch.fmod), or quantize for a QDQ target");
   if (op.is(OpType::Gemm) &&
       (op.attr_float("alpha", 1.f) != 1.f || op.attr_float("beta", 1.f) != 1.f || op.attr_int("transA", 0) != 0))
     add("Gemm needs alpha = beta = 1 and transA = 0", "fold alpha/beta into the weights");

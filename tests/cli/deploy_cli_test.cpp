@@ -60,6 +60,26 @@ TEST(CheckCli, Opset18ResizeExtensionsBlockEspdlByName) {
   EXPECT_NE(r.output.find("'Resize_0' (Resize): ESP-DL's Resize has no antialias"), std::string::npos) << r.output;
 }
 
+TEST(CheckCli, ModRunsOnEspdlOnlyAsCFmod) {
+  // ESP-DL's Mod computes fmodf whatever its fmod attribute says: fmod=0 (the divisor's sign) is
+  // refused by name; the torch.fmod fixture (fmod=1) passes.
+  ModelBuilder b;
+  b.input("x", {1, 3, 8, 8}).output("y", {1, 4, 8, 8});
+  b.initializer("W", {4, 3, 1, 1}, std::vector<float>(12, 0.25f));
+  b.initializer("D", {}, {0.75f});
+  b.node("Conv", {"x", "W"}, {"c"}, "conv");
+  onnx::AttributeProto* a = b.node("Mod", {"c", "D"}, {"y"}, "python_mod").add_attribute();
+  a->set_name("fmod");
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(0);
+  auto r = run_command(cli() + " check " + b.save(tmp("mod0.onnx")) + " -t esp32s3");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("'python_mod' (Mod): ESP-DL's Mod computes C's fmod"), std::string::npos) << r.output;
+  auto ok = run_command(cli() + " check " + fixture("models/fmod_op13.onnx") + " -t esp32s3");
+  EXPECT_EQ(ok.status, 0) << ok.output;
+  EXPECT_NE(ok.output.find("0 blocking"), std::string::npos) << ok.output;
+}
+
 TEST(QuantizeCli, UnrunnableGraphFailsBeforeCalibrationWithNothingWritten) {
   std::string out = tmp("abs_out");
   fs::remove_all(out);

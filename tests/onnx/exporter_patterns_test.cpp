@@ -9,11 +9,13 @@
 #include "data/npy.h"
 #include "exec/executor.h"
 #include "exec/kernel.h"
+#include "ir/op_traits.h"
 #include "onnx/onnx_io.h"
 #include "test_util.h"
 
 using namespace edgequant;
 using edgequant::testing::fixture;
+using edgequant::testing::ModelBuilder;
 
 namespace {
 at::Tensor load_npy(const std::string& rel) { return exec::to_aten(read_npy(fixture(rel))); }
@@ -68,6 +70,39 @@ INSTANTIATE_TEST_SUITE_P(TorchExport, ExporterPattern,
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_op" + std::to_string(std::get<1>(info.param));
                          });
+
+TEST(TorchExport, FmodMatchesTorchSampleBySample) {
+  // tools/gen_fixtures/export_elementwise.py: torch.fmod exported as Mod(fmod=1), fixed batch 1.
+  auto g = load_model(fixture("models/fmod_op13.onnx"));
+  int mods = 0;
+  for (const auto& op : g->ops()) {
+    mods += op->is(OpType::Mod);
+    if (op->is(OpType::Mod)) EXPECT_EQ(op->attr_int("fmod", 0), 1);
+  }
+  EXPECT_EQ(mods, 2);
+  exec::Executor ex(*g);
+  at::Tensor x = load_npy("models/fmod_input.npy"), want = load_npy("models/fmod_op13_output.npy");
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    at::Tensor got = ex.run({x.slice(0, i, i + 1)})[0];
+    EXPECT_TRUE(at::allclose(got[0], want[i], 1e-4, 1e-4)) << "sample " << i;
+  }
+}
+
+TEST(TorchExport, FmodByZeroIsZeroAsOnTheChip) {
+  // ONNX leaves x mod 0 undefined (numpy: NaN); ESP-DL's Mod gives 0, and the simulation of a
+  // divisor quantized to 0 must too. fmod=1: the dividend's sign.
+  ModelBuilder b;
+  b.input("x", {4}).output("y", {4});
+  b.initializer("D", {4}, {0.75f, 0.f, -0.75f, 0.f});
+  onnx::AttributeProto* a = b.node("Mod", {"x", "D"}, {"y"}, "mod").add_attribute();
+  a->set_name("fmod");
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(1);
+  auto g = load_model(b.save((std::filesystem::temp_directory_path() / "eq_fmod_zero.onnx").string()));
+  exec::Executor ex(*g);
+  at::Tensor y = ex.run({at::tensor({-1.75f, 2.f, 1.25f, -3.f})})[0];
+  EXPECT_TRUE(at::equal(y, at::tensor({-0.25f, 0.f, 0.5f, 0.f}))) << y;
+}
 
 int count_ops(const Graph& gr, const std::string& type) {
   int n = 0;

@@ -105,6 +105,13 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, IntegerRuntime,
                                             ::testing::Values("esp32p4", "esp32s3", "c", "ti-npu")),
                          CaseName());
 
+// ONNX Mod (fmod=1) between convolutions, a scalar and a per-channel divisor
+// (tools/gen_fixtures/export_elementwise.py): ESP-DL's float32 fmodf of dequantized codes.
+INSTANTIATE_TEST_SUITE_P(Mod, IntegerRuntime,
+                         ::testing::Combine(::testing::Values(fixture_case("models/fmod_op13")),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
+
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
 class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
@@ -131,7 +138,8 @@ TEST_P(IntegerRuntime16, Int16WithinOneLsb) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, IntegerRuntime16,
                          ::testing::Combine(::testing::Values(fixture_case("models/mobilenetv2_style_op13"),
                                                               fixture_case("models/resnet_style_op13"),
-                                                              fixture_case("models/detection_head_op13", true)),
+                                                              fixture_case("models/detection_head_op13", true),
+                                                              fixture_case("models/fmod_op13")),
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 

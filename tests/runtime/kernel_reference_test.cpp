@@ -177,6 +177,21 @@ KERNEL_CASE(Mul, RescaleRoundAndSaturate) {
   expect_codes(p.run("Mul", {"a", "b"}, DType::Int8, -4), {3}, {3, -7, 127});
 }
 
+KERNEL_CASE(Mod, FmodOfDequantizedCodes) {
+  // a 2^-2 = -1.75, 1.25, 2.25, -0.75, 1; b 2^-2 = 0.75 (0 for the last); y 2^-3:
+  // fmodf: -0.25 -> -2, 0.5 -> 4, 0 -> 0, -0 -> 0, x mod 0 = 0 (ESP-DL) -> 0.
+  OneNode p;
+  p.in("a", i8(-2, {5}, {-7, 5, 9, -3, 4})).in("b", i8(-2, {5}, {3, 3, 3, 3, 0}));
+  expect_codes(p.run("Mod", {"a", "b"}, DType::Int8, -3, {{"fmod", int64_t(1)}}), {5}, {-2, 4, 0, 0, 0});
+}
+
+KERNEL_CASE(Mod, ScalarDivisorRoundsAtTheOutput) {
+  // a 2^-3 = 0.875, -0.625; b 2^-1 = 0.5 broadcast; y 2^-2: 0.375 -> 1.5 -> 2, -0.125 -> -0.5 -> 0.
+  OneNode p;
+  p.in("a", i8(-3, {2}, {7, -5})).in("b", i8(-1, {1}, {1}));
+  expect_codes(p.run("Mod", {"a", "b"}, DType::Int8, -2, {{"fmod", int64_t(1)}}), {2}, {2, 0});
+}
+
 // ---- pool.cpp
 KERNEL_CASE(MaxPool, PadsAreIgnoredNotZero) {
   // NHWC [1,2,2,2]: (0,0) = 1,-5; (0,1) = 7,-2; (1,0) = -3,-8; (1,1) = 4,-1. 2x2 window, pads

@@ -55,11 +55,16 @@ EQ_BINARY(make_bitwise_xor, at::bitwise_xor(a, b))
 #undef EQ_BINARY
 
 // Mod: fmod=1 takes the dividend's sign (C fmod; required for floats), fmod=0 the divisor's.
+// fmod=1: C's fmod (the dividend's sign); x mod 0 is 0 for floats, as ESP-DL computes it (ONNX
+// leaves it undefined, numpy and ONNX Runtime give NaN), so a quantized Mod whose divisor rounds to
+// 0 simulates what the chip computes. fmod=0: the divisor's sign (integer types, per ONNX).
 Kernel make_mod(const Op& op, int64_t) {
   bool c_fmod = op.attr_int("fmod", 0) != 0;
   return [c_fmod](const Tensors& in) -> Tensors {
-    if (c_fmod) return {at::fmod(in[0], in[1])};
-    return {at::remainder(in[0], in[1])};
+    if (!c_fmod) return {at::remainder(in[0], in[1])};
+    at::Tensor r = at::fmod(in[0], in[1]);
+    if (!at::isFloatingType(r.scalar_type())) return {r};
+    return {at::where(in[1] == 0, at::zeros({}, r.options()), r)};
   };
 }
 

@@ -1,6 +1,6 @@
 // Add, Sub (ESP-DL: no rescale, y = sat(a +- b); every operand shares the output exponent, the
-// program's RequantizeLinear nodes see to it) and Mul (y = round(a * b * 2^(e_a + e_b - e_out))).
-// NumPy broadcasting.
+// program's RequantizeLinear nodes see to it), Mul (y = round(a * b * 2^(e_a + e_b - e_out))) and
+// Mod (y = round(fmodf(a 2^e_a, b 2^e_b) 2^-e_out), 0 where b is 0). NumPy broadcasting.
 #include <cmath>
 
 #include "runtime/kernels/kernels.h"
@@ -75,6 +75,31 @@ EQ_RUNTIME_KERNEL(mul_kernel) {
     float out = static_cast<float>(a.ints[size_t(ia)] * b.ints[size_t(ib)]) * scale;
     y.ints[size_t(i)] =
         saturate_to(static_cast<int64_t>(round_value(static_cast<double>(out), args.rounding())), y.dtype);
+  });
+}
+
+// ESP-DL's dl_base_mod.cpp: both operands dequantized to float32, C's fmodf (the sign of the
+// dividend, whatever the node's fmod attribute: `check` refuses fmod=0 for .espdl), 0 for a zero
+// divisor, times the output's float rescale, rounded and saturated. Every step is exact in
+// float32 (power-of-two scales, fmodf is exact), so only the final rounding is the chip's.
+EQ_RUNTIME_KERNEL(mod_kernel) {
+  const IntTensor& a = args.in(0);
+  const IntTensor& b = args.in(1);
+  IntTensor& y = args.out();
+  auto fmod_or_zero = [](double x, double d) { return d != 0 ? std::fmod(x, d) : 0.0; };
+  if (a.is_float() || b.is_float() || y.is_float() || !a.is_pow2() || !b.is_pow2() || !y.is_pow2()) {
+    broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+      store_real(y, i, fmod_or_zero(real_value(a, ia), real_value(b, ib)), args.rounding());
+    });
+    return;
+  }
+  float sa = std::ldexp(1.f, a.exponent()), sb = std::ldexp(1.f, b.exponent()),
+        rescale = std::ldexp(1.f, -y.exponent());
+  broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+    float av = static_cast<float>(a.ints[size_t(ia)]) * sa, bv = static_cast<float>(b.ints[size_t(ib)]) * sb;
+    float r = bv != 0.f ? std::fmod(av, bv) : 0.f;
+    y.ints[size_t(i)] =
+        saturate_to(static_cast<int64_t>(round_value(static_cast<double>(r * rescale), args.rounding())), y.dtype);
   });
 }
 
