@@ -384,6 +384,16 @@ KERNEL_CASE(Resize, LinearHalfPixel) {
                {1, 4, 4, 1}, {0, 2, 6, 8, 2, 4, 8, 10, 6, 8, 12, 14, 8, 10, 14, 16});
 }
 
+KERNEL_CASE(Resize, LinearOnOnePixelRow) {
+  // One row, [0, 1] (codes x 8 at 2^-3) x2 in width: row weights 0 on row -1 and 1 on row 0 (ESP-DL's
+  // clamp at a 1-pixel axis), the column weights as above: 0, 2, 6, 8.
+  OneNode p;
+  p.in("x", i8(-3, {1, 1, 2, 1}, {0, 8})).constant("scales", f32({4}, {1, 1, 1, 2}));
+  expect_codes(p.run("Resize", {"x", "", "scales"}, DType::Int8, -3,
+                     {{"mode", std::string("linear")}, {"coordinate_transformation_mode", std::string("half_pixel")}}),
+               {1, 1, 4, 1}, {0, 2, 6, 8});
+}
+
 // ---- quantize.cpp
 KERNEL_CASE(QuantizeLinear, RoundHalfUpAndSaturate) {
   // x 4: 1.2 -> 1, -1.04 -> -1, 0.5 -> 1, -0.5 -> 0, 400 -> 127.

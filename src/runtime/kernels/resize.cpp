@@ -1,6 +1,7 @@
 // Resize on channels-last activations as ESP-DL computes it (dl_base_resize.cpp): scales/sizes
 // in ONNX (NCHW) order; nearest = asymmetric floor, y = round(x * 2^(e_in - e_out)); linear =
 // half_pixel (or align_corners) bilinear in float32, rows first, then round(v * 2^-e_out).
+#include <algorithm>
 #include <cmath>
 
 #include "runtime/kernels/kernels.h"
@@ -98,7 +99,11 @@ EQ_RUNTIME_KERNEL(resize_kernel) {
       for (int64_t j = 0; j < ow; ++j) {
         Coeff cx = linear_coeff(int(j), int(w), sw_inv, align);
         for (int64_t ch = 0; ch < c; ++ch) {
+          // A 1-pixel axis gives index -1 with weight 0 (ESP-DL reads before the row there and
+          // multiplies by 0): read inside the tensor, the product is the same 0.
           auto at = [&](int64_t yy, int64_t xx) {
+            yy = std::clamp<int64_t>(yy, 0, h - 1);
+            xx = std::clamp<int64_t>(xx, 0, w - 1);
             return (float(x.ints[size_t(((b * h + yy) * w + xx) * c + ch)]) - in_zero) * in_scale;
           };
           float row0 = at(cy.index, cx.index) * cx.r0 + at(cy.index, cx.index + 1) * cx.r1;
