@@ -120,7 +120,7 @@ std::vector<UnitReport> analysis_units(const Graph& g, const QuantPlan& plan) {
     u.ops = {op};
     u.value = out ? out->name : "";
     if (oc && oc->state == QuantState::Fused) {
-      const Op* act = sole_consumer(g, out);
+      const Op* act = fusable_activation(g, *op);
       u.ops.push_back(act);
       u.type += "+" + act->type;
       u.value = act->outputs[0]->name;

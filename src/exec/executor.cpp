@@ -125,7 +125,7 @@ struct Executor::Impl {
       if (p.op->is(OpType::Conv) && p.out_slots.size() == 1 && p.out_slots[0] >= 0) {
         int s = p.out_slots[0];
         c10::optional<double> lo, hi;
-        if (readers[s] == 1 && !keep[s] && ops[reader[s]].in_slots[0] == s &&
+        if (readers[s] == 1 && !keep[s] && fusable_activation(graph, *p.op) == ops[reader[s]].op &&
             constant_clamp(*ops[reader[s]].op, opset, lo, hi)) {
           const PreparedOp& act = ops[reader[s]];
           ClampPostOp clamp{lo ? static_cast<float>(*lo) : std::numeric_limits<float>::lowest(),

@@ -38,6 +38,13 @@ const char* op_type_name(OpType type) {
   return names[static_cast<size_t>(type)];
 }
 
+const Op* fusable_activation(const Graph& g, const Op& producer) {
+  if (!is_compute_op(producer.type) || producer.outputs.empty() || !producer.outputs[0]) return nullptr;
+  const Op* act = sole_consumer(g, producer.outputs[0]);
+  if (!act || !op_has(act->type, kFusable) || act->input(0) != producer.outputs[0]) return nullptr;
+  return act;
+}
+
 bool Op::is(OpType t) const { return type == op_type_name(t); }
 
 const char* op_class_name(OpClass c) {

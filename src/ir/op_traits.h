@@ -60,6 +60,13 @@ bool is_passive_op(const Op& op);
 bool is_aligned_op(const std::string& type);
 // A single-input elementwise op a chip may run as a lookup table.
 bool is_unary_activation(const std::string& type);
+// The one rule of compute + activation fusion: the activation a computing op (Conv, Gemm, ...) may
+// apply in its epilogue is the sole reader of its output 0 (not a graph output), a kFusable op
+// reading it as input 0; nullptr otherwise. Each user adds its own limit: the quantizer the
+// target's fused_activations (the pair's inner value is Fused, the integer program writes one
+// node, error analysis measures one unit), the float executor a Conv with a constant-bound
+// Relu/Clip (one oneDNN primitive).
+const Op* fusable_activation(const Graph& g, const Op& producer);
 // Inputs carrying tensor data (not shapes, axes, scales or pads).
 std::vector<size_t> data_inputs(const Op& op);
 

@@ -151,8 +151,8 @@ void assign_outputs(const Graph& g, const Target& t, const Op* op, int bits, int
         c.master = in0->name;
         c.custom_scale = false;
       }
-    } else if (t.fused_activations.count(op->type) && in0 && in0->producer && is_compute_op(in0->producer->type) &&
-               sole_consumer(g, in0) == op && in_cfg && in_cfg->state == QuantState::Quantized) {
+    } else if (t.fused_activations.count(op->type) && in0 && in0->producer &&
+               fusable_activation(g, *in0->producer) == op && in_cfg && in_cfg->state == QuantState::Quantized) {
       // Conv+activation run as one kernel on the chip: the conv output is never materialised.
       plan.values[in0->name].state = QuantState::Fused;
       plan.values[in0->name].fused_into = op->name;

@@ -13,6 +13,7 @@
 #include "exec/executor.h"
 #include "exec/kernel.h"
 #include "fixture_cases.h"
+#include "ir/op_traits.h"
 #include "quant/calibrate.h"
 #include "quant/fake_quant.h"
 #include "quant/plan_io.h"
@@ -36,6 +37,32 @@ std::unique_ptr<Graph> toy_conv() {
   b.node("Conv", {"x", "w", "b"}, {"c"}, "conv");
   b.node("Relu", {"c"}, {"y"}, "relu");
   return load_model(b.save(tmp("toyconv.onnx")));
+}
+
+TEST(Fusion, OneRuleForWhichActivationAComputeOpAbsorbs) {
+  // conv0 -> Relu (fused); conv1 -> Relu and Add (two readers); conv2 -> Sigmoid (not fusable);
+  // conv3 -> graph output and Relu; Add -> Relu (Add computes nothing to fuse into).
+  ModelBuilder b;
+  b.input("x", {-1, 1, 4, 4}).output("y0").output("y1").output("y2").output("c3").output("y3").output("y4");
+  b.initializer("w", {1, 1, 1, 1}, {0.5f});
+  for (int i = 0; i < 4; ++i) b.node("Conv", {"x", "w"}, {"c" + std::to_string(i)}, "conv" + std::to_string(i));
+  b.node("Relu", {"c0"}, {"y0"}, "relu0");
+  b.node("Relu", {"c1"}, {"r1"}, "relu1");
+  b.node("Add", {"r1", "c1"}, {"y1"}, "add1");
+  b.node("Sigmoid", {"c2"}, {"y2"}, "sigmoid2");
+  b.node("Relu", {"c3"}, {"y3"}, "relu3");
+  b.node("Add", {"x", "x"}, {"a4"}, "add4");
+  b.node("Relu", {"a4"}, {"y4"}, "relu4");
+  auto g = load_model(b.save(tmp("fusion_rule.onnx")), false);
+  auto act = [&](const std::string& op) {
+    const Op* a = fusable_activation(*g, *g->find_op(op));
+    return a ? a->name : std::string("-");
+  };
+  EXPECT_EQ(act("conv0"), "relu0");
+  EXPECT_EQ(act("conv1"), "-");
+  EXPECT_EQ(act("conv2"), "-");
+  EXPECT_EQ(act("conv3"), "-");
+  EXPECT_EQ(act("add4"), "-");
 }
 
 TEST(Quantizer, PerChannelVersusPerTensorOnToyConv) {
