@@ -117,7 +117,7 @@ std::string describe_program(const IntGraph& p) {
       const runtime::ValueInfo& v = p.value(n.outputs[i]);
       s << (i ? ", " : "") << n.outputs[i] << " [" << dtype_name(v.dtype) << " 2^" << v.exponent << "]";
     }
-    for (const auto& [k, a] : n.attrs) s << "  " << k << "=" << attr_str(a);
+    for (const auto& [k, a] : espdl_attributes(p, n)) s << "  " << k << "=" << attr_str(a);
     s << "\n";
   }
   size_t total = 0;

@@ -24,7 +24,8 @@ const char* format_extension(ExportFormat f);  // ".espdl", ".onnx" ("" for None
 // runtime computes from them, embedded as Model::test() expects.
 void attach_test_values(runtime::IntGraph& program, const std::vector<at::Tensor>& inputs);
 
-// The readable `.info` dump: inputs/outputs, nodes, parameters, memory plan.
+// The readable `.info` dump: inputs/outputs, nodes (with the attributes the .espdl stores), parameters,
+// memory plan.
 std::string describe_program(const runtime::IntGraph& program);
 // The `.json` side file: per value and parameter: dtype, bits, exponent(s), policy, layout.
 nlohmann::json program_json(const runtime::IntGraph& program);

@@ -167,6 +167,16 @@ std::vector<int64_t> filter_wire_order(const Shape& s, bool depthwise, bool gemm
   return order;
 }
 
+std::map<std::string, Attribute> espdl_attributes(const IntGraph& p, const IntNode& n) {
+  std::map<std::string, Attribute> all = n.attrs;  // sorted by key: quant_type takes its place
+  if (!all.count("quant_type")) {
+    const std::string& v = n.is(OpType::DequantizeLinear) && !n.inputs.empty() ? n.inputs[0] : n.outputs.at(0);
+    DType d = p.value(v).dtype;
+    all["quant_type"] = std::string(d == DType::Int8 ? "S8" : d == DType::Int16 ? "S16" : "F32");
+  }
+  return all;
+}
+
 namespace {
 // Writes one integer program as an .espdl FlatBuffer. Repeated content is written once and
 // referenced (FlatBuffers offsets may be shared): names, exponent lists, dimensions, types and
@@ -309,7 +319,7 @@ class EspdlWriter {
 
   std::vector<flatbuffers::Offset<espdl::Attribute>> attributes(const IntNode& n) {
     std::vector<flatbuffers::Offset<espdl::Attribute>> attrs;
-    for (const auto& [key, a] : n.attrs) {
+    for (const auto& [key, a] : espdl_attributes(p_, n)) {
       std::string ckey = attribute_key(key, a);
       auto cached = attr_cache_.find(ckey);
       if (cached != attr_cache_.end()) {

@@ -4,6 +4,7 @@
 // value in value_info, test inputs/outputs when the program has them; the reader verifies the
 // FlatBuffer, undoes the layouts and returns a program the integer runtime runs.
 #pragma once
+#include <map>
 #include <string>
 
 #include "runtime/int_graph.h"
@@ -12,6 +13,11 @@ namespace edgequant::deploy {
 
 // The file's bytes (header + FlatBuffer). Deterministic: the same program gives the same bytes.
 std::string encode_espdl(const runtime::IntGraph& program);
+// A node's attributes as the file stores them: the program's plus ESP-DL's kernel selector
+// quant_type (S8, S16, F32: the dtype of the node's output, of its input for a DequantizeLinear,
+// as ESP-PPQ writes it), which the target-neutral program does not carry. A node read from a file
+// keeps its own.
+std::map<std::string, Attribute> espdl_attributes(const runtime::IntGraph& program, const runtime::IntNode& node);
 // `source` names the file in errors. Throws InvalidModel with one line on a malformed file.
 runtime::IntGraph decode_espdl(const std::string& bytes, const std::string& source);
 

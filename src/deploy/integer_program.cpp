@@ -51,12 +51,6 @@ std::vector<int64_t> inverse(const std::vector<int64_t>& p) {
   return inv;
 }
 
-std::string quant_type(const ValueInfo& v) {
-  if (v.dtype == DType::Int8) return "S8";
-  if (v.dtype == DType::Int16) return "S16";
-  return "F32";
-}
-
 struct Builder {
   const Graph& g;
   const QuantPlan& plan;
@@ -221,7 +215,6 @@ struct Builder {
                           (grid.zero_point ? "_" + std::to_string(grid.zero_point) : "");
     n.inputs = {value, add_scalar(scale_name, scale), add_scalar(zp_name, zp)};
     n.outputs = {out};
-    n.attrs["quant_type"] = quant_type(to.dtype == DType::Float32 ? p.value(value) : to);
     const ValueInfo& from = p.value(value);
     if (op_type_of(type) == OpType::RequantizeLinear && (from.scale > 0 || to.scale > 0)) {
       // Float-scale grids: the q31 multiplier and shift of s_in / s_out (TFLite's requantize).
@@ -327,7 +320,6 @@ struct Builder {
     }
     n.outputs = {out_name};
     p.values[out_name] = out_info;
-    n.attrs["quant_type"] = quant_type(out_info);
     specialise(op, n, out_info);
     p.nodes.push_back(std::move(n));
   }
@@ -476,7 +468,6 @@ void to_channels_last(IntGraph& p) {
     n.inputs = {v};
     n.outputs = {out};
     n.attrs["perm"] = t;
-    n.attrs["quant_type"] = quant_type(p.values[v]);
     p.values[out] = p.values[v];
     source_shape[out] = source_shape[v];
     if (w != id) perm[out] = w;

@@ -124,7 +124,7 @@ struct TiWriter {
       y = fresh(out, shape);
       Op* op = g.add_op(t, g.unique_name(base), in, {y});
       for (const auto& [k, a] : n.attrs)
-        if (k != "quant_type" && k != "lut" && k != "activation") op->attrs[k] = a;
+        if (k != "lut" && k != "activation") op->attrs[k] = a;
       values[out] = y;
       return;
     }
@@ -133,7 +133,7 @@ struct TiWriter {
       Value* acc = fresh(base + "_accumulator", shape);
       Op* op = g.add_op(t, g.unique_name(base), {input(n.inputs[0]), input(n.inputs[1])}, {acc});
       for (const auto& [k, a] : n.attrs)
-        if (k != "activation" && k != "quant_type") op->attrs[k] = a;
+        if (k != "activation") op->attrs[k] = a;
       std::vector<int> shifts;
       size_t channels = size_t(n.is(OpType::Conv) ? w.shape[0] : w.shape.back());
       for (size_t c = 0; c < channels; ++c) {
@@ -180,8 +180,7 @@ struct TiWriter {
       Op* op;
       Value* mean = fresh(base + "_mean", shape);
       op = g.add_op(t, g.unique_name(base), {input(n.inputs[0])}, {mean});
-      for (const auto& [k, a] : n.attrs)
-        if (k != "quant_type") op->attrs[k] = a;
+      for (const auto& [k, a] : n.attrs) op->attrs[k] = a;
       if (n.is(OpType::AveragePool)) op->attrs["count_include_pad"] = int64_t(1);  // ESP-DL / TI: the full window
       y = round_clip(mean, exp_of(n.inputs[0]) - exp_of(out), base, shape, lo(out), hi(out));
     } else if (n.is(OpType::Sigmoid) || n.is(OpType::Tanh) || n.is(OpType::HardSigmoid) || n.is(OpType::HardSwish) ||
@@ -193,7 +192,7 @@ struct TiWriter {
       Value* f = fresh(base + "_" + t, shape);
       op = g.add_op(t, g.unique_name(base), {x}, {f});
       for (const auto& [k, a] : n.attrs)
-        if (k != "quant_type" && k != "lut") op->attrs[k] = a;
+        if (k != "lut") op->attrs[k] = a;
       y = round_clip(f, -exp_of(out), base, shape, lo(out), hi(out));
     } else {
       // Data movement and the rest: the same op on codes (MaxPool, Reshape, Flatten, Concat, ...).
@@ -202,7 +201,7 @@ struct TiWriter {
       y = fresh(out, shape);
       Op* op = g.add_op(t, g.unique_name(base), in, {y});
       for (const auto& [k, a] : n.attrs)
-        if (k != "quant_type" && k != "lut") op->attrs[k] = a;
+        if (k != "lut") op->attrs[k] = a;
     }
     values[out] = y;
   }
