@@ -137,12 +137,32 @@ analysis::AnalysisReport analyse_validation(QuantContext& context, bool graphwis
 constexpr unsigned kNothing = 0;
 constexpr unsigned kKernels = static_cast<unsigned>(Analysis::FloatOutputs);
 constexpr unsigned kDataKept = Analysis::Observations | Analysis::FloatOutputs;  // observations and kernels
+// A pass with typed options (its setting's struct): built bare it reads them from the user's
+// setting (`member`); a caller such as the tuner or a test may give its own, and the setting
+// stays as the user gave it.
+#define EQ_DECLARE_PASS_WITH_OPTIONS(Class, text, writes_, preserves_, Options, member)                                \
+  class Class : public Pass {                                                                                          \
+   public:                                                                                                             \
+    Class() = default;                                                                                                 \
+    explicit Class(Options options) : options_(std::move(options)) {}                                                  \
+    const char* name() const override { return text; }                                                                 \
+    PassDecl declared() const override { return {static_cast<unsigned>(writes_), static_cast<unsigned>(preserves_)}; } \
+    PassResult run(QuantContext& context) override;                                                                    \
+    const Options& options(const QuantContext& context) const {                                                        \
+      return options_ ? *options_ : context.setting().member;                                                          \
+    }                                                                                                                  \
+                                                                                                                       \
+   private:                                                                                                            \
+    std::optional<Options> options_;                                                                                   \
+  };
 // normalise the graph (idempotent on a loaded model), make the executor; drops all when it changed
 EQ_DECLARE_PASS(PreparePass, "prepare", Part::Graph | Part::Constants, kAllAnalyses)
 // weight outliers into a parallel op joined by Add
-EQ_DECLARE_PASS(LayerSplitPass, "layer-split", Part::Graph | Part::Constants | Part::Plan, kNothing)
+EQ_DECLARE_PASS_WITH_OPTIONS(LayerSplitPass, "layer-split", Part::Graph | Part::Constants | Part::Plan, kNothing,
+                             LayerSplitSetting, layer_split_setting)
 // cross-layer weight range equalization
-EQ_DECLARE_PASS(EqualizationPass, "equalization", Part::Graph | Part::Constants, kNothing)
+EQ_DECLARE_PASS_WITH_OPTIONS(EqualizationPass, "equalization", Part::Graph | Part::Constants, kNothing,
+                             EqualizationSetting, equalization_setting)
 // a QuantConfig for every tensor (quant/quantizer.h); empties the parameter store
 EQ_DECLARE_PASS(AssignPass, "assign", Part::Plan | Part::Parameters, kDataKept)
 // deployability of the graph for the export format (deploy/check.h)
@@ -150,21 +170,25 @@ EQ_DECLARE_PASS(CheckPass, "check", kNothing, kAllAnalyses)
 // observe once (cached), scales for the calibrator
 EQ_DECLARE_PASS(CalibratePass, "calibrate", Part::Plan, kDataKept)
 // the K worst units to int16 (or float), reassigned and recalibrated
-EQ_DECLARE_PASS(MixedPrecisionPass, "mixed-precision", Part::Plan | Part::Parameters, kDataKept)
+EQ_DECLARE_PASS_WITH_OPTIONS(MixedPrecisionPass, "mixed-precision", Part::Plan | Part::Parameters, kDataKept,
+                             MixedPrecisionSetting, mixed_precision)
 // b += E[y_float - y_quant] per channel (biases baked into graph and executor)
-EQ_DECLARE_PASS(BiasCorrectionPass, "bias-correction", Part::Constants | Part::Plan | Part::Parameters, kKernels)
+EQ_DECLARE_PASS_WITH_OPTIONS(BiasCorrectionPass, "bias-correction", Part::Constants | Part::Plan | Part::Parameters,
+                             kKernels, BiasCorrectionSetting, bias_correction_setting)
 // learned float scales (and weights), block by block (baked into graph and executor)
-EQ_DECLARE_PASS(LsqPass, "lsq", Part::Constants | Part::Plan | Part::Parameters, kKernels)
+EQ_DECLARE_PASS_WITH_OPTIONS(LsqPass, "lsq", Part::Constants | Part::Plan | Part::Parameters, kKernels, TqtSetting, lsq)
 // learned weight rounding, scales frozen, block by block
-EQ_DECLARE_PASS(AdaRoundPass, "adaround", Part::Constants | Part::Plan | Part::Parameters, kKernels)
+EQ_DECLARE_PASS_WITH_OPTIONS(AdaRoundPass, "adaround", Part::Constants | Part::Plan | Part::Parameters, kKernels,
+                             TqtSetting, adaround)
 // trained power-of-two thresholds and weights, block by block
-EQ_DECLARE_PASS(TqtPass, "tqt", Part::Constants | Part::Plan | Part::Parameters, kKernels)
+EQ_DECLARE_PASS_WITH_OPTIONS(TqtPass, "tqt", Part::Constants | Part::Plan | Part::Parameters, kKernels, TqtSetting, tqt)
 // error analysis on the validation samples (keeps everything: it adds the report)
-EQ_DECLARE_PASS(AnalysePass, "analyse", kNothing, kAllAnalyses)
+EQ_DECLARE_PASS_WITH_OPTIONS(AnalysePass, "analyse", kNothing, kAllAnalyses, AnalysisSetting, analysis)
 // the integer form
 EQ_DECLARE_PASS(LowerPass, "lower", kNothing, kAllAnalyses)
 // model.onnx, quant_config.json, analysis.json, summary
 EQ_DECLARE_PASS(ExportPass, "export", kNothing, kAllAnalyses)
 #undef EQ_DECLARE_PASS
+#undef EQ_DECLARE_PASS_WITH_OPTIONS
 
 }  // namespace edgequant

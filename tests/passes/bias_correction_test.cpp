@@ -53,4 +53,40 @@ TEST(BiasCorrection, DrivesTheMeanOutputErrorOfAToyLayerToZero) {
   EXPECT_TRUE(at::equal(ctx.float_constants.at(ctx.graph->find_value("b")), at::tensor({0.05f, -0.1f})));
   EXPECT_FALSE(at::equal(ctx.executor().constant(ctx.graph->find_value("b")), at::tensor({0.05f, -0.1f})));
 }
+TEST(PassOptions, ACallersOptionsReplaceTheSettingsForThatRunOnly) {
+  // The tuner's way to run a pass with other knobs: the pass built with its own typed options
+  // uses them; the user's setting is untouched; a bare pass reads the setting.
+  std::vector<float> w(2 * 2 * 3 * 3);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((10 + (i % 5) + 0.4) / 64.0);
+  w[0] = 1.0f;
+  edgequant::testing::ModelBuilder b;
+  b.input("x", {-1, 2, 6, 6}).output("y");
+  b.initializer("w", {2, 2, 3, 3}, w).initializer("b", {2}, {0.05f, -0.1f});
+  b.initializer("w2", {2, 2, 3, 3}, w).initializer("b2", {2}, {0.05f, -0.1f});
+  b.node("Conv", {"x", "w", "b"}, {"h"}, "conv1");
+  b.node("Conv", {"h", "w2", "b2"}, {"y"}, "conv2");
+  std::string dir = std::filesystem::temp_directory_path().string();
+  auto g = load_model(b.save(dir + "/eq_bc_options.onnx"));
+  at::manual_seed(11);
+  write_npy(dir + "/eq_bc_options.npy", exec::to_ir_tensor(at::rand({64, 2, 6, 6})));
+  Setting s;
+  s.calib_steps = 4;
+  s.batch_size = 16;
+  s.bias_correction_setting.steps = 4;
+  QuantContext ctx(std::move(g), load_target("esp32s3"), s);
+  attach_data(ctx, dir + "/eq_bc_options.npy");
+  run_pipeline(ctx, {"prepare", "assign", "calibrate"});
+  const Value *b1 = ctx.graph->find_value("b"), *b2 = ctx.graph->find_value("b2");
+  at::Tensor original = ctx.executor().constant(b1).clone();
+  BiasCorrectionSetting second_only;
+  second_only.interested_layers = {"conv2"};
+  BiasCorrectionPass pass_with_options(second_only);
+  run_pass(ctx, pass_with_options);
+  EXPECT_TRUE(at::equal(ctx.executor().constant(b1), original));  // conv1 was not asked for
+  EXPECT_FALSE(at::equal(ctx.executor().constant(b2), original));
+  EXPECT_TRUE(ctx.setting().bias_correction_setting.interested_layers.empty());
+  BiasCorrectionPass from_setting;
+  run_pass(ctx, from_setting);
+  EXPECT_FALSE(at::equal(ctx.executor().constant(b1), original));  // the setting: every conv
+}
 }  // namespace

@@ -24,7 +24,7 @@ analysis::AnalysisReport analyse_validation(QuantContext& ctx, bool graphwise, b
 }
 
 PassResult AnalysePass::run(QuantContext& ctx) {
-  const AnalysisSetting& a = ctx.setting().analysis;
+  const AnalysisSetting& a = options(ctx);
   ctx.report = analyse_validation(ctx, a.graphwise, a.layerwise);
   return PassResult{};
 }

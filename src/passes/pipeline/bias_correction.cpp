@@ -31,7 +31,7 @@ std::pair<at::Tensor, int64_t> channel_sums(const at::Tensor& y) {
 }  // namespace
 
 PassResult BiasCorrectionPass::run(QuantContext& ctx) {
-  const BiasCorrectionSetting& bs = ctx.setting().bias_correction_setting;
+  const BiasCorrectionSetting& bs = options(ctx);
   const Graph& g = *ctx.graph;
   auto say = [&](const std::string& line) {
     if (ctx.log) *ctx.log << "bias-correction: " << line << "\n";

@@ -406,12 +406,10 @@ PassResult train_blocks(QuantContext& ctx, const TqtSetting& ts, BlockTraining m
   return BlockTrainer(ctx, ts, mode).run();
 }
 
-PassResult TqtPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting().tqt, BlockTraining::Tqt); }
+PassResult TqtPass::run(QuantContext& ctx) { return train_blocks(ctx, options(ctx), BlockTraining::Tqt); }
 
-PassResult LsqPass::run(QuantContext& ctx) { return train_blocks(ctx, ctx.setting().lsq, BlockTraining::Lsq); }
+PassResult LsqPass::run(QuantContext& ctx) { return train_blocks(ctx, options(ctx), BlockTraining::Lsq); }
 
-PassResult AdaRoundPass::run(QuantContext& ctx) {
-  return train_blocks(ctx, ctx.setting().adaround, BlockTraining::AdaRound);
-}
+PassResult AdaRoundPass::run(QuantContext& ctx) { return train_blocks(ctx, options(ctx), BlockTraining::AdaRound); }
 
 }  // namespace edgequant

@@ -123,7 +123,7 @@ void set_constant(Value* v, const at::Tensor& t) {
 }  // namespace
 
 PassResult EqualizationPass::run(QuantContext& ctx) {
-  const EqualizationSetting& es = ctx.setting().equalization_setting;
+  const EqualizationSetting& es = options(ctx);
   Graph& g = *ctx.graph;
   auto say = [&](const std::string& line) {
     if (ctx.log) *ctx.log << "equalization: " << line << "\n";

@@ -16,7 +16,7 @@
 namespace edgequant {
 
 PassResult LayerSplitPass::run(QuantContext& ctx) {
-  const LayerSplitSetting& ls = ctx.setting().layer_split_setting;
+  const LayerSplitSetting& ls = options(ctx);
   Graph& g = *ctx.graph;
   auto say = [&](const std::string& line) {
     if (ctx.log) *ctx.log << "layer-split: " << line << "\n";

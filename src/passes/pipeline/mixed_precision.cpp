@@ -26,7 +26,7 @@ int64_t parameter_bytes(const QuantContext& ctx) {
 }  // namespace
 
 PassResult MixedPrecisionPass::run(QuantContext& ctx) {
-  const MixedPrecisionSetting& m = ctx.setting().mixed_precision;
+  const MixedPrecisionSetting& m = options(ctx);
   auto say = [&](const std::string& line) {
     if (ctx.log) *ctx.log << "mixed-precision: " << line << "\n";
   };
