@@ -116,7 +116,7 @@ struct TiWriter {
     auto exp_of = [&](const std::string& v) { return p.value(v).exponent; };
     Value* y = nullptr;
     const std::string& t = n.op_type;
-    if (vo.dtype == DType::Float32 && t != "DequantizeLinear") {
+    if (vo.dtype == DType::Float32 && !n.is(OpType::DequantizeLinear)) {
       // A float island (an op dispatched to float, between a DequantizeLinear and a
       // QuantizeLinear): the same op on real values, run by the chip's CPU.
       std::vector<Value*> in;
