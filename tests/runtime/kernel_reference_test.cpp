@@ -219,54 +219,44 @@ KERNEL_CASE(GlobalAveragePool, RescaleAndNegativeTie) {
 }
 
 // ---- activation.cpp (no table: the float function in float32 between exact rescalings)
-// x = 0, 16, -16 at 2^-4 = 0, 1, -1; y at 2^-7 (x 128).
-KERNEL_CASE(Sigmoid, Float32Path) {
-  // 0.5 -> 64; 0.7310586 -> 93.575 -> 94; 0.2689414 -> 34.42 -> 34.
-  OneNode p;
-  p.in("x", i8(-4, {3}, {0, 16, -16}));
-  expect_codes(p.run("Sigmoid", {"x"}, DType::Int8, -7), {3}, {64, 94, 34});
-}
-KERNEL_CASE(Tanh, Float32Path) {
-  // 0; 0.7615942 -> 97.48 -> 97; -97.48 -> -97.
-  OneNode p;
-  p.in("x", i8(-4, {3}, {0, 16, -16}));
-  expect_codes(p.run("Tanh", {"x"}, DType::Int8, -7), {3}, {0, 97, -97});
-}
-KERNEL_CASE(HardSigmoid, Float32Path) {
-  // 0.2 x + 0.5: 0.5 -> 64; 0.7 -> 89.6 -> 90; 0.3 -> 38.4 -> 38.
-  OneNode p;
-  p.in("x", i8(-4, {3}, {0, 16, -16}));
-  expect_codes(p.run("HardSigmoid", {"x"}, DType::Int8, -7), {3}, {64, 90, 38});
-}
-KERNEL_CASE(HardSwish, Float32Path) {
-  // x relu6(x + 3) / 6: 0; 2/3 -> 85.33 -> 85; -1/3 -> -42.67 -> -43.
-  OneNode p;
-  p.in("x", i8(-4, {3}, {0, 16, -16}));
-  expect_codes(p.run("HardSwish", {"x"}, DType::Int8, -7), {3}, {0, 85, -43});
-}
-KERNEL_CASE(LeakyRelu, AlphaAndSaturation) {
-  // alpha 0.1: 0; 1 -> 128 -> 127; -0.1 -> -12.8 -> -13.
-  OneNode p;
-  p.in("x", i8(-4, {3}, {0, 16, -16}));
-  expect_codes(p.run("LeakyRelu", {"x"}, DType::Int8, -7, {{"alpha", 0.1f}}), {3}, {0, 127, -13});
-}
-KERNEL_CASE(Elu, Float32Path) {
-  // alpha 1: 0; 1 -> 127 (saturated); e^-1 - 1 = -0.6321 -> -80.91 -> -81.
-  OneNode p;
-  p.in("x", i8(-4, {3}, {0, 16, -16}));
-  expect_codes(p.run("Elu", {"x"}, DType::Int8, -7), {3}, {0, 127, -81});
-}
-KERNEL_CASE(Exp, Float32Path) {
-  // y at 2^-5: e^0 = 1 -> 32; e -> 86.99 -> 87; e^-1 -> 11.77 -> 12.
-  OneNode p;
-  p.in("x", i8(-4, {3}, {0, 16, -16}));
-  expect_codes(p.run("Exp", {"x"}, DType::Int8, -5), {3}, {32, 87, 12});
-}
-KERNEL_CASE(Swish, Float32Path) {
-  // x sigmoid(x): 0; 0.7310586 -> 94; -0.2689414 -> -34.42 -> -34.
-  OneNode p;
-  p.in("x", i8(-4, {3}, {0, 16, -16}));
-  expect_codes(p.run("Swish", {"x"}, DType::Int8, -7), {3}, {0, 94, -34});
+struct ActivationCase {
+  const char* op;
+  A attrs;
+  int y_exponent;
+  V want;  // for x = 0, 16, -16 at 2^-4 = 0, 1, -1
+};
+const ActivationCase kActivations[] = {
+    // y at 2^-7 (x 128) unless said. 0.5 -> 64; 0.7310586 -> 93.575 -> 94; 0.2689414 -> 34.42 -> 34.
+    {"Sigmoid", {}, -7, {64, 94, 34}},
+    // 0; 0.7615942 -> 97.48 -> 97; -97.48 -> -97.
+    {"Tanh", {}, -7, {0, 97, -97}},
+    // 0.2 x + 0.5: 0.5 -> 64; 0.7 -> 89.6 -> 90; 0.3 -> 38.4 -> 38.
+    {"HardSigmoid", {}, -7, {64, 90, 38}},
+    // x relu6(x + 3) / 6: 0; 2/3 -> 85.33 -> 85; -1/3 -> -42.67 -> -43.
+    {"HardSwish", {}, -7, {0, 85, -43}},
+    // alpha 0.1: 0; 1 -> 128 -> 127 (saturated); -0.1 -> -12.8 -> -13.
+    {"LeakyRelu", {{"alpha", 0.1f}}, -7, {0, 127, -13}},
+    // alpha 1: 0; 1 -> 127 (saturated); e^-1 - 1 = -0.6321 -> -80.91 -> -81.
+    {"Elu", {}, -7, {0, 127, -81}},
+    // y at 2^-5: e^0 = 1 -> 32; e -> 86.99 -> 87; e^-1 -> 11.77 -> 12.
+    {"Exp", {}, -5, {32, 87, 12}},
+    // x sigmoid(x): 0; 0.7310586 -> 94; -0.2689414 -> -34.42 -> -34.
+    {"Swish", {}, -7, {0, 94, -34}},
+};
+// Every row's op type counts as covered.
+const std::vector<Covers> covers_activations = [] {
+  std::vector<Covers> v;
+  for (const ActivationCase& c : kActivations) v.emplace_back(c.op);
+  return v;
+}();
+
+TEST(KernelReference, ActivationsFloat32Path) {
+  for (const ActivationCase& c : kActivations) {
+    SCOPED_TRACE(c.op);
+    OneNode p;
+    p.in("x", i8(-4, {3}, {0, 16, -16}));
+    expect_codes(p.run(c.op, {"x"}, DType::Int8, c.y_exponent, c.attrs), {3}, c.want);
+  }
 }
 
 KERNEL_CASE(LUT, Int8TableIndexedByCode) {
