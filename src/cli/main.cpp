@@ -1,6 +1,7 @@
 // edgequant command line: exit 0 on success, 2 for bad input (one error line), 1 for internal faults.
 #include <c10/util/Exception.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -8,6 +9,9 @@
 #include "edgequant/error.h"
 
 int main(int argc, char** argv) {
+  // A file-size limit (RLIMIT_FSIZE) must fail the write that hits it, with an error line and the
+  // temporary removed, not kill the process with a half-written file (SIGXFSZ's default).
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"EdgeQuant: quantize float ONNX models for edge chips"};
   app.require_subcommand(1);
   edgequant::cli::Action action;

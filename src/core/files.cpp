@@ -1,7 +1,11 @@
 // File helpers.
 #include "core/files.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,20 +23,22 @@ std::string read_file(const std::string& path) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!f) {
-      f.close();
-      std::remove(tmp.c_str());
-      fail(ErrorCode::InvalidInput, path + ": cannot write file");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  // A temporary of this process beside the target, renamed over it only once every byte is
+  // written and flushed: a full disk or a file-size limit leaves the previous file (or none),
+  // never a partial one, and two processes writing one directory never share a temporary.
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  auto refuse = [&](int err) {
     std::remove(tmp.c_str());
-    fail(ErrorCode::InvalidInput, path + ": cannot write file");
-  }
+    fail(ErrorCode::InvalidInput, path + ": cannot write file (" + std::strerror(err ? err : EIO) + ")");
+  };
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) refuse(errno);
+  int err = 0;
+  if (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) err = errno ? errno : EIO;
+  if (std::fflush(f) != 0 && !err) err = errno ? errno : EIO;
+  if (std::fclose(f) != 0 && !err) err = errno ? errno : EIO;
+  if (err) refuse(err);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) refuse(errno);
 }
 
 void make_directories(const std::string& path) {

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "core/files.h"
 #include "edgequant/error.h"
 #include "onnx/onnx_io.h"
 
@@ -108,18 +109,10 @@ void graph_to_model(const Graph& g, onnx::ModelProto& model) {
 void export_onnx(const Graph& g, const std::string& path) {
   onnx::ModelProto model;
   graph_to_model(g, model);
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f || !model.SerializeToOstream(&f)) {
-      std::remove(tmp.c_str());
-      fail(ErrorCode::InvalidInput, path + ": cannot write file");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    fail(ErrorCode::InvalidInput, path + ": cannot write file");
-  }
+  std::string bytes;
+  if (!model.SerializeToString(&bytes))
+    fail(ErrorCode::Unsupported, path + ": the model exceeds protobuf's 2 GiB limit");
+  write_file_atomic(path, bytes);
 }
 
 }  // namespace edgequant

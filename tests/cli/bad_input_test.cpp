@@ -307,3 +307,22 @@ TEST(Cli, InfoReportsOpsParametersAndTypes) {
   EXPECT_NE(r.output.find("\"unsupported\": []"), std::string::npos) << r.output;
 }
 }  // namespace
+
+namespace {
+TEST(ResourceFaults, AFileSizeLimitFailsTheWriteAndLeavesNoPartialFile) {
+  // ulimit -f 16 (KiB): the first file the export writes, model.espdl (about 42 KiB), does not
+  // fit. The write fails with one line naming the file (not SIGXFSZ killing the process with a
+  // half-written temporary, as before), the temporary is removed, and the output directory this
+  // run created is removed again: nothing partial is left.
+  std::string out = tmp("fsize_out");
+  fs::remove_all(out);
+  auto r = run_command("(ulimit -f 16; " + cli() + " quantize " + fixture("models/resnet_style_op13.onnx") +
+                       " -t esp32s3 -c " + fixture("models/resnet_style_input.npy") +
+                       " --calib-steps 1 --batch-size 2 -o " + out + " >/dev/null)");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(lines(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find("model.espdl: cannot write file (File too large)"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out)) << "the run's output directory was left behind";
+  fs::remove_all(out);
+}
+}  // namespace
