@@ -68,8 +68,13 @@ static Tensor unpack_four_bit(const onnx::TensorProto& p, DType dtype, const Sha
 Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir) {
   DType dtype = static_cast<DType>(p.data_type());
   Shape shape(p.dims().begin(), p.dims().end());
-  for (int64_t d : shape)
+  int64_t numel = 1;
+  for (int64_t d : shape) {
     if (d < 0) fail(ErrorCode::InvalidModel, "tensor '" + p.name() + "' has a negative dimension");
+    if (__builtin_mul_overflow(numel, d, &numel) || numel > (int64_t(1) << 40))
+      fail(ErrorCode::InvalidModel,
+           "tensor '" + p.name() + "' declares shape " + shape_str(shape) + ", more than 2^40 elements");
+  }
   if (dtype_size(dtype) == 0)
     fail(ErrorCode::Unsupported, "tensor '" + p.name() + "' has unsupported dtype " + std::to_string(p.data_type()));
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
@@ -89,6 +94,29 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
     for (int32_t b : p.int32_data()) packed.push_back(static_cast<uint8_t>(b));
     return unpack_four_bit(p, dtype, shape, packed.data(), packed.size());
   }
+  // The typed field must hold every value before the tensor is allocated: a declared shape of
+  // 10^12 elements with no data is a malformed file, not a reason to run out of memory.
+  int64_t held = 0;
+  switch (dtype) {
+    case DType::Float32:
+      held = p.float_data_size();
+      break;
+    case DType::Float64:
+      held = p.double_data_size();
+      break;
+    case DType::Int64:
+      held = p.int64_data_size();
+      break;
+    case DType::UInt64:
+    case DType::UInt32:
+      held = p.uint64_data_size();
+      break;
+    default:
+      held = p.int32_data_size();
+  }
+  if (held != numel)
+    fail(ErrorCode::InvalidModel, "tensor '" + p.name() + "' has " + std::to_string(held) + " values, shape " +
+                                      shape_str(shape) + " needs " + std::to_string(numel));
   Tensor t(dtype, shape);
   switch (dtype) {
     case DType::Float32:

@@ -309,6 +309,21 @@ TEST(Cli, InfoReportsOpsParametersAndTypes) {
 }  // namespace
 
 namespace {
+TEST(ResourceFaults, AHugeDeclaredInitializerIsRefusedBeforeAllocating) {
+  // 10^12 float weights declared, none stored: refused by name from the counts (was an internal
+  // error, std::bad_alloc, exit 1, after trying to allocate 4 TB); a shape past 2^40 elements too.
+  for (const auto& [dims, says] : std::vector<std::pair<std::vector<int64_t>, std::string>>{
+           {{1000000, 1000000}, "tensor 'W' has 0 values, shape [1000000,1000000] needs 1000000000000"},
+           {{1LL << 32, 1LL << 32}, "declares shape [4294967296,4294967296], more than 2^40 elements"}}) {
+    ModelBuilder b;
+    b.input("x", {1, 1000000}).output("y");
+    b.initializer("W", dims, {});
+    b.node("MatMul", {"x", "W"}, {"y"}, "matmul");
+    std::string path = b.save(tmp("huge_initializer.onnx"));
+    expect_user_error(run_command(cli() + " check " + path + " -t esp32s3"), {path, says});
+  }
+}
+
 TEST(ResourceFaults, AFileSizeLimitFailsTheWriteAndLeavesNoPartialFile) {
   // ulimit -f 16 (KiB): the first file the export writes, model.espdl (about 42 KiB), does not
   // fit. The write fails with one line naming the file (not SIGXFSZ killing the process with a
