@@ -9,13 +9,18 @@
 
 namespace edgequant {
 
-template <class Field, class T>
-static void copy_field(const Field& field, Tensor& t) {
-  if (static_cast<int64_t>(field.size()) != t.numel())
-    fail(ErrorCode::InvalidModel,
-         "tensor has " + std::to_string(field.size()) + " values, shape needs " + std::to_string(t.numel()));
+// The typed field's values as a tensor of `shape`; the count is checked before the tensor is
+// allocated (a declared shape of 10^12 elements with no data is a malformed file, not a reason to
+// run out of memory).
+template <class T, class Field>
+static Tensor from_field(const Field& field, DType dtype, const Shape& shape, int64_t numel, const std::string& name) {
+  if (static_cast<int64_t>(field.size()) != numel)
+    fail(ErrorCode::InvalidModel, "tensor '" + name + "' has " + std::to_string(field.size()) + " values, shape " +
+                                      shape_str(shape) + " needs " + std::to_string(numel));
+  Tensor t(dtype, shape);
   T* dst = t.data<T>();
   for (int i = 0; i < field.size(); ++i) dst[i] = static_cast<T>(field.Get(i));
+  return t;
 }
 
 static std::string read_external(const onnx::TensorProto& p, const std::string& base_dir) {
@@ -94,68 +99,34 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
     for (int32_t b : p.int32_data()) packed.push_back(static_cast<uint8_t>(b));
     return unpack_four_bit(p, dtype, shape, packed.data(), packed.size());
   }
-  // The typed field must hold every value before the tensor is allocated: a declared shape of
-  // 10^12 elements with no data is a malformed file, not a reason to run out of memory.
-  int64_t held = 0;
+  const std::string& n = p.name();
   switch (dtype) {
     case DType::Float32:
-      held = p.float_data_size();
-      break;
+      return from_field<float>(p.float_data(), dtype, shape, numel, n);
     case DType::Float64:
-      held = p.double_data_size();
-      break;
+      return from_field<double>(p.double_data(), dtype, shape, numel, n);
     case DType::Int64:
-      held = p.int64_data_size();
-      break;
+      return from_field<int64_t>(p.int64_data(), dtype, shape, numel, n);
     case DType::UInt64:
+      return from_field<uint64_t>(p.uint64_data(), dtype, shape, numel, n);
     case DType::UInt32:
-      held = p.uint64_data_size();
-      break;
-    default:
-      held = p.int32_data_size();
-  }
-  if (held != numel)
-    fail(ErrorCode::InvalidModel, "tensor '" + p.name() + "' has " + std::to_string(held) + " values, shape " +
-                                      shape_str(shape) + " needs " + std::to_string(numel));
-  Tensor t(dtype, shape);
-  switch (dtype) {
-    case DType::Float32:
-      copy_field<decltype(p.float_data()), float>(p.float_data(), t);
-      break;
-    case DType::Float64:
-      copy_field<decltype(p.double_data()), double>(p.double_data(), t);
-      break;
-    case DType::Int64:
-      copy_field<decltype(p.int64_data()), int64_t>(p.int64_data(), t);
-      break;
-    case DType::UInt64:
-      copy_field<decltype(p.uint64_data()), uint64_t>(p.uint64_data(), t);
-      break;
-    case DType::UInt32:
-      copy_field<decltype(p.uint64_data()), uint32_t>(p.uint64_data(), t);
-      break;
+      return from_field<uint32_t>(p.uint64_data(), dtype, shape, numel, n);
     case DType::Int32:
-      copy_field<decltype(p.int32_data()), int32_t>(p.int32_data(), t);
-      break;
+      return from_field<int32_t>(p.int32_data(), dtype, shape, numel, n);
     case DType::Int16:
-      copy_field<decltype(p.int32_data()), int16_t>(p.int32_data(), t);
-      break;
+      return from_field<int16_t>(p.int32_data(), dtype, shape, numel, n);
     case DType::UInt16:
     case DType::Float16:
     case DType::BFloat16:
-      copy_field<decltype(p.int32_data()), uint16_t>(p.int32_data(), t);
-      break;
+      return from_field<uint16_t>(p.int32_data(), dtype, shape, numel, n);
     case DType::Int8:
-      copy_field<decltype(p.int32_data()), int8_t>(p.int32_data(), t);
-      break;
+      return from_field<int8_t>(p.int32_data(), dtype, shape, numel, n);
     case DType::UInt8:
     case DType::Bool:
-      copy_field<decltype(p.int32_data()), uint8_t>(p.int32_data(), t);
-      break;
+      return from_field<uint8_t>(p.int32_data(), dtype, shape, numel, n);
     default:
-      fail(ErrorCode::Unsupported, "tensor '" + p.name() + "' has unsupported dtype");
+      fail(ErrorCode::Unsupported, "tensor '" + n + "' has unsupported dtype");
   }
-  return t;
 }
 
 void tensor_to_proto(const Tensor& t, onnx::TensorProto& p) {
