@@ -28,20 +28,21 @@ at::Tensor round_tensor(const at::Tensor& x, RoundingMode mode) {
 
 std::pair<at::Tensor, at::Tensor> scale_tensors(const QuantConfig& c, int64_t rank, const at::TensorOptions& opts) {
   if (c.scales.empty()) fail(ErrorCode::Internal, "fake quantization of a config without a scale");
+  // Scales and zero points are float32 values (then converted to the tensor's type).
+  auto as_float = [](double v) { return static_cast<double>(static_cast<float>(v)); };
+  if (!(c.granularity == Granularity::PerChannel && c.scales.size() > 1)) {
+    // One value each: two scalar tensors (this runs for every quantized tensor at every step).
+    auto o = at::TensorOptions().dtype(opts.dtype()).device(opts.device());
+    return {at::scalar_tensor(as_float(c.scales[0]), o),
+            at::scalar_tensor(c.zero_points.empty() ? 0.0 : as_float(static_cast<double>(c.zero_points[0])), o)};
+  }
   std::vector<float> s(c.scales.begin(), c.scales.end());
   std::vector<float> z(c.zero_points.begin(), c.zero_points.end());
   if (z.empty()) z.assign(s.size(), 0.0f);
   auto cpu = at::TensorOptions().dtype(at::kFloat);
-  at::Tensor st = at::tensor(s, cpu), zt = at::tensor(z, cpu);
-  if (c.granularity == Granularity::PerChannel && s.size() > 1) {
-    std::vector<int64_t> shape(static_cast<size_t>(rank), 1);
-    shape[static_cast<size_t>(c.axis)] = static_cast<int64_t>(s.size());
-    st = st.reshape(shape);
-    zt = zt.reshape(shape);
-  } else {
-    st = st.reshape({});
-    zt = zt.reshape({});
-  }
+  std::vector<int64_t> shape(static_cast<size_t>(rank), 1);
+  shape[static_cast<size_t>(c.axis)] = static_cast<int64_t>(s.size());
+  at::Tensor st = at::tensor(s, cpu).reshape(shape), zt = at::tensor(z, cpu).reshape(shape);
   return {st.to(opts.device()).to(opts.dtype()), zt.to(opts.device()).to(opts.dtype())};
 }
 
@@ -56,6 +57,7 @@ static at::Tensor codes(const at::Tensor& x, const at::Tensor& scale, const at::
 
 at::Tensor fake_quantize(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zp, int64_t qmin, int64_t qmax,
                          RoundingMode mode) {
+  if (fused_gradient_applies(x, scale, zp)) return fake_quantize_with_gradient(x, scale, zp, qmin, qmax, mode);
   return (codes(x, scale, zp, qmin, qmax, mode) - zp) * scale;
 }
 

@@ -17,6 +17,11 @@ at::Tensor fake_quantize(const at::Tensor& x, const QuantConfig& c);
 // Same with explicit scale/zero-point tensors (shaped to broadcast against x), e.g. trained scales.
 at::Tensor fake_quantize(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point, int64_t qmin,
                          int64_t qmax, RoundingMode mode);
+// The same with autograd as one pass forward and one backward, the same bits as the ATen chain
+// (fake_quant_grad.cpp); applies to float32 CPU tensors when x or the scale requires grad.
+bool fused_gradient_applies(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point);
+at::Tensor fake_quantize_with_gradient(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                                       int64_t qmin, int64_t qmax, RoundingMode mode);
 // Scale/zero-point tensors of a config, shaped to broadcast along its axis for a rank-`rank` tensor.
 std::pair<at::Tensor, at::Tensor> scale_tensors(const QuantConfig& c, int64_t rank, const at::TensorOptions& opts);
 

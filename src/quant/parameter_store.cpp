@@ -2,6 +2,7 @@
 #include "quant/parameter_store.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 
@@ -64,15 +65,31 @@ at::Tensor ParameterStore::rounded_weight(const Value* v, const QuantConfig& c) 
          z * s;
 }
 
+namespace {
+// s = 2^alpha with the straight-through exponent alpha = p + stopgrad(round(p) - p) (exactly
+// round(p)) as one autograd node: the chain's PowBackward gives p the gradient g * (s * ln 2),
+// the same bits here (tests/quant/parameter_store_test); the chain recorded five ops per scale
+// and step.
+class Pow2Ste : public torch::autograd::Function<Pow2Ste> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& p) {
+    at::Tensor s = at::pow(2.0, at::round(p));
+    ctx->save_for_backward({s});
+    return s;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return {grads[0] * (ctx->get_saved_variables()[0] * std::log(2.0))};
+  }
+};
+}  // namespace
+
 at::Tensor ParameterStore::scale(const std::string& value, const QuantConfig& c, int64_t rank) const {
   at::Tensor p = scales_.at(value);
   double g = grad_scale_.at(value);
   if (g != 1.0) p = p * g + (p - p * g).detach();  // value p, gradient g * dL/dp
   at::Tensor s = p;
-  if (pow2_.at(value)) {
-    at::Tensor alpha = p + (at::round(p) - p).detach();  // straight-through exponent
-    s = at::pow(2.0, alpha);
-  }
+  if (pow2_.at(value)) s = Pow2Ste::apply(p);
   if (c.granularity == Granularity::PerChannel && p.numel() > 1) {
     std::vector<int64_t> shape(static_cast<size_t>(rank), 1);
     shape[static_cast<size_t>(c.axis)] = p.numel();

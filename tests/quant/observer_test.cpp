@@ -282,6 +282,73 @@ TEST(FakeQuantize, FusedCpuPathMatchesTheAtenPath) {
 }  // namespace
 
 namespace {
+// The ATen chain fake quantization was before it had a fused gradient: every step an autograd op.
+at::Tensor aten_chain(const at::Tensor& x, const at::Tensor& s, const at::Tensor& z, const QuantConfig& c) {
+  at::Tensor v = x / s;
+  at::Tensor r = v + (round_tensor(v, c.rounding) - v).detach();
+  at::Tensor q = at::clamp(r + z, static_cast<double>(c.quant_min), static_cast<double>(c.quant_max));
+  return (q - z) * s;
+}
+
+// Forward, the input's gradient and the scale's gradient (reduced over the broadcast) of the fused
+// autograd function against that chain: the same float operations per element and the same
+// at::sum_to over tensors of the same layout, so the same bits (a case that only comes close
+// would be a different computation). Per-tensor activations in both layouts, per-channel weights,
+// asymmetric grids, every rounding mode, exact ties and values beyond the clamp.
+TEST(FakeQuantize, FusedGradientIsTheAtenChainBitForBit) {
+  at::manual_seed(3);
+  struct Case {
+    std::vector<int64_t> shape;
+    bool channels_last, per_channel, x_grad;
+    bool grad_other_layout = false;  // the incoming gradient in the other memory layout
+  };
+  for (const Case& k : {Case{{4, 8, 6, 6}, false, false, true}, Case{{4, 8, 6, 6}, true, false, true},
+                        Case{{4, 8, 6, 6}, true, false, false}, Case{{6, 3, 3, 3}, false, true, true},
+                        Case{{6, 3, 3, 3}, true, true, true}, Case{{4, 8, 6, 6}, true, false, true, true},
+                        Case{{4, 8, 6, 6}, false, false, true, true}, Case{{6, 3, 3, 3}, true, true, true, true}})
+    for (auto mode : {RoundingMode::HalfEven, RoundingMode::HalfUp, RoundingMode::HalfAwayFromZero, RoundingMode::Floor,
+                      RoundingMode::Ceil, RoundingMode::TowardZero}) {
+      auto format = k.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+      at::Tensor x0 = at::randn(k.shape) * 5;
+      // Every 7th value an exact tie of the 0.25 grid (k + 1/2 steps).
+      at::Tensor ties = at::floor(at::randn(k.shape) * 40) * 0.25f + 0.125f;
+      x0 = at::where(at::arange(x0.numel()).reshape(k.shape) % 7 == 0, ties, x0).contiguous(format);
+      int64_t channels = k.per_channel ? k.shape[0] : 1;
+      std::vector<int64_t> sshape = k.per_channel ? std::vector<int64_t>{channels, 1, 1, 1} : std::vector<int64_t>{};
+      at::Tensor s0 = (at::rand({channels}) * 0.2 + 0.05).reshape(sshape);
+      s0.view({-1})[0] = 0.25f;
+      at::Tensor z = at::randint(-3, 4, {channels}).to(at::kFloat).reshape(sshape);
+      at::Tensor g = at::randn(k.shape).contiguous(
+          k.grad_other_layout == k.channels_last ? at::MemoryFormat::Contiguous : at::MemoryFormat::ChannelsLast);
+      QuantConfig c;
+      c.rounding = mode;
+      c.symmetric = false;
+      c.set_range(8, true, false);
+      std::vector<at::Tensor> y(2), gx(2), gs(2);
+      for (int fused = 0; fused < 2; ++fused) {
+        // x a non-leaf whose gradient is caught as handed on (a leaf's .grad is recopied into the
+        // leaf's layout, which would hide the layout the op produced).
+        at::Tensor s = s0.clone().set_requires_grad(true), x = x0;
+        if (k.x_grad) {
+          x = x0.clone().set_requires_grad(true) * 1.0f;
+          x.register_hook([&gx, fused](const at::Tensor& grad) { gx[fused] = grad.clone(at::MemoryFormat::Preserve); });
+        }
+        ASSERT_EQ(fused_gradient_applies(x, s, z), true);
+        y[fused] = fused ? fake_quantize(x, s, z, c.quant_min, c.quant_max, mode) : aten_chain(x, s, z, c);
+        y[fused].backward(g);
+        gs[fused] = s.grad();
+      }
+      std::string what = std::string(rounding_mode_name(mode)) + (k.per_channel ? " per-channel" : " per-tensor") +
+                         (k.channels_last ? " channels_last" : "") + (k.grad_other_layout ? ", gradient not" : "");
+      EXPECT_TRUE(at::equal(y[0], y[1])) << what;
+      if (k.x_grad) EXPECT_TRUE(at::equal(gx[0], gx[1]) && gx[0].strides() == gx[1].strides()) << what;
+      EXPECT_TRUE(at::equal(gs[0], gs[1])) << what << ": " << gs[0] << " vs " << gs[1];
+      EXPECT_GT(gs[0].abs().sum().item<float>(), 0.0f) << what;
+    }
+}
+}  // namespace
+
+namespace {
 // Bin counts computed here from the definition (bin = floor(|v| * 4096 / limit), capped at the
 // last bin, negatives on their own side), in the same float arithmetic as the observer.
 std::pair<std::vector<double>, std::vector<double>> reference_bins(const at::Tensor& x, double limit) {

@@ -167,3 +167,35 @@ TEST(ParameterStore, GradientScaleScalesTheGradientNotTheValue) {
   EXPECT_NE(p1.grad().item<double>(), 0.0);
 }
 }  // namespace
+
+namespace {
+// The power-of-two scale 2^round(alpha) as one autograd node against the chain it replaced
+// (straight-through exponent, then at::pow): the same scale and the same gradient to alpha, bit
+// for bit, per-tensor and per-channel.
+TEST(ParameterStore, PowerOfTwoScaleIsTheStraightThroughChainBitForBit) {
+  QuantConfig c;
+  c.scale_kind = ScaleKind::PowerOfTwo;
+  c.set_range(8, true, false);
+  c.granularity = Granularity::PerChannel;
+  c.axis = 0;
+  c.scales = {0.25, 0.0625, 0.5};
+  c.zero_points = {0, 0, 0};
+  quant::ParameterStore store;
+  at::Tensor p = store.scale_param("w", c);
+  {
+    at::NoGradGuard no_grad;
+    p.add_(at::tensor({0.6f, -0.55f, 0.49f}));  // trained away from the integers: -1.4, -4.55, -0.51
+  }
+  at::Tensor g = at::tensor({0.7f, -1.3f, 2.9f}).reshape({3, 1, 1, 1});
+  at::Tensor s = store.scale("w", c, 4);
+  (s * g).sum().backward();
+  at::Tensor ours = p.grad().clone();
+  p.grad().zero_();
+  at::Tensor alpha = p + (at::round(p) - p).detach();
+  at::Tensor chain = at::pow(2.0, alpha).reshape({3, 1, 1, 1});
+  (chain * g).sum().backward();
+  EXPECT_TRUE(at::equal(s.detach(), chain.detach()));
+  EXPECT_TRUE(at::equal(ours, p.grad())) << ours << " vs " << p.grad();
+  EXPECT_TRUE(at::equal(s.detach().reshape({3}), at::tensor({0.5f, 0.03125f, 0.5f})));
+}
+}  // namespace

@@ -3,6 +3,7 @@
 
 #include <limits>
 
+#include "exec/gradient_kernels.h"
 #include "exec/ops/factories.h"
 #include "ir/op_traits.h"
 
@@ -11,7 +12,7 @@ namespace edgequant::exec {
 Kernel make_unary(const Op& op, int64_t) {
   using Fn = at::Tensor (*)(const at::Tensor&);
   static const std::map<OpType, Fn> fns = {
-      {OpType::Relu, [](const at::Tensor& x) { return at::relu(x); }},
+      {OpType::Relu, [](const at::Tensor& x) { return relu_differentiable(x); }},
       {OpType::Sigmoid, [](const at::Tensor& x) { return at::sigmoid(x); }},
       {OpType::Tanh, [](const at::Tensor& x) { return at::tanh(x); }},
       {OpType::Exp, [](const at::Tensor& x) { return at::exp(x); }},
@@ -86,15 +87,15 @@ Kernel make_clip(const Op& op, int64_t opset) {
   if (opset < 11) {
     double lo = op.attr_float("min", -std::numeric_limits<float>::infinity());
     double hi = op.attr_float("max", std::numeric_limits<float>::infinity());
-    return [lo, hi](const Tensors& in) -> Tensors { return {at::clamp(in[0], lo, hi)}; };
+    return [lo, hi](const Tensors& in) -> Tensors { return {clamp_differentiable(in[0], lo, hi)}; };
   }
   return [](const Tensors& in) -> Tensors {
     // Scalar bounds: one clamp pass (ReLU6 is on the hot path of every MobileNet).
-    c10::optional<at::Scalar> lo, hi;
-    if (in.size() > 1 && in[1].defined()) lo = in[1].item();
-    if (in.size() > 2 && in[2].defined()) hi = in[2].item();
+    c10::optional<double> lo, hi;
+    if (in.size() > 1 && in[1].defined()) lo = in[1].item<double>();
+    if (in.size() > 2 && in[2].defined()) hi = in[2].item<double>();
     if (!lo && !hi) return {in[0].clone()};
-    return {at::clamp(in[0], lo, hi)};
+    return {clamp_differentiable(in[0], lo, hi)};
   };
 }
 

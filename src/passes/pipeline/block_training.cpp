@@ -30,6 +30,7 @@
 
 #include "core/progress.h"
 #include "edgequant/error.h"
+#include "exec/gradient_kernels.h"
 #include "ir/op_traits.h"
 #include "passes/pipeline.h"
 
@@ -252,7 +253,7 @@ class BlockTrainer {
   static at::Tensor mse(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& t) {
     at::Tensor l = at::zeros({}, at::kFloat);
     for (size_t j = 0; j < a.size(); ++j)
-      if (at::isFloatingType(a[j].scalar_type())) l = l + (a[j] - t[j].to(a[j].device())).pow(2).mean();
+      if (at::isFloatingType(a[j].scalar_type())) l = l + exec::mse_loss(a[j], t[j].to(a[j].device()));
     return l;
   }
   std::vector<at::Tensor> targets(const Block& blk, size_t i) const {

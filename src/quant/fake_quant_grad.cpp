@@ -1,0 +1,254 @@
+// Fake quantization with gradients in one pass forward and one pass backward (block training and
+// QAT call it for every quantized tensor at every step). It computes exactly what the ATen chain
+// of fake_quant.cpp computes with autograd — v = x / s, round(v) with a straight-through
+// gradient, clamp(r + z, qmin, qmax), (q - z) * s — with the same IEEE operations in the same
+// order per element, and the scale's gradient reduced by at::sum_to over tensors laid out as the
+// chain lays them out, so the results are the same bits; the chain took ~25 elementwise passes
+// and as many allocations per tensor and step.
+#include <ATen/ATen.h>
+#include <ATen/TensorIterator.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cmath>
+
+#include "quant/fake_quant.h"
+
+namespace edgequant::quant {
+
+namespace {
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// round_tensor's arithmetic in float32 (at::floor(x + 0.5) adds in float, not double).
+template <RoundingMode kMode>
+inline float round_float(float v) {
+  if constexpr (kMode == RoundingMode::HalfEven) return std::nearbyint(v);
+  if constexpr (kMode == RoundingMode::HalfUp) return std::floor(v + 0.5f);
+  if constexpr (kMode == RoundingMode::HalfAwayFromZero) {
+    float sign = static_cast<float>((0.0f < v) - (v < 0.0f));  // at::sign
+    return sign * std::floor(std::fabs(v) + 0.5f);
+  }
+  if constexpr (kMode == RoundingMode::Floor) return std::floor(v);
+  if constexpr (kMode == RoundingMode::Ceil) return std::ceil(v);
+  return std::trunc(v);
+}
+
+inline float clamp_float(float a, float lo, float hi) { return a < lo ? lo : (a > hi ? hi : a); }
+
+struct Range {
+  float lo, hi;
+};
+
+// Forward: y = (clamp(round(x / s) + z) - z) * s. One scale and zero point per call (TensorIterator
+// gives rows along which a per-channel scale is constant), unit strides: the loop vectorizes.
+template <RoundingMode kMode>
+inline void forward_row(float* y, const float* x, float s, float z, int64_t n, Range r) {
+  for (int64_t i = 0; i < n; ++i) y[i] = (clamp_float(round_float<kMode>(x[i] / s) + z, r.lo, r.hi) - z) * s;
+}
+
+// Backward: the chain's gradients per element. MulBackward: g * s to the codes, g * (q - z) to s;
+// ClampBackward: zero outside [lo, hi]; DivBackward: ga / s to x, -ga * ((x / s) / s) to s.
+template <RoundingMode kMode, bool kDx, bool kMul, bool kDiv>
+inline void backward_row(float* dx, float* ds_mul, float* ds_div, const float* g, const float* x, float s, float z,
+                         int64_t n, Range r) {
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i] / s;
+    float a = round_float<kMode>(v) + z;
+    float ga = (a >= r.lo && a <= r.hi) ? g[i] * s : 0.0f;
+    if constexpr (kDx) dx[i] = ga / s;
+    if constexpr (kMul) ds_mul[i] = g[i] * (clamp_float(a, r.lo, r.hi) - z);
+    if constexpr (kDiv) ds_div[i] = (-ga) * (v / s);
+  }
+}
+
+// TensorIterator's rows, any strides: unit-stride rows (the dense case) go to the vector loop,
+// others element by element.
+template <RoundingMode kMode>
+inline void forward_loop(char** data, const int64_t* strides, int64_t n, Range r) {
+  constexpr int64_t f = sizeof(float);
+  if (strides[0] == f && strides[1] == f && strides[2] == 0 && strides[3] == 0)
+    return forward_row<kMode>(reinterpret_cast<float*>(data[0]), reinterpret_cast<const float*>(data[1]),
+                              *reinterpret_cast<const float*>(data[2]), *reinterpret_cast<const float*>(data[3]), n, r);
+  for (int64_t i = 0; i < n; ++i)
+    forward_row<kMode>(reinterpret_cast<float*>(data[0] + i * strides[0]),
+                       reinterpret_cast<const float*>(data[1] + i * strides[1]),
+                       *reinterpret_cast<const float*>(data[2] + i * strides[2]),
+                       *reinterpret_cast<const float*>(data[3] + i * strides[3]), 1, r);
+}
+
+// Operands: the outputs asked for (dx, ds_mul, ds_div, in this order), then g and x (in the order
+// `x_first` says), s, z. Unit-stride rows (the dense case) go to the vector loop.
+template <RoundingMode kMode, bool kDx, bool kMul, bool kDiv>
+inline void backward_loop(char** data, const int64_t* strides, int64_t n, Range r, bool x_first) {
+  constexpr int kOut = int(kDx) + int(kMul) + int(kDiv);
+  constexpr int64_t f = sizeof(float);
+  const int gi = x_first ? kOut + 1 : kOut, xi = x_first ? kOut : kOut + 1;
+  bool dense = strides[gi] == f && strides[xi] == f && strides[kOut + 2] == 0 && strides[kOut + 3] == 0;
+  for (int k = 0; k < kOut; ++k) dense = dense && strides[k] == f;
+  int64_t rows = dense ? 1 : n, len = dense ? n : 1;
+  for (int64_t i = 0; i < rows; ++i) {
+    auto at = [&](int k) { return data[k] + i * strides[k]; };
+    int o = 0;
+    float* dx = kDx ? reinterpret_cast<float*>(at(o++)) : nullptr;
+    float* ds_mul = kMul ? reinterpret_cast<float*>(at(o++)) : nullptr;
+    float* ds_div = kDiv ? reinterpret_cast<float*>(at(o++)) : nullptr;
+    backward_row<kMode, kDx, kMul, kDiv>(
+        dx, ds_mul, ds_div, reinterpret_cast<const float*>(at(gi)), reinterpret_cast<const float*>(at(xi)),
+        *reinterpret_cast<const float*>(at(kOut + 2)), *reinterpret_cast<const float*>(at(kOut + 3)), len, r);
+  }
+}
+
+#if defined(__x86_64__)
+// The same loops compiled for AVX2 (rounding becomes vroundps instead of a libm call; no FMA, so
+// no contraction changes a product-then-sum); selected once per process.
+template <RoundingMode kMode>
+__attribute__((target("avx2"))) void forward_avx2(char** data, const int64_t* strides, int64_t n, Range r) {
+  forward_loop<kMode>(data, strides, n, r);
+}
+template <RoundingMode kMode, bool kDx, bool kMul, bool kDiv>
+__attribute__((target("avx2"))) void backward_avx2(char** data, const int64_t* strides, int64_t n, Range r,
+                                                   bool x_first) {
+  backward_loop<kMode, kDx, kMul, kDiv>(data, strides, n, r, x_first);
+}
+const bool kAvx2 = __builtin_cpu_supports("avx2");
+#endif
+
+template <RoundingMode kMode>
+void run_forward(at::TensorIterator& it, Range r) {
+  it.for_each([r](char** data, const int64_t* strides, int64_t n) {
+#if defined(__x86_64__)
+    if (kAvx2) return forward_avx2<kMode>(data, strides, n, r);
+#endif
+    forward_loop<kMode>(data, strides, n, r);
+  });
+}
+
+template <RoundingMode kMode, bool kDx, bool kMul, bool kDiv>
+void run_backward(at::TensorIterator& it, Range r, bool x_first) {
+  it.for_each([r, x_first](char** data, const int64_t* strides, int64_t n) {
+#if defined(__x86_64__)
+    if (kAvx2) return backward_avx2<kMode, kDx, kMul, kDiv>(data, strides, n, r, x_first);
+#endif
+    backward_loop<kMode, kDx, kMul, kDiv>(data, strides, n, r, x_first);
+  });
+}
+
+// The outputs asked for, as template flags (the loop then has no branch per element).
+template <RoundingMode kMode>
+void run_backward(at::TensorIterator& it, Range r, bool dx, bool mul, bool div, bool x_first) {
+  int which = (dx ? 4 : 0) | (mul ? 2 : 0) | (div ? 1 : 0);
+  switch (which) {
+    case 7:
+      return run_backward<kMode, true, true, true>(it, r, x_first);
+    case 6:
+      return run_backward<kMode, true, true, false>(it, r, x_first);
+    case 5:
+      return run_backward<kMode, true, false, true>(it, r, x_first);
+    case 4:
+      return run_backward<kMode, true, false, false>(it, r, x_first);
+    case 3:
+      return run_backward<kMode, false, true, true>(it, r, x_first);
+    case 2:
+      return run_backward<kMode, false, true, false>(it, r, x_first);
+    case 1:
+      return run_backward<kMode, false, false, true>(it, r, x_first);
+  }
+}
+
+template <typename F>
+void dispatch(RoundingMode mode, F&& f) {
+  switch (mode) {
+    case RoundingMode::HalfEven:
+      return f(std::integral_constant<RoundingMode, RoundingMode::HalfEven>{});
+    case RoundingMode::HalfUp:
+      return f(std::integral_constant<RoundingMode, RoundingMode::HalfUp>{});
+    case RoundingMode::HalfAwayFromZero:
+      return f(std::integral_constant<RoundingMode, RoundingMode::HalfAwayFromZero>{});
+    case RoundingMode::Floor:
+      return f(std::integral_constant<RoundingMode, RoundingMode::Floor>{});
+    case RoundingMode::Ceil:
+      return f(std::integral_constant<RoundingMode, RoundingMode::Ceil>{});
+    case RoundingMode::TowardZero:
+      return f(std::integral_constant<RoundingMode, RoundingMode::TowardZero>{});
+  }
+}
+
+class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& s, const at::Tensor& z,
+                            int64_t qmin, int64_t qmax, int64_t mode) {
+    Range r{static_cast<float>(qmin), static_cast<float>(qmax)};
+    at::Tensor y;
+    auto it = at::TensorIteratorConfig()
+                  .add_output(y)
+                  .add_input(x)
+                  .add_input(s)
+                  .add_input(z)
+                  .check_all_same_dtype(true)
+                  .build();
+    dispatch(static_cast<RoundingMode>(mode), [&](auto m) { run_forward<decltype(m)::value>(it, r); });
+    ctx->save_for_backward({x, s, z});
+    ctx->saved_data["qmin"] = qmin;
+    ctx->saved_data["qmax"] = qmax;
+    ctx->saved_data["mode"] = mode;
+    return it.output();
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &s = saved[1], &z = saved[2];
+    Range r{static_cast<float>(ctx->saved_data["qmin"].toInt()), static_cast<float>(ctx->saved_data["qmax"].toInt())};
+    auto mode = static_cast<RoundingMode>(ctx->saved_data["mode"].toInt());
+    bool dx = ctx->needs_input_grad(0), ds = ctx->needs_input_grad(1);
+    variable_list out(6);
+    if (!dx && !ds) return out;
+    // The chain's products take their memory layout from their first operand, and the layout
+    // sets the order of the sums: g * (q - z) follows g; the clamp's where() takes its mask
+    // (computed from x) first, so ga, dx = ga / s and -ga * ((x / s) / s) follow x. When g and x
+    // differ in layout, two passes give each product its own.
+    bool one_pass = grads[0].strides() == x.strides();
+    auto pass = [&](bool want_dx, bool want_mul, bool want_div, bool x_first) {
+      std::vector<at::Tensor> outs(3);
+      at::TensorIteratorConfig config;
+      if (want_dx) config.add_output(outs[0]);
+      if (want_mul) config.add_output(outs[1]);
+      if (want_div) config.add_output(outs[2]);
+      if (x_first)
+        config.add_input(x).add_input(grads[0]);
+      else
+        config.add_input(grads[0]).add_input(x);
+      auto it = config.add_input(s).add_input(z).build();
+      dispatch(mode, [&](auto m) { run_backward<decltype(m)::value>(it, r, want_dx, want_mul, want_div, x_first); });
+      int o = 0;
+      for (int k = 0; k < 3; ++k)
+        if (k == 0 ? want_dx : (k == 1 ? want_mul : want_div)) outs[static_cast<size_t>(k)] = it.output(o++);
+      return outs;
+    };
+    at::Tensor gx, mul, div;
+    if (one_pass) {
+      auto o = pass(dx, ds, ds, false);
+      gx = o[0], mul = o[1], div = o[2];
+    } else {
+      auto o = pass(dx, false, ds, true);
+      gx = o[0], div = o[2];
+      if (ds) mul = pass(false, true, false, false)[1];
+    }
+    if (dx) out[0] = gx;
+    if (ds) out[1] = at::sum_to(mul, s.sizes()) + at::sum_to(div, s.sizes());
+    return out;
+  }
+};
+}  // namespace
+
+bool fused_gradient_applies(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point) {
+  for (const at::Tensor* t : {&x, &scale, &zero_point})
+    if (!t->device().is_cpu() || t->scalar_type() != at::kFloat) return false;
+  return at::GradMode::is_enabled() && (x.requires_grad() || scale.requires_grad()) && !zero_point.requires_grad();
+}
+
+at::Tensor fake_quantize_with_gradient(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& zero_point,
+                                       int64_t qmin, int64_t qmax, RoundingMode mode) {
+  return FakeQuantFunction::apply(x, scale, zero_point, qmin, qmax, static_cast<int64_t>(mode));
+}
+
+}  // namespace edgequant::quant
