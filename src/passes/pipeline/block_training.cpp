@@ -261,10 +261,15 @@ class BlockTrainer {
     for (const Value* v : blk.outputs) t.push_back(fcache_.at(v)[i]);
     return t;
   }
-  double cache_loss(const Block& blk) {
+  // Mean loss over the cached batches; the quantized outputs are kept in `outputs` when given
+  // (advance() takes them instead of running the block again).
+  double cache_loss(const Block& blk, std::vector<std::vector<at::Tensor>>* outputs = nullptr) {
     double total = 0;
-    for (size_t i = 0; i < batches_.size(); ++i)
-      total += mse(run_block(blk, qcache_, i, &quantized_), targets(blk, i)).item<double>();
+    for (size_t i = 0; i < batches_.size(); ++i) {
+      std::vector<at::Tensor> q = run_block(blk, qcache_, i, &quantized_);
+      total += mse(q, targets(blk, i)).item<double>();
+      if (outputs) outputs->push_back(std::move(q));
+    }
     return total / static_cast<double>(batches_.size());
   }
 
@@ -354,8 +359,9 @@ class BlockTrainer {
     store.set_hard_rounding(true);
     double train_s = std::chrono::duration<double>(Clock::now() - t_train).count();
     steps_total_ += ts_.steps;
-    double after = cache_loss(blk);
+    double after = cache_loss(blk, &trained_outputs_);
     bool rollback = !(after < before) || !std::isfinite(after);
+    if (rollback) trained_outputs_.clear();
     double block_s = std::chrono::duration<double>(Clock::now() - t0).count();
     if (rollback) {
       store.restore(before_params);
@@ -373,9 +379,11 @@ class BlockTrainer {
   // Quantized outputs of this block (as trained) feed later blocks; dead values are freed.
   void advance(const Block& blk, size_t k) {
     for (size_t i = 0; i < batches_.size(); ++i) {
-      std::vector<at::Tensor> q = run_block(blk, qcache_, i, &quantized_);
+      std::vector<at::Tensor> q =
+          i < trained_outputs_.size() ? std::move(trained_outputs_[i]) : run_block(blk, qcache_, i, &quantized_);
       for (size_t j = 0; j < blk.outputs.size(); ++j) qcache_[blk.outputs[j]].push_back(q[j].detach().to(device_));
     }
+    trained_outputs_.clear();
     for (Cache* c : {&qcache_, &fcache_})
       for (auto it = c->begin(); it != c->end();) {
         auto lr = last_reader_.find(it->first);
@@ -397,6 +405,7 @@ class BlockTrainer {
   std::unordered_map<const Value*, size_t> last_reader_;
   std::vector<analysis::Batch> batches_;
   Cache qcache_, fcache_;
+  std::vector<std::vector<at::Tensor>> trained_outputs_;  // the trained block's outputs, from its last loss
   exec::HookList quantized_, plain_;
   int trained_ = 0, rolled_back_ = 0;
   int64_t steps_total_ = 0;
