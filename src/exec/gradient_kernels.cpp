@@ -23,7 +23,9 @@ bool float_cpu(const at::Tensor& t) { return t.device().is_cpu() && t.scalar_typ
 template <typename F>
 at::Tensor binary_map(const at::Tensor& g, const at::Tensor& x, F f) {
   at::Tensor out;
-  auto it = at::TensorIteratorConfig().add_output(out).add_input(x).add_input(g).build();
+  // g copied into x's layout when it differs (same values; the rows become unit-stride).
+  at::Tensor gx = g.strides() == x.strides() ? g : at::empty_like(x).copy_(g);
+  auto it = at::TensorIteratorConfig().add_output(out).add_input(x).add_input(gx).build();
   it.for_each([f](char** data, const int64_t* strides, int64_t n) {
     constexpr int64_t kF = sizeof(float);
     if (strides[0] == kF && strides[1] == kF && strides[2] == kF) {

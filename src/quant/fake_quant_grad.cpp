@@ -54,7 +54,8 @@ inline void backward_row(float* dx, float* ds_mul, float* ds_div, const float* g
   for (int64_t i = 0; i < n; ++i) {
     float v = x[i] / s;
     float a = round_float<kMode>(v) + z;
-    float ga = (a >= r.lo && a <= r.hi) ? g[i] * s : 0.0f;
+    bool inside = (a >= r.lo) & (a <= r.hi);  // no short circuit: no branch in the loop
+    float ga = inside ? g[i] * s : 0.0f;
     if constexpr (kDx) dx[i] = ga / s;
     if constexpr (kMul) ds_mul[i] = g[i] * (clamp_float(a, r.lo, r.hi) - z);
     if constexpr (kDiv) ds_div[i] = (-ga) * (v / s);
@@ -206,17 +207,21 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction> {
     // sets the order of the sums: g * (q - z) follows g; the clamp's where() takes its mask
     // (computed from x) first, so ga, dx = ga / s and -ga * ((x / s) / s) follow x. When g and x
     // differ in layout, two passes give each product its own.
-    bool one_pass = grads[0].strides() == x.strides();
-    auto pass = [&](bool want_dx, bool want_mul, bool want_div, bool x_first) {
+    const at::Tensor& g = grads[0];
+    bool one_pass = g.strides() == x.strides();
+    // g and x as given to the loops (both in the layout of the one listed first, so that rows are
+    // unit-stride: copies change no value).
+    auto pass = [&](bool want_dx, bool want_mul, bool want_div, bool x_first, const at::Tensor& gg,
+                    const at::Tensor& xx) {
       std::vector<at::Tensor> outs(3);
       at::TensorIteratorConfig config;
       if (want_dx) config.add_output(outs[0]);
       if (want_mul) config.add_output(outs[1]);
       if (want_div) config.add_output(outs[2]);
       if (x_first)
-        config.add_input(x).add_input(grads[0]);
+        config.add_input(xx).add_input(gg);
       else
-        config.add_input(grads[0]).add_input(x);
+        config.add_input(gg).add_input(xx);
       auto it = config.add_input(s).add_input(z).build();
       dispatch(mode, [&](auto m) { run_backward<decltype(m)::value>(it, r, want_dx, want_mul, want_div, x_first); });
       int o = 0;
@@ -226,12 +231,12 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction> {
     };
     at::Tensor gx, mul, div;
     if (one_pass) {
-      auto o = pass(dx, ds, ds, false);
+      auto o = pass(dx, ds, ds, false, g, x);
       gx = o[0], mul = o[1], div = o[2];
     } else {
-      auto o = pass(dx, false, ds, true);
+      auto o = pass(dx, false, ds, true, at::empty_like(x).copy_(g), x);
       gx = o[0], div = o[2];
-      if (ds) mul = pass(false, true, false, false)[1];
+      if (ds) mul = pass(false, true, false, false, g, at::empty_like(g).copy_(x))[1];
     }
     if (dx) out[0] = gx;
     if (ds) out[1] = at::sum_to(mul, s.sizes()) + at::sum_to(div, s.sizes());
