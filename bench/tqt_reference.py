@@ -216,6 +216,15 @@ def main():
             env[out] = y
         return env
 
+    def fill(cache, blk, ins, outs, quantized):
+        with torch.no_grad():
+            for o in outs:
+                cache[o] = []
+            for i in range(len(batches)):
+                env = run_block(blk, {v: cache[v][i] for v in ins}, quantized)
+                for o in outs:
+                    cache[o].append(env[o])
+
     def mse(env, outs, targets):
         return sum(((env[o] - t) ** 2).mean() for o, t in zip(outs, targets))
 
@@ -228,13 +237,7 @@ def main():
     rows = []
     for k, blk in enumerate(blocks):
         ins, outs = block_io(blk)
-        with torch.no_grad():
-            for o in outs:
-                fcache[o] = []
-            for i in range(len(batches)):
-                env = run_block(blk, {v: fcache[v][i] for v in ins}, False)
-                for o in outs:
-                    fcache[o].append(env[o])
+        fill(fcache, blk, ins, outs, False)  # float targets from float inputs
         params, scales = [], []
         for n in blk:
             for k2, v in enumerate(g.ins(n)):
@@ -270,13 +273,7 @@ def main():
                     p.copy_(s)
         for p in params + scales:
             p.requires_grad_(False)
-        with torch.no_grad():
-            for o in outs:
-                qcache[o] = []
-            for i in range(len(batches)):
-                env = run_block(blk, {v: qcache[v][i] for v in ins}, True)
-                for o in outs:
-                    qcache[o].append(env[o])
+        fill(qcache, blk, ins, outs, True)  # the trained block's outputs for the next blocks
         for v in [v for v in qcache if last_reader.get(v, -1) <= k]:  # freed after their last reader
             del qcache[v], fcache[v]
         flops = 0
