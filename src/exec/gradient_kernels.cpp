@@ -13,8 +13,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-c10::optional<at::Scalar> scalar(c10::optional<double> v) { return v ? c10::optional<at::Scalar>(*v) : c10::nullopt; }
-
 bool float_cpu(const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat; }
 
 // out = f(g, x) over TensorIterator rows (unit strides: a loop the compiler vectorizes). x is the
@@ -63,12 +61,12 @@ at::Tensor unary_map(const at::Tensor& x, F f, at::Tensor out = {}) {
 // ClampBackward: where(lo <= x <= hi, g, 0) (comparisons in float, as ATen's with float tensors).
 class ClampFunction : public torch::autograd::Function<ClampFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::optional<double> lo,
-                            c10::optional<double> hi) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const c10::optional<at::Scalar>& lo,
+                            const c10::optional<at::Scalar>& hi) {
     ctx->save_for_backward({x});
-    ctx->saved_data["lo"] = lo ? *lo : -std::numeric_limits<double>::infinity();
-    ctx->saved_data["hi"] = hi ? *hi : std::numeric_limits<double>::infinity();
-    return at::clamp(x, scalar(lo), scalar(hi));
+    ctx->saved_data["lo"] = lo ? lo->toDouble() : -std::numeric_limits<double>::infinity();
+    ctx->saved_data["hi"] = hi ? hi->toDouble() : std::numeric_limits<double>::infinity();
+    return at::clamp(x, lo, hi);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     at::Tensor x = ctx->get_saved_variables()[0];
@@ -117,8 +115,9 @@ class MseFunction : public torch::autograd::Function<MseFunction> {
 bool records(const at::Tensor& x) { return at::GradMode::is_enabled() && x.requires_grad() && float_cpu(x); }
 }  // namespace
 
-at::Tensor clamp_differentiable(const at::Tensor& x, c10::optional<double> lo, c10::optional<double> hi) {
-  if (!records(x)) return at::clamp(x, scalar(lo), scalar(hi));
+at::Tensor clamp_differentiable(const at::Tensor& x, const c10::optional<at::Scalar>& lo,
+                                const c10::optional<at::Scalar>& hi) {
+  if (!records(x)) return at::clamp(x, lo, hi);
   return ClampFunction::apply(x, lo, hi);
 }
 

@@ -6,12 +6,15 @@
 // without autograd (or off float32 CPU tensors) it is that ATen op.
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <c10/core/Scalar.h>
 #include <c10/util/Optional.h>
 
 namespace edgequant::exec {
 
 // at::clamp(x, lo, hi); gradient g where lo <= x <= hi (an absent bound always holds), else 0.
-at::Tensor clamp_differentiable(const at::Tensor& x, c10::optional<double> lo, c10::optional<double> hi);
+// The bounds as given (an integer bound keeps an integer tensor integer).
+at::Tensor clamp_differentiable(const at::Tensor& x, const c10::optional<at::Scalar>& lo,
+                                const c10::optional<at::Scalar>& hi);
 // at::relu(x); gradient g where relu(x) > 0, else 0.
 at::Tensor relu_differentiable(const at::Tensor& x);
 // (a - t).pow(2).mean(); gradient to a (g / numel) * (2 * (a - t)); t gets none.

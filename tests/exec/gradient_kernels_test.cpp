@@ -45,7 +45,8 @@ TEST(GradientKernels, ClampAndReluAreAtenBitForBit) {
     for (Bounds b : {Bounds{0.0, 6.0}, Bounds{-1.5, c10::nullopt}, Bounds{c10::nullopt, 6.0}}) {
       auto scalar = [](c10::optional<double> v) { return v ? c10::optional<at::Scalar>(*v) : c10::nullopt; };
       for (const at::Tensor& gg : {g, g_other}) {
-        Grads ours = run(x, gg, [&](const at::Tensor& t) { return exec::clamp_differentiable(t, b.lo, b.hi); });
+        Grads ours =
+            run(x, gg, [&](const at::Tensor& t) { return exec::clamp_differentiable(t, scalar(b.lo), scalar(b.hi)); });
         Grads aten = run(x, gg, [&](const at::Tensor& t) { return at::clamp(t, scalar(b.lo), scalar(b.hi)); });
         EXPECT_TRUE(at::equal(ours.y, aten.y));
         EXPECT_TRUE(at::equal(ours.dx, aten.dx) && ours.dx.strides() == aten.dx.strides())
@@ -79,6 +80,11 @@ TEST(GradientKernels, WithoutAutogradTheyAreTheAtenOps) {
   EXPECT_FALSE(exec::clamp_differentiable(x, 0.0, 6.0).requires_grad());
   EXPECT_TRUE(at::equal(exec::clamp_differentiable(x, 0.0, 6.0), at::clamp(x, 0.0, 6.0)));
   EXPECT_TRUE(at::equal(exec::relu_differentiable(x), at::relu(x)));
+  // Integer bounds keep an integer tensor integer (ONNX Clip on int8).
+  at::Tensor i8 = at::tensor({-100, 5, 100}, at::kChar);
+  at::Tensor c = exec::clamp_differentiable(i8, at::Scalar(int64_t(-10)), at::Scalar(int64_t(10)));
+  EXPECT_EQ(c.scalar_type(), at::kChar);
+  EXPECT_TRUE(at::equal(c, at::tensor({-10, 5, 10}, at::kChar)));
 }
 
 }  // namespace

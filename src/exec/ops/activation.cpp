@@ -91,9 +91,9 @@ Kernel make_clip(const Op& op, int64_t opset) {
   }
   return [](const Tensors& in) -> Tensors {
     // Scalar bounds: one clamp pass (ReLU6 is on the hot path of every MobileNet).
-    c10::optional<double> lo, hi;
-    if (in.size() > 1 && in[1].defined()) lo = in[1].item<double>();
-    if (in.size() > 2 && in[2].defined()) hi = in[2].item<double>();
+    c10::optional<at::Scalar> lo, hi;
+    if (in.size() > 1 && in[1].defined()) lo = in[1].item();
+    if (in.size() > 2 && in[2].defined()) hi = in[2].item();
     if (!lo && !hi) return {in[0].clone()};
     return {clamp_differentiable(in[0], lo, hi)};
   };
