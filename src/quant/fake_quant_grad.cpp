@@ -48,7 +48,7 @@ inline void forward_row(float* y, const float* x, float s, float z, int64_t n, R
 
 // Backward: the chain's gradients per element. MulBackward: g * s to the codes, g * (q - z) to s;
 // ClampBackward: zero outside [lo, hi]; DivBackward: ga / s to x, -ga * ((x / s) / s) to s.
-template <RoundingMode kMode, bool kDx, bool kMul, bool kDiv>
+template <RoundingMode kMode, bool kDx, bool kDs>
 inline void backward_row(float* dx, float* ds_mul, float* ds_div, const float* g, const float* x, float s, float z,
                          int64_t n, Range r) {
   for (int64_t i = 0; i < n; ++i) {
@@ -57,8 +57,10 @@ inline void backward_row(float* dx, float* ds_mul, float* ds_div, const float* g
     bool inside = (a >= r.lo) & (a <= r.hi);  // no short circuit: no branch in the loop
     float ga = inside ? g[i] * s : 0.0f;
     if constexpr (kDx) dx[i] = ga / s;
-    if constexpr (kMul) ds_mul[i] = g[i] * (clamp_float(a, r.lo, r.hi) - z);
-    if constexpr (kDiv) ds_div[i] = (-ga) * (v / s);
+    if constexpr (kDs) {
+      ds_mul[i] = g[i] * (clamp_float(a, r.lo, r.hi) - z);
+      ds_div[i] = (-ga) * (v / s);
+    }
   }
 }
 
@@ -77,24 +79,21 @@ inline void forward_loop(char** data, const int64_t* strides, int64_t n, Range r
                        *reinterpret_cast<const float*>(data[3] + i * strides[3]), 1, r);
 }
 
-// Operands: the outputs asked for (dx, ds_mul, ds_div, in this order), then g and x (in the order
-// `x_first` says), s, z. Unit-stride rows (the dense case) go to the vector loop.
-template <RoundingMode kMode, bool kDx, bool kMul, bool kDiv>
-inline void backward_loop(char** data, const int64_t* strides, int64_t n, Range r, bool x_first) {
-  constexpr int kOut = int(kDx) + int(kMul) + int(kDiv);
+// Operands: the outputs asked for (dx, then ds_mul and ds_div), then g, x, s, z.
+template <RoundingMode kMode, bool kDx, bool kDs>
+inline void backward_loop(char** data, const int64_t* strides, int64_t n, Range r) {
+  constexpr int kOut = int(kDx) + 2 * int(kDs);
   constexpr int64_t f = sizeof(float);
-  const int gi = x_first ? kOut + 1 : kOut, xi = x_first ? kOut : kOut + 1;
-  bool dense = strides[gi] == f && strides[xi] == f && strides[kOut + 2] == 0 && strides[kOut + 3] == 0;
+  bool dense = strides[kOut] == f && strides[kOut + 1] == f && strides[kOut + 2] == 0 && strides[kOut + 3] == 0;
   for (int k = 0; k < kOut; ++k) dense = dense && strides[k] == f;
   int64_t rows = dense ? 1 : n, len = dense ? n : 1;
   for (int64_t i = 0; i < rows; ++i) {
     auto at = [&](int k) { return data[k] + i * strides[k]; };
-    int o = 0;
-    float* dx = kDx ? reinterpret_cast<float*>(at(o++)) : nullptr;
-    float* ds_mul = kMul ? reinterpret_cast<float*>(at(o++)) : nullptr;
-    float* ds_div = kDiv ? reinterpret_cast<float*>(at(o++)) : nullptr;
-    backward_row<kMode, kDx, kMul, kDiv>(
-        dx, ds_mul, ds_div, reinterpret_cast<const float*>(at(gi)), reinterpret_cast<const float*>(at(xi)),
+    float* dx = kDx ? reinterpret_cast<float*>(at(0)) : nullptr;
+    float* ds_mul = kDs ? reinterpret_cast<float*>(at(kOut - 2)) : nullptr;
+    float* ds_div = kDs ? reinterpret_cast<float*>(at(kOut - 1)) : nullptr;
+    backward_row<kMode, kDx, kDs>(
+        dx, ds_mul, ds_div, reinterpret_cast<const float*>(at(kOut)), reinterpret_cast<const float*>(at(kOut + 1)),
         *reinterpret_cast<const float*>(at(kOut + 2)), *reinterpret_cast<const float*>(at(kOut + 3)), len, r);
   }
 }
@@ -106,10 +105,9 @@ template <RoundingMode kMode>
 __attribute__((target("avx2"))) void forward_avx2(char** data, const int64_t* strides, int64_t n, Range r) {
   forward_loop<kMode>(data, strides, n, r);
 }
-template <RoundingMode kMode, bool kDx, bool kMul, bool kDiv>
-__attribute__((target("avx2"))) void backward_avx2(char** data, const int64_t* strides, int64_t n, Range r,
-                                                   bool x_first) {
-  backward_loop<kMode, kDx, kMul, kDiv>(data, strides, n, r, x_first);
+template <RoundingMode kMode, bool kDx, bool kDs>
+__attribute__((target("avx2"))) void backward_avx2(char** data, const int64_t* strides, int64_t n, Range r) {
+  backward_loop<kMode, kDx, kDs>(data, strides, n, r);
 }
 const bool kAvx2 = __builtin_cpu_supports("avx2");
 #endif
@@ -124,36 +122,14 @@ void run_forward(at::TensorIterator& it, Range r) {
   });
 }
 
-template <RoundingMode kMode, bool kDx, bool kMul, bool kDiv>
-void run_backward(at::TensorIterator& it, Range r, bool x_first) {
-  it.for_each([r, x_first](char** data, const int64_t* strides, int64_t n) {
+template <RoundingMode kMode, bool kDx, bool kDs>
+void run_backward(at::TensorIterator& it, Range r) {
+  it.for_each([r](char** data, const int64_t* strides, int64_t n) {
 #if defined(__x86_64__)
-    if (kAvx2) return backward_avx2<kMode, kDx, kMul, kDiv>(data, strides, n, r, x_first);
+    if (kAvx2) return backward_avx2<kMode, kDx, kDs>(data, strides, n, r);
 #endif
-    backward_loop<kMode, kDx, kMul, kDiv>(data, strides, n, r, x_first);
+    backward_loop<kMode, kDx, kDs>(data, strides, n, r);
   });
-}
-
-// The outputs asked for, as template flags (the loop then has no branch per element).
-template <RoundingMode kMode>
-void run_backward(at::TensorIterator& it, Range r, bool dx, bool mul, bool div, bool x_first) {
-  int which = (dx ? 4 : 0) | (mul ? 2 : 0) | (div ? 1 : 0);
-  switch (which) {
-    case 7:
-      return run_backward<kMode, true, true, true>(it, r, x_first);
-    case 6:
-      return run_backward<kMode, true, true, false>(it, r, x_first);
-    case 5:
-      return run_backward<kMode, true, false, true>(it, r, x_first);
-    case 4:
-      return run_backward<kMode, true, false, false>(it, r, x_first);
-    case 3:
-      return run_backward<kMode, false, true, true>(it, r, x_first);
-    case 2:
-      return run_backward<kMode, false, true, false>(it, r, x_first);
-    case 1:
-      return run_backward<kMode, false, false, true>(it, r, x_first);
-  }
 }
 
 template <typename F>
@@ -205,38 +181,27 @@ class FakeQuantFunction : public torch::autograd::Function<FakeQuantFunction> {
     if (!dx && !ds) return out;
     // The chain's products take their memory layout from their first operand, and the layout
     // sets the order of the sums: g * (q - z) follows g; the clamp's where() takes its mask
-    // (computed from x) first, so ga, dx = ga / s and -ga * ((x / s) / s) follow x. When g and x
-    // differ in layout, two passes give each product its own.
+    // (computed from x) first, so ga, dx = ga / s and -ga * ((x / s) / s) follow x. One pass in
+    // x's layout (g copied into it when it differs: same values, unit-stride rows), then the
+    // multiplication's product copied into g's layout.
     const at::Tensor& g = grads[0];
-    bool one_pass = g.strides() == x.strides();
-    // g and x as given to the loops (both in the layout of the one listed first, so that rows are
-    // unit-stride: copies change no value).
-    auto pass = [&](bool want_dx, bool want_mul, bool want_div, bool x_first, const at::Tensor& gg,
-                    const at::Tensor& xx) {
-      std::vector<at::Tensor> outs(3);
-      at::TensorIteratorConfig config;
-      if (want_dx) config.add_output(outs[0]);
-      if (want_mul) config.add_output(outs[1]);
-      if (want_div) config.add_output(outs[2]);
-      if (x_first)
-        config.add_input(xx).add_input(gg);
-      else
-        config.add_input(gg).add_input(xx);
-      auto it = config.add_input(s).add_input(z).build();
-      dispatch(mode, [&](auto m) { run_backward<decltype(m)::value>(it, r, want_dx, want_mul, want_div, x_first); });
-      int o = 0;
-      for (int k = 0; k < 3; ++k)
-        if (k == 0 ? want_dx : (k == 1 ? want_mul : want_div)) outs[static_cast<size_t>(k)] = it.output(o++);
-      return outs;
-    };
+    bool same_layout = g.strides() == x.strides();
     at::Tensor gx, mul, div;
-    if (one_pass) {
-      auto o = pass(dx, ds, ds, false, g, x);
-      gx = o[0], mul = o[1], div = o[2];
-    } else {
-      auto o = pass(dx, false, ds, true, at::empty_like(x).copy_(g), x);
-      gx = o[0], div = o[2];
-      if (ds) mul = pass(false, true, false, false, g, at::empty_like(g).copy_(x))[1];
+    at::TensorIteratorConfig config;
+    if (dx) config.add_output(gx);
+    if (ds) config.add_output(mul).add_output(div);
+    at::Tensor g_in = same_layout ? g : at::empty_like(x).copy_(g);  // TensorIterator borrows: kept alive here
+    auto it = config.add_input(g_in).add_input(x).add_input(s).add_input(z).build();
+    dispatch(mode, [&](auto m) {
+      if (dx && ds) return run_backward<decltype(m)::value, true, true>(it, r);
+      if (dx) return run_backward<decltype(m)::value, true, false>(it, r);
+      run_backward<decltype(m)::value, false, true>(it, r);
+    });
+    int o = 0;
+    if (dx) gx = it.output(o++);
+    if (ds) {
+      mul = it.output(o), div = it.output(o + 1);
+      if (!same_layout) mul = at::empty_like(g).copy_(mul);
     }
     if (dx) out[0] = gx;
     if (ds) out[1] = at::sum_to(mul, s.sizes()) + at::sum_to(div, s.sizes());
