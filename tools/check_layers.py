@@ -2,7 +2,7 @@
 """Fails when an #include climbs the stage layering or breaks the LibTorch include rules.
 
 Stages, lowest first (a file may include its own folder and lower stages only):
-  core < ir < runtime, data, onnx < target < exec < quant < deploy < analysis < passes < api < cli
+  core < ir < runtime, data, onnx < target < exec < quant < deploy < analysis < passes < api < tune < cli
 Also: nothing includes <torch/torch.h>; no header (.h) includes <ATen/ATen.h>.
 Run: /usr/bin/python3 tools/check_layers.py [SRC_DIR]
 """
@@ -11,7 +11,8 @@ import re
 import sys
 
 RANK = {"core": 0, "ir": 1, "runtime": 2, "data": 2, "onnx": 2, "target": 3, "exec": 4, "quant": 5, "deploy": 6,
-        "analysis": 7, "passes": 8, "api": 9, "cli": 10}
+        "analysis": 7, "passes": 8, "api": 9, "tune": 10,
+        "cli": 11}
 INCLUDE = re.compile(r'^\s*#\s*include\s+[<"]([^>"]+)[>"]')
 
 

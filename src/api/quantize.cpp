@@ -115,8 +115,39 @@ std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& g, const Graph& qg,
   return {r.float_accuracy, r.quantized_accuracy};
 }
 
+namespace {
+
+// Per-sample sums over the floating outputs (double, like OutputMetricsAccumulator) and the
+// first output's argmax agreement.
+void add_sample_scores(const std::vector<at::Tensor>& yf, const std::vector<at::Tensor>& yq, SampleScores& s) {
+  int64_t n = yf.empty() ? 0 : yf[0].size(0);
+  at::Tensor signal = at::zeros({n}, at::kDouble), noise = signal.clone(), dot = signal.clone(), q2 = signal.clone();
+  for (size_t i = 0; i < yf.size() && i < yq.size(); ++i) {
+    if (!at::isFloatingType(yf[i].scalar_type()) || yf[i].dim() == 0 || yf[i].size(0) != n) continue;
+    at::Tensor f = yf[i].to(at::kDouble).reshape({n, -1}), q = yq[i].to(at::kDouble).reshape({n, -1});
+    signal += (f * f).sum(1);
+    noise += ((q - f) * (q - f)).sum(1);
+    dot += (f * q).sum(1);
+    q2 += (q * q).sum(1);
+  }
+  auto append = [n](std::vector<double>& to, const at::Tensor& t) {
+    const double* p = t.contiguous().data_ptr<double>();
+    to.insert(to.end(), p, p + n);
+  };
+  append(s.signal, signal);
+  append(s.noise, noise);
+  append(s.dot, dot);
+  append(s.quant2, q2);
+  if (n > 0) {
+    at::Tensor agree = yf[0].reshape({n, -1}).argmax(1).eq(yq[0].reshape({n, -1}).argmax(1)).to(at::kByte).contiguous();
+    s.agree.insert(s.agree.end(), agree.data_ptr<uint8_t>(), agree.data_ptr<uint8_t>() + n);
+  }
+}
+
+}  // namespace
+
 EvaluateReport evaluate_models(const Graph& g, const Graph& qg, const QuantPlan& plan, const Dataset& data,
-                               int64_t batch_size, int64_t limit, const Target* target) {
+                               int64_t batch_size, int64_t limit, const Target* target, SampleScores* scores) {
   exec::Executor ex(g);
   exec::Executor qex(qg);
   LoweredModel lowered = quant::lower(qg, plan, target ? *target : load_target(plan.target_name), qex);
@@ -156,12 +187,17 @@ EvaluateReport evaluate_models(const Graph& g, const Graph& qg, const QuantPlan&
     std::vector<at::Tensor> yf = ex.run(batch), yq = sim.run(batch);
     for (size_t i = 0; i < yf.size() && i < metrics.size(); ++i)
       if (at::isFloatingType(yf[i].scalar_type())) metrics[i].add(yf[i], yq[i]);
+    if (scores) add_sample_scores(yf, yq, *scores);
     if (r.labelled) {
       std::vector<int64_t> l(static_cast<size_t>(bn));
       for (int64_t i = 0; i < bn; ++i) l[size_t(i)] = data.label(offset + i);
       at::Tensor labels = at::tensor(l, at::kLong);
       score(yf[0], f, labels);
       score(yq[0], q, labels);
+      if (scores) {
+        at::Tensor hit = yq[0].reshape({bn, -1}).argmax(1).eq(labels).to(at::kByte).contiguous();
+        scores->correct.insert(scores->correct.end(), hit.data_ptr<uint8_t>(), hit.data_ptr<uint8_t>() + bn);
+      }
     }
     offset += bn;
     progress.step();

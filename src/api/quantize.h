@@ -1,9 +1,11 @@
 // The PTQ pipeline behind the public API (edgequant/pipeline.h), exposing the QuantContext that
 // tests and benchmarks inspect. Everything runs the passes of passes/pipeline.h.
 #pragma once
+#include <cstdint>
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "edgequant/pipeline.h"
 #include "passes/pipeline.h"
@@ -22,10 +24,19 @@ std::unique_ptr<QuantContext> run_quantize(const QuantizeOptions& options, std::
 // computes from the lowered integer form of `plan`.
 std::pair<Accuracy, Accuracy> evaluate_accuracy(const Graph& graph, const Graph& quantized_graph, const QuantPlan& plan,
                                                 const Dataset& data, int64_t batch_size, int64_t limit = 0);
+// Per evaluated sample, in data order: what the tuner's metrics aggregate and resample (paired
+// bootstrap). Sums run over every floating-point graph output; `correct` is the quantized top-1
+// hit on the first output (labelled data only), `agree` its argmax agreement with the float one.
+struct SampleScores {
+  std::vector<uint8_t> correct, agree;
+  std::vector<double> signal, noise, dot, quant2;  // sum f^2, sum (q-f)^2, sum f q, sum q^2
+};
+
 // Accuracy (when labelled) and output metrics of the simulated quantized graph against the float
-// graph. `target`: the plan's target (nullptr: found by the plan's target name).
+// graph. `target`: the plan's target (nullptr: found by the plan's target name); `scores`: filled
+// per sample when given.
 EvaluateReport evaluate_models(const Graph& graph, const Graph& quantized_graph, const QuantPlan& plan,
                                const Dataset& data, int64_t batch_size, int64_t limit = 0,
-                               const Target* target = nullptr);
+                               const Target* target = nullptr, SampleScores* scores = nullptr);
 
 }  // namespace edgequant

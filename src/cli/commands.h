@@ -9,5 +9,6 @@ using Action = std::function<void()>;
 // Each adds its subcommands to `app`; the chosen one stores its action in `action`.
 void add_model_commands(CLI::App& app, Action& action);
 void add_quantize_commands(CLI::App& app, Action& action);
+void add_tune_commands(CLI::App& app, Action& action);
 
 }  // namespace edgequant::cli

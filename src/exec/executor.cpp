@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
 #include <thread>
@@ -225,7 +226,10 @@ struct Executor::Impl {
 Executor::Executor(const Graph& graph, ExecOptions options) : impl_(std::make_unique<Impl>(graph, options)) {
   install_buffer_cache();
   confine_blas_threads();
+  // EDGEQUANT_THREADS: the cores a process may use when several share the machine (tune --jobs).
   int threads = options.num_threads > 0 ? options.num_threads : static_cast<int>(std::thread::hardware_concurrency());
+  if (const char* env = std::getenv("EDGEQUANT_THREADS"); env && options.num_threads <= 0 && std::atoi(env) > 0)
+    threads = std::atoi(env);
   if (threads > 0 && at::get_num_threads() != threads) at::set_num_threads(threads);
   Impl& m = *impl_;
   for (Value* v : graph.inputs) m.input_slots.push_back(m.slot_of(v));
