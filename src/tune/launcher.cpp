@@ -66,7 +66,7 @@ class LocalLauncher : public Launcher {
       if (timeout_s_ > 0)
         for (auto& [pid, r] : running)
           if (!r.killed && std::chrono::duration<double>(clock::now() - r.start).count() > timeout_s_) {
-            kill(pid, SIGKILL);
+            kill(-pid, SIGKILL);  // the worker's group: an --eval-cmd it started goes too
             r.killed = true;
           }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -84,6 +84,7 @@ class LocalLauncher : public Launcher {
       // Dies with the driver: a killed `tune` leaves no worker writing into a trial it will redo.
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(127);
+      setpgid(0, 0);
       int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (fd >= 0) {
         dup2(fd, 1);

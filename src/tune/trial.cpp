@@ -1,7 +1,6 @@
 #include "tune/trial.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -126,7 +125,6 @@ void run_tune_trial(const std::string& dir) {
   using namespace tuning;
   auto start = std::chrono::steady_clock::now();
   TrialSpec spec = TrialSpec::from_json(nlohmann::json::parse(read_file(dir + "/trial.json")));
-  if (spec.threads > 0) at::set_num_threads(spec.threads);
   TrialMetrics m;
   Scores scores;
   try {

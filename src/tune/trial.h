@@ -16,7 +16,7 @@ struct TrialSpec {
   std::string metric;  // metric_name
   std::string eval_cmd;
   double eval_cmd_timeout_s = 0;
-  int threads = 0;  // intra-op threads (0: every core)
+  int threads = 0;  // intra-op threads the launcher gave it (EDGEQUANT_THREADS; a record)
   nlohmann::json to_json() const;
   static TrialSpec from_json(const nlohmann::json& j);
 };

@@ -36,19 +36,44 @@ using clock = std::chrono::steady_clock;
 // Budget and Time end it at once.
 enum class Stop { None, Target, Plateau, Budget, Time, Complete };
 
+// The search's phases, in order (docs/tuning.md).
+enum class Phase { Baseline, Calibrator, Training, Lever, Stack, CalibratorOnStack, Ablation };
+const char* phase_name(Phase p) {
+  switch (p) {
+    case Phase::Baseline:
+      return "baseline";
+    case Phase::Calibrator:
+      return "calibrator";
+    case Phase::Training:
+      return "training";
+    case Phase::Lever:
+      return "lever";
+    case Phase::Stack:
+      return "stack";
+    case Phase::CalibratorOnStack:
+      return "calibrator-on-stack";
+    case Phase::Ablation:
+      return "ablation";
+  }
+  return "?";
+}
+// Lever, stack and calibrator-on-stack trials: where a plateau ends the search.
+bool exploring(Phase p) { return p == Phase::Lever || p == Phase::Stack || p == Phase::CalibratorOnStack; }
+
 // A candidate setting: the calibrator ("" = the base setting's) and the levers applied, in the
 // playbook's order.
 struct Candidate {
   std::string calibrator;
   std::vector<std::string> levers;
-  std::string phase, change, why;
+  Phase phase = Phase::Baseline;
+  std::string change, why;
   int parent = -1;
-  bool operator==(const Candidate& o) const { return calibrator == o.calibrator && levers == o.levers; }
 };
 
 struct Trial {
   int index = 0;
   Candidate c;
+  std::string setting;  // the setting file's text
   TrialMetrics m;
   Scores scores;
   nlohmann::json analysis;
@@ -287,12 +312,14 @@ bool Tuner::applies(const Lever& l) const {
 
 std::vector<Trial*> Tuner::measure(std::vector<Candidate> batch) {
   std::vector<Trial*> out;
-  // Already measured settings are not measured twice (the history keeps the first).
+  // A setting already measured is not measured twice (the history keeps the first): compared
+  // as the setting file the worker would run, so a calibrator named or inherited, or levers
+  // listed in another order, are the same trial.
+  std::set<std::string> seen;
+  for (const auto& t : trials_) seen.insert(t->setting);
   for (auto it = batch.begin(); it != batch.end();) {
-    bool seen = false;
-    for (const auto& t : trials_)
-      if (t->c == *it) seen = true;
-    it = seen ? batch.erase(it) : it + 1;
+    it->levers = ordered(it->levers);
+    it = seen.insert(setting_text(*it)).second ? it + 1 : batch.erase(it);
   }
   if (stopped() || batch.empty()) return out;
   if (o_.time_limit_s > 0 && std::chrono::duration<double>(clock::now() - start_).count() > o_.time_limit_s) {
@@ -309,11 +336,11 @@ std::vector<Trial*> Tuner::measure(std::vector<Candidate> batch) {
   for (auto& c : batch) {
     auto t = std::make_unique<Trial>();
     t->index = static_cast<int>(trials_.size());
-    c.levers = ordered(c.levers);
     t->c = c;
     t->cost = cost_of(c);
+    t->setting = setting_text(c);
     std::string dir = o_.out_dir + "/" + t->dir();
-    std::string setting = setting_text(c);
+    const std::string& setting = t->setting;
     TrialSpec spec{o_.model,    o_.target,          o_.calib,
                    o_.eval,     o_.eval_limit,      o_.metric,
                    o_.eval_cmd, o_.trial_timeout_s, launcher_->threads_per_trial()};
@@ -354,7 +381,7 @@ std::vector<Trial*> Tuner::measure(std::vector<Candidate> batch) {
 
 void Tuner::write_decision(const Trial& t, const nlohmann::json& extra) const {
   nlohmann::json d = {
-      {"trial", t.dir()},         {"phase", t.c.phase},
+      {"trial", t.dir()},         {"phase", phase_name(t.c.phase)},
       {"change", t.c.change},     {"why", t.c.why},
       {"setting", describe(t.c)}, {"parent", t.c.parent >= 0 ? trials_[static_cast<size_t>(t.c.parent)]->dir() : ""},
       {"outcome", t.outcome}};
@@ -395,20 +422,24 @@ bool Tuner::decide(Trial& t, bool adopt_allowed) {
   }
   write_decision(t, nlohmann::json::object());
   std::string value = t.m.ok ? fixed(t.m.value, 3) + metric_unit(kind_) : "FAILED: " + t.m.reason;
-  log_ << "[" << (t.index + 1) << "/" << o_.budget << "] " << t.dir() << " " << t.c.phase << ": " << describe(t.c)
-       << " -> " << value;
+  log_ << "[" << (t.index + 1) << "/" << o_.budget << "] " << t.dir() << " " << phase_name(t.c.phase) << ": "
+       << describe(t.c) << " -> " << value;
   if (t.m.ok && t.outcome != "baseline")
     log_ << " (delta " << (t.delta >= 0 ? "+" : "") << fixed(t.delta, 3) << ", noise " << fixed(t.noise, 3) << ")";
+  // ETA: the budget's remaining trials at the mean pace so far (training trials are slower).
+  double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
+  int left = o_.budget - (t.index + 1);
   log_ << " " << t.outcome << (t.resumed ? " [resumed]" : "") << "; best "
-       << fixed(incumbent_ ? incumbent_->m.value : 0, 3) << metric_unit(kind_) << "\n"
-       << std::flush;
+       << fixed(incumbent_ ? incumbent_->m.value : 0, 3) << metric_unit(kind_) << "; " << fixed(elapsed, 0) << " s";
+  if (left > 0 && run_now_ > 0) log_ << ", ~" << fixed(elapsed / (t.index + 1) * left, 0) << " s left for the budget";
+  log_ << "\n" << std::flush;
   check_stop_after(t);
   return adopted;
 }
 
 void Tuner::check_stop_after(const Trial& t) {
   if (stopped() || !incumbent_) return;
-  if (t.c.phase == "ablation") {  // only removes cost: the budget is its only stop
+  if (t.c.phase == Phase::Ablation) {  // only removes cost: the budget is its only stop
     if (static_cast<int>(trials_.size()) >= o_.budget)
       stop(Stop::Budget, "trial budget (" + std::to_string(o_.budget) + ") used");
     return;
@@ -420,11 +451,11 @@ void Tuner::check_stop_after(const Trial& t) {
   }
   // Plateau after the calibrator and training phases: the last three trials all within 0.1 %
   // (relative) of the best.
-  if (t.c.phase == "lever" || t.c.phase == "stack" || t.c.phase == "calibrator-on-stack") {
+  if (exploring(t.c.phase)) {
     int near = 0;
     for (size_t i = trials_.size(); i-- > 0 && near < 3;) {
       const Trial& x = *trials_[i];
-      if (x.c.phase != "lever" && x.c.phase != "stack" && x.c.phase != "calibrator-on-stack") break;
+      if (!exploring(x.c.phase)) break;
       if (!x.m.ok || std::fabs(x.m.value - incumbent_->m.value) > 1e-3 * std::fabs(incumbent_->m.value)) break;
       if (&x == incumbent_) break;
       ++near;
@@ -459,7 +490,7 @@ TuneResult Tuner::run() {
        << o_.budget << " trials, " << o_.jobs << " job" << (o_.jobs == 1 ? "" : "s") << ", playbook " << o_.playbook
        << "\n";
   // 1. Baseline: the base setting as given.
-  Candidate base{"", {}, "baseline", "the base setting", "the target's defaults and the user's setting", -1};
+  Candidate base{"", {}, Phase::Baseline, "the base setting", "the target's defaults and the user's setting", -1};
   for (Trial* t : measure({base})) decide(*t);
   if (!incumbent_) {
     std::string why = trials_.empty() ? stop_reason_ : trials_[0]->m.reason;
@@ -470,7 +501,8 @@ TuneResult Tuner::run() {
   std::vector<Candidate> calibs;
   for (const auto& c : playbook_.calibrators)
     if (c != baseline->m.calib_algorithm)
-      calibs.push_back({c, {}, "calibrator", "calib_algorithm: " + c, "phase 2: every calibrator", baseline->index});
+      calibs.push_back(
+          {c, {}, Phase::Calibrator, "calib_algorithm: " + c, "phase 2: every calibrator", baseline->index});
   std::vector<Trial*> calib_trials = measure(calibs);
   for (Trial* t : calib_trials) decide(*t);
   // Calibrators ranked by their measured value (the baseline's included).
@@ -480,48 +512,55 @@ TuneResult Tuner::run() {
   std::stable_sort(ranked.begin(), ranked.end(),
                    [this](Trial* a, Trial* b) { return signed_value(*a) > signed_value(*b); });
   // 3. Training with the best calibrators.
+  std::vector<Trial*> trained;
   for (const Lever& l : playbook_.training) {
     if (!applies(l) || stopped()) continue;
     std::vector<Candidate> train;
     for (size_t i = 0; i < ranked.size() && static_cast<int>(i) < playbook_.training_calibrators; ++i)
       train.push_back({ranked[i]->c.calibrator.empty() ? ranked[i]->m.calib_algorithm : ranked[i]->c.calibrator,
                        {l.name},
-                       "training",
+                       Phase::Training,
                        "+" + l.name + " with calib " + ranked[i]->m.calib_algorithm,
                        l.why,
                        ranked[i]->index});
-    for (Trial* t : measure(train)) decide(*t);
+    for (Trial* t : measure(train)) {
+      decide(*t);
+      if (t->m.ok) trained.push_back(t);
+    }
   }
   Trial* after_training = incumbent_;
-  // 4. One lever at a time from the incumbent, as the rules propose them on its measurements.
+  // 4. One lever at a time, as the rules propose them on the measurements of the incumbent and
+  // of the best training trial when that was not adopted (a gain within the noise: its own
+  // levers, longer or finer training, may still carry it past). All are judged against the
+  // incumbent; the best that helped is adopted.
   std::vector<std::pair<Trial*, double>> helped;
   if (!stopped()) {
-    Facts facts;
-    std::vector<const Lever*> levers = fired(*incumbent_, &facts);
-    nlohmann::json fj = facts;
-    facts_log_.push_back({{"trial", incumbent_->dir()}, {"facts", fj}});
-    write_file_atomic(o_.out_dir + "/" + incumbent_->dir() + "/facts.json", fj.dump(1) + "\n");
+    std::vector<Trial*> starts = {incumbent_};
+    std::stable_sort(trained.begin(), trained.end(),
+                     [this](Trial* a, Trial* b) { return signed_value(*a) > signed_value(*b); });
+    if (!trained.empty() && trained.front() != incumbent_) starts.push_back(trained.front());
     std::vector<Candidate> one;
-    for (const Lever* l : levers) {
-      std::vector<std::string> when;
-      for (const auto& c : l->when) when.push_back(c.text + " (" + fixed(facts.at(c.fact), 3) + ")");
-      Candidate c{incumbent_->c.calibrator.empty() ? "" : incumbent_->c.calibrator,
-                  incumbent_->c.levers,
-                  "lever",
-                  "+" + l->name,
-                  l->why + (when.empty() ? "" : "; fired on " + join(when, ", ")),
-                  incumbent_->index};
-      c.levers.push_back(l->name);
-      one.push_back(c);
+    for (Trial* from : starts) {
+      Facts facts;
+      std::vector<const Lever*> levers = fired(*from, &facts);
+      nlohmann::json fj = facts;
+      facts_log_.push_back({{"trial", from->dir()}, {"facts", fj}});
+      write_file_atomic(o_.out_dir + "/" + from->dir() + "/facts.json", fj.dump(1) + "\n");
+      for (const Lever* l : levers) {
+        std::vector<std::string> when;
+        for (const auto& c : l->when) when.push_back(c.text + " (" + fixed(facts.at(c.fact), 3) + ")");
+        Candidate c{from->c.calibrator,
+                    from->c.levers,
+                    Phase::Lever,
+                    "+" + l->name + (from == incumbent_ ? "" : " on " + from->dir()),
+                    l->why + (when.empty() ? "" : "; fired on " + join(when, ", ")),
+                    from->index};
+        c.levers.push_back(l->name);
+        one.push_back(c);
+      }
     }
-    Trial* start = incumbent_;
-    std::vector<Trial*> lever_trials = measure(one);
-    for (Trial* t : lever_trials) {
-      // Each lever is judged against the same start; the best one is adopted after all ran.
-      Trial* keep = incumbent_;
-      incumbent_ = start;
+    for (Trial* t : measure(one)) {
       decide(*t, false);
-      incumbent_ = keep;
       if (t->m.ok && t->delta > o_.noise_k * t->noise) helped.push_back({t, t->delta});
     }
     std::stable_sort(helped.begin(), helped.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
@@ -532,19 +571,24 @@ TuneResult Tuner::run() {
       log_ << "  adopted " << incumbent_->dir() << " (" << incumbent_->c.change << ")\n";
     }
   }
-  // 5. Stack the other levers that helped, best gain first, each kept only if it still helps.
+  // 5. Stack the other settings that helped, best gain first: the incumbent with their levers
+  // added, each kept only if it still helps.
   for (size_t i = 1; i < helped.size() && !stopped(); ++i) {
-    const std::string& name = helped[i].first->c.levers.back();
+    std::vector<std::string> levers = incumbent_->c.levers, added;
     bool conflict = false;
-    for (const auto& have : incumbent_->c.levers) conflict = conflict || playbook_.conflict(name, have);
-    if (conflict) continue;
+    for (const auto& name : helped[i].first->c.levers) {
+      if (std::find(levers.begin(), levers.end(), name) != levers.end()) continue;
+      for (const auto& have : levers) conflict = conflict || playbook_.conflict(name, have);
+      levers.push_back(name);
+      added.push_back(name);
+    }
+    if (conflict || added.empty()) continue;
     Candidate c{incumbent_->c.calibrator,
-                incumbent_->c.levers,
-                "stack",
-                "+" + name,
+                levers,
+                Phase::Stack,
+                "+" + join(added, " +"),
                 "helped alone (" + helped[i].first->dir() + ")",
                 incumbent_->index};
-    c.levers.push_back(name);
     for (Trial* t : measure({c})) decide(*t);
   }
   // 6. Calibrators again on the stack when it grew after training.
@@ -554,7 +598,7 @@ TuneResult Tuner::run() {
     for (size_t i = 0; i < ranked.size() && static_cast<int>(i) < playbook_.training_calibrators; ++i) {
       std::string cal = ranked[i]->m.calib_algorithm;
       if (cal == current) continue;
-      again.push_back({cal, incumbent_->c.levers, "calibrator-on-stack", "calib " + cal,
+      again.push_back({cal, incumbent_->c.levers, Phase::CalibratorOnStack, "calib " + cal,
                        "phase 6: calibrators re-tested on the stack", incumbent_->index});
     }
     for (Trial* t : measure(again)) decide(*t);
@@ -568,7 +612,7 @@ TuneResult Tuner::run() {
     std::vector<std::string> stack = incumbent_->c.levers;
     for (const auto& name : stack) {
       if (stopped()) break;
-      Candidate c{incumbent_->c.calibrator, {}, "ablation", "-" + name, "ablation: does " + name + " still pay?",
+      Candidate c{incumbent_->c.calibrator, {}, Phase::Ablation, "-" + name, "ablation: does " + name + " still pay?",
                   incumbent_->index};
       for (const auto& l : incumbent_->c.levers)
         if (l != name) c.levers.push_back(l);
@@ -617,8 +661,8 @@ void Tuner::finalize() {
   nlohmann::json history = nlohmann::json::array();
   for (const auto& t : trials_) {
     total_seconds += t->m.seconds;
-    nlohmann::json h = {{"trial", t->dir()}, {"phase", t->c.phase},       {"change", t->c.change},
-                        {"why", t->c.why},   {"setting", describe(t->c)}, {"outcome", t->outcome},
+    nlohmann::json h = {{"trial", t->dir()}, {"phase", phase_name(t->c.phase)}, {"change", t->c.change},
+                        {"why", t->c.why},   {"setting", describe(t->c)},       {"outcome", t->outcome},
                         {"cost", t->cost},   {"seconds", t->m.seconds}};
     if (t->m.ok) {
       h["value"] = t->m.value;
@@ -679,7 +723,8 @@ void Tuner::finalize() {
      << "## History\n\n| trial | phase | change | why | value | delta | noise | outcome | cost | s |\n"
      << "|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& t : trials_) {
-    md << "| " << t->dir() << " | " << t->c.phase << " | " << cell(t->c.change) << " | " << cell(t->c.why) << " | ";
+    md << "| " << t->dir() << " | " << phase_name(t->c.phase) << " | " << cell(t->c.change) << " | " << cell(t->c.why)
+       << " | ";
     if (t->m.ok)
       md << fixed(t->m.value, 3) << " | " << fixed(t->delta, 3) << " | " << fixed(t->noise, 3);
     else
@@ -689,7 +734,7 @@ void Tuner::finalize() {
   md << "\n## Best setting\n\n```yaml\n"
      << read_file(from + "/setting.yaml") << "```\n\n## What helped, what did not\n\n";
   for (const auto& t : trials_)
-    if (t->m.ok && t->outcome != "baseline" && t->c.phase != "ablation")
+    if (t->m.ok && t->outcome != "baseline" && t->c.phase != Phase::Ablation)
       md << "- " << t->c.change << ": " << (t->delta >= 0 ? "+" : "") << fixed(t->delta, 3) << unit << " ("
          << (t->delta > o_.noise_k * t->noise               ? "helped"
              : std::fabs(t->delta) <= o_.noise_k * t->noise ? "within noise"

@@ -184,11 +184,11 @@ TEST(TuneRun, FailingEvalCommandTrialsAreMarkedFailedAndTheSearchGoesOn) {
                     "case \"$1\" in\n"
                     "  */trials/001/*) exit 3 ;;\n"
                     "  */trials/002/*) echo '{\"metric\": \"high\"}' > \"$2\" ;;\n"
-                    "  */trials/003/*) sleep 60 ;;\n"
+                    "  */trials/003/*) sleep 600 ;;\n"
                     "  *) echo \"{\\\"metric\\\": $(stat -c %s \"$1\")}\" > \"$2\" ;;\n"
                     "esac\n");
   auto r = edgequant::testing::run_command(tune_command(root + "/out",
-                                                        "--trial-timeout 10 --eval-cmd 'sh " + script +
+                                                        "--trial-timeout 30 --eval-cmd 'sh " + script +
                                                             " {model} {out_json}' "
                                                             "--eval-cmd-direction min",
                                                         5));
