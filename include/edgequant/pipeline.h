@@ -22,6 +22,17 @@ struct QuantizeOptions {
   std::string calib_algorithm;          // "": the setting's, else the target's default
   std::string format;                   // deployable file: auto | none | espdl | qdq | ti-onnx ("": the setting's)
   bool no_test_values = false;          // .espdl without embedded test inputs/outputs
+  // Quantization-aware training after PTQ (`edgequant train`): a non-empty train_data turns it on;
+  // zero/empty fields keep the setting's qat_setting values (docs/qat.md).
+  struct Qat {
+    std::string train_data, val_data;
+    std::string loss;       // ce | distill | both
+    std::string optimizer;  // adam | sgd
+    int epochs = 0, batch_size = 0, freeze_scales_epoch = -1;
+    double lr = 0, scale_lr = 0, warmup_epochs = -1;
+    int64_t limit = -1, val_limit = -1;
+    bool resume = false;
+  } qat;
 };
 
 struct QuantizeSummary {

@@ -25,6 +25,24 @@ std::unique_ptr<QuantContext> make_context(const QuantizeOptions& o, std::ostrea
   if (!o.calib_algorithm.empty()) s.calib_algorithm = parse_calib_algorithm(o.calib_algorithm);
   if (!o.format.empty()) s.export_setting.format = parse_export_format(o.format);
   if (o.no_test_values) s.export_setting.test_values = false;
+  const QuantizeOptions::Qat& q = o.qat;
+  QatSetting& qs = s.qat_setting;
+  if (!q.train_data.empty()) {
+    s.qat = true;
+    qs.train_data = q.train_data;
+  }
+  if (!q.val_data.empty()) qs.val_data = q.val_data;
+  if (!q.loss.empty()) qs.loss = parse_qat_loss(q.loss);
+  if (!q.optimizer.empty()) qs.optimizer = parse_qat_optimizer(q.optimizer);
+  if (q.epochs > 0) qs.epochs = q.epochs;
+  if (q.batch_size > 0) qs.batch_size = q.batch_size;
+  if (q.freeze_scales_epoch >= 0) qs.freeze_scales_epoch = q.freeze_scales_epoch;
+  if (q.lr > 0) qs.lr = q.lr;
+  if (q.scale_lr > 0) qs.scale_lr = q.scale_lr;
+  if (q.warmup_epochs >= 0) qs.warmup_epochs = q.warmup_epochs;
+  if (q.limit >= 0) qs.limit = q.limit;
+  if (q.val_limit >= 0) qs.val_limit = q.val_limit;
+  qs.resume = q.resume;
   auto ctx = std::make_unique<QuantContext>(load_model(o.model), std::move(target), std::move(s));
   ctx->model_path = o.model;
   ctx->out_dir = o.out_dir;

@@ -68,22 +68,17 @@ NamedTensors run_program_file(const std::string& path, std::map<std::string, Ten
   std::vector<std::vector<float>> outs(p.outputs.size());
   std::vector<Shape> out_shapes(p.outputs.size());
   for (int64_t b = 0; b < std::max<int64_t>(batch, 1); ++b) {
-    runtime::TensorMap in;
-    for (size_t k = 0; k < inputs.size(); ++k) {
-      const Tensor& f = inputs[k];
+    std::vector<std::vector<float>> sample;
+    std::vector<Shape> shapes;
+    for (const Tensor& f : inputs) {
       Shape one = f.shape();
       int64_t per = one.empty() ? 1 : f.numel() / std::max<int64_t>(one[0], 1);
       if (!one.empty()) one[0] = 1;
-      std::vector<float> v(f.data<float>() + b * per, f.data<float>() + (b + 1) * per);
-      Shape shape;
-      std::vector<float> pv = deploy::to_program_layout(p, p.inputs[k], v, one, &shape);
-      in[p.inputs[k]] = runtime::quantize_for_input(p, p.inputs[k], pv, shape);
+      sample.emplace_back(f.data<float>() + b * per, f.data<float>() + (b + 1) * per);
+      shapes.push_back(one);
     }
-    runtime::TensorMap out = runtime::run_program(p, in);
-    for (size_t k = 0; k < p.outputs.size(); ++k) {
-      std::vector<float> v = deploy::to_source_layout(p, p.outputs[k], out.at(p.outputs[k]), &out_shapes[k]);
-      outs[k].insert(outs[k].end(), v.begin(), v.end());
-    }
+    std::vector<std::vector<float>> out = deploy::run_source_sample(p, sample, shapes, &out_shapes);
+    for (size_t k = 0; k < p.outputs.size(); ++k) outs[k].insert(outs[k].end(), out[k].begin(), out[k].end());
   }
   NamedTensors named;
   for (size_t k = 0; k < p.outputs.size(); ++k) {

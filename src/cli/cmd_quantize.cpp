@@ -24,6 +24,41 @@ void add_quantize_commands(CLI::App& app, Action& action) {
   qc->add_flag("--no-export-test-values", q.no_test_values, ".espdl without embedded test inputs/outputs");
   qc->callback([&action] { action = [] { quantize(q, std::cout); }; });
 
+  static QuantizeOptions t;
+  auto* tc =
+      app.add_subcommand("train",
+                         "Quantization-aware training: PTQ, then the whole model trained on a training set "
+                         "through the quantized simulation; float, fake-quant and integer-runtime top-1 per epoch");
+  tc->add_option("model", t.model, "float ONNX model")->required();
+  tc->add_option("--target,-t", t.target, "target name (targets/*.yaml) or a target .yaml file")->required();
+  tc->add_option("--train", t.qat.train_data, "training set: IDX (labels beside), ImageFolder, .npz with 'labels'")
+      ->required();
+  tc->add_option("--val", t.qat.val_data,
+                 "labelled validation set: top-1 per epoch; the best epoch by the integer "
+                 "runtime's top-1 is kept");
+  tc->add_option("--calib,-c", t.calib, "calibration data for the PTQ start (default: the training set)");
+  tc->add_option("--setting,-s", t.setting_file, "setting file (YAML or JSON; qat_setting, see docs/qat.md)");
+  tc->add_option("--out,-o", t.out_dir, "output directory (checkpoints in OUT/checkpoints)")->required();
+  tc->add_option("--epochs", t.qat.epochs, "epochs (default 3)");
+  tc->add_option("--lr", t.qat.lr, "peak learning rate of weights and biases (default 1e-4)");
+  tc->add_option("--scale-lr", t.qat.scale_lr, "learning rate of the scales (default: --lr)");
+  tc->add_option("--batch-size", t.qat.batch_size, "training batch size (default 64)");
+  tc->add_option("--optimizer", t.qat.optimizer, "adam | sgd (default adam)");
+  tc->add_option("--loss", t.qat.loss, "ce (labels) | distill (float model as teacher) | both (default ce)");
+  tc->add_option("--warmup-epochs", t.qat.warmup_epochs, "linear warm-up before the cosine decay (default 0)");
+  tc->add_option("--freeze-scales-epoch", t.qat.freeze_scales_epoch,
+                 "scales stop training after this epoch (0: never)");
+  tc->add_option("--limit", t.qat.limit, "training samples per epoch (default all)");
+  tc->add_option("--val-limit", t.qat.val_limit, "validation samples (default all)");
+  tc->add_option("--format,-f", t.format, "deployable file: auto | espdl | qdq | ti-onnx | none");
+  tc->add_flag("--resume", t.qat.resume, "continue from OUT/checkpoints (same model, target and setting)");
+  tc->callback([&action] {
+    action = [] {
+      if (t.calib.empty()) t.calib = t.qat.train_data;
+      quantize(t, std::cout);
+    };
+  });
+
   static QuantizeOptions k;
   auto* kc = app.add_subcommand("check",
                                 "Before any calibration: every op the target cannot run or export, with the remedy "

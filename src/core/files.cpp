@@ -53,4 +53,14 @@ size_t file_size(const std::string& path) {
   return ec ? 0 : static_cast<size_t>(n);
 }
 
+std::string content_hash(const std::string& bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : bytes) h = (h ^ ch) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string file_hash(const std::string& path) { return path.empty() ? "" : content_hash(read_file(path)); }
+
 }  // namespace edgequant

@@ -566,4 +566,23 @@ std::vector<float> to_program_layout(const IntGraph& p, const std::string& value
   return permute(v, source_shape, vi.perm, program_shape);
 }
 
+std::vector<std::vector<float>> run_source_sample(const IntGraph& p, const std::vector<std::vector<float>>& inputs,
+                                                  const std::vector<Shape>& shapes, std::vector<Shape>* out_shapes) {
+  if (inputs.size() != p.inputs.size() || shapes.size() != p.inputs.size())
+    fail(ErrorCode::InvalidInput,
+         "the program takes " + std::to_string(p.inputs.size()) + " inputs, given " + std::to_string(inputs.size()));
+  runtime::TensorMap in;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    Shape shape;
+    std::vector<float> pv = to_program_layout(p, p.inputs[k], inputs[k], shapes[k], &shape);
+    in[p.inputs[k]] = runtime::quantize_for_input(p, p.inputs[k], pv, shape);
+  }
+  runtime::TensorMap out = runtime::run_program(p, in);
+  std::vector<std::vector<float>> result(p.outputs.size());
+  if (out_shapes) out_shapes->resize(p.outputs.size());
+  for (size_t k = 0; k < p.outputs.size(); ++k)
+    result[k] = to_source_layout(p, p.outputs[k], out.at(p.outputs[k]), out_shapes ? &(*out_shapes)[k] : nullptr);
+  return result;
+}
+
 }  // namespace edgequant::deploy

@@ -27,6 +27,14 @@ std::vector<float> to_source_layout(const runtime::IntGraph& p, const std::strin
 std::vector<float> to_program_layout(const runtime::IntGraph& p, const std::string& value, const std::vector<float>& v,
                                      const Shape& source_shape, Shape* program_shape = nullptr);
 
+// One sample through the integer runtime, as the chip runs it: float32 inputs in the source
+// graph's layout (batch 1, in p.inputs order) are moved to the program's layout and quantized;
+// the outputs come back dequantized in the source layout (p.outputs order; shapes when asked).
+std::vector<std::vector<float>> run_source_sample(const runtime::IntGraph& p,
+                                                  const std::vector<std::vector<float>>& inputs,
+                                                  const std::vector<Shape>& shapes,
+                                                  std::vector<Shape>* out_shapes = nullptr);
+
 // Permutes a row-major tensor: out dim d = in dim perm[d].
 template <class T>
 std::vector<T> permute(const std::vector<T>& data, const Shape& shape, const std::vector<int64_t>& perm,

@@ -148,6 +148,7 @@ std::vector<std::string> pipeline_for(const Setting& s) {
   if (s.tqt_optimization) p.push_back("tqt");
   if (s.lsq_optimization) p.push_back("lsq");
   if (s.blockwise_reconstruction) p.push_back("adaround");
+  if (s.qat) p.push_back("qat");  // the task loss over the whole model, from the PTQ result
   for (const char* rest : {"analyse", "lower", "export"}) p.push_back(rest);
   return p;
 }

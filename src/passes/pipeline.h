@@ -182,6 +182,9 @@ EQ_DECLARE_PASS_WITH_OPTIONS(AdaRoundPass, "adaround", Part::Constants | Part::P
                              TqtSetting, adaround)
 // trained power-of-two thresholds and weights, block by block
 EQ_DECLARE_PASS_WITH_OPTIONS(TqtPass, "tqt", Part::Constants | Part::Plan | Part::Parameters, kKernels, TqtSetting, tqt)
+// quantization-aware training of the whole model on the task loss (qat.cpp)
+EQ_DECLARE_PASS_WITH_OPTIONS(QatPass, "qat", Part::Constants | Part::Plan | Part::Parameters, kKernels, QatSetting,
+                             qat_setting)
 // error analysis on the validation samples (keeps everything: it adds the report)
 EQ_DECLARE_PASS_WITH_OPTIONS(AnalysePass, "analyse", kNothing, kAllAnalyses, AnalysisSetting, analysis)
 // the integer form

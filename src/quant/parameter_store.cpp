@@ -119,9 +119,8 @@ void ParameterStore::restore(const Snapshot& snap) {
   for (size_t i = 0; i < params.size(); ++i) params[i].copy_(snap[i]);
 }
 
-std::map<const Value*, at::Tensor> ParameterStore::bake(QuantPlan& plan, Graph& graph, exec::Executor& ex) {
+void ParameterStore::write_scales(QuantPlan& plan) const {
   at::NoGradGuard no_grad;
-  std::map<const Value*, at::Tensor> before;
   for (const auto& [name, p] : scales_) {
     QuantConfig* c = plan.find(name);
     if (!c) fail(ErrorCode::Internal, "trained scale of '" + name + "', which has no config");
@@ -133,6 +132,33 @@ std::map<const Value*, at::Tensor> ParameterStore::bake(QuantPlan& plan, Graph& 
     }
     c->source = RangeSource::Trained;
   }
+}
+
+std::vector<std::pair<std::string, at::Tensor>> ParameterStore::named_parameters() const {
+  std::map<std::string, at::Tensor> named;
+  for (const auto& [n, p] : scales_) named.emplace("scale:" + n, p);
+  for (const auto& [v, p] : weights_) named.emplace("weight:" + v->name, p);
+  for (const auto& [v, r] : rounding_) named.emplace("rounding:" + v->name, r.v);
+  return {named.begin(), named.end()};
+}
+
+void ParameterStore::write_to(QuantPlan& plan, Graph& graph) const {
+  if (!rounding_.empty()) fail(ErrorCode::Internal, "write_to: learned roundings are written by bake() only");
+  at::NoGradGuard no_grad;
+  write_scales(plan);
+  for (const auto& [v, p] : weights_) {
+    Value* gv = graph.find_value(v->name);
+    if (!gv || !gv->is_constant())
+      fail(ErrorCode::Internal, "write_to: '" + v->name + "' is not a constant of the copy");
+    at::Tensor w = p.detach().to(exec::to_aten(*gv->data).scalar_type()).contiguous();
+    gv->data = std::make_shared<const Tensor>(exec::to_ir_tensor(w.to(at::kCPU)));
+  }
+}
+
+std::map<const Value*, at::Tensor> ParameterStore::bake(QuantPlan& plan, Graph& graph, exec::Executor& ex) {
+  at::NoGradGuard no_grad;
+  std::map<const Value*, at::Tensor> before;
+  write_scales(plan);
   for (const auto& [v, p] : weights_) {
     before[v] = ex.constant(v).clone();  // the executor may hold a view of the graph data replaced below
     at::Tensor w = p.detach().to(ex.constant(v).scalar_type()).contiguous();

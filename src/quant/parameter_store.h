@@ -44,6 +44,13 @@ class ParameterStore {
   Snapshot snapshot() const;
   void restore(const Snapshot& snapshot);
 
+  // Every parameter by a name that outlives the process ("scale:VALUE", "weight:VALUE",
+  // "rounding:VALUE"), in name order: checkpoints.
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
+  // Writes scales into `plan` and weights into `graph`'s constants (found by value name) and
+  // keeps the store: a copy of the model as trained so far (QAT's per-epoch integer model).
+  void write_to(QuantPlan& plan, Graph& graph) const;
+
   // Writes scales into `plan` (2^round(alpha) on power-of-two configs, source Trained) and
   // weights into the executor and the graph's constants; then empties the store. Returns the
   // constants as they were before (the float reference keeps them).
@@ -51,6 +58,7 @@ class ParameterStore {
   void clear();
 
  private:
+  void write_scales(QuantPlan& plan) const;
   std::map<std::string, at::Tensor> scales_;
   std::map<std::string, bool> pow2_;
   std::map<std::string, double> grad_scale_;

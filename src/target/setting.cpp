@@ -52,6 +52,71 @@ TqtSetting parse_block_training(const YAML::Node& t, const char* w, TqtSetting q
 }
 }  // namespace
 
+QatOptimizer parse_qat_optimizer(const std::string& s) {
+  if (s == "sgd") return QatOptimizer::Sgd;
+  if (s == "adam") return QatOptimizer::Adam;
+  fail(kCode, "qat_setting.optimizer must be sgd or adam, not '" + s + "'");
+}
+
+QatLoss parse_qat_loss(const std::string& s) {
+  if (s == "ce" || s == "cross_entropy") return QatLoss::CrossEntropy;
+  if (s == "distill") return QatLoss::Distill;
+  if (s == "both") return QatLoss::Both;
+  fail(kCode, "qat_setting.loss must be ce, distill or both, not '" + s + "'");
+}
+
+const char* qat_loss_name(QatLoss l) {
+  switch (l) {
+    case QatLoss::CrossEntropy:
+      return "ce";
+    case QatLoss::Distill:
+      return "distill";
+    case QatLoss::Both:
+      return "both";
+  }
+  return "?";
+}
+
+namespace {
+QatSetting parse_qat(const YAML::Node& t, QatSetting q) {
+  const char* w = "qat_setting";
+  check_keys(t,
+             {"train_data", "val_data", "epochs", "batch_size", "optimizer", "lr", "scale_lr", "momentum",
+              "weight_decay", "warmup_epochs", "loss", "distill", "distill_weight", "temperature",
+              "freeze_scales_epoch", "limit", "val_limit", "seed"},
+             w, kCode);
+  q.train_data = get_or(t, "train_data", q.train_data, w, kCode);
+  q.val_data = get_or(t, "val_data", q.val_data, w, kCode);
+  q.epochs = get_or(t, "epochs", q.epochs, w, kCode);
+  q.batch_size = get_or(t, "batch_size", q.batch_size, w, kCode);
+  if (t["optimizer"]) q.optimizer = parse_qat_optimizer(t["optimizer"].as<std::string>());
+  q.lr = get_or(t, "lr", q.lr, w, kCode);
+  q.scale_lr = get_or(t, "scale_lr", q.scale_lr, w, kCode);
+  q.momentum = get_or(t, "momentum", q.momentum, w, kCode);
+  q.weight_decay = get_or(t, "weight_decay", q.weight_decay, w, kCode);
+  q.warmup_epochs = get_or(t, "warmup_epochs", q.warmup_epochs, w, kCode);
+  if (t["loss"]) q.loss = parse_qat_loss(t["loss"].as<std::string>());
+  if (t["distill"]) {
+    auto d = t["distill"].as<std::string>();
+    if (d != "kl" && d != "mse") fail(kCode, "qat_setting.distill must be kl or mse, not '" + d + "'");
+    q.distill = d == "kl" ? DistillKind::Kl : DistillKind::Mse;
+  }
+  q.distill_weight = get_or(t, "distill_weight", q.distill_weight, w, kCode);
+  q.temperature = get_or(t, "temperature", q.temperature, w, kCode);
+  q.freeze_scales_epoch = get_or(t, "freeze_scales_epoch", q.freeze_scales_epoch, w, kCode);
+  q.limit = get_or(t, "limit", q.limit, w, kCode);
+  q.val_limit = get_or(t, "val_limit", q.val_limit, w, kCode);
+  q.seed = get_or(t, "seed", q.seed, w, kCode);
+  if (q.epochs < 1 || q.batch_size < 1 || !(q.lr > 0) || q.scale_lr < 0 || q.momentum < 0 || q.weight_decay < 0 ||
+      q.warmup_epochs < 0 || q.warmup_epochs > q.epochs || q.distill_weight < 0 || q.distill_weight > 1 ||
+      !(q.temperature > 0) || q.freeze_scales_epoch < 0 || q.limit < 0 || q.val_limit < 0)
+    fail(kCode, std::string(w) +
+                    ": epochs >= 1, batch_size >= 1, lr > 0, scale_lr/momentum/weight_decay >= 0, 0 <= warmup_epochs "
+                    "<= epochs, 0 <= distill_weight <= 1, temperature > 0, freeze_scales_epoch/limit/val_limit >= 0");
+  return q;
+}
+}  // namespace
+
 ExportFormat parse_export_format(const std::string& s) {
   if (s == "auto") return ExportFormat::Auto;
   if (s == "none") return ExportFormat::None;
@@ -128,6 +193,8 @@ Setting load_setting(const std::string& path) {
                                    "layer_split_setting",
                                    "bias_correction",
                                    "bias_correction_setting",
+                                   "quantization_method",
+                                   "qat_setting",
                                    "export"};
     check_keys(root, valid, "setting", kCode);
     if (root["calib_algorithm"]) s.calib_algorithm = parse_calib_algorithm(root["calib_algorithm"].as<std::string>());
@@ -223,6 +290,12 @@ Setting load_setting(const std::string& path) {
     if (root["blockwise_reconstruction_setting"])
       s.adaround = parse_block_training(root["blockwise_reconstruction_setting"], "blockwise_reconstruction_setting",
                                         s.adaround);
+    if (root["quantization_method"]) {
+      auto m = root["quantization_method"].as<std::string>();
+      if (m != "PTQ" && m != "QAT") fail(kCode, "quantization_method must be PTQ or QAT, not '" + m + "'");
+      s.qat = m == "QAT";
+    }
+    if (root["qat_setting"]) s.qat_setting = parse_qat(root["qat_setting"], s.qat_setting);
     if (const YAML::Node& p = root["passes"]) {
       if (!p.IsSequence()) fail(kCode, "passes must be a list of pass names");
       for (const auto& n : p) s.passes.push_back(n.as<std::string>());

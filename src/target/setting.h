@@ -90,6 +90,46 @@ struct BiasCorrectionSetting {
   int steps = 8;                               // calibration batches measured per op
 };
 
+// Quantization-aware training of the whole model on a training set (the qat pass), after the PTQ
+// passes: weights and biases of every computing op and the scales (log2 scales on power-of-two
+// targets, straight-through exponent; float scales with LSQ's gradient scaling elsewhere) are
+// trained on the task loss through the quantized simulation. BatchNormalization is folded into
+// its Conv at import, so training sees the folded weights with the statistics frozen.
+enum class QatOptimizer { Sgd, Adam };
+enum class QatLoss {
+  CrossEntropy,  // labels
+  Distill,       // the float model as teacher (no labels needed)
+  Both,          // (1 - distill_weight) * cross-entropy + distill_weight * distillation
+};
+enum class DistillKind {
+  Kl,   // KL(softmax(teacher / T) || softmax(student / T)) * T^2 on the first output (classifiers)
+  Mse,  // MSE on every floating-point output (detectors, regressors)
+};
+struct QatSetting {
+  std::string train_data;  // training set (IDX, ImageFolder, .npz with 'labels', ...)
+  std::string val_data;    // validation set for the per-epoch accuracies ("" = none)
+  int epochs = 3;
+  int batch_size = 64;
+  QatOptimizer optimizer = QatOptimizer::Adam;
+  double lr = 1e-4;       // weights and biases; peak of the schedule
+  double scale_lr = 0;    // scales; 0 = lr
+  double momentum = 0.9;  // SGD only
+  double weight_decay = 0;
+  double warmup_epochs = 0;  // linear warm-up, then cosine decay to 0 over the remaining steps
+  QatLoss loss = QatLoss::CrossEntropy;
+  DistillKind distill = DistillKind::Kl;
+  double distill_weight = 0.5;  // loss: both
+  double temperature = 4;       // distill: kl
+  int freeze_scales_epoch = 0;  // scales stop training after this many epochs (0 = never)
+  int64_t limit = 0;            // training samples per epoch (0 = all)
+  int64_t val_limit = 0;        // validation samples (0 = all)
+  uint64_t seed = 20261207;     // shuffling
+  bool resume = false;          // continue from OUT/checkpoints/last
+};
+QatOptimizer parse_qat_optimizer(const std::string& s);
+QatLoss parse_qat_loss(const std::string& s);
+const char* qat_loss_name(QatLoss l);
+
 // Mixed precision beyond the hand-written dispatching_table: promote the ops with the worst
 // layerwise error to a wider type.
 struct MixedPrecisionSetting {
@@ -134,6 +174,8 @@ struct Setting {
     a.steps = 5000;
     return a;
   }();
+  bool qat = false;  // quantization_method: QAT
+  QatSetting qat_setting;
   ExportSetting export_setting;
   // The pipeline's pass names in order ("" entries never); empty = the default pipeline.
   std::vector<std::string> passes;

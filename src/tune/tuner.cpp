@@ -88,20 +88,6 @@ struct Trial {
   }
 };
 
-uint64_t fnv1a(const std::string& bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : bytes) h = (h ^ ch) * 1099511628211ull;
-  return h;
-}
-
-std::string hex(uint64_t v) {
-  std::ostringstream s;
-  s << std::hex << std::setw(16) << std::setfill('0') << v;
-  return s.str();
-}
-
-std::string file_hash(const std::string& path) { return path.empty() ? "" : hex(fnv1a(read_file(path))); }
-
 // Deep merge: mappings merge key by key, anything else replaces.
 void merge(YAML::Node into, const YAML::Node& from) {
   for (const auto& kv : from) {

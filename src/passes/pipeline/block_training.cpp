@@ -75,14 +75,15 @@ std::vector<Block> cut_blocks(const Graph& g, int block_size, const std::set<std
   return blocks;
 }
 
+double tensor_mib(const at::Tensor& t) { return static_cast<double>(t.nbytes()) / (1024.0 * 1024.0); }
+}  // namespace
+
 bool trainable_scale(const QuantConfig* c, BlockTraining mode) {
   if (!c || c->state != QuantState::Quantized || c->custom_scale || !c->has_scale()) return false;
   if (mode == BlockTraining::Lsq) return c->scale_kind == ScaleKind::Float;
   return c->scale_kind == ScaleKind::PowerOfTwo && c->symmetric;
 }
 
-// Per-sample element count of a value (LSQ's N): static dims after the batch dim, or the
-// constant's size.
 double element_count(const Value* v) {
   if (v->is_constant()) return static_cast<double>(v->data->numel());
   double n = 1;
@@ -90,9 +91,6 @@ double element_count(const Value* v) {
     for (size_t d = 1; d < v->shape->size(); ++d) n *= (*v->shape)[d] > 0 ? static_cast<double>((*v->shape)[d]) : 1.0;
   return n;
 }
-
-double tensor_mib(const at::Tensor& t) { return static_cast<double>(t.nbytes()) / (1024.0 * 1024.0); }
-}  // namespace
 
 namespace {
 // One run of block training: the setting's checks, the cached boundary values, then per block

@@ -11,6 +11,12 @@ enum class BlockTraining {
   AdaRound,  // learned rounding of each weight (up or down), scales frozen
 };
 
+// Whether a config's scale trains in `mode`: TQT trains symmetric power-of-two scales (as log2),
+// LSQ float scales; never fixed (custom) or unquantized ones.
+bool trainable_scale(const QuantConfig* config, BlockTraining mode);
+// LSQ's N: elements per sample of an activation (static dims after the batch), or a constant's size.
+double element_count(const Value* v);
+
 PassResult train_blocks(QuantContext& context, const TqtSetting& setting, BlockTraining mode);
 
 }  // namespace edgequant
