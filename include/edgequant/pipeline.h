@@ -33,6 +33,10 @@ struct QuantizeOptions {
     int64_t limit = -1, val_limit = -1;
     bool resume = false;
   } qat;
+  // TI Tiny ML Tensorlab's config YAML read as written (docs/qat.md): its training.quantization*
+  // keys give the target, the bits and PTQ/QAT; its training_epochs/learning_rate/batch_size the
+  // QAT stage as TI runs it. The mapping is printed.
+  std::string ti_config;
 };
 
 struct QuantizeSummary {

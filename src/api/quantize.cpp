@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "analysis/output_metrics.h"
 #include "api/load.h"
@@ -14,12 +15,44 @@
 #include "edgequant/error.h"
 #include "quant/lower.h"
 #include "quant/plan_io.h"
+#include "target/ti_config.h"
 
 namespace edgequant {
 
+namespace {
+// The TI config's mapping into the setting (the command line's own QAT options still win), printed.
+void apply_ti_config(const TiConfig& c, const QuantizeOptions& o, Setting& s, std::ostream* log) {
+  s.weight_bits = c.weight_bits;
+  s.activation_bits = c.activation_bits;
+  QatSetting& q = s.qat_setting;
+  if (c.epochs > 0) q.epochs = c.epochs;
+  if (c.batch_size > 0) q.batch_size = c.batch_size;
+  if (c.lr > 0) q.lr = c.lr;
+  if (c.weight_decay >= 0) q.weight_decay = c.weight_decay;
+  if (c.momentum >= 0) q.momentum = c.momentum;
+  if (!c.optimizer.empty()) q.optimizer = parse_qat_optimizer(c.optimizer);
+  if (c.qat && o.qat.train_data.empty())
+    fail(ErrorCode::InvalidSetting, o.ti_config +
+                                        ": quantization_method QAT needs a training set (edgequant train "
+                                        "--ti-config ... --train DATA)");
+  if (log) {
+    *log << "TI config " << o.ti_config << ":\n";
+    for (const auto& m : c.mapped) *log << "  " << m << "\n";
+    for (const auto& u : c.unused) *log << "  not used: " << u << "\n";
+    if (!c.qat && !o.qat.train_data.empty()) *log << "  quantization_method PTQ: the training set is not used\n";
+  }
+}
+}  // namespace
+
 std::unique_ptr<QuantContext> make_context(const QuantizeOptions& o, std::ostream* log) {
-  Target target = load_target(o.target);
+  std::optional<TiConfig> ti;
+  if (!o.ti_config.empty()) ti = read_ti_config(o.ti_config);
+  if (ti && !o.target.empty() && o.target != ti->target)
+    fail(ErrorCode::InvalidSetting,
+         o.ti_config + ": the TI config maps to target " + ti->target + ", but --target " + o.target + " was given");
+  Target target = load_target(ti ? ti->target : o.target);
   Setting s = o.setting_file.empty() ? Setting{} : load_setting(o.setting_file);
+  if (ti) apply_ti_config(*ti, o, s, log);
   if (o.calib_steps > 0) s.calib_steps = o.calib_steps;
   if (o.batch_size > 0) s.batch_size = o.batch_size;
   if (!o.calib_algorithm.empty()) s.calib_algorithm = parse_calib_algorithm(o.calib_algorithm);
@@ -27,7 +60,7 @@ std::unique_ptr<QuantContext> make_context(const QuantizeOptions& o, std::ostrea
   if (o.no_test_values) s.export_setting.test_values = false;
   const QuantizeOptions::Qat& q = o.qat;
   QatSetting& qs = s.qat_setting;
-  if (!q.train_data.empty()) {
+  if (!q.train_data.empty() && (!ti || ti->qat)) {
     s.qat = true;
     qs.train_data = q.train_data;
   }

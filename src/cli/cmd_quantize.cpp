@@ -30,7 +30,10 @@ void add_quantize_commands(CLI::App& app, Action& action) {
                          "Quantization-aware training: PTQ, then the whole model trained on a training set "
                          "through the quantized simulation; float, fake-quant and integer-runtime top-1 per epoch");
   tc->add_option("model", t.model, "float ONNX model")->required();
-  tc->add_option("--target,-t", t.target, "target name (targets/*.yaml) or a target .yaml file")->required();
+  tc->add_option("--target,-t", t.target, "target name (targets/*.yaml) or a target .yaml file");
+  tc->add_option("--ti-config", t.ti_config,
+                 "TI Tiny ML Tensorlab config YAML: its quantization keys give the target, bits, PTQ/QAT and the QAT "
+                 "stage (docs/qat.md)");
   tc->add_option("--train", t.qat.train_data, "training set: IDX (labels beside), ImageFolder, .npz with 'labels'")
       ->required();
   tc->add_option("--val", t.qat.val_data,
@@ -54,6 +57,8 @@ void add_quantize_commands(CLI::App& app, Action& action) {
   tc->add_flag("--resume", t.qat.resume, "continue from OUT/checkpoints (same model, target and setting)");
   tc->callback([&action] {
     action = [] {
+      if (t.target.empty() && t.ti_config.empty())
+        fail(ErrorCode::InvalidSetting, "train: give --target or --ti-config");
       if (t.calib.empty()) t.calib = t.qat.train_data;
       quantize(t, std::cout);
     };

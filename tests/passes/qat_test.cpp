@@ -176,3 +176,50 @@ TEST(Qat, ADivergingLearningRateStopsAndKeepsTheBestEpoch) {
 }
 
 }  // namespace
+
+namespace {
+
+// Seed 002's full workflow example, unchanged: TI's keys mapped and printed, the rest listed as
+// unused, QAT on ti-npu (the command line's --epochs/--limit keep the test short).
+TEST(QatTiConfig, TheSeedExampleRunsUnchangedAndPrintsTheMapping) {
+  std::string out = scratch("ti");
+  auto r = run_command(cli() + " train " + fixture("fashion/fmnist_resnet.onnx") + " --ti-config " +
+                       fixture("ti/qat_f28p55.yaml") + " --train " + kTrain + " --val " + kVal +
+                       " --val-limit 200 --epochs 1 --limit 512 -o " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* line :
+       {"training.quantization: 2 -> target ti-npu", "training.quantization_weight_bitwidth: 8 -> weight_bits: 8",
+        "training.training_epochs: 30 -> qat epochs 10", "not used: compilation", "target: ti-npu"})
+    EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
+  nlohmann::json h = history(out);
+  EXPECT_EQ(h["epochs"].size(), 2u);
+  fs::remove_all(out);
+}
+
+TEST(QatTiConfig, KeysWithoutAnEquivalentAreRefusedByName) {
+  std::string dir = scratch("ti_bad");
+  fs::create_directories(dir);
+  std::string base = read_file(fixture("ti/qat_f28p55.yaml"));
+  auto variant = [&](const std::string& from, const std::string& to) {
+    std::string s = base;
+    s.replace(s.find(from), from.size(), to);
+    std::string p = dir + "/cfg_" + std::to_string(std::hash<std::string>{}(to)) + ".yaml";
+    std::ofstream(p) << s;
+    return run_command(cli() + " train " + fixture("fashion/fmnist_resnet.onnx") + " --ti-config " + p + " --train " +
+                       kTrain + " -o " + dir + "/q");
+  };
+  auto a4 = variant("quantization_activation_bitwidth: 8", "quantization_activation_bitwidth: 4");
+  EXPECT_EQ(a4.status, 2) << a4.output;
+  EXPECT_NE(a4.output.find("quantization_activation_bitwidth: 4 cannot run on TI's NPU"), std::string::npos)
+      << a4.output;
+  auto unknown = variant("batch_size: 256", "batch_size: 256\n  mixup: 0.2");
+  EXPECT_EQ(unknown.status, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("unknown key 'mixup'"), std::string::npos) << unknown.output;
+  auto fl = variant("quantization: 2", "quantization: 0");
+  EXPECT_EQ(fl.status, 2) << fl.output;
+  EXPECT_NE(fl.output.find("quantization: 0 is TI's float training"), std::string::npos) << fl.output;
+  EXPECT_FALSE(fs::exists(dir + "/q")) << "nothing written";
+  fs::remove_all(dir);
+}
+
+}  // namespace
