@@ -141,8 +141,10 @@ class QatTrainer {
     // the model as given).
     load_named(best_params_, "the best epoch");
     int best_epoch = history_[static_cast<size_t>(best_)].epoch;
-    say("kept epoch " + std::to_string(best_epoch) + (best_epoch == 0 ? " (the PTQ result: no epoch beat it)" : "") +
-        " by the integer runtime's top-1" + (val_ ? "" : " (no validation data: the last epoch)"));
+    say("kept epoch " + std::to_string(best_epoch) +
+        (!val_             ? " (no validation data: the last epoch)"
+         : best_epoch == 0 ? " (the PTQ result: no epoch beat it) by the integer runtime's top-1"
+                           : " by the integer runtime's top-1"));
     if (diverged)
       ctx_.plan.notes.push_back("qat stopped early: the loss became NaN or infinite (learning rate too high?); epoch " +
                                 std::to_string(best_epoch) + " was restored");
