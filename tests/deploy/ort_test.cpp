@@ -10,8 +10,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "api/load.h"
+#include "api/quantize.h"
 #include "data/dataset.h"
 #include "data/npy.h"
 #include "deploy/integer_program.h"
@@ -175,5 +177,35 @@ TEST(TiIntegerOnnxFloatIsland, OnnxRuntimeComputesTheIntegerRuntimesCodes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TiIntegerOnnx, ::testing::ValuesIn(fixture_models(true)), CaseName());
+
+// QAT results (edgequant train's pipeline: one short epoch on the Fashion-MNIST training images)
+// in ONNX Runtime: TI's integer ONNX computes the integer runtime's codes, the QDQ file of a
+// float-scale target stays within the QDQ bound of the simulation.
+std::unique_ptr<QuantContext> trained(const std::string& target, const std::string& setting_file) {
+  QuantizeOptions o;
+  o.model = fixture("fashion/fmnist_resnet.onnx");
+  o.target = target;
+  o.calib = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+  o.setting_file = setting_file;
+  o.qat.train_data = o.calib;
+  o.qat.epochs = 1;
+  o.qat.limit = 512;
+  o.qat.lr = 1e-3;
+  std::ostringstream log;
+  auto ctx = run_quantize(o, log);
+  EXPECT_NE(log.str().find("qat: epoch 1/1"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("qat: kept epoch 1"), std::string::npos) << log.str();
+  return ctx;
+}
+
+TEST(QatInOnnxRuntime, TiIntegerOnnxOfAQatModelComputesTheIntegerRuntimesCodes) {
+  auto ctx = trained("ti-npu", "");
+  expect_ti_onnx_codes(*ctx, "fmnist_resnet QAT ti-npu", false);
+}
+
+TEST(QatInOnnxRuntime, QdqOfAFloatScaleQatModelIsWithinTheBoundOfTheSimulation) {
+  auto ctx = trained("ort-int8", "");
+  expect_qdq_within_one_lsb_of_simulation(*ctx, "fmnist_resnet QAT ort-int8");
+}
 
 }  // namespace
