@@ -16,21 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from train_fashion import OUT, evaluate, load  # noqa: E402
-
-
-class InvertedResidual(nn.Module):
-    def __init__(self, cin, cout, stride, expand=6):
-        super().__init__()
-        h = cin * expand
-        self.res = stride == 1 and cin == cout
-        self.body = nn.Sequential(nn.Conv2d(cin, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
-                                  nn.Conv2d(h, h, 3, stride, 1, groups=h, bias=False), nn.BatchNorm2d(h), nn.ReLU6(),
-                                  nn.Conv2d(h, cout, 1, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        y = self.body(x)
-        return x + y if self.res else y
+from train_fashion import OUT, DwBlock, evaluate, load  # noqa: E402
 
 
 class MobileNetV2(nn.Module):
@@ -38,7 +24,7 @@ class MobileNetV2(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
         cfg = [(16, 16, 1), (16, 24, 2), (24, 24, 1), (24, 32, 2), (32, 32, 1), (32, 32, 1), (32, 64, 1)]
-        self.blocks = nn.Sequential(*[InvertedResidual(a, b, s) for a, b, s in cfg])
+        self.blocks = nn.Sequential(*[DwBlock(a, b, s, expand=6) for a, b, s in cfg])
         self.head = nn.Sequential(nn.Conv2d(64, 128, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU6())
         self.fc = nn.Linear(128, 10)
 
