@@ -52,8 +52,9 @@ Tensor to_float(const Tensor& t) {
 }
 
 // The program is compiled at batch 1 (ESP-DL's static shapes): a batch runs sample by sample.
-NamedTensors run_program_file(const std::string& path, std::map<std::string, Tensor>& feeds) {
-  runtime::IntGraph p = deploy::read_espdl(path);
+NamedTensors run_program_file(const std::string& path, std::map<std::string, Tensor>& feeds,
+                              const std::string& target) {
+  runtime::IntGraph p = deploy::read_espdl(path, target);
   std::vector<Tensor> inputs;
   int64_t batch = -1;
   for (const std::string& name : p.inputs) {
@@ -67,6 +68,10 @@ NamedTensors run_program_file(const std::string& path, std::map<std::string, Ten
   }
   std::vector<std::vector<float>> outs(p.outputs.size());
   std::vector<Shape> out_shapes(p.outputs.size());
+  // A streaming program keeps its caches from one sample to the next, as the chip does between
+  // Model::run calls: the samples are consecutive chunks of one stream, starting from reset.
+  runtime::TensorMap state;
+  bool streaming = runtime::is_streaming(p);
   for (int64_t b = 0; b < std::max<int64_t>(batch, 1); ++b) {
     std::vector<std::vector<float>> sample;
     std::vector<Shape> shapes;
@@ -77,7 +82,8 @@ NamedTensors run_program_file(const std::string& path, std::map<std::string, Ten
       sample.emplace_back(f.data<float>() + b * per, f.data<float>() + (b + 1) * per);
       shapes.push_back(one);
     }
-    std::vector<std::vector<float>> out = deploy::run_source_sample(p, sample, shapes, &out_shapes);
+    std::vector<std::vector<float>> out =
+        deploy::run_source_sample(p, sample, shapes, &out_shapes, streaming ? &state : nullptr);
     for (size_t k = 0; k < p.outputs.size(); ++k) outs[k].insert(outs[k].end(), out[k].begin(), out[k].end());
   }
   NamedTensors named;
@@ -90,13 +96,14 @@ NamedTensors run_program_file(const std::string& path, std::map<std::string, Ten
 }
 }  // namespace
 
-NamedTensors run_any(const std::string& path, std::map<std::string, Tensor> feeds, RunMode* mode_out) {
+NamedTensors run_any(const std::string& path, std::map<std::string, Tensor> feeds, RunMode* mode_out,
+                     const std::string& espdl_target) {
   RunMode mode = run_mode_of(path);
   if (mode_out) *mode_out = mode;
   NamedTensors named;
   try {
     if (mode == RunMode::IntegerRuntime) {
-      named = run_program_file(path, feeds);
+      named = run_program_file(path, feeds, espdl_target);
     } else {
       auto g = load_model(mode == RunMode::Simulation ? path + "/model.onnx" : path);
       std::vector<at::Tensor> inputs;
@@ -130,8 +137,36 @@ NamedTensors run_any(const std::string& path, std::map<std::string, Tensor> feed
   return named;
 }
 
-runtime::SelfTestResult self_test_espdl(const std::string& path) {
-  runtime::IntGraph p = deploy::read_espdl(path);
+size_t embed_test_values(const std::string& path, const std::map<std::string, Tensor>& feeds,
+                         const std::string& out_path, const std::string& target) {
+  runtime::IntGraph p = deploy::read_espdl(path, target);
+  try {
+    runtime::TensorMap in;
+    for (const std::string& name : p.inputs) {
+      auto it = feeds.find(name);
+      if (it == feeds.end()) fail(ErrorCode::InvalidInput, "no data given for model input '" + name + "'");
+      Tensor f = to_float(it->second);
+      Shape one = f.shape();
+      int64_t per = one.empty() ? 1 : f.numel() / std::max<int64_t>(one[0], 1);
+      if (!one.empty()) one[0] = 1;
+      std::vector<float> sample(f.data<float>(), f.data<float>() + per);
+      Shape shape;
+      std::vector<float> pv = deploy::to_program_layout(p, name, sample, one, &shape);
+      in[name] = runtime::quantize_for_input(p, name, pv, shape);
+    }
+    runtime::TensorMap out = runtime::run_program(p, in);
+    p.test_inputs = in;
+    p.test_outputs.clear();
+    for (const std::string& o : p.outputs) p.test_outputs[o] = out.at(o);
+  } catch (Error& e) {
+    throw e.add_context(path);
+  }
+  deploy::write_espdl(p, out_path);
+  return p.test_outputs.size();
+}
+
+runtime::SelfTestResult self_test_espdl(const std::string& path, const std::string& target) {
+  runtime::IntGraph p = deploy::read_espdl(path, target);
   try {
     return runtime::self_test(p);
   } catch (Error& e) {

@@ -34,14 +34,14 @@ std::string type_str(const Value* v) {
   return s + "]";
 }
 
-void info_espdl(const std::string& path);
+void info_espdl(const std::string& path, const std::string& target);
 
-void info(const std::string& path, bool json_out, bool raw) {
-  if (run_mode_of(path) == RunMode::IntegerRuntime) return info_espdl(path);
+void info(const std::string& path, bool json_out, bool raw, const std::string& target) {
+  if (run_mode_of(path) == RunMode::IntegerRuntime) return info_espdl(path, target);
   if (run_mode_of(path) == RunMode::Simulation) {
     if (!std::filesystem::exists(path + "/model.espdl"))
       fail(ErrorCode::InvalidInput, path + ": no model.espdl in this directory (quantize with --format espdl)");
-    return info_espdl(path + "/model.espdl");
+    return info_espdl(path + "/model.espdl", target);
   }
   auto g = load_model(path, !raw);
   std::map<std::string, int> histogram;
@@ -80,13 +80,25 @@ void info(const std::string& path, bool json_out, bool raw) {
   for (const auto& u : unsupported) std::cout << "  " << u << "\n";
 }
 
-void run(const std::string& model, const std::vector<std::string>& input_args, const std::string& output) {
+void run(const std::string& model, const std::vector<std::string>& input_args, const std::string& output,
+         const std::string& target, const std::string& embed) {
   RunMode mode = run_mode_of(model);
+  if (!target.empty() && mode != RunMode::IntegerRuntime)
+    fail(ErrorCode::InvalidInput, "--target applies to .espdl files only (a quantize directory keeps its target)");
   if (input_args.empty()) {
     // No inputs: the .espdl file's embedded self-test (the host's Model::test()).
     if (mode != RunMode::IntegerRuntime)
       fail(ErrorCode::InvalidInput, "--input is required (only .espdl files carry test inputs)");
-    runtime::SelfTestResult r = self_test_espdl(model);
+    runtime::IntGraph p = deploy::read_espdl(model, target);
+    if (p.test_outputs.empty())
+      fail(ErrorCode::InvalidInput,
+           model +
+               ": the file carries no test values (ESP-PPQ writes them only with export_test_values=True), so "
+               "there is no self-test to run; run it on an input: edgequant run " +
+               model + " --input X.npy --output out.npz");
+    std::cout << "rounding: " << rounding_mode_name(p.rounding)
+              << (p.rounding_assumed ? " (" + p.rounding_basis + ")" : " (the target's)") << "\n";
+    runtime::SelfTestResult r = self_test_espdl(model, target);
     for (const auto& line : r.lines) std::cout << line << "\n";
     if (!r.passed) fail(ErrorCode::InvalidModel, model + ": Model::test() FAIL: the embedded test outputs differ");
     std::cout << "Model::test() PASS\n";
@@ -111,7 +123,11 @@ void run(const std::string& model, const std::vector<std::string>& input_args, c
     }
     feeds[name] = read_npy(file);
   }
-  NamedTensors named = run_any(model, feeds);
+  if (!embed.empty() && mode != RunMode::IntegerRuntime)
+    fail(ErrorCode::InvalidInput, "--embed-test-values needs a .espdl model");
+  if (!embed.empty() && std::filesystem::exists(embed) && std::filesystem::equivalent(embed, model))
+    fail(ErrorCode::InvalidInput, "--embed-test-values " + embed + " would overwrite the model; give another path");
+  NamedTensors named = run_any(model, feeds, nullptr, target);
   if (output.size() > 4 && output.substr(output.size() - 4) == ".npy") {
     if (named.size() != 1) fail(ErrorCode::InvalidInput, output + ": the model has several outputs, write a .npz");
     write_npy(output, named[0].second);
@@ -119,12 +135,20 @@ void run(const std::string& model, const std::vector<std::string>& input_args, c
     write_npz(output, named);
   }
   std::cout << "ran " << model << " (" << run_mode_name(mode) << ")\n";
+  if (mode == RunMode::IntegerRuntime && runtime::is_streaming(deploy::read_espdl(model, target)))
+    std::cout << "streaming model: the batch ran as consecutive chunks of one stream, caches carried from sample "
+                 "to sample (from reset)\n";
+  if (!embed.empty()) {
+    size_t n = embed_test_values(model, feeds, embed, target);
+    std::cout << "wrote " << embed << ": the model with sample 0 and its " << n
+              << " output(s) as test values (Model::test() input)\n";
+  }
   for (const auto& [name, t] : named)
     std::cout << name << "  " << dtype_name(t.dtype()) << " " << shape_str(t.shape()) << "\n";
 }
 
-void info_espdl(const std::string& path) {
-  runtime::IntGraph p = deploy::read_espdl(path);
+void info_espdl(const std::string& path, const std::string& target) {
+  runtime::IntGraph p = deploy::read_espdl(path, target);
   std::cout << "file: " << path << " (" << file_size(path) << " bytes)\n" << deploy::describe_program(p);
 }
 
@@ -137,21 +161,30 @@ void add_model_commands(CLI::App& app, Action& action) {
       "nodes, exponents, parameter bytes per dtype, activation memory");
   static std::string info_model;
   static bool info_json = false, info_raw = false;
+  static std::string info_target;
   info_cmd->add_option("model", info_model, "ONNX model")->required();
   info_cmd->add_flag("--json", info_json, "machine-readable output");
   info_cmd->add_flag("--raw", info_raw, "show the graph as stored, before normalisation");
-  info_cmd->callback([&action] { action = [] { info(info_model, info_json, info_raw); }; });
+  info_cmd->add_option("--target,-t", info_target,
+                       ".espdl: the chip it is for (sets the rounding when the file does not name its target)");
+  info_cmd->callback([&action] { action = [] { info(info_model, info_json, info_raw, info_target); }; });
 
   auto* run_cmd = app.add_subcommand(
       "run",
       "Inference: float ONNX, a quantize output directory (simulation) or .espdl (integer runtime); "
-      ".npy/.npz in (NCHW float), .npz (or .npy) out. A .espdl without --input runs its embedded self-test");
-  static std::string run_model, run_output;
+      ".npy/.npz in (NCHW float), .npz (or .npy) out. A .espdl without --input runs its embedded self-test; a "
+      "streaming .espdl runs the batch as consecutive chunks of one stream");
+  static std::string run_model, run_output, run_target, run_embed;
   static std::vector<std::string> run_inputs;
   run_cmd->add_option("model", run_model, "ONNX model, quantize output directory or .espdl file")->required();
   run_cmd->add_option("--input,-i", run_inputs, "NAME=FILE.npy, FILE.npy (single-input models) or FILE.npz");
   run_cmd->add_option("--output,-o", run_output, "output .npz (or .npy for one output)");
-  run_cmd->callback([&action] { action = [] { run(run_model, run_inputs, run_output); }; });
+  run_cmd->add_option("--target,-t", run_target,
+                      ".espdl: the chip it is for (sets the rounding when the file does not name its target)");
+  run_cmd->add_option("--embed-test-values", run_embed,
+                      ".espdl: also write a copy of the model to this path with the first sample and its outputs as "
+                      "test values (for Model::test() on the chip)");
+  run_cmd->callback([&action] { action = [] { run(run_model, run_inputs, run_output, run_target, run_embed); }; });
 
   auto* export_cmd = app.add_subcommand("export-onnx", "Write the normalised float graph as ONNX");
   static std::string ex_model, ex_out;

@@ -96,9 +96,7 @@ int bits_of(DType d) { return int(std::max<size_t>(dtype_size(d), 1) * 8); }
 std::string describe_program(const IntGraph& p) {
   std::ostringstream s;
   s << "integer program '" << p.name << "' for " << (p.target.empty() ? "?" : p.target) << " ("
-    << rounding_mode_name(p.rounding) << " rounding"
-    << (p.rounding_assumed ? ", assumed: no target file for '" + (p.target.empty() ? "?" : p.target) + "'"
-                           : std::string())
+    << rounding_mode_name(p.rounding) << " rounding" << (p.rounding_assumed ? ", " + p.rounding_basis : std::string())
     << ")\n";
   auto value_line = [&](const std::string& n) {
     const runtime::ValueInfo& v = p.value(n);

@@ -72,7 +72,7 @@ int64_t read_int(const uint8_t* p, DType d) {
 }
 
 struct Filter {
-  bool gemm = false, depthwise = false;
+  bool gemm = false, depthwise = false, one_d = false;  // one_d: a 1-D Conv's OIW weight
 };
 
 // A byte-exact identity of an attribute (name, type, value) for sharing its table; "" for kinds
@@ -111,15 +111,52 @@ std::map<std::string, Filter> filters_of(const IntGraph& p) {
     if (!w || w->is_float()) continue;
     Filter k;
     k.gemm = n.is(OpType::Gemm);
-    k.depthwise = !k.gemm && n.attr_int("group", 1) > 1 && w->shape.size() == 4 && w->shape[1] == 1;
+    k.one_d = !k.gemm && w->shape.size() == 3;
+    k.depthwise = !k.gemm && n.attr_int("group", 1) > 1 && (w->shape.size() == 4 || k.one_d) && w->shape[1] == 1;
     f[n.inputs[1]] = k;
   }
   return f;
 }
 
-// Stored dims of a filter: Conv [kh, kw, C, N], depthwise [kh, kw, N, 1], Gemm [1, 1, C, N].
+// A filter layout string as ESP-PPQ writes it in the doc_string. Blocked: "(N/16)HWC16" (since
+// 2025-04) or "N16HWC16" (before; the same byte order), 8 for int16, "_UNALIGNED" when N is not a
+// multiple; 1-D filters drop the H. Plain: "NHWC" (Conv, C targets) and "HWCN" (depthwise); the
+// 1-D plain spellings "NWC"/"WCN" are taken by analogy (not seen in a file yet).
+struct FilterLayout {
+  bool known = false, one_d = false;
+  int block = 0;
+};
+
+FilterLayout parse_filter_layout(std::string s) {
+  FilterLayout f;
+  const std::string unaligned = "_UNALIGNED";
+  if (s.size() > unaligned.size() && s.compare(s.size() - unaligned.size(), unaligned.size(), unaligned) == 0)
+    s.resize(s.size() - unaligned.size());
+  for (const char* plain : {"NHWC", "HWCN", "NWC", "WCN"})
+    if (s == plain) {
+      f.known = true;
+      f.one_d = s.size() == 3;
+      return f;
+    }
+  for (int a : {16, 8}) {
+    std::string b = std::to_string(a);
+    for (const std::string& head : {"(N/" + b + ")", "N" + b})
+      for (bool one_d : {false, true})
+        if (s == head + (one_d ? "WC" : "HWC") + b) {
+          f.known = true;
+          f.one_d = one_d;
+          f.block = a;
+          return f;
+        }
+  }
+  return f;
+}
+
+// Stored dims of a filter: Conv [kh, kw, C, N], depthwise [kh, kw, N, 1], Gemm [1, 1, C, N];
+// 1-D Conv [kw, C, N], depthwise [kw, N, 1].
 Shape wire_dims(const Shape& s, const Filter& f) {
   if (f.gemm) return {1, 1, s[0], s[1]};
+  if (f.one_d) return f.depthwise ? Shape{s[2], s[0], 1} : Shape{s[2], s[1], s[0]};
   if (f.depthwise) return {s[2], s[3], s[0], 1};
   return {s[2], s[3], s[1], s[0]};
 }
@@ -130,10 +167,10 @@ int filter_block(const std::map<int, int>& blocks, DType weight) {
   return it == blocks.end() ? 0 : it->second;
 }
 
-std::string filter_layout_name(int64_t n, bool depthwise, int block) {
-  if (block == 0) return depthwise ? "HWCN" : "NHWC";
+std::string filter_layout_name(int64_t n, bool depthwise, int block, bool one_d) {
+  if (block == 0) return std::string(depthwise ? (one_d ? "WCN" : "HWCN") : (one_d ? "NWC" : "NHWC"));
   std::string b = std::to_string(block);
-  return "(N/" + b + ")HWC" + b + (n % block ? "_UNALIGNED" : "");
+  return "(N/" + b + ")" + (one_d ? "WC" : "HWC") + b + (n % block ? "_UNALIGNED" : "");
 }
 
 std::vector<int64_t> filter_wire_order(const Shape& s, bool depthwise, bool gemm, int block) {
@@ -261,10 +298,11 @@ class EspdlWriter {
     bool is_filter = with_layout && f != filters_.end();
     if (is_filter) {
       int block = filter_block(p_.filter_blocks, t.dtype);
-      order = filter_wire_order(t.shape, f->second.depthwise, f->second.gemm, block);
+      Shape logical = f->second.one_d ? Shape{t.shape[0], t.shape[1], 1, t.shape[2]} : t.shape;
+      order = filter_wire_order(logical, f->second.depthwise, f->second.gemm, block);
       dims = wire_dims(t.shape, f->second);
       int64_t n = f->second.gemm ? t.shape[1] : t.shape[0];
-      doc = kLayoutPrefix + filter_layout_name(n, f->second.depthwise, block);
+      doc = kLayoutPrefix + filter_layout_name(n, f->second.depthwise, block, f->second.one_d);
     }
     auto dims_off = ints(dims);
     auto name_off = str(name);
@@ -505,11 +543,13 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
       if (e->key()) p.metadata[e->key()->str()] = e->value() ? e->value()->str() : "";
   p.target = p.metadata.count("target") ? p.metadata["target"] : "";
   // The rounding is the target's. Espressif's toolchain records no target: ESP-DL's
-  // shift_and_round is half-up on every chip but the P4-class ones, so half-up is assumed and
-  // said wherever the program is described (read_espdl also looks for the target.yaml that
-  // `quantize` writes beside the file).
+  // shift_and_round is half-up on every chip but the P4-class ones (half to even), so it is
+  // inferred from what the file holds (below) or assumed half-up, and said wherever the program
+  // is described (read_espdl also takes the target.yaml `quantize` writes beside the file, or the
+  // user's --target).
   p.rounding = RoundingMode::HalfUp;
   p.rounding_assumed = true;
+  p.rounding_basis = "assumed: the file names no target known here and nothing in it is P4-only; give --target";
   if (!p.target.empty() && p.target.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") == std::string::npos)
     try {
       p.rounding = load_target(p.target).requant_rounding;
@@ -540,26 +580,53 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
     }
   // Filters back to their logical order.
   for (const IntNode& n : p.nodes) {
-    if ((!n.is(OpType::Conv) && !n.is(OpType::Gemm)) || n.inputs.size() < 2 || !layouts.count(n.inputs[1])) continue;
+    if ((!n.is(OpType::Conv) && !n.is(OpType::Gemm)) || n.inputs.size() < 2) continue;
+    const IntTensor* found = p.initializer(n.inputs[1]);
+    if (!found || found->layout == "logical") continue;
+    if (!layouts.count(n.inputs[1]))
+      fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' of node '" + n.name +
+                                        "' has no layout in its doc_string (\"layout ==> ...\")");
     IntTensor& w = p.initializers[n.inputs[1]];
-    if (w.layout == "logical") continue;
     if (w.is_float()) fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' is not integer");
-    if (w.shape.size() != 4) fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' is not 4-D");
     bool gemm = n.is(OpType::Gemm);
-    bool depthwise = !gemm && n.attr_int("group", 1) > 1 && w.shape[3] == 1;
-    Shape logical = gemm        ? Shape{w.shape[2], w.shape[3]}
-                    : depthwise ? Shape{w.shape[2], 1, w.shape[0], w.shape[1]}
-                                : Shape{w.shape[3], w.shape[2], w.shape[0], w.shape[1]};
+    bool conv1d = !gemm && w.shape.size() == 3;
+    if (w.shape.size() != 4 && !conv1d)
+      fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' has dims " + shape_str(w.shape) +
+                                        " (a Conv filter is [kh,kw,C,N] or, 1-D, [kw,C,N]; a Gemm filter [1,1,C,N])");
     const std::string& lay = layouts[n.inputs[1]];
-    int block = lay.rfind("(N/16)", 0) == 0 ? 16 : lay.rfind("(N/8)", 0) == 0 ? 8 : 0;
-    if (block) p.filter_blocks[w.dtype == DType::Int16 ? 16 : 8] = block;
-    std::vector<int64_t> order = filter_wire_order(logical, depthwise, gemm, block);
+    FilterLayout fl = parse_filter_layout(lay);
+    if (!fl.known)
+      fail(ErrorCode::InvalidModel, source + ": filter '" + n.inputs[1] + "' has layout '" + lay +
+                                        "', which this reader does not know (known: NHWC, HWCN, NWC, WCN, (N/16)HWC16, "
+                                        "(N/8)HWC8, N16HWC16, N8HWC8, their 1-D WC forms and _UNALIGNED)");
+    if (fl.one_d != conv1d)
+      fail(ErrorCode::InvalidModel,
+           source + ": filter '" + n.inputs[1] + "' has layout '" + lay + "' but dims " + shape_str(w.shape));
+    // Stored dims: Conv [kh,kw,C,N] / [kw,C,N]; depthwise [kh,kw,N,1] / [kw,N,1]; Gemm [1,1,C,N].
+    Shape s4 = conv1d ? Shape{1, w.shape[0], w.shape[1], w.shape[2]} : w.shape;
+    bool depthwise = !gemm && n.attr_int("group", 1) > 1 && s4[3] == 1;
+    Shape logical = gemm        ? Shape{s4[2], s4[3]}
+                    : depthwise ? Shape{s4[2], 1, s4[0], s4[1]}
+                                : Shape{s4[3], s4[2], s4[0], s4[1]};
+    if (fl.block) p.filter_blocks[w.dtype == DType::Int16 ? 16 : 8] = fl.block;
+    std::vector<int64_t> order = filter_wire_order(logical, depthwise, gemm, fl.block);
     std::vector<int64_t> vals(w.ints.size());
     for (size_t i = 0; i < order.size(); ++i) vals[size_t(order[i])] = w.ints[i];
     w.ints = std::move(vals);
-    w.shape = logical;
+    w.shape = conv1d ? Shape{logical[0], logical[1], logical[3]} : logical;  // 1-D: OIW
     w.layout = "logical";
   }
+  if (p.rounding_assumed)
+    for (const IntNode& n : p.nodes) {
+      const IntTensor* w =
+          n.inputs.size() > 1 && (n.is(OpType::Conv) || n.is(OpType::Gemm)) ? p.initializer(n.inputs[1]) : nullptr;
+      if (w && w->exponents.size() > 1) {
+        p.rounding = RoundingMode::HalfEven;
+        p.rounding_basis = "inferred: filter '" + n.inputs[1] +
+                           "' has per-channel exponents, which only esp32p4/esp32s31 (half to even) use";
+        break;
+      }
+    }
   if (g->value_info())
     for (const auto* v : *g->value_info())
       if (v->name()) p.values[v->name()->str()] = decode_value_info(v);
@@ -600,8 +667,21 @@ IntGraph decode_espdl(const std::string& bytes, const std::string& source) {
 
 void write_espdl(const IntGraph& program, const std::string& path) { write_file_atomic(path, encode_espdl(program)); }
 
-IntGraph read_espdl(const std::string& path) {
+IntGraph read_espdl(const std::string& path, const std::string& target) {
   IntGraph p = decode_espdl(read_file(path), path);
+  if (!target.empty()) {
+    // The user's word wins over the file's metadata and any inference.
+    Target t = load_target(target);
+    if (!p.target.empty() && p.target != t.name)
+      fail(ErrorCode::InvalidInput,
+           path + ": the file says it is for '" + p.target + "', --target says '" + t.name + "'");
+    p.target = t.name;
+    p.metadata["target"] = t.name;  // a copy written from this program names it
+    p.rounding = t.requant_rounding;
+    p.rounding_assumed = false;
+    p.rounding_basis.clear();
+    return p;
+  }
   if (!p.target.empty()) {
     // The target file `quantize` copied beside the file is the exact one (also for a target
     // given by path); the targets directory by name is the fallback decode_espdl took.

@@ -22,13 +22,15 @@ std::map<std::string, Attribute> espdl_attributes(const runtime::IntGraph& progr
 runtime::IntGraph decode_espdl(const std::string& bytes, const std::string& source);
 
 void write_espdl(const runtime::IntGraph& program, const std::string& path);  // atomic
-runtime::IntGraph read_espdl(const std::string& path);
+// `target` (a name or a target file) sets the rounding when the file does not say; it must agree
+// with a target the file names.
+runtime::IntGraph read_espdl(const std::string& path, const std::string& target = "");
 
 // Wire order of a Conv/Gemm filter: element i of the file is element order[i] of the logical
 // weight (Conv OIHW, Gemm [C, N]). `block` is 16 (int8), 8 (int16) or 0 (plain C layout).
 std::vector<int64_t> filter_wire_order(const Shape& logical, bool depthwise, bool gemm, int block);
 // "(N/16)HWC16", "NHWC", "HWCN", ... as ESP-PPQ names them.
-std::string filter_layout_name(int64_t n, bool depthwise, int block);
+std::string filter_layout_name(int64_t n, bool depthwise, int block, bool one_d = false);
 // 16 on esp32s3/esp32p4 (8 for int16 filters), 0 (plain) on the C targets.
 int filter_block(const std::map<int, int>& blocks, DType weight);
 

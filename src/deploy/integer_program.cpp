@@ -567,7 +567,8 @@ std::vector<float> to_program_layout(const IntGraph& p, const std::string& value
 }
 
 std::vector<std::vector<float>> run_source_sample(const IntGraph& p, const std::vector<std::vector<float>>& inputs,
-                                                  const std::vector<Shape>& shapes, std::vector<Shape>* out_shapes) {
+                                                  const std::vector<Shape>& shapes, std::vector<Shape>* out_shapes,
+                                                  runtime::TensorMap* state) {
   if (inputs.size() != p.inputs.size() || shapes.size() != p.inputs.size())
     fail(ErrorCode::InvalidInput,
          "the program takes " + std::to_string(p.inputs.size()) + " inputs, given " + std::to_string(inputs.size()));
@@ -577,7 +578,7 @@ std::vector<std::vector<float>> run_source_sample(const IntGraph& p, const std::
     std::vector<float> pv = to_program_layout(p, p.inputs[k], inputs[k], shapes[k], &shape);
     in[p.inputs[k]] = runtime::quantize_for_input(p, p.inputs[k], pv, shape);
   }
-  runtime::TensorMap out = runtime::run_program(p, in);
+  runtime::TensorMap out = runtime::run_program(p, in, false, state);
   std::vector<std::vector<float>> result(p.outputs.size());
   if (out_shapes) out_shapes->resize(p.outputs.size());
   for (size_t k = 0; k < p.outputs.size(); ++k)

@@ -11,6 +11,7 @@
 #include "exec/executor.h"
 #include "ir/lowered.h"
 #include "runtime/int_graph.h"
+#include "runtime/interpreter.h"
 #include "target/target.h"
 
 namespace edgequant::deploy {
@@ -30,10 +31,12 @@ std::vector<float> to_program_layout(const runtime::IntGraph& p, const std::stri
 // One sample through the integer runtime, as the chip runs it: float32 inputs in the source
 // graph's layout (batch 1, in p.inputs order) are moved to the program's layout and quantized;
 // the outputs come back dequantized in the source layout (p.outputs order; shapes when asked).
+// `state`: the streaming caches carried from the previous call (runtime::run_program).
 std::vector<std::vector<float>> run_source_sample(const runtime::IntGraph& p,
                                                   const std::vector<std::vector<float>>& inputs,
                                                   const std::vector<Shape>& shapes,
-                                                  std::vector<Shape>* out_shapes = nullptr);
+                                                  std::vector<Shape>* out_shapes = nullptr,
+                                                  runtime::TensorMap* state = nullptr);
 
 // Permutes a row-major tensor: out dim d = in dim perm[d].
 template <class T>

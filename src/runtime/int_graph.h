@@ -75,7 +75,8 @@ struct IntGraph {
   std::string name = "edgequant";
   std::string target;                            // the target file's name ("" when a file names none)
   RoundingMode rounding = RoundingMode::HalfUp;  // shift_and_round and float -> int
-  bool rounding_assumed = false;                 // read from a file whose target has no file here: half-up assumed
+  bool rounding_assumed = false;                 // not from a target file: inferred or assumed (rounding_basis says)
+  std::string rounding_basis;                    // why this rounding, when rounding_assumed
   std::map<int, int> filter_blocks;  // weight bits -> b of the (N/b)HWCb filter layout stored (the target's)
   std::vector<IntNode> nodes;        // execution order
   std::map<std::string, IntTensor> initializers;  // weights, biases, tables, shapes

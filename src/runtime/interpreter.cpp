@@ -29,6 +29,12 @@ void verify_program(const IntGraph& g) {
     if (!defined.count(out)) fail(ErrorCode::InvalidModel, "graph output '" + out + "' is never produced");
 }
 
+bool is_streaming(const IntGraph& g) {
+  for (const IntNode& n : g.nodes)
+    if (n.is(OpType::StreamingCache)) return true;
+  return false;
+}
+
 IntTensor quantize_for_input(const IntGraph& g, const std::string& name, const std::vector<float>& values,
                              const Shape& shape) {
   const ValueInfo& vi = g.value(name);
@@ -73,7 +79,7 @@ std::map<std::string, size_t> last_uses(const IntGraph& g) {
 }
 
 template <class F>
-TensorMap execute(const IntGraph& g, const TensorMap& inputs, bool keep_all, F after_node) {
+TensorMap execute(const IntGraph& g, const TensorMap& inputs, bool keep_all, F after_node, TensorMap* state = nullptr) {
   TensorMap live;
   for (const std::string& name : g.inputs) {
     auto it = inputs.find(name);
@@ -107,7 +113,7 @@ TensorMap execute(const IntGraph& g, const TensorMap& inputs, bool keep_all, F a
         outs[i].zero_points = {vi.zero_point};
       }
     }
-    KernelArgs args{g, n, {}, outs};
+    KernelArgs args{g, n, {}, outs, state};
     for (const std::string& in : n.inputs) {
       if (in.empty()) {
         args.inputs.push_back(nullptr);
@@ -134,8 +140,9 @@ TensorMap execute(const IntGraph& g, const TensorMap& inputs, bool keep_all, F a
 }
 }  // namespace
 
-TensorMap run_program(const IntGraph& g, const TensorMap& inputs, bool keep_all) {
-  return execute(g, inputs, keep_all, [](const IntNode&, const TensorMap&) {});
+TensorMap run_program(const IntGraph& g, const TensorMap& inputs, bool keep_all, TensorMap* state) {
+  return execute(
+      g, inputs, keep_all, [](const IntNode&, const TensorMap&) {}, state);
 }
 
 SelfTestResult self_test(const IntGraph& g) {

@@ -18,7 +18,13 @@ void verify_program(const IntGraph& g);
 // Inputs by graph input name: integer codes on the input's grid, or float32 values that are
 // quantized with the input's exponent and the program's rounding. Returns the graph outputs
 // (every value with keep_all).
-TensorMap run_program(const IntGraph& g, const TensorMap& inputs, bool keep_all = false);
+// `state` carries what stateful nodes (StreamingCache) keep between runs, by node name: pass the
+// same map run after run to stream frames; nullptr or an empty map starts from the reset state.
+TensorMap run_program(const IntGraph& g, const TensorMap& inputs, bool keep_all = false, TensorMap* state = nullptr);
+
+// The program has nodes that keep state between runs (StreamingCache): consecutive runs are
+// consecutive chunks of one stream.
+bool is_streaming(const IntGraph& g);
 
 // Float32 values (in the program's layout) as codes of graph input `name`.
 IntTensor quantize_for_input(const IntGraph& g, const std::string& name, const std::vector<float>& values,

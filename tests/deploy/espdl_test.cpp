@@ -247,7 +247,9 @@ TEST(EspdlGolden, Esp32p4HasPerChannelExponentsOnFiltersAndBiases) {
 }
 
 // A read file's rounding and filter blocks come from its target's file, not from the chip's
-// name in C++; a file naming no target (Espressif's toolchain) is read half-up, said in the dump.
+// name in C++. A file naming no target (Espressif's toolchain): per-channel filter exponents
+// (only P4-class chips) mean half-to-even, inferred; otherwise half-up is assumed. Both are said
+// in the dump, and --target (read_espdl's target) overrides.
 TEST(EspdlReader, RoundingAndFilterBlocksComeFromTheTargetFile) {
   Built p4 = quantize(tiny_model(), "esp32p4", tiny_data());
   runtime::IntGraph back = deploy::decode_espdl(deploy::encode_espdl(p4.program), "p4.espdl");
@@ -260,10 +262,37 @@ TEST(EspdlReader, RoundingAndFilterBlocksComeFromTheTargetFile) {
   anonymous.target.clear();
   anonymous.metadata.erase("target");
   runtime::IntGraph read = deploy::decode_espdl(deploy::encode_espdl(anonymous), "anonymous.espdl");
-  EXPECT_EQ(read.rounding, RoundingMode::HalfUp);
+  EXPECT_EQ(read.rounding, RoundingMode::HalfEven);
   EXPECT_TRUE(read.rounding_assumed);
-  EXPECT_NE(deploy::describe_program(read).find("half_up rounding, assumed: no target file for '?'"), std::string::npos)
+  EXPECT_NE(deploy::describe_program(read).find("half_even rounding, inferred: filter '"), std::string::npos)
       << deploy::describe_program(read);
+  runtime::IntGraph anonymous_s3 = s3.program;
+  anonymous_s3.target.clear();
+  anonymous_s3.metadata.erase("target");
+  runtime::IntGraph read_s3 = deploy::decode_espdl(deploy::encode_espdl(anonymous_s3), "anonymous.espdl");
+  EXPECT_EQ(read_s3.rounding, RoundingMode::HalfUp);
+  EXPECT_TRUE(read_s3.rounding_assumed);
+  EXPECT_NE(deploy::describe_program(read_s3).find("half_up rounding, assumed: the file names no target"),
+            std::string::npos)
+      << deploy::describe_program(read_s3);
+  // The user's --target: a temporary file, since read_espdl reads a path.
+  std::string path = (std::filesystem::temp_directory_path() / "eq_anonymous_s3.espdl").string();
+  deploy::write_espdl(anonymous_s3, path);
+  runtime::IntGraph told = deploy::read_espdl(path, "esp32p4");
+  EXPECT_EQ(told.rounding, RoundingMode::HalfEven);
+  EXPECT_FALSE(told.rounding_assumed);
+  EXPECT_EQ(told.target, "esp32p4");
+  std::filesystem::remove(path);
+  // A file that names its target refuses another one.
+  std::string named = (std::filesystem::temp_directory_path() / "eq_named_s3.espdl").string();
+  deploy::write_espdl(s3.program, named);
+  try {
+    deploy::read_espdl(named, "esp32p4");
+    ADD_FAILURE() << "a contradicting --target was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the file says it is for 'esp32s3'"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(named);
 }
 
 TEST(EspdlLayout, DepthwiseBlocksAndRemainder) {

@@ -137,6 +137,18 @@ KERNEL_CASE(Conv, PaddingAndStride) {
                {0, 0, 0, 12});
 }
 
+KERNEL_CASE(Conv, OneDimensionalCausalDilatedDepthwise) {
+  // ESP-DL's 1-D layout: x [N=1, W=4, C=2] 2^0 = frames (1,10) (2,20) (3,30) (4,40); depthwise
+  // weight OIW [2,1,2] = ch0 (1,2), ch1 (1,-1); dilation 2, pads [l=2, r=0] (causal), y 2^0.
+  // ch0 y[t] = 1*x[t-2] + 2*x[t]: 2, 4, 1+6, 2+8 = 2, 4, 7, 10.
+  // ch1 y[t] = x[t-2] - x[t]: -10, -20, 10-30, 20-40 = -10, -20, -20, -20.
+  OneNode p;
+  p.in("x", i8(0, {1, 4, 2}, {1, 10, 2, 20, 3, 30, 4, 40})).constant("w", i8(0, {2, 1, 2}, {1, 2, 1, -1}));
+  expect_codes(p.run("Conv", {"x", "w"}, DType::Int8, 0,
+                     {{"group", int64_t(2)}, {"pads", V{2, 0}}, {"dilations", V{2}}, {"strides", V{1}}}),
+               {1, 4, 2}, {2, -10, 4, -20, 7, -20, 10, -20});
+}
+
 KERNEL_CASE(Gemm, BiasShiftAndRounding) {
   // x [1,3] = 1,2,3 2^-1; w [C=3,N=2] = [[1,0],[2,1],[-1,3]] 2^-1; b 2^-2 = 1, 0; y 2^-1: shift 1.
   // n0: 1+4-3+1 = 3 -> 1.5 -> 2; n1: 0+2+9+0 = 11 -> 5.5 -> 6.
@@ -200,6 +212,15 @@ KERNEL_CASE(MaxPool, PadsAreIgnoredNotZero) {
   p.in("x", i8(-2, {1, 2, 2, 2}, {1, -5, 7, -2, -3, -8, 4, -1}));
   expect_codes(p.run("MaxPool", {"x"}, DType::Int8, -2, {{"kernel_shape", V{2, 2}}, {"pads", V{0, 0, 1, 1}}}),
                {1, 2, 2, 2}, {7, -1, 7, -1, 4, -1, 4, -1});
+}
+
+KERNEL_CASE(AveragePool, OneDimensionalCausal) {
+  // x [1, W=3, C=1] = 2, 4, 7 (2^0), kernel [2], pads [1, 0], divisor 2 (the full window):
+  // (0+2)/2 = 1, (2+4)/2 = 3, (4+7)/2 = 5.5 -> 6.
+  OneNode p;
+  p.in("x", i8(0, {1, 3, 1}, {2, 4, 7}));
+  expect_codes(p.run("AveragePool", {"x"}, DType::Int8, 0, {{"kernel_shape", V{2}}, {"pads", V{1, 0}}}), {1, 3, 1},
+               {1, 3, 6});
 }
 
 KERNEL_CASE(AveragePool, FullWindowDivisor) {
@@ -382,6 +403,21 @@ KERNEL_CASE(Resize, LinearOnOnePixelRow) {
   expect_codes(p.run("Resize", {"x", "", "scales"}, DType::Int8, -3,
                      {{"mode", std::string("linear")}, {"coordinate_transformation_mode", std::string("half_pixel")}}),
                {1, 1, 4, 1}, {0, 2, 6, 8});
+}
+
+KERNEL_CASE(StreamingCache, CarriesTheLastFramesBetweenRuns) {
+  // window 3, frame axis 1, x [1, 2 frames, C=2]: run 1 from reset, output = 2 zero frames then
+  // x; run 2 sees the last 2 frames of run 1's output (= run 1's input) before its own.
+  OneNode p;
+  p.in("x", i8(-1, {1, 2, 2}, {1, 2, 3, 4}));
+  A attrs{{"window_size", int64_t(3)}, {"frame_axis", int64_t(1)}};
+  TensorMap state;
+  expect_codes(p.run("StreamingCache", {"x"}, DType::Int8, -1, attrs), {1, 4, 2}, {0, 0, 0, 0, 1, 2, 3, 4});
+  run_program(p.g, p.feeds, false, &state);  // run 1 with state kept
+  p.feeds["x"] = i8(-1, {1, 2, 2}, {5, 6, 7, 8});
+  expect_codes(run_program(p.g, p.feeds, false, &state).at("y"), {1, 4, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
+  expect_codes(run_program(p.g, p.feeds, false, &state).at("y"), {1, 4, 2}, {5, 6, 7, 8, 5, 6, 7, 8});
+  EXPECT_EQ(state.at("node").shape, (Shape{1, 2, 2}));
 }
 
 // ---- quantize.cpp

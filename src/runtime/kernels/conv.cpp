@@ -1,7 +1,6 @@
-// Conv (channels-last activations, OIHW weight codes) and Gemm ([C, N] weight codes, transB = 0):
-// int64 accumulation of code products plus the bias code, then shift_and_round to the output
-// exponent per output channel (s = e_out - e_in - e_w[c]) and saturation; a fused Relu clamps
-// negatives (`activation` attribute).
+// Conv (channels-last activations, OIHW weight codes; 1-D: [N, W, C] and OIW) and Gemm ([C, N] weight codes, transB =
+// 0): int64 accumulation of code products plus the bias code, then shift_and_round to the output exponent per output
+// channel (s = e_out - e_in - e_w[c]) and saturation; a fused Relu clamps negatives (`activation` attribute).
 #include "ir/lowered.h"
 #include "runtime/kernels/kernels.h"
 
@@ -57,16 +56,26 @@ EQ_RUNTIME_KERNEL(conv_kernel) {
   const IntTensor& w = args.in(1);
   const IntTensor* b = args.inputs.size() > 2 ? args.inputs[2] : nullptr;
   if (x.is_float() || w.is_float()) args.fail_node("Conv needs integer input and weight");
-  if (x.shape.size() != 4 || w.shape.size() != 4) args.fail_node("only 2-D convolutions (4-D tensors) are supported");
-  int64_t n = x.shape[0], h = x.shape[1], wd = x.shape[2], c = x.shape[3];
-  int64_t oc = w.shape[0], cg = w.shape[1], kh = w.shape[2], kw = w.shape[3];
+  // 1-D (ESP-DL's [N, W, C] activations, OIW weights, pads [l, r]) runs as 2-D with H = 1.
+  bool one_d = x.shape.size() == 3 && w.shape.size() == 3;
+  if (!one_d && (x.shape.size() != 4 || w.shape.size() != 4))
+    args.fail_node("only 1-D and 2-D convolutions (3-D or 4-D tensors) are supported");
+  int64_t n = x.shape[0], h = one_d ? 1 : x.shape[1], wd = x.shape[one_d ? 1 : 2], c = x.shape.back();
+  int64_t oc = w.shape[0], cg = w.shape[1], kh = one_d ? 1 : w.shape[2], kw = w.shape.back();
   int64_t group = args.node.attr_int("group", 1);
   if (group <= 0 || c != cg * group || oc % group != 0)
     args.fail_node("input channels " + std::to_string(c) + " do not match the weight " + shape_str(w.shape) +
                    " and group " + std::to_string(group));
-  auto pads = args.node.attr_ints("pads", {0, 0, 0, 0});
-  auto strides = args.node.attr_ints("strides", {1, 1});
-  auto dil = args.node.attr_ints("dilations", {1, 1});
+  auto pads = args.node.attr_ints("pads", one_d ? std::vector<int64_t>{0, 0} : std::vector<int64_t>{0, 0, 0, 0});
+  auto strides = args.node.attr_ints("strides", one_d ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 1});
+  auto dil = args.node.attr_ints("dilations", one_d ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 1});
+  if (one_d) {
+    if (pads.size() != 2 || strides.size() != 1 || dil.size() != 1)
+      args.fail_node("pads/strides/dilations of a 1-D Conv");
+    pads = {0, pads[0], 0, pads[1]};
+    strides = {1, strides[0]};
+    dil = {1, dil[0]};
+  }
   if (pads.size() != 4 || strides.size() != 2 || dil.size() != 2)
     args.fail_node("pads/strides/dilations of a 2-D Conv");
   check_at_least(args, pads, 0, "pads");
@@ -82,7 +91,10 @@ EQ_RUNTIME_KERNEL(conv_kernel) {
   int64_t ow = (wd + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) / strides[1] + 1;
   Requant rq = requant_of(args, fused_relu(args));
   IntTensor& y = args.out();
-  set_output(args, y, {n, std::max<int64_t>(oh, 0), std::max<int64_t>(ow, 0), oc});
+  if (one_d)
+    set_output(args, y, {n, std::max<int64_t>(ow, 0), oc});
+  else
+    set_output(args, y, {n, std::max<int64_t>(oh, 0), std::max<int64_t>(ow, 0), oc});
   int e_in = x.exponent(), e_out = y.exponent();
   int64_t opg = oc / group;
   std::vector<int> shift(static_cast<size_t>(oc));

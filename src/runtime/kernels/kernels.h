@@ -3,6 +3,7 @@
 // exponent come from the program's value info.
 #pragma once
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -10,11 +11,14 @@
 
 namespace edgequant::runtime {
 
+using TensorMapState = std::map<std::string, IntTensor>;
+
 struct KernelArgs {
   const IntGraph& graph;
   const IntNode& node;
   std::vector<const IntTensor*> inputs;  // nullptr for omitted optional inputs
   std::vector<IntTensor>& outputs;       // sized to node.outputs, dtype/exponent preset
+  TensorMapState* state = nullptr;       // per-node state kept between runs (streaming); nullptr: fresh
 
   const IntTensor& in(size_t i) const;  // throws InvalidModel (naming the node) when absent
   // Throws InvalidModel naming the node when the node lists fewer outputs (a damaged file).

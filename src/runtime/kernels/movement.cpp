@@ -223,4 +223,40 @@ EQ_RUNTIME_KERNEL(gather_kernel) {
   });
 }
 
+// ESP-DL's StreamingCache, byte for byte: output = cache ++ input (flat copies, which is a concat
+// on frame_axis when the dims before it are 1, as in a streaming model), then the cache keeps the
+// output's last window_size - 1 frames. A run without state starts from a zero cache (the chip
+// after load or reset()).
+EQ_RUNTIME_KERNEL(streaming_cache_kernel) {
+  const IntTensor& x = args.in(0);
+  int64_t window = args.node.attr_int("window_size", 1);
+  int64_t rank = int64_t(x.shape.size());
+  int64_t axis = norm_axis(args, args.node.attr_int("frame_axis", 1), rank);
+  if (window < 1 || window > 1 << 16) args.fail_node("window_size " + std::to_string(window) + " is out of range");
+  if (x.is_float()) args.fail_node("StreamingCache needs an integer input");
+  IntTensor& y = args.out();
+  if (!same_grid(x, y)) args.fail_node("output grid differs from its input's");
+  Shape ys = x.shape, cs = x.shape;
+  ys[size_t(axis)] += window - 1;
+  cs[size_t(axis)] = window - 1;
+  set_output(args, y, ys);
+  int64_t cache_n = y.numel() - x.numel();
+  std::vector<int64_t> cache(size_t(cache_n), 0);
+  if (args.state) {
+    auto it = args.state->find(args.node.name);
+    if (it != args.state->end()) {
+      if (it->second.shape != cs) args.fail_node("the kept cache has shape " + shape_str(it->second.shape));
+      cache = it->second.ints;
+    }
+  }
+  std::copy(cache.begin(), cache.end(), y.ints.begin());
+  std::copy(x.ints.begin(), x.ints.end(), y.ints.begin() + cache_n);
+  if (args.state) {
+    IntTensor& kept = (*args.state)[args.node.name];
+    kept = x;
+    kept.shape = cs;
+    kept.ints.assign(y.ints.begin() + x.numel(), y.ints.end());
+  }
+}
+
 }  // namespace edgequant::runtime

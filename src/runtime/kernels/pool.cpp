@@ -12,11 +12,18 @@ struct Window {
   int64_t kh, kw, sh, sw, pt, pl, pb, pr;
 };
 
+// 1-D pooling ([N, W, C], kernel [k], pads [l, r]) is 2-D with H = 1.
 Window window_of(const KernelArgs& args) {
   auto k = args.node.attr_ints("kernel_shape");
-  auto s = args.node.attr_ints("strides", {1, 1});
-  auto p = args.node.attr_ints("pads", {0, 0, 0, 0});
-  if (k.size() != 2 || s.size() != 2 || p.size() != 4) args.fail_node("only 2-D pooling is supported");
+  bool one_d = k.size() == 1;
+  auto s = args.node.attr_ints("strides", one_d ? std::vector<int64_t>{1} : std::vector<int64_t>{1, 1});
+  auto p = args.node.attr_ints("pads", one_d ? std::vector<int64_t>{0, 0} : std::vector<int64_t>{0, 0, 0, 0});
+  if (one_d && s.size() == 1 && p.size() == 2) {
+    k = {1, k[0]};
+    s = {1, s[0]};
+    p = {0, p[0], 0, p[1]};
+  }
+  if (k.size() != 2 || s.size() != 2 || p.size() != 4) args.fail_node("only 1-D and 2-D pooling is supported");
   if (args.node.attr_int("ceil_mode", 0) != 0) args.fail_node("ceil_mode is not supported");
   check_at_least(args, k, 1, "kernel_shape");
   check_at_least(args, s, 1, "strides");
@@ -29,11 +36,15 @@ Window window_of(const KernelArgs& args) {
 template <class F>
 void pool(const KernelArgs& args, const Window& win, F reduce) {
   const IntTensor& x = args.in(0);
-  if (x.is_float() || x.shape.size() != 4) args.fail_node("pooling needs a 4-D integer input");
-  int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
+  bool one_d = x.shape.size() == 3 && win.kh == 1 && win.pt == 0 && win.pb == 0;
+  if (x.is_float() || (x.shape.size() != 4 && !one_d)) args.fail_node("pooling needs a 3-D or 4-D integer input");
+  int64_t n = x.shape[0], h = one_d ? 1 : x.shape[1], w = x.shape[one_d ? 1 : 2], c = x.shape.back();
   int64_t oh = (h + win.pt + win.pb - win.kh) / win.sh + 1, ow = (w + win.pl + win.pr - win.kw) / win.sw + 1;
   IntTensor& y = args.out();
-  set_output(args, y, {n, std::max<int64_t>(oh, 0), std::max<int64_t>(ow, 0), c});
+  if (one_d)
+    set_output(args, y, {n, std::max<int64_t>(ow, 0), c});
+  else
+    set_output(args, y, {n, std::max<int64_t>(oh, 0), std::max<int64_t>(ow, 0), c});
   for (int64_t b = 0; b < n; ++b)
     for (int64_t i = 0; i < oh; ++i)
       for (int64_t j = 0; j < ow; ++j)
