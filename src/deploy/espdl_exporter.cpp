@@ -38,8 +38,9 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
         "dispatching_table: {\"" + op.name + "\": int8} in the setting");
   if (op.is(OpType::Conv) || op.is(OpType::MaxPool) || op.is(OpType::AveragePool)) {
     const Value* x = op.input(0);
-    if (x && x->shape && x->shape->size() != 4)
-      add("only 2-D " + op.type + " is supported", "reshape to 2-D (N, C, 1, W)");
+    if (x && x->shape && x->shape->size() != 4 && x->shape->size() != 3)
+      add("only 1-D and 2-D " + op.type + " is supported (ESP-DL's NWC and NHWC layouts)",
+          "reshape to 2-D (N, C, 1, W)");
     if (op.attr_string("auto_pad", "NOTSET") != "NOTSET")
       add("auto_pad is not supported", "export the model with explicit pads");
     if (op.attr_int("ceil_mode", 0) != 0) add("ceil_mode=1 is not supported", "pad explicitly and use ceil_mode=0");

@@ -44,6 +44,12 @@ template std::vector<int64_t> permute(const std::vector<int64_t>&, const Shape&,
 
 namespace {
 const std::vector<int64_t> kNHWC = {0, 2, 3, 1};
+// ESP-DL's channels-last order of a rank: NHWC for 2-D images, NWC for 1-D sequences; none else.
+std::vector<int64_t> channels_last_perm(size_t rank) {
+  if (rank == 4) return kNHWC;
+  if (rank == 3) return {0, 2, 1};
+  return {};
+}
 
 std::vector<int64_t> inverse(const std::vector<int64_t>& p) {
   std::vector<int64_t> inv(p.size());
@@ -435,8 +441,8 @@ struct Builder {
   }
 };
 
-// ESP-DL's activation layouts (espdl-format.md section 5): spatial ops read and write NHWC; the
-// ops that need the ONNX order get it back through inserted Transposes.
+// ESP-DL's activation layouts (espdl-format.md section 5): spatial ops read and write NHWC (NWC
+// for 1-D); the ops that need the ONNX order get it back through inserted Transposes.
 void to_channels_last(IntGraph& p) {
   std::map<std::string, std::vector<int64_t>> perm;  // value -> program dims as source dims
   std::map<std::string, Shape> source_shape;
@@ -480,7 +486,7 @@ void to_channels_last(IntGraph& p) {
     return false;
   };
   for (const std::string& in : p.inputs)
-    if (rank_of(in) == 4 && consumers_spatial(in)) perm[in] = kNHWC;
+    if (!channels_last_perm(rank_of(in)).empty() && consumers_spatial(in)) perm[in] = channels_last_perm(rank_of(in));
   auto remap_axis = [&](IntNode& n, const std::vector<int64_t>& pm, size_t rank) {
     if (pm.empty()) return;
     int64_t axis = n.attr_int("axis", n.is(OpType::Concat) ? 0 : -1);
@@ -494,9 +500,10 @@ void to_channels_last(IntGraph& p) {
       if (is_value(n.inputs[i])) acts.push_back(i);
     std::vector<int64_t> out_perm;
     if (op_has(n.op_type, kSpatial)) {
-      if (!acts.empty() && rank_of(n.inputs[0]) == 4) {
-        n.inputs[0] = transpose_to(n.inputs[0], kNHWC);
-        out_perm = kNHWC;
+      std::vector<int64_t> cl = acts.empty() ? std::vector<int64_t>{} : channels_last_perm(rank_of(n.inputs[0]));
+      if (!cl.empty()) {
+        n.inputs[0] = transpose_to(n.inputs[0], cl);
+        out_perm = cl;
       }
     } else if (op_has(n.op_type, kLayoutOfInput)) {
       if (!acts.empty()) out_perm = perm_of(n.inputs[acts[0]]);

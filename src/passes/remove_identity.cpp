@@ -1,14 +1,32 @@
-// RemoveIdentityPass: bypass Identity and Dropout.
+// RemoveIdentityPass: bypass Identity, Dropout and a Pad that pads nothing (torch.onnx writes
+// AvgPool1d as an all-zero Pad before the AveragePool).
 #include "ir/op_traits.h"
 #include "passes/graph_passes.h"
 
 namespace edgequant {
 
+namespace {
+bool pads_nothing(const Op& op) {
+  if (op.has_attr("pads")) {  // opset < 11
+    for (int64_t p : op.attr_ints("pads"))
+      if (p != 0) return false;
+    return true;
+  }
+  const Value* v = op.input(1);  // the importer made Constant nodes initializers
+  const Tensor* pads = v && v->data ? v->data.get() : nullptr;
+  if (!pads || pads->numel() == 0) return false;
+  for (double p : pads->to_doubles())
+    if (p != 0) return false;
+  return true;
+}
+}  // namespace
+
 PassResult RemoveIdentityPass::run(Graph& graph, PassContext&) {
   PassResult result;
   std::vector<Op*> candidates;
   for (const auto& op : graph.ops())
-    if (op->is(OpType::Identity) || op->is(OpType::Dropout)) candidates.push_back(op.get());
+    if (op->is(OpType::Identity) || op->is(OpType::Dropout) || (op->is(OpType::Pad) && pads_nothing(*op)))
+      candidates.push_back(op.get());
   for (Op* op : candidates) {
     Value* in = op->input(0);
     Value* out = op->outputs.empty() ? nullptr : op->outputs[0];

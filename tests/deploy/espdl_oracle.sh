@@ -26,6 +26,8 @@ CASES=(
   "models/resnet_style_op13.onnx $SRC/tests/fixtures/models/resnet_style_input.npy $S/float_island_resnet.yaml"
   "models/fmod_op13.onnx $SRC/tests/fixtures/models/fmod_input.npy -"
   "models/fmod_op13.onnx $SRC/tests/fixtures/models/fmod_input.npy $S/int16.yaml"
+  "models/temporal_conv_op13.onnx $SRC/tests/fixtures/models/temporal_conv_input.npy -"
+  "models/temporal_conv_op13.onnx $SRC/tests/fixtures/models/temporal_conv_input.npy $S/int16.yaml"
 )
 failures=0
 printf "%-28s %-6s %-8s %10s %10s  %s\n" model bits target onnx_bytes espdl_bytes result

@@ -88,6 +88,25 @@ TEST(TorchExport, FmodMatchesTorchSampleBySample) {
   }
 }
 
+TEST(TorchExport, TemporalConvolutionsRunAsTorch) {
+  // tools/gen_fixtures/export_temporal.py: 1-D Conv (BatchNorm1d folded), strided, dilated
+  // depthwise, AvgPool1d (exported after an all-zero Pad, which import removes), MaxPool1d,
+  // GlobalAveragePool on [N, C, W]; fixed batch 1.
+  auto g = load_model(fixture("models/temporal_conv_op13.onnx"));
+  int convs = 0;
+  for (const auto& op : g->ops()) {
+    EXPECT_FALSE(op->is(OpType::Pad) || op->is(OpType::BatchNormalization)) << op->describe();
+    convs += op->is(OpType::Conv);
+  }
+  EXPECT_EQ(convs, 4);
+  exec::Executor ex(*g);
+  at::Tensor x = load_npy("models/temporal_conv_input.npy"), want = load_npy("models/temporal_conv_op13_output.npy");
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    at::Tensor got = ex.run({x.slice(0, i, i + 1)})[0];
+    EXPECT_TRUE(at::allclose(got[0], want[i], 1e-4, 1e-4)) << "sample " << i;
+  }
+}
+
 TEST(TorchExport, FmodByZeroIsZeroAsOnTheChip) {
   // ONNX leaves x mod 0 undefined (numpy: NaN); ESP-DL's Mod gives 0, and the simulation of a
   // divisor quantized to 0 must too. fmod=1: the dividend's sign.

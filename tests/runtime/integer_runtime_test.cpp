@@ -112,6 +112,13 @@ INSTANTIATE_TEST_SUITE_P(Mod, IntegerRuntime,
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 
+// 1-D convolutions and pooling on [N, C, W] sequences (tools/gen_fixtures/export_temporal.py):
+// ESP-DL's NWC activations and [kw, C, N] filters.
+INSTANTIATE_TEST_SUITE_P(Temporal, IntegerRuntime,
+                         ::testing::Combine(::testing::Values(fixture_case("models/temporal_conv_op13")),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
+
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
 class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
@@ -139,7 +146,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, IntegerRuntime16,
                          ::testing::Combine(::testing::Values(fixture_case("models/mobilenetv2_style_op13"),
                                                               fixture_case("models/resnet_style_op13"),
                                                               fixture_case("models/detection_head_op13", true),
-                                                              fixture_case("models/fmod_op13")),
+                                                              fixture_case("models/fmod_op13"),
+                                                              fixture_case("models/temporal_conv_op13")),
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 

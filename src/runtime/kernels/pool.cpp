@@ -94,10 +94,12 @@ EQ_RUNTIME_KERNEL(average_pool_kernel) {
 
 EQ_RUNTIME_KERNEL(global_average_pool_kernel) {
   const IntTensor& x = args.in(0);
-  if (x.is_float() || x.shape.size() != 4) args.fail_node("GlobalAveragePool needs a 4-D integer input");
-  int64_t n = x.shape[0], h = x.shape[1], w = x.shape[2], c = x.shape[3];
+  bool one_d = x.shape.size() == 3;  // [N, W, C]
+  if (x.is_float() || (x.shape.size() != 4 && !one_d))
+    args.fail_node("GlobalAveragePool needs a 3-D or 4-D integer input");
+  int64_t n = x.shape[0], h = one_d ? 1 : x.shape[1], w = x.shape[one_d ? 1 : 2], c = x.shape.back();
   IntTensor& y = args.out();
-  set_output(args, y, {n, 1, 1, c});
+  set_output(args, y, one_d ? Shape{n, 1, c} : Shape{n, 1, 1, c});
   for (int64_t b = 0; b < n; ++b)
     for (int64_t ch = 0; ch < c; ++ch) {
       int64_t s = 0;
