@@ -21,7 +21,10 @@ struct QuantizeOptions {
   int calib_steps = 0, batch_size = 0;  // 0: the setting's (default 32 x 32)
   std::string calib_algorithm;          // "": the setting's, else the target's default
   std::string format;                   // deployable file: auto | none | espdl | qdq | ti-onnx ("": the setting's)
-  bool no_test_values = false;          // .espdl without embedded test inputs/outputs
+  // .espdl test values (one sample and its outputs, for Model::test()): the setting's (default:
+  // embedded when they take at most 16 KiB) unless one of these is set.
+  bool no_test_values = false;      // never embed them
+  bool always_test_values = false;  // embed them whatever their size
   // Quantization-aware training after PTQ (`edgequant train`): a non-empty train_data turns it on;
   // zero/empty fields keep the setting's qat_setting values (docs/qat.md).
   struct Qat {

@@ -57,7 +57,10 @@ std::unique_ptr<QuantContext> make_context(const QuantizeOptions& o, std::ostrea
   if (o.batch_size > 0) s.batch_size = o.batch_size;
   if (!o.calib_algorithm.empty()) s.calib_algorithm = parse_calib_algorithm(o.calib_algorithm);
   if (!o.format.empty()) s.export_setting.format = parse_export_format(o.format);
-  if (o.no_test_values) s.export_setting.test_values = false;
+  if (o.no_test_values && o.always_test_values)
+    fail(ErrorCode::InvalidInput, "--no-export-test-values and --export-test-values contradict each other");
+  if (o.no_test_values) s.export_setting.test_values = TestValues::Never;
+  if (o.always_test_values) s.export_setting.test_values = TestValues::Always;
   const QuantizeOptions::Qat& q = o.qat;
   QatSetting& qs = s.qat_setting;
   if (!q.train_data.empty() && (!ti || ti->qat)) {

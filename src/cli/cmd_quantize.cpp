@@ -22,6 +22,8 @@ void add_quantize_commands(CLI::App& app, Action& action) {
   qc->add_option("--out,-o", q.out_dir, "output directory")->required();
   qc->add_option("--format,-f", q.format, "deployable file: auto (the target's) | espdl | qdq | ti-onnx | none");
   qc->add_flag("--no-export-test-values", q.no_test_values, ".espdl without embedded test inputs/outputs");
+  qc->add_flag("--export-test-values", q.always_test_values,
+               ".espdl with test inputs/outputs whatever their size (default: only when they take <= 16 KiB)");
   qc->callback([&action] { action = [] { quantize(q, std::cout); }; });
 
   static QuantizeOptions t;

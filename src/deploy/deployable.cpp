@@ -164,10 +164,27 @@ nlohmann::json program_json(const IntGraph& p) {
 }
 
 Deployed write_espdl_outputs(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered, const Target& target,
-                             exec::Executor& ex, const std::vector<at::Tensor>& test_inputs, const std::string& dir) {
+                             exec::Executor& ex, const std::vector<at::Tensor>& test_inputs, const std::string& dir,
+                             size_t test_values_cap) {
   IntGraph p = build_integer_program(g, plan, lowered, target, ex);
-  if (!test_inputs.empty()) attach_test_values(p, test_inputs);
   Deployed d;
+  d.test_values = "test values: none embedded (export: test_values: false)";
+  if (!test_inputs.empty()) {
+    attach_test_values(p, test_inputs);
+    size_t tv_bytes = 0;
+    for (const auto* m : {&p.test_inputs, &p.test_outputs})
+      for (const auto& [_, t] : *m) tv_bytes += size_t(t.numel()) * std::max<size_t>(dtype_size(t.dtype), 1);
+    std::string sizes = std::to_string(p.test_inputs.size()) + " input(s) and " +
+                        std::to_string(p.test_outputs.size()) + " output(s), " + std::to_string(tv_bytes) + " bytes";
+    if (test_values_cap > 0 && tv_bytes > test_values_cap) {
+      p.test_inputs.clear();
+      p.test_outputs.clear();
+      d.test_values = "test values: not embedded (" + sizes + ", over the " + std::to_string(test_values_cap / 1024) +
+                      " KiB of export: test_values: auto; true embeds them)";
+    } else {
+      d.test_values = "test values: " + sizes + " embedded (Model::test() checks them on the chip)";
+    }
+  }
   d.path = dir + "/model.espdl";
   std::string bytes = encode_espdl(p);
   write_file_atomic(d.path, bytes);

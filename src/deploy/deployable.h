@@ -34,10 +34,13 @@ struct Deployed {
   std::string path;  // the deployable file ("" when none)
   size_t bytes = 0;  // its size
   std::vector<std::string> side_files;
+  std::string test_values;  // what was embedded, or why not (one line for the summary)
 };
 
-// Writes DIR/model.espdl (+ .info, .json) atomically. `test_inputs` empty: no test values.
+// Writes DIR/model.espdl (+ .info, .json) atomically. `test_inputs` empty: no test values;
+// `test_values_cap` > 0: dropped when they take more bytes than that.
 Deployed write_espdl_outputs(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered, const Target& target,
-                             exec::Executor& ex, const std::vector<at::Tensor>& test_inputs, const std::string& dir);
+                             exec::Executor& ex, const std::vector<at::Tensor>& test_inputs, const std::string& dir,
+                             size_t test_values_cap = 0);
 
 }  // namespace edgequant::deploy

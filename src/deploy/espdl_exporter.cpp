@@ -85,7 +85,8 @@ class EspdlExporter : public Exporter {
       check_espdl(op, plan, t, out);
   }
   Deployed write(const ExportJob& j) const override {
-    return write_espdl_outputs(j.graph, j.plan, j.lowered, j.target, j.executor, j.test_inputs, j.dir);
+    return write_espdl_outputs(j.graph, j.plan, j.lowered, j.target, j.executor, j.test_inputs, j.dir,
+                               j.test_values_cap);
   }
 };
 }  // namespace

@@ -223,7 +223,17 @@ Setting load_setting(const std::string& path) {
     if (const YAML::Node& e = root["export"]) {
       check_keys(e, {"format", "test_values"}, "export", kCode);
       s.export_setting.format = parse_export_format(get_or<std::string>(e, "format", "auto", "export", kCode));
-      s.export_setting.test_values = get_or(e, "test_values", true, "export", kCode);
+      if (const YAML::Node& tv = e["test_values"]) {
+        std::string v = tv.IsScalar() ? tv.Scalar() : "";
+        if (v == "auto")
+          s.export_setting.test_values = TestValues::Auto;
+        else if (v == "true" || v == "True")
+          s.export_setting.test_values = TestValues::Always;
+        else if (v == "false" || v == "False")
+          s.export_setting.test_values = TestValues::Never;
+        else
+          fail(kCode, "export: test_values must be auto, true or false, not '" + v + "'");
+      }
     }
     if (const YAML::Node& a = root["analysis"]) {
       check_keys(a, {"graphwise", "layerwise", "samples"}, "analysis", kCode);

@@ -24,9 +24,15 @@ enum class ExportFormat {
 ExportFormat parse_export_format(const std::string& s);  // throws InvalidSetting
 const char* export_format_name(ExportFormat f);
 
+// .espdl test values (one sample and the integer runtime's outputs, for Model::test() on the
+// chip): Auto embeds them when they are small (kTestValuesCapBytes), so a detector's file is not
+// mostly its test image; Always and Never as named.
+enum class TestValues { Auto, Always, Never };
+constexpr size_t kTestValuesCapBytes = 16 * 1024;
+
 struct ExportSetting {
   ExportFormat format = ExportFormat::Auto;
-  bool test_values = true;  // .espdl: embed test inputs/outputs computed by the integer runtime
+  TestValues test_values = TestValues::Auto;
 };
 
 struct AnalysisSetting {

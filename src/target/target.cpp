@@ -83,7 +83,33 @@ std::vector<std::string> available_targets() {
   return {names.begin(), names.end()};
 }
 
-Target load_target(const std::string& name_or_path) {
+namespace {
+std::string find_target_file(const std::string& name_or_path);
+
+// A target file may start from another (`base: esp32p4`): the base's keys, then this file's on
+// top (a chip that computes as another one differs in name and description only). Depth-limited
+// against cycles.
+YAML::Node load_with_base(const std::string& path, int depth, bool* based = nullptr) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    fail(kCode, path + ": " + e.what());
+  }
+  if (!root.IsMap()) fail(kCode, path + ": a target file is a YAML mapping");
+  if (!root["base"]) return root;
+  if (based) *based = true;
+  if (depth > 4) fail(kCode, path + ": base targets nest too deep (a cycle?)");
+  std::string base = root["base"].as<std::string>();
+  YAML::Node merged = YAML::Clone(load_with_base(find_target_file(base), depth + 1));
+  merged.remove("name");
+  merged.remove("description");
+  for (const auto& kv : root)
+    if (kv.first.as<std::string>() != "base") merged[kv.first.as<std::string>()] = kv.second;
+  return merged;
+}
+
+std::string find_target_file(const std::string& name_or_path) {
   std::string path;
   bool is_path = name_or_path.find('/') != std::string::npos ||
                  (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".yaml");
@@ -101,12 +127,14 @@ Target load_target(const std::string& name_or_path) {
     for (const auto& n : available_targets()) list += (list.empty() ? "" : ", ") + n;
     fail(kCode, "unknown target '" + name_or_path + "' (available: " + list + ")");
   }
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    fail(kCode, path + ": " + e.what());
-  }
+  return path;
+}
+}  // namespace
+
+Target load_target(const std::string& name_or_path) {
+  std::string path = find_target_file(name_or_path);
+  bool based = false;
+  YAML::Node root = load_with_base(path, 0, &based);
   try {
     check_keys(root,
                {"name",
@@ -135,6 +163,10 @@ Target load_target(const std::string& name_or_path) {
                "target", kCode);
     Target t;
     t.file = path;
+    if (based) {
+      if (!root["name"]) root["name"] = fs::path(path).stem().string();
+      t.yaml = "# " + path + " with its base target's keys merged in\n" + YAML::Dump(root) + "\n";
+    }
     t.name = get_or<std::string>(root, "name", fs::path(path).stem().string(), "target", kCode);
     t.description = get_or<std::string>(root, "description", "", "target", kCode);
     auto scale = get_or<std::string>(root, "scale", "power_of_two", "target", kCode);

@@ -28,6 +28,7 @@ struct ChannelRules {  // accelerator layout rules (TI NPU); violations fall bac
 
 struct Target {
   std::string name, description, file;
+  std::string yaml;  // a `base:` target: the whole definition as YAML, the base's keys merged in
   ScaleKind scale_kind = ScaleKind::PowerOfTwo;
   ScaleKind sub8bit_weight_scale_kind = ScaleKind::PowerOfTwo;  // TI: float multiplier below 8 bits
   RoundingMode rounding = RoundingMode::HalfEven;               // float -> code: weights, biases, graph inputs

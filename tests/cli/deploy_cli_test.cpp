@@ -128,6 +128,41 @@ TEST(DeployCli, QuantizeWritesTheEspdlAndRunReproducesIt) {
   EXPECT_NE(info.output.find("greedy arena"), std::string::npos) << info.output;
 }
 
+// Test values are embedded by default only when small: the detection head's one sample and
+// outputs take 46 848 bytes (> 16 KiB), so its file carries none, says so, and is that much
+// smaller; --export-test-values embeds them; `run` on a file without them says what to do (exit 2).
+TEST(DeployCli, LargeTestValuesAreLeftOutByDefaultAndSaid) {
+  const std::string model = fixture("models/detection_head_op13.onnx"),
+                    data = fixture("models/detection_head_input.npy");
+  std::string lean = tmp("head_lean"), full = tmp("head_full");
+  fs::remove_all(lean);
+  fs::remove_all(full);
+  std::string base = cli() + " quantize " + model + " -t esp32s3 -c " + data + " --calib-steps 1 --batch-size 2 -o ";
+  auto a = run_command(base + lean);
+  ASSERT_EQ(a.status, 0) << a.output;
+  EXPECT_NE(a.output.find("test values: not embedded (1 input(s) and 1 output(s), 46848 bytes, over the 16 KiB"),
+            std::string::npos)
+      << a.output;
+  auto b = run_command(base + full + " --export-test-values");
+  ASSERT_EQ(b.status, 0) << b.output;
+  EXPECT_NE(b.output.find("test values: 1 input(s) and 1 output(s), 46848 bytes embedded"), std::string::npos)
+      << b.output;
+  EXPECT_GE(fs::file_size(full + "/model.espdl"), fs::file_size(lean + "/model.espdl") + 46848);
+  auto self = run_command(cli() + " run " + lean + "/model.espdl");
+  EXPECT_EQ(self.status, 2) << self.output;
+  EXPECT_NE(self.output.find("the file carries no test values"), std::string::npos) << self.output;
+  EXPECT_NE(self.output.find("--input X.npy"), std::string::npos) << self.output;
+  EXPECT_EQ(run_command(cli() + " run " + full + "/model.espdl").status, 0);
+  // A small model's values stay in by default (the fmod fixture: 1728 + 4 bytes).
+  std::string small = tmp("fmod_default");
+  fs::remove_all(small);
+  auto c = run_command(cli() + " quantize " + fixture("models/fmod_op13.onnx") + " -t esp32s3 -c " +
+                       fixture("models/fmod_input.npy") + " --calib-steps 1 --batch-size 2 -o " + small);
+  ASSERT_EQ(c.status, 0) << c.output;
+  EXPECT_NE(c.output.find("test values: 1 input(s) and 1 output(s), 1732 bytes embedded"), std::string::npos)
+      << c.output;
+}
+
 TEST(EvaluateCli, UnlabelledDataGivesOutputMetrics) {
   std::string out = tmp("dh_metrics");
   fs::remove_all(out);

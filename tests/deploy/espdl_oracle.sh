@@ -39,7 +39,7 @@ for c in "${CASES[@]}"; do
   for target in c esp32s3 esp32p4; do
     out="$WORK/$(basename "$model" .onnx)-$bits-$target"
     rm -rf "$out"
-    if ! "$EQ" quantize "$SRC/tests/fixtures/$model" -t "$target" -c "$data" --calib-steps 1 --batch-size 8 -o "$out" "${extra[@]}" \
+    if ! "$EQ" quantize "$SRC/tests/fixtures/$model" -t "$target" -c "$data" --calib-steps 1 --batch-size 8 -o "$out" --export-test-values "${extra[@]}" \
          >"$out.log" 2>&1; then
       echo "FAIL: quantize $model $target"; tail -3 "$out.log"; failures=$((failures + 1)); continue
     fi

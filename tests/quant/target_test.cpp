@@ -123,6 +123,53 @@ TEST(ShippedTargets, EspDlFilesHoldTheChipFacts) {
   }
 }
 
+// Every ESP chip ESP-DL builds for is a target file naming the chip whose kernels it runs
+// (design.md §4): esp32s31 computes as esp32p4 (PIE V2), the chips without SIMD as `c`. The
+// merged definition equals the base's in everything but name and description.
+TEST(ShippedTargets, EveryEspChipIsAFileOnItsBase) {
+  auto same = [](const Target& a, const Target& b) {
+    EXPECT_EQ(a.rounding, b.rounding) << a.name;
+    EXPECT_EQ(a.requant_rounding, b.requant_rounding) << a.name;
+    EXPECT_EQ(a.conv_weight.granularity, b.conv_weight.granularity) << a.name;
+    EXPECT_EQ(a.bias_bits_for(8), b.bias_bits_for(8)) << a.name;
+    EXPECT_EQ(a.bias_bits_for(16), b.bias_bits_for(16)) << a.name;
+    EXPECT_EQ(a.runtime_ops, b.runtime_ops) << a.name;
+    EXPECT_EQ(a.int8_only_ops, b.int8_only_ops) << a.name;
+    EXPECT_EQ(a.espdl_filter_blocks, b.espdl_filter_blocks) << a.name;
+    EXPECT_EQ(a.lut_activations, b.lut_activations) << a.name;
+    EXPECT_EQ(a.export_format, b.export_format) << a.name;
+  };
+  Target p4 = load_target("esp32p4"), c = load_target("c");
+  Target s31 = load_target("esp32s31");
+  EXPECT_EQ(s31.name, "esp32s31");
+  EXPECT_NE(s31.description, p4.description);
+  same(s31, p4);
+  EXPECT_EQ(s31.rounding, RoundingMode::HalfEven);
+  for (const char* chip : {"esp32", "esp32s2", "esp32c2", "esp32c3", "esp32c5", "esp32c6"}) {
+    Target t = load_target(chip);
+    EXPECT_EQ(t.name, chip);
+    same(t, c);
+    EXPECT_TRUE(t.espdl_filter_blocks.empty()) << chip;  // plain filters: no PIE
+    EXPECT_NE(t.yaml.find("name: " + std::string(chip)), std::string::npos) << t.yaml;
+  }
+  // A base that does not exist is refused by name; a cycle ends.
+  auto dir = std::filesystem::temp_directory_path() / "eq_base_targets";
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir / "orphan.yaml") << "base: no-such-chip\nname: orphan\n";
+    std::ofstream(dir / "loop_a.yaml") << "base: " << (dir / "loop_b.yaml").string() << "\n";
+    std::ofstream(dir / "loop_b.yaml") << "base: " << (dir / "loop_a.yaml").string() << "\n";
+  }
+  try {
+    load_target((dir / "orphan.yaml").string());
+    ADD_FAILURE() << "a missing base was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown target 'no-such-chip'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_target((dir / "loop_a.yaml").string()), Error);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ShippedTargets, FloatScaleAndTiFilesHoldTheirFacts) {
   Target ort = load_target("ort-int8"), tfl = load_target("tflite-int8"), ti = load_target("ti-npu");
   EXPECT_EQ(ort.scale_kind, ScaleKind::Float);

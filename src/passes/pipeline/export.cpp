@@ -76,18 +76,21 @@ std::string write_deployable(QuantContext& ctx) {
                                      " (use --format espdl or none)");
   size_t float_bytes = ctx.model_path.empty() ? 0 : file_size(ctx.model_path);
   std::vector<at::Tensor> sample;
-  if (exporter->embeds_test_values() && ctx.setting().export_setting.test_values) sample = first_sample(ctx);
+  TestValues tv = ctx.setting().export_setting.test_values;
+  if (exporter->embeds_test_values() && tv != TestValues::Never) sample = first_sample(ctx);
   deploy::ExportJob job{*ctx.graph,
                         ctx.plan,
                         ctx.lowered_form(),
                         ctx.target,
                         ctx.executor(),
                         std::move(sample),
+                        tv == TestValues::Auto ? kTestValuesCapBytes : 0,
                         calib_algorithm_name(ctx.calibration_report.algorithm),
                         ctx.out_dir};
   deploy::Deployed d = exporter->write(job);
   std::ostringstream s;
   s << "deployable: " << d.path << " (" << d.bytes << " bytes; float ONNX " << float_bytes << " bytes)\n";
+  if (exporter->embeds_test_values()) s << d.test_values << "\n";
   return s.str();
 }
 }  // namespace
@@ -117,7 +120,10 @@ PassResult ExportPass::run(QuantContext& ctx) {
     if (ctx.report) write_file_atomic(ctx.out_dir + "/analysis.json", ctx.report->to_json().dump(1) + "\n");
     if (!ctx.setting().file.empty()) write_file_atomic(ctx.out_dir + "/setting.yaml", read_file(ctx.setting().file));
     // The target's own file: `evaluate` finds it here even when it was given by a path that is gone.
-    if (!ctx.target.file.empty()) write_file_atomic(ctx.out_dir + "/target.yaml", read_file(ctx.target.file));
+    // The definition as loaded (a `base:` target's keys merged in), so the directory stands alone.
+    if (!ctx.target.file.empty())
+      write_file_atomic(ctx.out_dir + "/target.yaml",
+                        ctx.target.yaml.empty() ? read_file(ctx.target.file) : ctx.target.yaml);
   }
   std::string summary = summary_of(ctx) + deployed;
   if (!ctx.out_dir.empty()) write_file_atomic(ctx.out_dir + "/summary.txt", summary);
