@@ -29,4 +29,12 @@ class FoldBatchNormPass : public GraphPass {
   PassResult run(Graph& graph, PassContext& context) override;
 };
 
+// auto_pad SAME_UPPER/SAME_LOWER/VALID on Conv and pooling becomes explicit pads (static shapes).
+class ExplicitPadsPass : public GraphPass {
+ public:
+  const char* name() const override { return "explicit-pads"; }
+  using GraphPass::run;
+  PassResult run(Graph& graph, PassContext& context) override;
+};
+
 }  // namespace edgequant

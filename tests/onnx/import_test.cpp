@@ -113,6 +113,56 @@ TEST(Normalize, FoldsShapeComputationAndDropsIdentity) {
   EXPECT_EQ(shape, (std::vector<int64_t>{3, -1}));
 }
 
+// auto_pad as TensorFlow converters write it becomes explicit pads at import (ESP-DL takes only
+// those). Hand-computed (ONNX: out = ceil(in / stride), total = (out - 1) * stride + (k - 1) * d
+// + 1 - in; SAME_UPPER puts the odd one at the end): Conv k3 s2 on 16x16 -> total 1 -> [0,0,1,1];
+// MaxPool k3 s2 SAME_LOWER on 8x8 -> total 1 -> [1,1,0,0]; Conv k3 VALID on 4x4 -> 0, 2x2 out. The outputs equal
+// the raw graph's, run with auto_pad resolved by the kernels.
+TEST(Normalize, AutoPadBecomesExplicitPads) {
+  ModelBuilder b;
+  b.input("x", {1, 2, 16, 16}).output("y");
+  std::vector<float> w(3 * 2 * 9), w2(3 * 3 * 9);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = float(int(i % 7) - 3) / 4.f;
+  for (size_t i = 0; i < w2.size(); ++i) w2[i] = float(int(i % 5) - 2) / 4.f;
+  b.initializer("W", {3, 2, 3, 3}, w).initializer("W2", {3, 3, 3, 3}, w2);
+  auto& conv = b.node("Conv", {"x", "W"}, {"c"}, "conv_same");
+  ModelBuilder::attr_ints(conv, "strides", {2, 2});
+  auto* a = conv.add_attribute();
+  a->set_name("auto_pad");
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s("SAME_UPPER");
+  auto& pool = b.node("MaxPool", {"c"}, {"p"}, "pool_same");
+  ModelBuilder::attr_ints(pool, "kernel_shape", {3, 3});
+  ModelBuilder::attr_ints(pool, "strides", {2, 2});
+  a = pool.add_attribute();
+  a->set_name("auto_pad");
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s("SAME_LOWER");
+  auto& valid = b.node("Conv", {"p", "W2"}, {"y"}, "conv_valid");
+  ModelBuilder::attr_ints(valid, "pads", {});
+  a = valid.add_attribute();
+  a->set_name("auto_pad");
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s("VALID");
+  std::string path = b.save((std::filesystem::temp_directory_path() / "eq_auto_pad.onnx").string());
+  auto g = load_model(path);
+  std::map<std::string, std::vector<int64_t>> pads;
+  for (const auto& op : g->ops()) {
+    EXPECT_FALSE(op->has_attr("auto_pad")) << op->name;
+    pads[op->name] = op->attr_ints("pads");
+  }
+  EXPECT_EQ(pads["conv_same"], (std::vector<int64_t>{0, 0, 1, 1}));
+  EXPECT_EQ(pads["pool_same"], (std::vector<int64_t>{1, 1, 0, 0}));
+  EXPECT_EQ(pads["conv_valid"], (std::vector<int64_t>{0, 0, 0, 0}));
+  auto raw = load_model(path, false);
+  at::Tensor x = at::randn({1, 2, 16, 16}, at::TensorOptions().dtype(at::kFloat));
+  exec::Executor ea(*g), eb(*raw);
+  at::NoGradGuard ng;
+  at::Tensor ya = ea.run({x})[0], yb = eb.run({x})[0];
+  EXPECT_EQ(ya.sizes(), (at::IntArrayRef{1, 3, 2, 2}));
+  EXPECT_TRUE(at::equal(ya, yb));
+}
+
 TEST(Executor, HooksObserveAndSubstitute) {
   auto g = load_model(edgequant::testing::fixture("models/resnet_style_op13.onnx"));
   exec::Executor ex(*g);
