@@ -37,4 +37,12 @@ class ExplicitPadsPass : public GraphPass {
   PassResult run(Graph& graph, PassContext& context) override;
 };
 
+// A zero constant Pad feeding only a Conv or AveragePool becomes its pads.
+class FusePadPass : public GraphPass {
+ public:
+  const char* name() const override { return "fuse-pad"; }
+  using GraphPass::run;
+  PassResult run(Graph& graph, PassContext& context) override;
+};
+
 }  // namespace edgequant

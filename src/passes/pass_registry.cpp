@@ -47,7 +47,7 @@ void run_passes(Graph& graph, const std::vector<std::string>& names, PassContext
 void normalize_graph(Graph& graph) {
   PassContext ctx;
   // Identity first so folding sees through it; constants before BN so folded weights count.
-  run_passes(graph, {"remove-identity", "fold-constants", "fold-batchnorm", "explicit-pads"}, ctx);
+  run_passes(graph, {"remove-identity", "fold-constants", "fold-batchnorm", "explicit-pads", "fuse-pad"}, ctx);
   graph.remove_dead();
 }
 

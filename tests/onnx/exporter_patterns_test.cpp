@@ -107,6 +107,29 @@ TEST(TorchExport, TemporalConvolutionsRunAsTorch) {
   }
 }
 
+TEST(TorchExport, CausalPadsFuseIntoTheConvolutions) {
+  // tools/gen_fixtures/export_streaming.py: F.pad(x, (d*(k-1), 0)) before each Conv1d and the
+  // AvgPool1d, exported as Pad (after a ConstantOfShape/Concat/Slice chain that folds); import
+  // fuses each into the next op's pads: [2, 0], [4, 0] and the pool's [2, 0] with
+  // count_include_pad = 1. Outputs equal torch's on 16 samples.
+  auto g = load_model(fixture("models/causal_tcn_op13.onnx"));
+  std::vector<std::vector<int64_t>> causal;
+  for (const auto& op : g->ops()) {
+    EXPECT_FALSE(op->is(OpType::Pad)) << op->describe();
+    if ((op->is(OpType::Conv) && op->attr_ints("kernel_shape") != std::vector<int64_t>{1}) ||
+        op->is(OpType::AveragePool))
+      causal.push_back(op->attr_ints("pads"));
+    if (op->is(OpType::AveragePool)) EXPECT_EQ(op->attr_int("count_include_pad", 0), 1);
+  }
+  EXPECT_EQ(causal, (std::vector<std::vector<int64_t>>{{2, 0}, {4, 0}, {2, 0}}));
+  exec::Executor ex(*g);
+  at::Tensor x = load_npy("models/causal_tcn_input.npy"), want = load_npy("models/causal_tcn_op13_output.npy");
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    at::Tensor got = ex.run({x.slice(0, i, i + 1)})[0];
+    EXPECT_TRUE(at::allclose(got[0], want[i], 1e-4, 1e-4)) << "sample " << i;
+  }
+}
+
 TEST(TorchExport, FmodByZeroIsZeroAsOnTheChip) {
   // ONNX leaves x mod 0 undefined (numpy: NaN); ESP-DL's Mod gives 0, and the simulation of a
   // divisor quantized to 0 must too. fmod=1: the dividend's sign.

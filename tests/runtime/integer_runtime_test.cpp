@@ -115,7 +115,8 @@ INSTANTIATE_TEST_SUITE_P(Mod, IntegerRuntime,
 // 1-D convolutions and pooling on [N, C, W] sequences (tools/gen_fixtures/export_temporal.py):
 // ESP-DL's NWC activations and [kw, C, N] filters.
 INSTANTIATE_TEST_SUITE_P(Temporal, IntegerRuntime,
-                         ::testing::Combine(::testing::Values(fixture_case("models/temporal_conv_op13")),
+                         ::testing::Combine(::testing::Values(fixture_case("models/temporal_conv_op13"),
+                                                              fixture_case("models/causal_tcn_op13")),
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 
