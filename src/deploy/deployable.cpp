@@ -8,6 +8,7 @@
 #include "core/files.h"
 #include "deploy/espdl.h"
 #include "deploy/integer_program.h"
+#include "deploy/streaming.h"
 #include "edgequant/error.h"
 #include "runtime/interpreter.h"
 #include "runtime/memory_plan.h"
@@ -165,7 +166,7 @@ nlohmann::json program_json(const IntGraph& p) {
 
 Deployed write_espdl_outputs(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered, const Target& target,
                              exec::Executor& ex, const std::vector<at::Tensor>& test_inputs, const std::string& dir,
-                             size_t test_values_cap) {
+                             size_t test_values_cap, int64_t streaming_frames) {
   IntGraph p = build_integer_program(g, plan, lowered, target, ex);
   Deployed d;
   d.test_values = "test values: none embedded (export: test_values: false)";
@@ -185,13 +186,30 @@ Deployed write_espdl_outputs(const Graph& g, const QuantPlan& plan, const Lowere
       d.test_values = "test values: " + sizes + " embedded (Model::test() checks them on the chip)";
     }
   }
+  // The streaming form first: a model that cannot stream leaves nothing written.
+  std::string streaming_bytes;
+  if (streaming_frames > 0) {
+    std::vector<std::string> caches;
+    IntGraph st = make_streaming(p, streaming_frames, &caches);
+    streaming_bytes = encode_espdl(st);
+    d.notes.push_back("streaming: " + dir + "/model_streaming.espdl (" + std::to_string(streaming_bytes.size()) +
+                      " bytes; " + std::to_string(streaming_frames) + " frame(s) per run, " +
+                      std::to_string(caches.size()) + " StreamingCache node(s)" +
+                      (st.test_outputs.empty() ? "" : "; test values: the first frames from reset") + ")");
+    for (const std::string& c : caches) d.notes.push_back("  " + c);
+  }
   d.path = dir + "/model.espdl";
   std::string bytes = encode_espdl(p);
   write_file_atomic(d.path, bytes);
   d.bytes = bytes.size();
+  if (!streaming_bytes.empty()) {
+    write_file_atomic(dir + "/model_streaming.espdl", streaming_bytes);
+    d.side_files.push_back(dir + "/model_streaming.espdl");
+  }
   write_file_atomic(dir + "/model.info", describe_program(p));
   write_file_atomic(dir + "/model.json", program_json(p).dump(1) + "\n");
-  d.side_files = {dir + "/model.info", dir + "/model.json"};
+  d.side_files.push_back(dir + "/model.info");
+  d.side_files.push_back(dir + "/model.json");
   return d;
 }
 

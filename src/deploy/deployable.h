@@ -34,13 +34,14 @@ struct Deployed {
   std::string path;  // the deployable file ("" when none)
   size_t bytes = 0;  // its size
   std::vector<std::string> side_files;
-  std::string test_values;  // what was embedded, or why not (one line for the summary)
+  std::string test_values;         // what was embedded, or why not (one line for the summary)
+  std::vector<std::string> notes;  // further summary lines (the streaming file)
 };
 
 // Writes DIR/model.espdl (+ .info, .json) atomically. `test_inputs` empty: no test values;
 // `test_values_cap` > 0: dropped when they take more bytes than that.
 Deployed write_espdl_outputs(const Graph& g, const QuantPlan& plan, const LoweredModel& lowered, const Target& target,
                              exec::Executor& ex, const std::vector<at::Tensor>& test_inputs, const std::string& dir,
-                             size_t test_values_cap = 0);
+                             size_t test_values_cap = 0, int64_t streaming_frames = 0);
 
 }  // namespace edgequant::deploy

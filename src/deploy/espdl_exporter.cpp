@@ -86,7 +86,7 @@ class EspdlExporter : public Exporter {
   }
   Deployed write(const ExportJob& j) const override {
     return write_espdl_outputs(j.graph, j.plan, j.lowered, j.target, j.executor, j.test_inputs, j.dir,
-                               j.test_values_cap);
+                               j.test_values_cap, j.streaming_frames);
   }
 };
 }  // namespace

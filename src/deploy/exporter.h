@@ -26,6 +26,7 @@ struct ExportJob {
   exec::Executor& executor;
   std::vector<at::Tensor> test_inputs;  // one calibration sample per graph input when the format embeds test values
   size_t test_values_cap = 0;           // > 0: embed them only when they take at most this many bytes
+  int64_t streaming_frames = 0;         // > 0: also the streaming form, this many frames per run
   std::string calib_method;             // the calibrator's name (TI's quantization_config.yaml)
   std::string dir;                      // output directory (exists)
 };

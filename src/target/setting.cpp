@@ -221,7 +221,12 @@ Setting load_setting(const std::string& path) {
     s.batch_size = get_or(root, "batch_size", s.batch_size, "setting", kCode);
     if (s.calib_steps < 1 || s.batch_size < 1) fail(kCode, "calib_steps and batch_size must be positive");
     if (const YAML::Node& e = root["export"]) {
-      check_keys(e, {"format", "test_values"}, "export", kCode);
+      check_keys(e, {"format", "test_values", "streaming"}, "export", kCode);
+      if (const YAML::Node& st = e["streaming"]) {
+        check_keys(st, {"frames"}, "export: streaming", kCode);
+        s.export_setting.streaming_frames = get_or<int64_t>(st, "frames", 0, "export: streaming", kCode);
+        if (s.export_setting.streaming_frames < 1) fail(kCode, "export: streaming: frames must be at least 1");
+      }
       s.export_setting.format = parse_export_format(get_or<std::string>(e, "format", "auto", "export", kCode));
       if (const YAML::Node& tv = e["test_values"]) {
         std::string v = tv.IsScalar() ? tv.Scalar() : "";

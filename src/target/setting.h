@@ -33,6 +33,9 @@ constexpr size_t kTestValuesCapBytes = 16 * 1024;
 struct ExportSetting {
   ExportFormat format = ExportFormat::Auto;
   TestValues test_values = TestValues::Auto;
+  // > 0: also the streaming form of a temporal model ([N, C, T] sequences), this many frames per
+  // run (.espdl: model_streaming.espdl beside model.espdl; deploy/streaming.h).
+  int64_t streaming_frames = 0;
 };
 
 struct AnalysisSetting {

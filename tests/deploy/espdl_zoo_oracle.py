@@ -9,6 +9,8 @@ files Espressif's toolchain wrote (../shared/espdl-zoo), on the same inputs.
   with chunk 0 as test values; the oracle runs Model::test() (chunk 0 from reset), its own
   re-check (chunk 0 again) and then the 8 chunks of --npy, all with its caches carried, so
   EdgeQuant streams [c0, c0, c0..c7] and the 10 outputs must be equal code for code.
+- EdgeQuant's own streaming export of tests/fixtures/models/causal_tcn_op13.onnx (c, esp32s3):
+  chunk by chunk equals the whole-sequence file, and ESP-DL's runtime agrees chunk for chunk.
 The esp32p4 files are run by the half-to-even build of the oracle, the others by the half-up one.
 Usage: espdl_zoo_oracle.py EDGEQUANT_BIN ORACLE_DIR ZOO_DIR WORK_DIR. Exit 77: no oracle/zoo.
 """
@@ -120,5 +122,46 @@ whole = eq_codes(os.path.join(work, "zoo_whole.npz"), -8)
 ends = (mine[-1] == whole[0]).all()
 failures += not ends
 print(f"streaming model's last chunk == whole-sequence model's output: {'EXACT' if ends else 'DIFF'}")
+# EdgeQuant's own streaming export (export: streaming: {frames: 4}) of the causal fixture
+# (tools/gen_fixtures/export_streaming.py), for c and esp32s3 (the oracle's half-up build): the
+# stream of six 4-frame chunks equals the whole-sequence file's 24 frames, and ESP-DL's runtime
+# gives the same codes chunk for chunk (the same [c0, c0, c0..c5] protocol as above).
+fixtures = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures")
+seq = np.load(os.path.join(fixtures, "models", "causal_tcn_input.npy"))[7:8]  # [1, 16, 24] NCW
+chunks = np.stack([seq[0][:, 4 * i:4 * i + 4] for i in range(6)])  # [6, 16, 4]
+np.save(os.path.join(work, "tcn_whole.npy"), seq)
+np.save(os.path.join(work, "tcn_chunks.npy"), chunks)
+np.save(os.path.join(work, "tcn_chunks8.npy"), np.concatenate([chunks[:1], chunks[:1], chunks]))
+np.save(os.path.join(work, "tcn_chunks_oracle.npy"), chunks[:, :, None, :].copy())
+for target in ["c", "esp32s3"]:
+    out = os.path.join(work, "tcn_stream_" + target)
+    q = run([eq, "quantize", os.path.join(fixtures, "models", "causal_tcn_op13.onnx"), "-t", target, "-c",
+             os.path.join(fixtures, "models", "causal_tcn_input.npy"), "-s",
+             os.path.join(fixtures, "settings", "streaming4.yaml"), "-o", out])
+    if q.returncode:
+        print("FAIL: quantize with streaming for", target, q.stderr.strip())
+        failures += 1
+        continue
+    paths = {k: os.path.join(work, f"tcn_{target}_{k}.npz") for k in ["whole", "chunks", "chunks8"]}
+    run([eq, "run", os.path.join(out, "model.espdl"), "-i", os.path.join(work, "tcn_whole.npy"), "-o", paths["whole"]])
+    run([eq, "run", os.path.join(out, "model_streaming.espdl"), "-i", os.path.join(work, "tcn_chunks.npy"), "-o",
+         paths["chunks"]])
+    embedded = os.path.join(work, f"tcn_{target}_with_c0.espdl")
+    run([eq, "run", os.path.join(out, "model_streaming.espdl"), "-i", os.path.join(work, "tcn_chunks8.npy"), "-o",
+         paths["chunks8"], "--embed-test-values", embedded])
+    z = {k: np.load(v) for k, v in paths.items()}
+    z = {k: v[v.files[0]] for k, v in z.items()}
+    stream = np.concatenate(list(z["chunks"]), axis=1)  # [8, 24]
+    ends = np.array_equal(stream, z["whole"][0])
+    o = run([oracles["half_up"], embedded, "--log", "0", "--npy", os.path.join(work, "tcn_chunks_oracle.npy"),
+             "--count", "6"])
+    exp = int(re.search(r"output exponent (-?\d+)", o.stdout).group(1)) if "output exponent" in o.stdout else 0
+    theirs = oracle_codes(o.stdout, exp)
+    mine = np.rint(z["chunks8"][2:] * 2.0**-exp).astype(int)  # [6, 8, 4] NCW
+    same = theirs.shape == (6, 32) and np.array_equal(theirs.reshape(6, 4, 8).transpose(0, 2, 1), mine)
+    ok = ends and same and "RESULT Model::test() PASS" in o.stdout
+    failures += not ok
+    print(f"causal_tcn {target} streaming (4 frames/run): chunks == whole sequence: {'EXACT' if ends else 'DIFF'}; "
+          f"ESP-DL == EdgeQuant on 6 chunks: {'EXACT' if same else 'DIFF'}")
 print(f"{failures} failure(s)")
 sys.exit(1 if failures else 0)

@@ -68,6 +68,9 @@ std::vector<at::Tensor> first_sample(QuantContext& ctx) {
 // The deployable file for the setting's format; a line for the summary.
 std::string write_deployable(QuantContext& ctx) {
   ExportFormat f = deploy::resolve_format(ctx.setting().export_setting.format, ctx.target, &ctx.plan);
+  if (ctx.setting().export_setting.streaming_frames > 0 && f != ExportFormat::Espdl)
+    fail(ErrorCode::InvalidSetting, std::string("export: streaming writes ESP-DL streaming models; the format is ") +
+                                        export_format_name(f) + " (use --format espdl on an ESP target)");
   if (f == ExportFormat::None) return "";
   const deploy::Exporter* exporter = deploy::find_exporter(f);
   if (!exporter)
@@ -85,12 +88,14 @@ std::string write_deployable(QuantContext& ctx) {
                         ctx.executor(),
                         std::move(sample),
                         tv == TestValues::Auto ? kTestValuesCapBytes : 0,
+                        ctx.setting().export_setting.streaming_frames,
                         calib_algorithm_name(ctx.calibration_report.algorithm),
                         ctx.out_dir};
   deploy::Deployed d = exporter->write(job);
   std::ostringstream s;
   s << "deployable: " << d.path << " (" << d.bytes << " bytes; float ONNX " << float_bytes << " bytes)\n";
   if (exporter->embeds_test_values()) s << d.test_values << "\n";
+  for (const std::string& line : d.notes) s << line << "\n";
   return s.str();
 }
 }  // namespace
