@@ -12,6 +12,7 @@
 #include "exec/kernel.h"
 #include "ir/op_traits.h"
 #include "runtime/interpreter.h"
+#include "runtime/kernels/kernels.h"
 
 namespace edgequant::deploy {
 
@@ -237,6 +238,40 @@ struct Builder {
     return conversions[key] = out;
   }
 
+  // A constant operand of an integer op that needs it on another power-of-two grid (an Add's
+  // per-channel shift, aligned to the output): the codes requantized once here, as the
+  // RequantizeLinear the simulation applies to it would at run time.
+  std::string constant_on_grid(const Op& op, size_t i, const ValueInfo* out_grid) {
+    const Value* v = op.inputs[i];
+    std::string name = constant(v);
+    const IntTensor& t = p.initializers.at(name);
+    if (t.is_float() || t.exponents.size() != 1 || !t.scales.empty()) return name;
+    const LoweredOp* lo = lm.op(op.name);
+    ValueInfo want;
+    if (lo && lo->input_requants.count(int(i))) {
+      const InputRequant* r = nullptr;
+      for (const auto& rq : plan.requants)
+        if (rq.op == op.name && rq.index == int(i)) r = &rq;
+      if (!r) return name;
+      want = info(v->name, plan.requant_config(*r));
+    } else if (!is_compute_op(op.type) && is_aligned_op(op.type) && out_grid) {
+      want = *out_grid;
+    } else {
+      return name;
+    }
+    if (want.dtype == DType::Float32 || want.scale > 0 || (want.exponent == t.exponent() && want.dtype == t.dtype))
+      return name;
+    IntTensor r = t;
+    r.dtype = want.dtype;
+    r.exponents = {want.exponent};
+    for (int64_t& q : r.ints)
+      q = saturate(runtime::shift_round(q, want.exponent - t.exponent(), p.rounding), runtime::dtype_min(want.dtype),
+                   runtime::dtype_max(want.dtype));
+    std::string out = name + "_2^" + std::to_string(want.exponent);
+    p.initializers[out] = std::move(r);
+    return out;
+  }
+
   std::string data_input(const Op& op, size_t i, bool op_is_int, const ValueInfo* out_grid) {
     const Value* v = op.inputs[i];
     if (v->is_constant() || (v->producer && static_ops.count(v->producer))) return constant(v);
@@ -312,7 +347,8 @@ struct Builder {
         continue;
       }
       bool data = !op.inputs[i]->is_constant() && !(op.inputs[i]->producer && static_ops.count(op.inputs[i]->producer));
-      n.inputs.push_back(data ? data_input(op, i, is_int, &out_info) : constant(op.inputs[i]));
+      n.inputs.push_back(data ? data_input(op, i, is_int, &out_info)
+                              : (is_int ? constant_on_grid(op, i, &out_info) : constant(op.inputs[i])));
     }
     for (size_t i = 1; i < op.outputs.size(); ++i) {
       const Value* extra = op.outputs[i];

@@ -1,5 +1,8 @@
 // FoldBatchNormPass: y = (conv(x) - mean) * gamma / sqrt(var + eps) + beta becomes a conv with
-// per-output-channel scaled weights and a new bias, so quantization sees one weight tensor.
+// per-output-channel scaled weights and a new bias, so quantization sees one weight tensor. A
+// BatchNormalization with no Conv/Gemm to fold into (a normalising input layer, one after an Add)
+// becomes Mul(x, scale) + Add(shift) with per-channel constants, as ESP-PPQ rewrites it: ESP-DL
+// has no BatchNormalization module.
 #include <cmath>
 
 #include "ir/op_traits.h"
@@ -85,7 +88,49 @@ PassResult FoldBatchNormPass::run(Graph& graph, PassContext&) {
     y->producer = prev;
     ++result.rewrites;
   }
-  if (result.rewrites) graph.remove_dead();
+  // The rest: Mul + Add with [C, 1, ..., 1] constants (broadcast over the spatial dims).
+  bns.clear();
+  for (const auto& op : graph.ops())
+    if (op->is(OpType::BatchNormalization)) bns.push_back(op.get());
+  for (Op* bn : bns) {
+    Value* x = bn->input(0);
+    if (!x || !x->shape || x->shape->size() < 2 || !all_float_constants(*bn, 1, 4)) continue;
+    if (bn->outputs.size() > 1 && bn->outputs[1]) continue;  // training outputs in use
+    if (bn->attr_int("training_mode", 0) != 0) continue;
+    auto gamma = bn->input(1)->data->to_doubles(), beta = bn->input(2)->data->to_doubles();
+    auto mean = bn->input(3)->data->to_doubles(), var = bn->input(4)->data->to_doubles();
+    int64_t channels = (*x->shape)[1];
+    if (channels <= 0 || int64_t(gamma.size()) != channels || int64_t(beta.size()) != channels ||
+        int64_t(mean.size()) != channels || int64_t(var.size()) != channels)
+      continue;
+    double eps = bn->attr_float("epsilon", 1e-5f);
+    std::vector<float> scale(static_cast<size_t>(channels)), shift(static_cast<size_t>(channels));
+    for (int64_t c = 0; c < channels; ++c) {
+      double s = gamma[size_t(c)] / std::sqrt(var[size_t(c)] + eps);
+      scale[size_t(c)] = float(s);
+      shift[size_t(c)] = float(beta[size_t(c)] - mean[size_t(c)] * s);
+    }
+    Shape cshape(x->shape->size() - 1, 1);
+    cshape[0] = channels;
+    Value* sv =
+        graph.add_constant(graph.unique_name(bn->name + "_scale"), Tensor::from_vector(DType::Float32, cshape, scale));
+    Value* tv =
+        graph.add_constant(graph.unique_name(bn->name + "_shift"), Tensor::from_vector(DType::Float32, cshape, shift));
+    Value* mid = graph.add_value(graph.unique_name(bn->name + "_scaled"));
+    mid->dtype = DType::Float32;
+    mid->shape = x->shape;
+    mid->dim_names = x->dim_names;
+    Value* y = bn->outputs[0];
+    std::string name = bn->name;
+    graph.remove_op(bn);
+    graph.add_op("Mul", graph.unique_name(name + "/Mul"), {x, sv}, {mid});
+    graph.add_op("Add", graph.unique_name(name + "/Add"), {mid, tv}, {y});
+    ++result.rewrites;
+  }
+  if (result.rewrites) {
+    graph.topo_sort();
+    graph.remove_dead();
+  }
   result.changed = result.rewrites > 0;
   return result;
 }

@@ -29,6 +29,7 @@ CASES=(
   "models/temporal_conv_op13.onnx $SRC/tests/fixtures/models/temporal_conv_input.npy -"
   "models/temporal_conv_op13.onnx $SRC/tests/fixtures/models/temporal_conv_input.npy $S/int16.yaml"
   "models/causal_tcn_op13.onnx $SRC/tests/fixtures/models/causal_tcn_input.npy -"
+  "models/standalone_bn_op13.onnx $SRC/tests/fixtures/models/standalone_bn_input.npy -"
 )
 failures=0
 printf "%-28s %-6s %-8s %10s %10s  %s\n" model bits target onnx_bytes espdl_bytes result

@@ -130,6 +130,31 @@ TEST(TorchExport, CausalPadsFuseIntoTheConvolutions) {
   }
 }
 
+TEST(TorchExport, StandaloneBatchNormBecomesMulAndAdd) {
+  // tools/gen_fixtures/export_standalone_bn.py: a BatchNorm2d on the input and one after a
+  // residual Add (nothing to fold into) become Mul + Add with [C, 1, 1] constants; outputs equal
+  // torch's eval output on 16 samples.
+  auto g = load_model(fixture("models/standalone_bn_op13.onnx"));
+  int muls = 0, adds = 0;
+  for (const auto& op : g->ops()) {
+    EXPECT_FALSE(op->is(OpType::BatchNormalization)) << op->describe();
+    if (op->is(OpType::Mul)) {
+      ++muls;
+      ASSERT_TRUE(op->input(1)->is_constant());
+      EXPECT_EQ(op->input(1)->data->shape().size(), 3u);
+    }
+    adds += op->is(OpType::Add);
+  }
+  EXPECT_EQ(muls, 2);
+  EXPECT_EQ(adds, 3);  // two shifts and the residual
+  exec::Executor ex(*g);
+  at::Tensor x = load_npy("models/standalone_bn_input.npy"), want = load_npy("models/standalone_bn_op13_output.npy");
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    at::Tensor got = ex.run({x.slice(0, i, i + 1)})[0];
+    EXPECT_TRUE(at::allclose(got[0], want[i], 1e-4, 1e-4)) << "sample " << i;
+  }
+}
+
 TEST(TorchExport, FmodByZeroIsZeroAsOnTheChip) {
   // ONNX leaves x mod 0 undefined (numpy: NaN); ESP-DL's Mod gives 0, and the simulation of a
   // divisor quantized to 0 must too. fmod=1: the dividend's sign.

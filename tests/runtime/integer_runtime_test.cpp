@@ -120,6 +120,13 @@ INSTANTIATE_TEST_SUITE_P(Temporal, IntegerRuntime,
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 
+// BatchNormalization with nothing to fold into, as Mul + Add with per-channel constants
+// (tools/gen_fixtures/export_standalone_bn.py).
+INSTANTIATE_TEST_SUITE_P(StandaloneBn, IntegerRuntime,
+                         ::testing::Combine(::testing::Values(fixture_case("models/standalone_bn_op13")),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
+
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
 class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
