@@ -8,17 +8,16 @@
 
 namespace edgequant {
 
-namespace {
-// The pads of a Pad op (opset 2 attribute or opset 11+ constant input), empty when not constant.
 std::vector<int64_t> constant_pads(const Op& pad) {
-  if (pad.has_attr("pads")) return pad.attr_ints("pads");
-  const Value* v = pad.input(1);
+  if (pad.has_attr("pads")) return pad.attr_ints("pads");  // opset < 11
+  const Value* v = pad.input(1);                           // the importer made Constant nodes initializers
   if (!v || !v->data) return {};
   std::vector<int64_t> out;
   for (double d : v->data->to_doubles()) out.push_back(int64_t(d));
   return out;
 }
 
+namespace {
 bool zero_fill(const Op& pad) {
   if (pad.attr_string("mode", "constant") != "constant") return false;
   if (pad.has_attr("value")) return pad.attr_float("value", 0.f) == 0.f;

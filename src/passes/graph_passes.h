@@ -37,6 +37,9 @@ class ExplicitPadsPass : public GraphPass {
   PassResult run(Graph& graph, PassContext& context) override;
 };
 
+// The pads of a Pad op (the opset-2 attribute or the constant input); empty when not constant.
+std::vector<int64_t> constant_pads(const Op& pad);
+
 // A zero constant Pad feeding only a Conv or AveragePool becomes its pads.
 class FusePadPass : public GraphPass {
  public:

@@ -1,5 +1,7 @@
 // RemoveIdentityPass: bypass Identity, Dropout and a Pad that pads nothing (torch.onnx writes
 // AvgPool1d as an all-zero Pad before the AveragePool).
+#include <algorithm>
+
 #include "ir/op_traits.h"
 #include "passes/graph_passes.h"
 
@@ -7,17 +9,8 @@ namespace edgequant {
 
 namespace {
 bool pads_nothing(const Op& op) {
-  if (op.has_attr("pads")) {  // opset < 11
-    for (int64_t p : op.attr_ints("pads"))
-      if (p != 0) return false;
-    return true;
-  }
-  const Value* v = op.input(1);  // the importer made Constant nodes initializers
-  const Tensor* pads = v && v->data ? v->data.get() : nullptr;
-  if (!pads || pads->numel() == 0) return false;
-  for (double p : pads->to_doubles())
-    if (p != 0) return false;
-  return true;
+  std::vector<int64_t> pads = constant_pads(op);
+  return !pads.empty() && std::all_of(pads.begin(), pads.end(), [](int64_t p) { return p == 0; });
 }
 }  // namespace
 

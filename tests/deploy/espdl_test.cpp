@@ -258,23 +258,19 @@ TEST(EspdlReader, RoundingAndFilterBlocksComeFromTheTargetFile) {
   EXPECT_EQ(back.filter_blocks, (std::map<int, int>{{8, 16}}));  // the int8 filters' (N/16)HWC16 blocks
   Built s3 = quantize(tiny_model(), "esp32s3", tiny_data());
   EXPECT_EQ(deploy::decode_espdl(deploy::encode_espdl(s3.program), "s3.espdl").rounding, RoundingMode::HalfUp);
-  runtime::IntGraph anonymous = p4.program;
-  anonymous.target.clear();
-  anonymous.metadata.erase("target");
-  runtime::IntGraph read = deploy::decode_espdl(deploy::encode_espdl(anonymous), "anonymous.espdl");
-  EXPECT_EQ(read.rounding, RoundingMode::HalfEven);
-  EXPECT_TRUE(read.rounding_assumed);
-  EXPECT_NE(deploy::describe_program(read).find("half_even rounding, inferred: filter '"), std::string::npos)
-      << deploy::describe_program(read);
-  runtime::IntGraph anonymous_s3 = s3.program;
-  anonymous_s3.target.clear();
-  anonymous_s3.metadata.erase("target");
-  runtime::IntGraph read_s3 = deploy::decode_espdl(deploy::encode_espdl(anonymous_s3), "anonymous.espdl");
-  EXPECT_EQ(read_s3.rounding, RoundingMode::HalfUp);
-  EXPECT_TRUE(read_s3.rounding_assumed);
-  EXPECT_NE(deploy::describe_program(read_s3).find("half_up rounding, assumed: the file names no target"),
-            std::string::npos)
-      << deploy::describe_program(read_s3);
+  // Without the target's name, as Espressif's files are: the rounding is inferred or assumed, and said.
+  auto anonymous_read = [](runtime::IntGraph p, RoundingMode want, const std::string& said) {
+    p.target.clear();
+    p.metadata.erase("target");
+    runtime::IntGraph read = deploy::decode_espdl(deploy::encode_espdl(p), "anonymous.espdl");
+    EXPECT_EQ(read.rounding, want);
+    EXPECT_TRUE(read.rounding_assumed);
+    EXPECT_NE(deploy::describe_program(read).find(said), std::string::npos) << deploy::describe_program(read);
+    return p;
+  };
+  anonymous_read(p4.program, RoundingMode::HalfEven, "half_even rounding, inferred: filter '");
+  runtime::IntGraph anonymous_s3 =
+      anonymous_read(s3.program, RoundingMode::HalfUp, "half_up rounding, assumed: the file names no target");
   // The user's --target: a temporary file, since read_espdl reads a path.
   std::string path = (std::filesystem::temp_directory_path() / "eq_anonymous_s3.espdl").string();
   deploy::write_espdl(anonymous_s3, path);

@@ -20,6 +20,17 @@ using edgequant::testing::ModelBuilder;
 namespace {
 at::Tensor load_npy(const std::string& rel) { return exec::to_aten(read_npy(fixture(rel))); }
 
+// A fixed-batch-1 model from tools/gen_fixtures run sample by sample on its 16 inputs
+// (models/NAME_input.npy) against torch's outputs (models/NAME_op13_output.npy).
+void expect_runs_as_torch(const Graph& g, const std::string& name) {
+  exec::Executor ex(g);
+  at::Tensor x = load_npy("models/" + name + "_input.npy"), want = load_npy("models/" + name + "_op13_output.npy");
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    at::Tensor got = ex.run({x.slice(0, i, i + 1)})[0];
+    EXPECT_TRUE(at::allclose(got[0], want[i], 1e-4, 1e-4)) << name << " sample " << i;
+  }
+}
+
 class ExporterPattern : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(ExporterPattern, MatchesTorchReference) {
@@ -80,12 +91,7 @@ TEST(TorchExport, FmodMatchesTorchSampleBySample) {
     if (op->is(OpType::Mod)) EXPECT_EQ(op->attr_int("fmod", 0), 1);
   }
   EXPECT_EQ(mods, 2);
-  exec::Executor ex(*g);
-  at::Tensor x = load_npy("models/fmod_input.npy"), want = load_npy("models/fmod_op13_output.npy");
-  for (int64_t i = 0; i < x.size(0); ++i) {
-    at::Tensor got = ex.run({x.slice(0, i, i + 1)})[0];
-    EXPECT_TRUE(at::allclose(got[0], want[i], 1e-4, 1e-4)) << "sample " << i;
-  }
+  expect_runs_as_torch(*g, "fmod");
 }
 
 TEST(TorchExport, TemporalConvolutionsRunAsTorch) {
@@ -99,12 +105,7 @@ TEST(TorchExport, TemporalConvolutionsRunAsTorch) {
     convs += op->is(OpType::Conv);
   }
   EXPECT_EQ(convs, 4);
-  exec::Executor ex(*g);
-  at::Tensor x = load_npy("models/temporal_conv_input.npy"), want = load_npy("models/temporal_conv_op13_output.npy");
-  for (int64_t i = 0; i < x.size(0); ++i) {
-    at::Tensor got = ex.run({x.slice(0, i, i + 1)})[0];
-    EXPECT_TRUE(at::allclose(got[0], want[i], 1e-4, 1e-4)) << "sample " << i;
-  }
+  expect_runs_as_torch(*g, "temporal_conv");
 }
 
 TEST(TorchExport, CausalPadsFuseIntoTheConvolutions) {
@@ -122,12 +123,7 @@ TEST(TorchExport, CausalPadsFuseIntoTheConvolutions) {
     if (op->is(OpType::AveragePool)) EXPECT_EQ(op->attr_int("count_include_pad", 0), 1);
   }
   EXPECT_EQ(causal, (std::vector<std::vector<int64_t>>{{2, 0}, {4, 0}, {2, 0}}));
-  exec::Executor ex(*g);
-  at::Tensor x = load_npy("models/causal_tcn_input.npy"), want = load_npy("models/causal_tcn_op13_output.npy");
-  for (int64_t i = 0; i < x.size(0); ++i) {
-    at::Tensor got = ex.run({x.slice(0, i, i + 1)})[0];
-    EXPECT_TRUE(at::allclose(got[0], want[i], 1e-4, 1e-4)) << "sample " << i;
-  }
+  expect_runs_as_torch(*g, "causal_tcn");
 }
 
 TEST(TorchExport, StandaloneBatchNormBecomesMulAndAdd) {
@@ -147,12 +143,7 @@ TEST(TorchExport, StandaloneBatchNormBecomesMulAndAdd) {
   }
   EXPECT_EQ(muls, 2);
   EXPECT_EQ(adds, 3);  // two shifts and the residual
-  exec::Executor ex(*g);
-  at::Tensor x = load_npy("models/standalone_bn_input.npy"), want = load_npy("models/standalone_bn_op13_output.npy");
-  for (int64_t i = 0; i < x.size(0); ++i) {
-    at::Tensor got = ex.run({x.slice(0, i, i + 1)})[0];
-    EXPECT_TRUE(at::allclose(got[0], want[i], 1e-4, 1e-4)) << "sample " << i;
-  }
+  expect_runs_as_torch(*g, "standalone_bn");
 }
 
 TEST(TorchExport, FmodByZeroIsZeroAsOnTheChip) {
