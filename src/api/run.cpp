@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "api/load.h"
+#include "deploy/deployable.h"
 #include "deploy/espdl.h"
 #include "deploy/integer_program.h"
 #include "edgequant/error.h"
@@ -141,23 +142,13 @@ size_t embed_test_values(const std::string& path, const std::map<std::string, Te
                          const std::string& out_path, const std::string& target) {
   runtime::IntGraph p = deploy::read_espdl(path, target);
   try {
-    runtime::TensorMap in;
+    std::vector<at::Tensor> first;  // sample 0 of each input, as `quantize` embeds its calibration sample
     for (const std::string& name : p.inputs) {
       auto it = feeds.find(name);
       if (it == feeds.end()) fail(ErrorCode::InvalidInput, "no data given for model input '" + name + "'");
-      Tensor f = to_float(it->second);
-      Shape one = f.shape();
-      int64_t per = one.empty() ? 1 : f.numel() / std::max<int64_t>(one[0], 1);
-      if (!one.empty()) one[0] = 1;
-      std::vector<float> sample(f.data<float>(), f.data<float>() + per);
-      Shape shape;
-      std::vector<float> pv = deploy::to_program_layout(p, name, sample, one, &shape);
-      in[name] = runtime::quantize_for_input(p, name, pv, shape);
+      first.push_back(exec::to_aten(to_float(it->second)).slice(0, 0, 1).contiguous());
     }
-    runtime::TensorMap out = runtime::run_program(p, in);
-    p.test_inputs = in;
-    p.test_outputs.clear();
-    for (const std::string& o : p.outputs) p.test_outputs[o] = out.at(o);
+    deploy::attach_test_values(p, first);
   } catch (Error& e) {
     throw e.add_context(path);
   }

@@ -238,6 +238,13 @@ struct Builder {
     return conversions[key] = out;
   }
 
+  // The plan's requantization of input `i` of `op` (nullptr when the plan has none).
+  const InputRequant* requant_of(const Op& op, size_t i) const {
+    for (const auto& rq : plan.requants)
+      if (rq.op == op.name && rq.index == int(i)) return &rq;
+    return nullptr;
+  }
+
   // A constant operand of an integer op that needs it on another power-of-two grid (an Add's
   // per-channel shift, aligned to the output): the codes requantized once here, as the
   // RequantizeLinear the simulation applies to it would at run time.
@@ -249,9 +256,7 @@ struct Builder {
     const LoweredOp* lo = lm.op(op.name);
     ValueInfo want;
     if (lo && lo->input_requants.count(int(i))) {
-      const InputRequant* r = nullptr;
-      for (const auto& rq : plan.requants)
-        if (rq.op == op.name && rq.index == int(i)) r = &rq;
+      const InputRequant* r = requant_of(op, i);
       if (!r) return name;
       want = info(v->name, plan.requant_config(*r));
     } else if (!is_compute_op(op.type) && is_aligned_op(op.type) && out_grid) {
@@ -287,9 +292,7 @@ struct Builder {
       return dequantized[name] = convert(name, f, "DequantizeLinear", "dequant");
     }
     if (lo && lo->input_requants.count(int(i))) {
-      const InputRequant* r = nullptr;
-      for (const auto& rq : plan.requants)
-        if (rq.op == op.name && rq.index == int(i)) r = &rq;
+      const InputRequant* r = requant_of(op, i);
       ValueInfo to = info(name, r ? plan.requant_config(*r) : nullptr);
       if (to.dtype == have.dtype && to.exponent == have.exponent && to.scale == have.scale &&
           to.zero_point == have.zero_point)
