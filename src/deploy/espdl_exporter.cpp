@@ -49,6 +49,24 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
     add("ESP-DL's Mod computes C's fmod (the dividend's sign) whatever fmod says; the model asks fmod=0 (the "
         "divisor's sign)",
         "export the remainder with fmod=1 (torch.fmod), or quantize for a QDQ target");
+  if (op.is(OpType::ReduceMean) || op.is(OpType::ReduceSum) || op.is(OpType::ReduceMax) || op.is(OpType::ReduceMin)) {
+    const Value* x = op.input(0);
+    std::vector<int64_t> axes = op.attr_ints("axes");
+    const Value* a = op.input(1);
+    if (a && !a->is_constant())
+      add("the axes are computed at run time; ESP-DL reads them as a constant", "export constant axes");
+    else if (x && x->shape) {
+      if (a) axes = a->data->to_int64s();
+      std::vector<bool> flags = runtime::reduce_flags(axes, x->shape->size(), op.attr_int("noop_with_empty_axes", 0));
+      if (!runtime::espdl_reduce_supported(flags))
+        add("ESP-DL's " + op.type + " handles reduced/kept dimension patterns R, KR, RK, RKR, KRK, KRKR and RKRK only",
+            "reshape so the reduced dimensions are adjacent");
+    }
+  }
+  if (op.is(OpType::MatMul))
+    for (size_t i = 0; i < 2; ++i)
+      if (const Value* v = op.input(i); v && v->shape && v->shape->size() > 4)
+        add("ESP-DL's MatMul takes operands of rank 4 at most", "reshape the batch dimensions together");
   if (op.is(OpType::Gemm) &&
       (op.attr_float("alpha", 1.f) != 1.f || op.attr_float("beta", 1.f) != 1.f || op.attr_int("transA", 0) != 0))
     add("Gemm needs alpha = beta = 1 and transA = 0", "fold alpha/beta into the weights");

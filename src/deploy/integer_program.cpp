@@ -369,10 +369,126 @@ struct Builder {
     p.nodes.push_back(std::move(n));
   }
 
+  // A node producing `out_shape` on the grid of `like` (a program value), before the node being
+  // emitted; returns its output.
+  std::string add_node(const std::string& type, const std::string& base, std::vector<std::string> inputs,
+                       const Shape& out_shape, const std::string& like, std::map<std::string, Attribute> attrs = {}) {
+    IntNode m;
+    m.op_type = type;
+    m.name = base + "_" + type + "_" + std::to_string(p.nodes.size());
+    m.inputs = std::move(inputs);
+    m.outputs = {m.name + "_out"};
+    m.attrs = std::move(attrs);
+    ValueInfo vi = p.value(like);
+    vi.shape = out_shape;
+    p.values[m.outputs[0]] = vi;
+    p.nodes.push_back(m);
+    return m.outputs[0];
+  }
+  std::string int64_constant(const std::string& name, const std::vector<int64_t>& v) {
+    IntTensor t;
+    t.dtype = DType::Int64;
+    t.shape = {int64_t(v.size())};
+    t.ints = v;
+    t.exponents = {0};
+    return add_scalar(name, t);
+  }
+
+  // ESP-DL reads a MatMul's input 1 [..., C, N] in the target's filter memory order
+  // (runtime::matmul_b_offset): a constant is reordered here, a computed one goes through the
+  // nodes ESP-PPQ's exporter inserts (InsertPreNodeOfMatMulPattern): Transpose of the last two
+  // axes and Reshape for the N-major columns, Reshape/Transpose/Reshape for the blocked ones,
+  // Slice and Concat when both occur.
+  std::string matmul_filter_order(const Op& op, const std::string& b) {
+    bool is_const = p.initializers.count(b) != 0;
+    const Shape s = is_const ? p.initializers.at(b).shape : p.value(b).shape;
+    DType dt = is_const ? p.initializers.at(b).dtype : p.value(b).dtype;
+    size_t r = s.size();
+    if (r < 2 || s[r - 1] == 1) return b;  // one column: every order is the same
+    int64_t C = s[r - 2], N = s[r - 1], a = runtime::matmul_b_block(p, dt);
+    int64_t aligned = a > 0 ? N / a * a : 0;
+    if (is_const) {
+      std::string name = b + "_filter_order";
+      if (!p.initializers.count(name)) {
+        IntTensor t = p.initializers.at(b);
+        for (int64_t off = 0; off + C * N <= int64_t(t.ints.size()); off += C * N)
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t j = 0; j < N; ++j)
+              t.ints[size_t(off + runtime::matmul_b_offset(c, j, C, N, a))] =
+                  p.initializers.at(b).ints[size_t(off + c * N + j)];
+        p.initializers[name] = std::move(t);
+      }
+      return name;
+    }
+    Shape lead(s.begin(), s.end() - 2);
+    auto with = [&](std::vector<int64_t> tail) {
+      Shape x = lead;
+      x.insert(x.end(), tail.begin(), tail.end());
+      return x;
+    };
+    auto swap_last = [&](size_t rank) {
+      std::vector<int64_t> perm(rank);
+      for (size_t d = 0; d < rank; ++d) perm[d] = int64_t(d);
+      std::swap(perm[rank - 1], perm[rank - 2]);
+      return perm;
+    };
+    const std::string base = op.name + "_B";
+    auto reshape = [&](const std::string& v, const Shape& to) {
+      return add_node("Reshape", base, {v, int64_constant(base + "_shape_" + std::to_string(p.nodes.size()), to)}, to,
+                      b);
+    };
+    // `width` columns of B [..., C, width] in N-major memory order ([..., width, C]).
+    auto n_major = [&](const std::string& v, int64_t width) {
+      return add_node("Transpose", base, {v}, with({width, C}), b, {{"perm", swap_last(r)}});
+    };
+    // The same in blocks of a columns: [..., width / a, C, a].
+    auto blocked = [&](const std::string& v, int64_t width) {
+      if (r + 1 > 4) {
+        problems.push_back("node '" + op.name + "' (MatMul): input 1 of rank " + std::to_string(r) +
+                           " is computed; its blocked filter order needs a rank-" + std::to_string(r + 1) +
+                           " Transpose");
+        return v;
+      }
+      std::string x = reshape(v, with({C, width / a, a}));
+      std::vector<int64_t> perm(r + 1);
+      for (size_t d = 0; d < r + 1; ++d) perm[d] = int64_t(d);
+      std::swap(perm[r - 2], perm[r - 1]);
+      return add_node("Transpose", base, {x}, with({width / a, C, a}), b, {{"perm", perm}});
+    };
+    if (aligned == 0) return reshape(n_major(b, N), s);
+    if (aligned == N) return reshape(blocked(b, N), s);
+    auto slice = [&](int64_t from, int64_t to) {
+      std::string tag = base + "_cols_" + std::to_string(from) + "_" + std::to_string(to);
+      return add_node("Slice", base,
+                      {b, int64_constant(tag + "_starts", {from}), int64_constant(tag + "_ends", {to}),
+                       int64_constant(tag + "_axes", {int64_t(r - 1)})},
+                      with({C, to - from}), b);
+    };
+    std::string head = reshape(blocked(slice(0, aligned), aligned), with({1, C * aligned}));
+    std::string tail = reshape(n_major(slice(aligned, N), N - aligned), with({1, C * (N - aligned)}));
+    std::string both = add_node("Concat", base, {head, tail}, with({1, C * N}), b, {{"axis", int64_t(r - 1)}});
+    return reshape(both, s);
+  }
+
   // ESP-DL's conventions per op type.
   void specialise(const Op& op, IntNode& n, const ValueInfo& out) {
-    if (op.is(OpType::Conv) || op.is(OpType::Gemm)) {
+    if (op.is(OpType::MatMul) && out.dtype != DType::Float32 && n.inputs.size() > 1 && !n.inputs[1].empty())
+      n.inputs[1] = matmul_filter_order(op, n.inputs[1]);
+    if (op.is(OpType::Conv) || op.is(OpType::Gemm) || op.is(OpType::MatMul)) {
       if (!n.attrs.count("activation")) n.attrs["activation"] = std::string("Linear");
+    }
+    if ((op.is(OpType::ReduceMean) || op.is(OpType::ReduceSum) || op.is(OpType::ReduceMax) ||
+         op.is(OpType::ReduceMin)) &&
+        n.attrs.count("axes")) {
+      // Opset < 18 (and ReduceSum < 13) name the axes as an attribute; ESP-DL reads input 1.
+      IntTensor axes;
+      axes.dtype = DType::Int64;
+      axes.ints = n.attr_ints("axes");
+      axes.shape = {int64_t(axes.ints.size())};
+      axes.exponents = {0};
+      n.inputs.resize(1);
+      n.inputs.push_back(add_scalar(op.name + "_axes", axes));
+      n.attrs.erase("axes");
     }
     if (op.is(OpType::Conv)) {
       const Value* w = op.input(1);
@@ -546,7 +662,10 @@ void to_channels_last(IntGraph& p) {
       }
     } else if (op_has(n.op_type, kLayoutOfInput)) {
       if (!acts.empty()) out_perm = perm_of(n.inputs[acts[0]]);
-    } else if (op_has(n.op_type, kBroadcastBinary) || n.is(OpType::Concat)) {
+    } else if ((op_has(n.op_type, kBroadcastBinary) && !n.is(OpType::Div)) || n.is(OpType::Concat)) {
+      // Div stays in the source layout: ESP-DL's Div formula depends on which operand is a
+      // scalar along the innermost dimension (runtime::espdl_div_form), and the simulation
+      // decides it on the source shapes.
       std::set<std::vector<int64_t>> seen;
       for (size_t i : acts) seen.insert(perm_of(n.inputs[i]));
       bool constants_ok = true;

@@ -90,8 +90,8 @@ bool is_unary_activation(const std::string& type) { return op_traits(type).has(k
 std::vector<size_t> data_inputs(const Op& op) {
   const OpTraits& t = op_traits(op.type);
   std::vector<size_t> out;
-  bool all = t.op_class == OpClass::Aligned ||
-             (t.op_class == OpClass::Elementwise && !t.has(kUnary) && !op.is(OpType::Where) && !op.is(OpType::Pow));
+  bool all =
+      t.op_class == OpClass::Aligned || (t.op_class == OpClass::Elementwise && !t.has(kUnary) && !op.is(OpType::Where));
   if (all) {
     for (size_t i = 0; i < op.inputs.size(); ++i)
       if (op.inputs[i]) out.push_back(i);

@@ -67,7 +67,8 @@ bool is_unary_activation(const std::string& type);
 // node, error analysis measures one unit), the float executor a Conv with a constant-bound
 // Relu/Clip (one oneDNN primitive).
 const Op* fusable_activation(const Graph& g, const Op& producer);
-// Inputs carrying tensor data (not shapes, axes, scales or pads).
+// Inputs carrying tensor data (not shapes, axes, scales or pads). A Pow's exponent counts: ESP-DL
+// reads both operands of its Pow as codes on their grids.
 std::vector<size_t> data_inputs(const Op& op);
 
 }  // namespace edgequant

@@ -48,4 +48,13 @@ class FusePadPass : public GraphPass {
   PassResult run(Graph& graph, PassContext& context) override;
 };
 
+// InstanceNormalization becomes ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Div, Mul, Add (for
+// runtimes without the op; `prepare` runs it by target).
+class DecomposeInstanceNormPass : public GraphPass {
+ public:
+  const char* name() const override { return "decompose-instance-norm"; }
+  using GraphPass::run;
+  PassResult run(Graph& graph, PassContext& context) override;
+};
+
 }  // namespace edgequant

@@ -166,7 +166,9 @@ void assign_weights(const Target& t, const Op* op, int wb, QuantPlan& plan) {
   if (is_compute_op(op->type) && op->input(1) && op->input(1)->is_constant() &&
       op->input(1)->data->dtype() == DType::Float32) {
     const Value* w = op->input(1);
-    const TensorSpec& spec = (op->is(OpType::Conv) || op->is(OpType::ConvTranspose)) ? t.conv_weight : t.gemm_weight;
+    const TensorSpec& spec = (op->is(OpType::Conv) || op->is(OpType::ConvTranspose)) ? t.conv_weight
+                             : op->is(OpType::MatMul)                                ? t.matmul_weight
+                                                                                     : t.gemm_weight;
     ScaleKind kind = wb < 8 ? t.sub8bit_weight_scale_kind : t.scale_kind;
     QuantConfig c = make_config(spec, wb, kind, t.rounding, QuantRole::Weight);
     int64_t rank = static_cast<int64_t>(w->data->shape().size());

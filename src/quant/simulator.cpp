@@ -8,6 +8,7 @@
 #include "ir/op_traits.h"
 #include "quant/fake_quant.h"
 #include "quant/parameter_store.h"
+#include "runtime/kernels/kernels.h"
 
 namespace edgequant::quant {
 
@@ -24,6 +25,32 @@ at::Tensor dequantize_codes(const LoweredTensor& t, const QuantConfig& c, const 
   at::Tensor q = exec::view_tensor(t.codes).to(at::kFloat).to(like.device());
   auto [s, z] = scale_tensors(c, q.dim(), q.options());
   return ((q - z) * s).to(like.scalar_type()).contiguous(like.suggest_memory_format());
+}
+}  // namespace
+
+namespace {
+// ESP-DL's Div in real values (runtime::DivForm), before the output's quantization: a / b, or
+// a * (1 / b) where the chip multiplies by a rounded reciprocal; 0 where a is 0; +-inf (the
+// saturated code) where b is 0. The form is chosen on the shapes of one sample, as the chip runs.
+at::Tensor esp_div(const at::Tensor& a, const at::Tensor& b, int bits) {
+  int64_t rank = std::max(a.dim(), b.dim());
+  auto sample_shape = [&](const at::Tensor& t) {
+    Shape s(t.sizes().begin(), t.sizes().end());
+    if (t.dim() == rank && rank > 0) s[0] = 1;
+    return s;
+  };
+  Shape sa = sample_shape(a), sb = sample_shape(b), out(size_t(rank), 1);
+  for (int64_t d = 1; d <= rank; ++d) {
+    int64_t x = d <= int64_t(sa.size()) ? sa[sa.size() - size_t(d)] : 1,
+            y = d <= int64_t(sb.size()) ? sb[sb.size() - size_t(d)] : 1;
+    out[size_t(rank - d)] = std::max(x, y);
+  }
+  runtime::DivForm form = runtime::espdl_div_form(sa, sb, out, bits > 8 ? DType::Int16 : DType::Int8);
+  at::Tensor v = form == runtime::DivForm::ReciprocalProduct ? a * at::reciprocal(b) : a / b;
+  at::Tensor inf = at::full({}, INFINITY, v.options());
+  if (form == runtime::DivForm::QuotientZeroByZeroIsMin)  // b = 0: the table's +-inf, 0 / 0 included
+    return at::where(b == 0, at::where(a > 0, inf, -inf), v);
+  return at::where(a == 0, at::zeros({}, v.options()), v);
 }
 }  // namespace
 
@@ -123,6 +150,9 @@ QuantSimulator::QuantSimulator(const Graph& g, const QuantPlan& plan, exec::Exec
     // int16 layers: the chip's int64 accumulator is exact; float32 sums of 30-bit products are not.
     const QuantConfig* in0 = is_compute_op(op->type) ? usable(plan.input_config(*op, 0)) : nullptr;
     p.wide = in0 && in0->bits > 8;
+    if (op->is(OpType::Div) && !p.outputs.empty() && p.outputs[0].config->scale_kind == ScaleKind::PowerOfTwo &&
+        p.outputs[0].config->bits <= 16)
+      p.div_bits = p.outputs[0].config->bits;
     if (!p.constants.empty() || !p.activations.empty() || !p.outputs.empty() || p.wide) ops_[op] = std::move(p);
   }
 }
@@ -156,6 +186,7 @@ void QuantSimulator::before_op(const Op& op, std::vector<at::Tensor>& in, const 
   if (p.wide)
     for (at::Tensor& t : in)
       if (t.defined() && t.is_floating_point()) t = t.to(at::kDouble);
+  if (p.div_bits && in.size() >= 2) div_inputs_[&op] = {in[0], in[1]};
   if (p.table && !(params_ && !params_->empty())) {
     // Input codes, exact: the input is on its grid (a quantized producer or a graph input).
     const Table& t = *p.table;
@@ -176,6 +207,11 @@ void QuantSimulator::after_op(const Op& op, std::vector<at::Tensor>& out, const 
                  .reshape(idx.sizes())
                  .contiguous(out[0].suggest_memory_format());
     return;
+  }
+  auto div = it->second.div_bits ? div_inputs_.find(&op) : div_inputs_.end();
+  if (div != div_inputs_.end()) {
+    out[0] = esp_div(div->second.first, div->second.second, it->second.div_bits).to(out[0].scalar_type());
+    div_inputs_.erase(div);
   }
   for (const Quantize& q : it->second.outputs)
     if (q.index < out.size()) {

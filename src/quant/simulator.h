@@ -60,6 +60,7 @@ class QuantSimulator {
     std::vector<Quantize> outputs;
     const Table* table = nullptr;  // int8 lookup-table activation
     bool wide = false;             // int16 compute op: accumulates in double (int16 products exceed float32's 24 bits)
+    int div_bits = 0;              // a Div on power-of-two grids: ESP-DL's formula (runtime::DivForm) at these bits
   };
   at::Tensor quantize(const at::Tensor& x, const Quantize& q) const;
   const Graph& graph_;
@@ -70,7 +71,8 @@ class QuantSimulator {
   std::unordered_map<const Op*, OpPlan> ops_;
   std::unordered_map<const Value*, at::Tensor> constants_;
   std::unordered_map<const Op*, Table> tables_;
-  mutable std::unordered_map<const Op*, at::Tensor> table_inputs_;  // codes seen by before_op
+  mutable std::unordered_map<const Op*, at::Tensor> table_inputs_;                       // codes seen by before_op
+  mutable std::unordered_map<const Op*, std::pair<at::Tensor, at::Tensor>> div_inputs_;  // operands seen by before_op
 };
 
 // Bias config scales from s_in * s_w (per channel); called once scales are known.

@@ -136,30 +136,12 @@ Target load_target(const std::string& name_or_path) {
   bool based = false;
   YAML::Node root = load_with_base(path, 0, &based);
   try {
-    check_keys(root,
-               {"name",
-                "description",
-                "scale",
-                "sub8bit_weight_scale",
-                "rounding",
-                "requant_rounding",
-                "activation",
-                "conv_weight",
-                "gemm_weight",
-                "bias_bits",
-                "accumulator_bits",
-                "int16_lut_step",
-                "allowed_bits",
-                "default_calib",
-                "pow2_rule",
-                "float_ops",
-                "fused_activations",
-                "lut_activations",
-                "channel_rules",
-                "export_format",
-                "runtime_ops",
-                "int8_only_ops",
-                "espdl_filter_blocks"},
+    check_keys(root, {"name",           "description",       "scale",           "sub8bit_weight_scale",
+                      "rounding",       "requant_rounding",  "activation",      "conv_weight",
+                      "gemm_weight",    "matmul_weight",     "bias_bits",       "accumulator_bits",
+                      "int16_lut_step", "allowed_bits",      "default_calib",   "pow2_rule",
+                      "float_ops",      "fused_activations", "lut_activations", "channel_rules",
+                      "export_format",  "runtime_ops",       "int8_only_ops",   "espdl_filter_blocks"},
                "target", kCode);
     Target t;
     t.file = path;
@@ -180,6 +162,7 @@ Target load_target(const std::string& name_or_path) {
     t.activation = parse_spec(root["activation"], "activation", TensorSpec{});
     t.conv_weight = parse_spec(root["conv_weight"], "conv_weight", TensorSpec{});
     t.gemm_weight = parse_spec(root["gemm_weight"], "gemm_weight", t.conv_weight);
+    t.matmul_weight = parse_spec(root["matmul_weight"], "matmul_weight", t.gemm_weight);
     if (root["bias_bits"])
       for (const auto& kv : root["bias_bits"]) t.bias_bits[kv.first.as<int>()] = kv.second.as<int>();
     if (root["espdl_filter_blocks"])

@@ -34,6 +34,7 @@ struct Target {
   RoundingMode rounding = RoundingMode::HalfEven;               // float -> code: weights, biases, graph inputs
   RoundingMode requant_rounding = RoundingMode::HalfEven;       // code -> code: accumulator and input requantization
   TensorSpec activation, conv_weight, gemm_weight;
+  TensorSpec matmul_weight;      // a MatMul's constant input 1 (default: gemm_weight)
   std::map<int, int> bias_bits;  // weight bits -> bias bits (esp32s3: 8 -> 20, 16 -> 40)
   std::vector<int> allowed_bits;
   std::map<int, int> accumulator_bits;  // activation bits -> accumulator bits (8 -> 32, 16 -> 64)

@@ -51,6 +51,32 @@ TEST(CheckCli, ListsEveryBlockingNodeWithTheRemedy) {
   EXPECT_NE(ok.output.find("0 blocking"), std::string::npos) << ok.output;
 }
 
+TEST(CheckCli, NormalisationBlocksAndInstanceNormPassForEsp) {
+  // A transformer block (LayerNorm as ReduceMean/Pow/Sqrt/Div, MatMul, Softmax) and a generator
+  // with InstanceNormalization (decomposed by `prepare`): nothing blocks on the ESP chips.
+  for (const char* m : {"models/transformer_block_op13.onnx", "models/instance_norm_op13.onnx"})
+    for (const char* t : {"esp32s3", "esp32p4", "c"}) {
+      auto r = run_command(cli() + " check " + fixture(m) + " -t " + t);
+      EXPECT_EQ(r.status, 0) << m << " " << t << ": " << r.output;
+      EXPECT_NE(r.output.find(" 0 blocking"), std::string::npos) << r.output;
+    }
+}
+
+TEST(CheckCli, ReductionPatternsEspdlCannotRunAreNamed) {
+  // ESP-DL's ReduceBase merges neighbouring dims by flag and runs 7 patterns; a mean over dims
+  // 1 and 3 of a 5-D tensor (kept/reduced/kept/reduced/kept) is not one of them.
+  ModelBuilder b;
+  b.input("x", {1, 2, 3, 4, 5}).output("y", {1, 1, 3, 1, 5});
+  onnx::AttributeProto* a = b.node("ReduceMean", {"x"}, {"y"}, "odd_mean").add_attribute();
+  a->set_name("axes");
+  a->set_type(onnx::AttributeProto::INTS);
+  a->add_ints(1);
+  a->add_ints(3);
+  auto r = run_command(cli() + " check " + b.save(tmp("odd_mean.onnx")) + " -t esp32s3");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("'odd_mean' (ReduceMean): ESP-DL's ReduceMean handles"), std::string::npos) << r.output;
+}
+
 TEST(CheckCli, Opset18ResizeExtensionsBlockEspdlByName) {
   // The float executor runs antialias / axes / keep_aspect_ratio_policy (ORT fixture); ESP-DL has
   // none of them, so each such Resize is listed rather than exported with other semantics.

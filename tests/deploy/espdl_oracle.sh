@@ -12,7 +12,11 @@ mkdir -p "$WORK"
 BIN=$(bash "$ORACLE/build.sh" "$WORK/espdl-oracle") || { echo "FAIL: the oracle did not build"; exit 1; }
 FASHION=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 S=$SRC/tests/fixtures/settings
-# model, calibration data, setting ("-": defaults, int8)
+# model, calibration data, setting ("-": defaults, int8), targets (default: c esp32s3 esp32p4).
+# A MatMul whose input 1 is computed is checked on c only: the host oracle runs the generic C
+# kernels, which read that operand in the plain N-major order, while an esp32s3/esp32p4 file
+# carries the PIE blocked order ESP-PPQ's exporter writes (the host loader re-lays out Conv/Gemm
+# filters only); EdgeQuant's reader self-test covers esp32p4.
 CASES=(
   "fashion/fmnist_mobilenet.onnx $FASHION -"
   "fashion/fmnist_resnet.onnx $FASHION -"
@@ -30,15 +34,19 @@ CASES=(
   "models/temporal_conv_op13.onnx $SRC/tests/fixtures/models/temporal_conv_input.npy $S/int16.yaml"
   "models/causal_tcn_op13.onnx $SRC/tests/fixtures/models/causal_tcn_input.npy -"
   "models/standalone_bn_op13.onnx $SRC/tests/fixtures/models/standalone_bn_input.npy -"
+  "models/transformer_block_op13.onnx $SRC/tests/fixtures/models/transformer_block_input.npy - c esp32p4"
+  "models/transformer_block_op13.onnx $SRC/tests/fixtures/models/transformer_block_input.npy $S/int16.yaml c esp32p4"
+  "models/instance_norm_op13.onnx $SRC/tests/fixtures/models/instance_norm_input.npy -"
+  "models/instance_norm_op13.onnx $SRC/tests/fixtures/models/instance_norm_input.npy $S/int16.yaml"
 )
 failures=0
 printf "%-28s %-6s %-8s %10s %10s  %s\n" model bits target onnx_bytes espdl_bytes result
 for c in "${CASES[@]}"; do
-  read -r model data setting <<<"$c"
+  read -r model data setting targets <<<"$c"
   bits=int8; extra=()
   if [ "$setting" != - ]; then extra=(-s "$setting"); fi
   case "$setting" in *int16*) bits=int16 ;; *float_island*) bits=island ;; esac
-  for target in c esp32s3 esp32p4; do
+  for target in ${targets:-c esp32s3 esp32p4}; do
     out="$WORK/$(basename "$model" .onnx)-$bits-$target"
     rm -rf "$out"
     if ! "$EQ" quantize "$SRC/tests/fixtures/$model" -t "$target" -c "$data" --calib-steps 1 --batch-size 8 -o "$out" --export-test-values "${extra[@]}" \

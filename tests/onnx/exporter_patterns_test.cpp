@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 #include "api/load.h"
 #include "data/npy.h"
@@ -11,6 +12,7 @@
 #include "exec/kernel.h"
 #include "ir/op_traits.h"
 #include "onnx/onnx_io.h"
+#include "passes/pass.h"
 #include "test_util.h"
 
 using namespace edgequant;
@@ -144,6 +146,41 @@ TEST(TorchExport, StandaloneBatchNormBecomesMulAndAdd) {
   EXPECT_EQ(muls, 2);
   EXPECT_EQ(adds, 3);  // two shifts and the residual
   expect_runs_as_torch(*g, "standalone_bn");
+}
+
+TEST(TorchExport, TransformerBlockRunsAsTorch) {
+  // tools/gen_fixtures/export_transformer.py: two LayerNorms as opset-13 normalisation blocks
+  // (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add), MatMul projections, attention
+  // (MatMul of activations, Div by 3, Softmax), token mean; outputs equal torch's on 16 samples.
+  auto g = load_model(fixture("models/transformer_block_op13.onnx"));
+  std::map<std::string, int> count;
+  for (const auto& op : g->ops()) ++count[op->type];
+  EXPECT_EQ(count["ReduceMean"], 5);
+  EXPECT_EQ(count["MatMul"], 7);
+  EXPECT_EQ(count["Div"], 3);
+  EXPECT_EQ(count["Sqrt"], 2);
+  EXPECT_EQ(count["Pow"], 2);
+  expect_runs_as_torch(*g, "transformer_block");
+}
+
+TEST(TorchExport, InstanceNormDecomposesIntoOpsEspdlRuns) {
+  // tools/gen_fixtures/export_instance_norm.py: two InstanceNorm2d(affine) nodes; the
+  // decompose-instance-norm pass (run by `prepare` for ESP targets) writes each as ReduceMean,
+  // Sub, Mul, ReduceMean, Add, Sqrt, Div, Mul, Add. Before and after, outputs equal torch's.
+  auto g = load_model(fixture("models/instance_norm_op13.onnx"));
+  int norms = 0;
+  for (const auto& op : g->ops()) norms += op->is(OpType::InstanceNormalization);
+  EXPECT_EQ(norms, 2);
+  expect_runs_as_torch(*g, "instance_norm");
+  PassContext pc;
+  run_passes(*g, {"decompose-instance-norm"}, pc);
+  std::map<std::string, int> count;
+  for (const auto& op : g->ops()) ++count[op->type];
+  EXPECT_EQ(count["InstanceNormalization"], 0);
+  EXPECT_EQ(count["ReduceMean"], 4);
+  EXPECT_EQ(count["Sqrt"], 2);
+  EXPECT_EQ(count["Div"], 2);
+  expect_runs_as_torch(*g, "instance_norm");
 }
 
 TEST(TorchExport, FmodByZeroIsZeroAsOnTheChip) {

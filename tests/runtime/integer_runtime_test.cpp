@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "data/npy.h"
 #include "deploy/espdl.h"
 #include "deploy/integer_program.h"
 #include "fixture_cases.h"
@@ -127,6 +128,44 @@ INSTANTIATE_TEST_SUITE_P(StandaloneBn, IntegerRuntime,
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 
+// A transformer block (tools/gen_fixtures/export_transformer.py): LayerNorm as ReduceMean, Pow,
+// Sqrt and Div, MatMul of weights and of activations, Softmax between them, a token mean; and a
+// style-transfer generator whose InstanceNormalization `prepare` decomposes into the same ops
+// (tools/gen_fixtures/export_instance_norm.py).
+INSTANTIATE_TEST_SUITE_P(Transformer, IntegerRuntime,
+                         ::testing::Combine(::testing::Values(fixture_case("models/transformer_block_op13"),
+                                                              fixture_case("models/instance_norm_op13")),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
+
+// Every int8 dividend code against every divisor code, the divisor one element per row as in a
+// LayerNorm ([1, 254, 255] / [1, 254, 1]); minmax calibration puts the dividend on 2^-2, the
+// divisor on 2^0 and the quotient on 2^-2. ESP-DL multiplies each row by a rounded reciprocal
+// (runtime::DivForm::ReciprocalProduct): 34 of these 64 770 quotients then round to another code
+// than a / b does, so the simulation must compute the same form to match the integer runtime.
+TEST(IntegerRuntimeDiv, EveryCodePairMatchesTheSimulation) {
+  std::vector<float> a, b;
+  for (int64_t row = 0; row < 254; ++row) {
+    b.push_back(float(row < 127 ? row - 127 : row - 126));  // -127..-1, 1..127
+    for (int64_t q = -127; q <= 127; ++q) a.push_back(std::ldexp(float(q), -2));
+  }
+  ModelBuilder mb;
+  mb.input("x", {1, 254, 255}).output("y", {1, 254, 255});
+  mb.initializer("divisor", {1, 254, 1}, b);
+  mb.node("Div", {"x", "divisor"}, {"y"}, "div");
+  std::string dir = ::testing::TempDir();
+  std::string model = mb.save(dir + "/eq_div_codes.onnx");
+  write_npy(dir + "/eq_div_codes.npy", Tensor::from_vector(DType::Float32, {1, 254, 255}, a));
+  for (const char* target : {"esp32s3", "esp32p4", "c"}) {
+    Setting s;
+    s.calib_algorithm = CalibAlgorithm::MinMax;
+    auto owned = calibrated({model, dir + "/eq_div_codes.npy"}, target, 1, s);
+    Diff d = compare_with_simulation(*owned, 1);
+    EXPECT_EQ(d.total, 254 * 255);
+    EXPECT_EQ(d.differing, 0) << target << ": " << d.differing << " quotients differ, max " << d.max_lsb << " LSB";
+  }
+}
+
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
 class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
@@ -155,7 +194,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, IntegerRuntime16,
                                                               fixture_case("models/resnet_style_op13"),
                                                               fixture_case("models/detection_head_op13", true),
                                                               fixture_case("models/fmod_op13"),
-                                                              fixture_case("models/temporal_conv_op13")),
+                                                              fixture_case("models/temporal_conv_op13"),
+                                                              fixture_case("models/transformer_block_op13", true)),
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 

@@ -159,6 +159,36 @@ KERNEL_CASE(Gemm, BiasShiftAndRounding) {
   expect_codes(p.run("Gemm", {"x", "w", "b"}, DType::Int8, -1), {1, 2}, {2, 6});
 }
 
+KERNEL_CASE(MatMul, ActivationTimesActivation) {
+  // a 2^-1 [[1,2,3],[-1,0,2]] x b 2^-1 [[1,0],[0,1],[2,-1]]: acc [[7,-1],[3,-2]] at 2^-2; y 2^-1,
+  // shift 1: 3.5 -> 4, -0.5 -> 0, 1.5 -> 2, -1 -> -1. B is read as a C-target filter: its
+  // memory is N-major ([1,0,2], [0,1,-1]) under dims [3, 2].
+  OneNode p;
+  p.in("a", i8(-1, {2, 3}, {1, 2, 3, -1, 0, 2})).in("b", i8(-1, {3, 2}, {1, 0, 2, 0, 1, -1}));
+  expect_codes(p.run("MatMul", {"a", "b"}, DType::Int8, -1), {2, 2}, {4, 0, 2, -1});
+}
+
+KERNEL_CASE(MatMul, BatchedAndVectorOperands) {
+  // The same rows as a batch of two [1, 3] matrices against one [3, 2]; then a 1-D [3] row
+  // vector (output [2]).
+  OneNode p;
+  p.in("a", i8(-1, {2, 1, 3}, {1, 2, 3, -1, 0, 2})).constant("b", i8(-1, {3, 2}, {1, 0, 2, 0, 1, -1}));
+  expect_codes(p.run("MatMul", {"a", "b"}, DType::Int8, -1), {2, 1, 2}, {4, 0, 2, -1});
+  OneNode v;
+  v.in("a", i8(-1, {3}, {1, 2, 3})).constant("b", i8(-1, {3, 2}, {1, 0, 2, 0, 1, -1}));
+  expect_codes(v.run("MatMul", {"a", "b"}, DType::Int8, -1), {2}, {4, 0});
+}
+
+KERNEL_CASE(MatMul, BlockedFilterOrder) {
+  // A target with 2-column blocks ((N/2)HWC2): b [[1,0,1],[0,1,1],[2,-1,0]] is stored as block 0
+  // (c-major pairs: 1,0 | 0,1 | 2,-1) then column 2 (1,1,0). acc [[7,-1,3],[3,-2,-1]] -> shift 1:
+  // [[4,0,2],[2,-1,0]].
+  OneNode p;
+  p.g.filter_blocks = {{8, 2}};
+  p.in("a", i8(-1, {2, 3}, {1, 2, 3, -1, 0, 2})).constant("b", i8(-1, {3, 3}, {1, 0, 0, 1, 2, -1, 1, 1, 0}));
+  expect_codes(p.run("MatMul", {"a", "b"}, DType::Int8, -1), {2, 3}, {4, 0, 2, 2, -1, 0});
+}
+
 // ---- elementwise.cpp
 KERNEL_CASE(Add, BroadcastScalarAndSaturation) {
   // Same grid 2^-3: 10+5, -20+5, 127+5 = 132 -> 127, -128+5.
@@ -202,6 +232,69 @@ KERNEL_CASE(Mod, ScalarDivisorRoundsAtTheOutput) {
   OneNode p;
   p.in("a", i8(-3, {2}, {7, -5})).in("b", i8(-1, {1}, {1}));
   expect_codes(p.run("Mod", {"a", "b"}, DType::Int8, -2, {{"fmod", int64_t(1)}}), {2}, {2, 0});
+}
+
+KERNEL_CASE(Div, ScalarDivisorPerRowMultipliesByARoundedReciprocal) {
+  // a 2^-2 [[-42, 10], [82, 4]] / b 2^0 [[7], [41]] -> y 2^0, r = 2^(e_a - e_b - e_y) = 1/4.
+  // ESP-DL merges the shapes to rows of 2 with a one-element divisor: a * fl(r / b) in float32.
+  // -42 * fl(1/28) = -1.5000001 -> -2 (the exact -1.5 would round half up to -1); 10/28 -> 0;
+  // 82 * fl(1/164) = 0.49999997 -> 0 (exactly 0.5 -> 1); 4/164 -> 0.
+  OneNode p;
+  p.in("a", i8(-2, {2, 2}, {-42, 10, 82, 4})).in("b", i8(0, {2, 1}, {7, 41}));
+  expect_codes(p.run("Div", {"a", "b"}, DType::Int8, 0), {2, 2}, {-2, 0, 0, 0});
+}
+
+KERNEL_CASE(Div, VectorDivisorDividesOnce) {
+  // The same values with the divisor broadcast out: fl(a * r) / b, one float32 rounding:
+  // -1.5 -> -1 and 0.5 -> 1 (half up).
+  OneNode p;
+  p.in("a", i8(-2, {2, 2}, {-42, 10, 82, 4})).in("b", i8(0, {2, 2}, {7, 7, 41, 41}));
+  expect_codes(p.run("Div", {"a", "b"}, DType::Int8, 0), {2, 2}, {-1, 0, 1, 0});
+}
+
+KERNEL_CASE(Div, ZerosAndOneElementOperands) {
+  // x / 0 saturates to x's sign, 0 / x is 0 (and 0 / 0 is 0 in the vector kernels).
+  OneNode p;
+  p.in("a", i8(0, {4}, {5, -5, 0, 0})).in("b", i8(0, {4}, {0, 0, 0, 3}));
+  expect_codes(p.run("Div", {"a", "b"}, DType::Int8, 0), {4}, {127, -128, 0, 0});
+  // One element each: int8 runs the scalar-dividend table (-42 * 2^-2 / 7 = -1.5 -> -1; its
+  // entry for b = 0 is -inf unless a > 0, so 0 / 0 -> -128); int16 the scalar-divisor kernel
+  // (-42 * fl(1/28) -> -2; 0 / 0 -> 0).
+  auto one = [](DType d, int64_t a, int64_t b) {
+    OneNode q;
+    q.in("a", codes(d, -2, {1}, {a})).in("b", codes(d, 0, {1}, {b}));
+    return q.run("Div", {"a", "b"}, d, 0).ints.at(0);
+  };
+  EXPECT_EQ(one(DType::Int8, -42, 7), -1);
+  EXPECT_EQ(one(DType::Int16, -42, 7), -2);
+  EXPECT_EQ(one(DType::Int8, 0, 0), -128);
+  EXPECT_EQ(one(DType::Int16, 0, 0), 0);
+}
+
+TEST(KernelReference, EspdlElemwiseRowMergesLikeEspdl) {
+  // dl_base_elemwise.cpp: [1,8,16] / [1,8,1] -> rows of 16 with a one-element divisor;
+  // [1,16,4,4] / [1,16,1,1] (NCHW, per channel) -> rows of 16 with one divisor each;
+  // [4,1] / [1,1] -> one row of 4 against a scalar; equal shapes -> one row.
+  ElemwiseRow r = espdl_elemwise_row({1, 8, 16}, {1, 8, 1}, {1, 8, 16});
+  EXPECT_EQ(r.a, 16);
+  EXPECT_EQ(r.b, 1);
+  r = espdl_elemwise_row({1, 16, 4, 4}, {1, 16, 1, 1}, {1, 16, 4, 4});
+  EXPECT_EQ(r.a, 16);
+  EXPECT_EQ(r.b, 1);
+  r = espdl_elemwise_row({4, 1}, {1, 1}, {4, 1});
+  EXPECT_EQ(r.a, 4);
+  EXPECT_EQ(r.b, 1);
+  EXPECT_EQ(r.merged_dims, 1u);
+  r = espdl_elemwise_row({2, 3, 4}, {2, 3, 4}, {2, 3, 4});
+  EXPECT_EQ(r.a, 24);
+  EXPECT_EQ(r.b, 24);
+}
+
+KERNEL_CASE(Pow, PowfOfDequantizedCodes) {
+  // a 2^-2 = 1.5, -1.5, 0.75; b 2^0 = 2; y 2^-3: 2.25 -> 18, 2.25 -> 18, 0.5625 -> 4.5 -> 5.
+  OneNode p;
+  p.in("a", i8(-2, {3}, {6, -6, 3})).constant("b", i8(0, {1}, {2}));
+  expect_codes(p.run("Pow", {"a", "b"}, DType::Int8, -3), {3}, {18, 18, 5});
 }
 
 // ---- pool.cpp
@@ -318,6 +411,62 @@ KERNEL_CASE(Softmax, LastAxis) {
   OneNode p;
   p.in("x", i8(-4, {1, 3}, {0, 16, 32}));
   expect_codes(p.run("Softmax", {"x"}, DType::Int8, -7), {1, 3}, {12, 31, 85});
+}
+
+KERNEL_CASE(Sqrt, SqrtfBetweenRescalings) {
+  // x 2^-4 = 1, 2.25, 0.125; y 2^-3: 1 -> 8, 1.5 -> 12, 0.35355 -> 2.83 -> 3.
+  OneNode p;
+  p.in("x", i8(-4, {3}, {16, 36, 2}));
+  expect_codes(p.run("Sqrt", {"x"}, DType::Int8, -3), {3}, {8, 12, 3});
+}
+
+KERNEL_CASE(Log, LogfBetweenRescalings) {
+  // x 2^-2 = 1, 2, 0.5; y 2^-4: 0 -> 0, 0.6931 -> 11.09 -> 11, -0.6931 -> -11.09 -> -11.
+  OneNode p;
+  p.in("x", i8(-2, {3}, {4, 8, 2}));
+  expect_codes(p.run("Log", {"x"}, DType::Int8, -4), {3}, {0, 11, -11});
+}
+
+// ---- reduce.cpp
+KERNEL_CASE(ReduceMean, FloatStepsAfterAnExactSum) {
+  // x 2^-1 [[1,2,4],[-3,-3,-2]], mean over axis 1 (input), y 2^-2: fl(fl(7 * 0.5) / 3) * 4 =
+  // 4.6666665 -> 5; -8 -> -5.33 -> -5. keepdims 1: [2, 1].
+  OneNode p;
+  p.in("x", i8(-1, {2, 3}, {1, 2, 4, -3, -3, -2})).constant("axes", i64({1}));
+  expect_codes(p.run("ReduceMean", {"x", "axes"}, DType::Int8, -2), {2, 1}, {5, -5});
+  // The opset-13 attribute form, keepdims 0, over the first axis: (1-3)/2 * 0.5 = -0.5 -> -2;
+  // -0.25 -> -1; 0.5 -> 2.
+  OneNode q;
+  q.in("x", i8(-1, {2, 3}, {1, 2, 4, -3, -3, -2}));
+  expect_codes(q.run("ReduceMean", {"x"}, DType::Int8, -2, {{"axes", V{0}}, {"keepdims", int64_t(0)}}), {3},
+               {-2, -1, 2});
+}
+
+KERNEL_CASE(ReduceSum, ShiftAndRoundOfTheSum) {
+  // Column sums -2, -1, 2 at 2^-1 -> y 2^0: -1, -0.5 -> 0, 1.
+  OneNode p;
+  p.in("x", i8(-1, {2, 3}, {1, 2, 4, -3, -3, -2})).constant("axes", i64({0}));
+  expect_codes(p.run("ReduceSum", {"x", "axes"}, DType::Int8, 0), {1, 3}, {-1, 0, 1});
+}
+
+KERNEL_CASE(ReduceMax, CodesOnOneGrid) {
+  OneNode p;
+  p.in("x", i8(-1, {2, 3}, {1, 2, 4, -3, -3, -2})).constant("axes", i64({1}));
+  expect_codes(p.run("ReduceMax", {"x", "axes"}, DType::Int8, -1), {2, 1}, {4, -2});
+}
+
+KERNEL_CASE(ReduceMin, CodesOnOneGrid) {
+  // No axes: every element.
+  OneNode p;
+  p.in("x", i8(-1, {2, 3}, {1, 2, 4, -3, -3, -2}));
+  expect_codes(p.run("ReduceMin", {"x"}, DType::Int8, -1, {{"keepdims", int64_t(0)}}), {}, {-3});
+}
+
+TEST(KernelReference, EspdlReducePatterns) {
+  // ESP-DL's ReduceBase: after merging equal neighbours, R, KR, RK, RKR, KRK, KRKR, RKRK only.
+  EXPECT_TRUE(espdl_reduce_supported({false, false, true}));        // [N, T, C] over C
+  EXPECT_TRUE(espdl_reduce_supported({false, true, true, false}));  // NHWC over H, W
+  EXPECT_FALSE(espdl_reduce_supported({true, false, true, false, true}));
 }
 
 // ---- movement.cpp (codes move unchanged)

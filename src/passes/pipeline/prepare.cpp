@@ -8,6 +8,12 @@ PassResult PreparePass::run(QuantContext& ctx) {
   size_t before = ctx.graph->ops().size();
   normalize_graph(*ctx.graph);
   ctx.count_walk(3);  // remove-identity, fold-constants, fold-batchnorm
+  // Ops the target's runtime lacks but runs once decomposed into ops it has.
+  const auto& runtime_ops = ctx.target.runtime_ops;
+  if (!runtime_ops.empty() && !runtime_ops.count("InstanceNormalization")) {
+    PassContext pc;
+    run_passes(*ctx.graph, {"decompose-instance-norm"}, pc);
+  }
   PassResult r;
   r.changed = ctx.graph->ops().size() != before;
   if (r.changed) return r.invalidate_all();

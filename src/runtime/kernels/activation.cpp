@@ -4,6 +4,7 @@
 // Relu and Clip clamp codes (rescaling when the exponents differ). Softmax computes in float.
 #include <cmath>
 #include <functional>
+#include <vector>
 
 #include "ir/op_traits.h"
 #include "runtime/kernels/kernels.h"
@@ -35,6 +36,10 @@ std::function<double(double)> function_of(const KernelArgs& args) {
       return [](double x) { return x * std::max(0.0, std::min(1.0, x / 6 + 0.5)); };
     case OpType::Swish:
       return [](double x) { return x / (1.0 + std::exp(-x)); };
+    case OpType::Sqrt:
+      return [](double x) { return std::sqrt(x); };
+    case OpType::Log:
+      return [](double x) { return std::log(x); };
     default:
       args.fail_node("no integer or float definition without a lookup table");
   }
@@ -92,8 +97,12 @@ EQ_RUNTIME_KERNEL(unary_kernel) {
   auto sigmoid = [](float v) { return static_cast<float>(1.0 / (1.0 + expf(-v))); };
   for (int64_t i = 0; i < x.numel(); ++i) {
     float v = static_cast<float>(x.ints[size_t(i)]) * in_scale;
+    // sqrtf and logf as dl_module_sqrt/log.hpp call them (sqrt is exact either way; log in double
+    // then rounded to float could differ from logf in the last bit).
     float temp = t == OpType::Sigmoid ? sigmoid(v)
                  : t == OpType::Tanh  ? 2 * sigmoid(2 * v) - 1
+                 : t == OpType::Sqrt  ? sqrtf(v)
+                 : t == OpType::Log   ? logf(v)
                                       : static_cast<float>(f(v));
     double q = round_value(static_cast<double>(temp * out_scale), args.rounding());
     y.ints[size_t(i)] = saturate_to(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), y.dtype);
@@ -153,15 +162,20 @@ EQ_RUNTIME_KERNEL(softmax_kernel) {
     y.floats.resize(size_t(x.numel()));
   else
     y.ints.resize(size_t(x.numel()));
+  // ESP-DL's float path (dl_module_softmax.hpp forward_float): float32 max, expf(x - max), a
+  // float32 running sum in order, then one division per element.
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t in = 0; in < inner; ++in) {
-      double m = -INFINITY, s = 0;
-      for (int64_t k = 0; k < len; ++k) m = std::max(m, real_value(x, (o * len + k) * inner + in));
-      for (int64_t k = 0; k < len; ++k) s += std::exp(real_value(x, (o * len + k) * inner + in) - m);
+      auto at = [&](int64_t k) { return (o * len + k) * inner + in; };
+      float m = static_cast<float>(real_value(x, at(0)));
+      for (int64_t k = 1; k < len; ++k) m = std::max(m, static_cast<float>(real_value(x, at(k))));
+      std::vector<float> e(static_cast<size_t>(len));
+      float s = 0.f;
       for (int64_t k = 0; k < len; ++k) {
-        int64_t i = (o * len + k) * inner + in;
-        store_real(y, i, std::exp(real_value(x, i) - m) / s, args.rounding());
+        e[size_t(k)] = expf(static_cast<float>(real_value(x, at(k))) - m);
+        s += e[size_t(k)];
       }
+      for (int64_t k = 0; k < len; ++k) store_real(y, at(k), double(e[size_t(k)] / s), args.rounding());
     }
 }
 

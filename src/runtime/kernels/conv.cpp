@@ -1,6 +1,9 @@
 // Conv (channels-last activations, OIHW weight codes; 1-D: [N, W, C] and OIW) and Gemm ([C, N] weight codes, transB =
 // 0): int64 accumulation of code products plus the bias code, then shift_and_round to the output exponent per output
 // channel (s = e_out - e_in - e_w[c]) and saturation; a fused Relu clamps negatives (`activation` attribute).
+// MatMul (ESP-DL runs it as a 1x1 Conv whose filter is input 1, stored in the filter order:
+// kernels.h matmul_b_offset): NumPy matmul of up to 4-D operands, the same accumulation and
+// requantization with one exponent per operand, no bias.
 #include "ir/lowered.h"
 #include "runtime/kernels/kernels.h"
 
@@ -153,6 +156,56 @@ EQ_RUNTIME_KERNEL(gemm_kernel) {
       for (int64_t k = 0; k < c; ++k) acc += (x.ints[size_t(i * c + k)] - zx) * (w.ints[size_t(k * oc + o)] - zw);
       y.ints[size_t(i * oc + o)] = finish(args, rq, acc, e_out - e_in - weight_exponent(w, o), size_t(o));
     }
+}
+
+int64_t matmul_b_block(const IntGraph& graph, DType b) {
+  auto it = graph.filter_blocks.find(b == DType::Int16 ? 16 : 8);
+  return it == graph.filter_blocks.end() ? 0 : it->second;
+}
+
+EQ_RUNTIME_KERNEL(matmul_kernel) {
+  const IntTensor& a = args.in(0);
+  const IntTensor& b = args.in(1);
+  if (a.is_float() || b.is_float()) args.fail_node("MatMul needs integer operands");
+  if (a.shape.empty() || b.shape.empty()) args.fail_node("MatMul operands must have at least one dimension");
+  if (b.exponents.size() > 1) args.fail_node("input 1 has per-channel exponents (ESP-DL's MatMul reads one)");
+  // 1-D operands: a row vector [1, K] and a column vector [K, 1], dropped from the output again.
+  Shape as = a.shape, bs = b.shape;
+  if (as.size() == 1) as.insert(as.begin(), 1);
+  if (bs.size() == 1) bs.push_back(1);
+  int64_t m = as[as.size() - 2], k = as.back(), n = bs.back();
+  if (bs[bs.size() - 2] != k)
+    args.fail_node("inner dimensions differ: " + shape_str(a.shape) + " x " + shape_str(b.shape));
+  Shape batch_a(as.begin(), as.end() - 2), batch_b(bs.begin(), bs.end() - 2);
+  Shape batch = broadcast_shape(args, batch_a, batch_b);
+  Shape ys = batch;
+  if (a.shape.size() > 1) ys.push_back(m);
+  if (b.shape.size() > 1) ys.push_back(n);
+  Requant rq = requant_of(args, fused_relu(args));
+  IntTensor& y = args.out();
+  set_output(args, y, ys);
+  int shift = y.exponent() - a.exponent() - b.exponent();
+  int64_t za = a.zero_point(), zb = b.zero_point();
+  int64_t batches = shape_numel(batch), block = matmul_b_block(args.graph, b.dtype);
+  // Offsets of B's columns within a slice, in the filter memory order.
+  std::vector<int64_t> boff(size_t(k * n));
+  for (int64_t p = 0; p < k; ++p)
+    for (int64_t j = 0; j < n; ++j) boff[size_t(p * n + j)] = matmul_b_offset(p, j, k, n, block);
+  std::vector<int64_t> idx(batch.size(), 0);
+  for (int64_t t = 0; t < batches; ++t) {
+    int64_t oa = broadcast_index(batch_a, batch, idx) * m * k, ob = broadcast_index(batch_b, batch, idx) * k * n;
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        int64_t acc = 0;
+        for (int64_t p = 0; p < k; ++p)
+          acc += (a.ints[size_t(oa + i * k + p)] - za) * (b.ints[size_t(ob + boff[size_t(p * n + j)])] - zb);
+        y.ints[size_t((t * m + i) * n + j)] = finish(args, rq, acc, shift, size_t(j));
+      }
+    for (size_t d = batch.size(); d-- > 0;) {
+      if (++idx[d] < batch[d]) break;
+      idx[d] = 0;
+    }
+  }
 }
 
 }  // namespace edgequant::runtime

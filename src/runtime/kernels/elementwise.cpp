@@ -1,6 +1,7 @@
 // Add, Sub (ESP-DL: no rescale, y = sat(a +- b); every operand shares the output exponent, the
 // program's RequantizeLinear nodes see to it), Mul (y = round(a * b * 2^(e_a + e_b - e_out))) and
-// Mod (y = round(fmodf(a 2^e_a, b 2^e_b) 2^-e_out), 0 where b is 0). NumPy broadcasting.
+// Mod (y = round(fmodf(a 2^e_a, b 2^e_b) 2^-e_out), 0 where b is 0), Div (kernels.h: DivForm) and
+// Pow (y = round(powf(a 2^e_a, b 2^e_b) 2^-e_out)), in ESP-DL's float32 steps. NumPy broadcasting.
 #include <cmath>
 
 #include "runtime/kernels/kernels.h"
@@ -47,7 +48,60 @@ void add_sub(const KernelArgs& args, int sign) {
     y.ints[size_t(i)] = saturate_to(a.ints[size_t(ia)] + sign * b.ints[size_t(ib)] + (sign > 0 ? -z : z), y.dtype);
   });
 }
+// The float result of an ESP-DL float32 formula as an output code: rounded, then clipped to the
+// dtype (tool::truncate after tool::round).
+int64_t code_of(const KernelArgs& args, float v) {
+  double q = round_value(static_cast<double>(v), args.rounding());
+  return saturate_to(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), args.out().dtype);
+}
 }  // namespace
+
+ElemwiseRow espdl_elemwise_row(Shape a, Shape b, Shape out) {
+  size_t dims = out.size();
+  if (dims == 0) return {};
+  while (a.size() < dims) a.insert(a.begin(), 1);
+  while (b.size() < dims) b.insert(b.begin(), 1);
+  if (a.size() != dims || b.size() != dims) return {};
+  size_t merged = dims;
+  // dl_base_elemwise.cpp's merge, step for step: fold dim j into dim i while both operands agree
+  // on both, or one of them is 1 on both.
+  for (size_t i = 0; i < dims; ++i) {
+    size_t j = i + 1;
+    for (; j < dims; ++j) {
+      if (a[i] == b[i] && a[j] == b[j]) {
+        a[i] *= a[j];
+        b[i] *= b[j];
+        out[i] *= out[j];
+        a[j] = b[j] = out[j] = 1;
+      } else if (a[i] == 1 && a[j] == 1) {
+        b[i] *= b[j];
+        out[i] *= out[j];
+        b[j] = out[j] = 1;
+      } else if (b[i] == 1 && b[j] == 1) {
+        a[i] *= a[j];
+        out[i] *= out[j];
+        a[j] = out[j] = 1;
+      } else {
+        break;
+      }
+    }
+    if (j == dims) {
+      merged = i + 1;
+      break;
+    }
+  }
+  return {a[merged - 1], b[merged - 1], merged};
+}
+
+DivForm espdl_div_form(const Shape& a, const Shape& b, const Shape& out, DType dtype) {
+  ElemwiseRow r = espdl_elemwise_row(a, b, out);
+  if (dtype == DType::Int8) {
+    // elemwise_div<int8_t>: a scalar dividend row first (a lookup table when a has one element).
+    if (r.a == 1) return shape_numel(a) == 1 ? DivForm::QuotientZeroByZeroIsMin : DivForm::Quotient;
+    return r.b == 1 ? DivForm::ReciprocalProduct : DivForm::Quotient;
+  }
+  return r.b == 1 ? DivForm::ReciprocalProduct : DivForm::Quotient;  // elemwise_div<int16_t>
+}
 
 EQ_RUNTIME_KERNEL(add_kernel) { add_sub(args, 1); }
 EQ_RUNTIME_KERNEL(sub_kernel) { add_sub(args, -1); }
@@ -100,6 +154,53 @@ EQ_RUNTIME_KERNEL(mod_kernel) {
     float r = bv != 0.f ? std::fmod(av, bv) : 0.f;
     y.ints[size_t(i)] =
         saturate_to(static_cast<int64_t>(round_value(static_cast<double>(r * rescale), args.rounding())), y.dtype);
+  });
+}
+
+EQ_RUNTIME_KERNEL(div_kernel) {
+  const IntTensor& a = args.in(0);
+  const IntTensor& b = args.in(1);
+  IntTensor& y = args.out();
+  if (a.is_float() || b.is_float() || y.is_float() || !a.is_pow2() || !b.is_pow2() || !y.is_pow2()) {
+    broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+      store_real(y, i, real_value(a, ia) / real_value(b, ib), args.rounding());
+    });
+    return;
+  }
+  DivForm form = espdl_div_form(a.shape, b.shape, broadcast_shape(args, a.shape, b.shape), y.dtype);
+  float r = std::ldexp(1.f, a.exponent() - b.exponent() - y.exponent());
+  int64_t lo = dtype_min(y.dtype), hi = dtype_max(y.dtype);
+  broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+    int64_t qa = a.ints[size_t(ia)], qb = b.ints[size_t(ib)];
+    int64_t& q = y.ints[size_t(i)];
+    if (form == DivForm::QuotientZeroByZeroIsMin && qb == 0)
+      q = qa > 0 ? hi : lo;
+    else if (qa == 0)
+      q = 0;
+    else if (qb == 0)
+      q = qa > 0 ? hi : lo;
+    else if (form == DivForm::ReciprocalProduct)
+      q = code_of(args, static_cast<float>(qa) * (r / static_cast<float>(qb)));
+    else
+      q = code_of(args, static_cast<float>(qa) * r / static_cast<float>(qb));
+  });
+}
+
+EQ_RUNTIME_KERNEL(pow_kernel) {
+  const IntTensor& a = args.in(0);
+  const IntTensor& b = args.in(1);
+  IntTensor& y = args.out();
+  if (a.is_float() || b.is_float() || y.is_float() || !a.is_pow2() || !b.is_pow2() || !y.is_pow2()) {
+    broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+      store_real(y, i, std::pow(real_value(a, ia), real_value(b, ib)), args.rounding());
+    });
+    return;
+  }
+  float sa = std::ldexp(1.f, a.exponent()), sb = std::ldexp(1.f, b.exponent()),
+        rescale = std::ldexp(1.f, -y.exponent());
+  broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+    float base = static_cast<float>(a.ints[size_t(ia)]) * sa, e = static_cast<float>(b.ints[size_t(ib)]) * sb;
+    y.ints[size_t(i)] = code_of(args, powf(base, e) * rescale);
   });
 }
 

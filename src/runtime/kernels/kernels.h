@@ -64,6 +64,44 @@ int64_t norm_axis(const KernelArgs& args, int64_t axis, int64_t rank);
 // Integer values of an int64 initializer input (shapes, axes, pads).
 std::vector<int64_t> ints_input(const KernelArgs& args, size_t i);
 
+// ESP-DL's element-wise loop (dl_base_elemwise.cpp) first merges the broadcast shapes of its two
+// operands, then runs one row kernel over the innermost merged dimension; some kernels (Div)
+// choose their float32 formula by which operand is a scalar along that row. The operands'
+// extents in that dimension (ESP-DL's input0_d0/input1_d0) and the merged rank.
+struct ElemwiseRow {
+  int64_t a = 1, b = 1;
+  size_t merged_dims = 1;
+};
+ElemwiseRow espdl_elemwise_row(Shape a, Shape b, Shape out);
+// ESP-DL's Div (dl_base_div.cpp) on integer codes, r = 2^(e_a - e_b - e_out):
+// - Quotient: round((a * r) / b), one float32 rounding before the integer one (vector / vector,
+//   and a scalar dividend);
+// - ReciprocalProduct: round(a * (r / b)), two float32 roundings (a scalar divisor per row:
+//   int16 whenever the divisor's row extent is 1, int8 unless the dividend's is 1 too);
+// - Quotient, and 0 / 0 gives the minimum code (int8 with a one-element dividend: the lookup
+//   table ESP-DL builds, whose entry for b = 0 is "+inf if a > 0, else -inf").
+// Otherwise a = 0 gives 0 and b = 0 the maximum code of a's sign.
+enum class DivForm { Quotient, ReciprocalProduct, QuotientZeroByZeroIsMin };
+DivForm espdl_div_form(const Shape& a, const Shape& b, const Shape& out, DType dtype);
+
+// ESP-DL's MatMul reads input 1 ([..., C, N]) as a 1x1 Conv filter: each [C, N] slice in the
+// filter memory order of the target (ESP-PPQ reorders a constant, and inserts Transpose/Reshape
+// (+ Slice/Concat) nodes before a computed one). With block a (the target's espdl_filter_blocks
+// for the dtype; 0 on C targets): columns n < N - N % a in blocks (b, c, j), the rest N-major.
+// Memory offset of element (c, n) within its slice.
+inline int64_t matmul_b_offset(int64_t c, int64_t n, int64_t C, int64_t N, int64_t a) {
+  int64_t aligned = a > 0 ? N / a * a : 0;
+  if (n < aligned) return (n / a) * C * a + c * a + n % a;
+  return aligned * C + (n - aligned) * C + c;
+}
+// The block a of a MatMul's input 1 in `graph` (0: plain N-major).
+int64_t matmul_b_block(const IntGraph& graph, DType b);
+
+// Reduced-dimension flags of a Reduce* node (ONNX: no axes means all, unless noop_with_empty_axes).
+std::vector<bool> reduce_flags(const std::vector<int64_t>& axes, size_t rank, bool noop_with_empty_axes);
+// The reduction patterns ESP-DL's ReduceBase computes (others leave its output unwritten).
+bool espdl_reduce_supported(const std::vector<bool>& flags);
+
 #define EQ_RUNTIME_KERNEL(name) void name(const KernelArgs& args)
 // Declared per family (the op registry, src/ir/ops.def, maps op type -> kernel; none: no kernel).
 #define EQ_OP(type, cls, float_kernel, int_kernel, flags) EQ_RUNTIME_KERNEL(int_kernel);

@@ -1,0 +1,83 @@
+// DecomposeInstanceNormPass: y = scale[c] (x - mean) / sqrt(var + eps) + B[c] over the spatial dims
+// becomes the normalisation block torch writes for a LayerNorm at opset 13 (ReduceMean, Sub, Mul,
+// ReduceMean, Add, Sqrt, Div, Mul, Add), ops ESP-DL runs: it has no InstanceNormalization module.
+// Run by `prepare` for targets whose runtime lacks the op (style-transfer and GAN generators).
+#include "ir/op_traits.h"
+#include "passes/graph_passes.h"
+
+namespace edgequant {
+
+PassResult DecomposeInstanceNormPass::run(Graph& graph, PassContext&) {
+  PassResult result;
+  std::vector<Op*> norms;
+  for (const auto& op : graph.ops())
+    if (op->is(OpType::InstanceNormalization)) norms.push_back(op.get());
+  for (Op* in : norms) {
+    Value* x = in->input(0);
+    Value* scale = in->input(1);
+    Value* bias = in->input(2);
+    if (!x || !x->shape || x->shape->size() < 3 || !scale || !scale->is_constant() || !bias || !bias->is_constant() ||
+        scale->data->dtype() != DType::Float32 || bias->data->dtype() != DType::Float32)
+      continue;
+    size_t rank = x->shape->size();
+    int64_t channels = (*x->shape)[1];
+    if (channels <= 0 || scale->data->numel() != channels || bias->data->numel() != channels) continue;
+    std::string name = in->name;
+    auto value = [&](const std::string& tag, bool reduced) {
+      Value* v = graph.add_value(graph.unique_name(name + "_" + tag));
+      v->dtype = DType::Float32;
+      Shape s = *x->shape;
+      if (reduced)
+        for (size_t d = 2; d < rank; ++d) s[d] = 1;
+      v->shape = s;
+      return v;
+    };
+    std::vector<int64_t> axes;
+    for (size_t d = 2; d < rank; ++d) axes.push_back(int64_t(d));
+    Value* axes_value = nullptr;
+    if (graph.opset >= 18)
+      axes_value = graph.add_constant(graph.unique_name(name + "_axes"),
+                                      Tensor::from_vector(DType::Int64, Shape{int64_t(axes.size())}, axes));
+    auto reduce_mean = [&](Value* from, Value* to, const std::string& tag) {
+      Op* op = graph.add_op("ReduceMean", graph.unique_name(name + "/" + tag),
+                            axes_value ? std::vector<Value*>{from, axes_value} : std::vector<Value*>{from}, {to});
+      if (!axes_value) op->attrs["axes"] = axes;
+      op->attrs["keepdims"] = int64_t(1);
+    };
+    Shape cshape(rank - 1, 1);
+    cshape[0] = channels;
+    auto per_channel = [&](Value* v, const std::string& tag) {
+      std::vector<double> d = v->data->to_doubles();
+      return graph.add_constant(graph.unique_name(name + "_" + tag),
+                                Tensor::from_vector(DType::Float32, cshape, std::vector<float>(d.begin(), d.end())));
+    };
+    float eps = in->attr_float("epsilon", 1e-5f);
+    Value* y = in->outputs[0];
+    Value *mean = value("mean", true), *centered = value("centered", false), *square = value("square", false),
+          *var = value("var", true), *var_eps = value("var_eps", true), *std_dev = value("std", true),
+          *normed = value("normed", false), *scaled = value("scaled", false);
+    Value* eps_value = graph.add_constant(graph.unique_name(name + "_epsilon"),
+                                          Tensor::from_vector(DType::Float32, Shape{}, std::vector<float>{eps}));
+    Value* gamma = per_channel(scale, "scale");
+    Value* beta = per_channel(bias, "bias");
+    graph.remove_op(in);
+    reduce_mean(x, mean, "ReduceMean");
+    graph.add_op("Sub", graph.unique_name(name + "/Sub"), {x, mean}, {centered});
+    graph.add_op("Mul", graph.unique_name(name + "/Square"), {centered, centered}, {square});
+    reduce_mean(square, var, "Variance");
+    graph.add_op("Add", graph.unique_name(name + "/AddEpsilon"), {var, eps_value}, {var_eps});
+    graph.add_op("Sqrt", graph.unique_name(name + "/Sqrt"), {var_eps}, {std_dev});
+    graph.add_op("Div", graph.unique_name(name + "/Div"), {centered, std_dev}, {normed});
+    graph.add_op("Mul", graph.unique_name(name + "/Scale"), {normed, gamma}, {scaled});
+    graph.add_op("Add", graph.unique_name(name + "/Bias"), {scaled, beta}, {y});
+    ++result.rewrites;
+  }
+  if (result.rewrites) {
+    graph.topo_sort();
+    graph.remove_dead();
+  }
+  result.changed = result.rewrites > 0;
+  return result;
+}
+
+}  // namespace edgequant
