@@ -48,11 +48,12 @@ class FusePadPass : public GraphPass {
   PassResult run(Graph& graph, PassContext& context) override;
 };
 
-// InstanceNormalization becomes ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt, Div, Mul, Add (for
-// runtimes without the op; `prepare` runs it by target).
-class DecomposeInstanceNormPass : public GraphPass {
+// InstanceNormalization and LayerNormalization become ReduceMean, Sub, Mul, ReduceMean, Add, Sqrt,
+// Div, Mul(, Add) (for integer targets that cannot run them whole; `prepare` runs it by target).
+class DecomposeNormalizationPass : public GraphPass {
  public:
-  const char* name() const override { return "decompose-instance-norm"; }
+  bool skip_instance_norm = false, skip_layer_norm = false;
+  const char* name() const override { return "decompose-normalization"; }
   using GraphPass::run;
   PassResult run(Graph& graph, PassContext& context) override;
 };

@@ -36,6 +36,7 @@ CASES=(
   "models/standalone_bn_op13.onnx $SRC/tests/fixtures/models/standalone_bn_input.npy -"
   "models/transformer_block_op13.onnx $SRC/tests/fixtures/models/transformer_block_input.npy - c esp32p4"
   "models/transformer_block_op13.onnx $SRC/tests/fixtures/models/transformer_block_input.npy $S/int16.yaml c esp32p4"
+  "models/transformer_block_op17.onnx $SRC/tests/fixtures/models/transformer_block_input.npy - c esp32p4"
   "models/instance_norm_op13.onnx $SRC/tests/fixtures/models/instance_norm_input.npy -"
   "models/instance_norm_op13.onnx $SRC/tests/fixtures/models/instance_norm_input.npy $S/int16.yaml"
 )

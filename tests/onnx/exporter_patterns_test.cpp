@@ -163,9 +163,25 @@ TEST(TorchExport, TransformerBlockRunsAsTorch) {
   expect_runs_as_torch(*g, "transformer_block");
 }
 
+TEST(TorchExport, Opset17LayerNormDecomposesIntoOpsEspdlRuns) {
+  // The same transformer block at opset 17: each LayerNorm is one LayerNormalization node, which
+  // `prepare` decomposes for ESP targets (no integer LayerNormalization kernel here) into the
+  // opset-13 block (with Mul for the square). Outputs equal torch's before and after.
+  auto g = load_model(fixture("models/transformer_block_op17.onnx"));
+  expect_runs_as_torch(*g, "transformer_block");
+  PassContext pc;
+  run_passes(*g, {"decompose-normalization"}, pc);
+  std::map<std::string, int> count;
+  for (const auto& op : g->ops()) ++count[op->type];
+  EXPECT_EQ(count["LayerNormalization"], 0);
+  EXPECT_EQ(count["ReduceMean"], 5);
+  EXPECT_EQ(count["Sqrt"], 2);
+  expect_runs_as_torch(*g, "transformer_block");
+}
+
 TEST(TorchExport, InstanceNormDecomposesIntoOpsEspdlRuns) {
   // tools/gen_fixtures/export_instance_norm.py: two InstanceNorm2d(affine) nodes; the
-  // decompose-instance-norm pass (run by `prepare` for ESP targets) writes each as ReduceMean,
+  // decompose-normalization pass (run by `prepare` for ESP targets) writes each as ReduceMean,
   // Sub, Mul, ReduceMean, Add, Sqrt, Div, Mul, Add. Before and after, outputs equal torch's.
   auto g = load_model(fixture("models/instance_norm_op13.onnx"));
   int norms = 0;
@@ -173,7 +189,7 @@ TEST(TorchExport, InstanceNormDecomposesIntoOpsEspdlRuns) {
   EXPECT_EQ(norms, 2);
   expect_runs_as_torch(*g, "instance_norm");
   PassContext pc;
-  run_passes(*g, {"decompose-instance-norm"}, pc);
+  run_passes(*g, {"decompose-normalization"}, pc);
   std::map<std::string, int> count;
   for (const auto& op : g->ops()) ++count[op->type];
   EXPECT_EQ(count["InstanceNormalization"], 0);

@@ -134,6 +134,7 @@ INSTANTIATE_TEST_SUITE_P(StandaloneBn, IntegerRuntime,
 // (tools/gen_fixtures/export_instance_norm.py).
 INSTANTIATE_TEST_SUITE_P(Transformer, IntegerRuntime,
                          ::testing::Combine(::testing::Values(fixture_case("models/transformer_block_op13"),
+                                                              fixture_case("models/transformer_block_op17"),
                                                               fixture_case("models/instance_norm_op13")),
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());

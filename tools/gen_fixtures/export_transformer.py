@@ -1,9 +1,11 @@
 #!/usr/bin/python3
-"""Exports models/transformer_block_op13.onnx: a one-head transformer encoder block over 8 tokens
+"""Exports models/transformer_block_op{13,17}.onnx: a one-head transformer encoder block over 8 tokens
 of 16 features, as keyword-spotting and OCR heads have it. At opset 13 torch writes each LayerNorm
 as the normalisation block ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add; the
 projections as MatMul (+ Add); attention as MatMul of two activations, Div by a constant, Softmax
-and MatMul; the pooling as ReduceMean over tokens. Fixed batch 1, 16 seeded input samples and
+and MatMul; the pooling as ReduceMean over tokens. At opset 17 each LayerNorm is one
+LayerNormalization node (the same torch model: transformer_block_op13_output.npy is the reference
+for both). Fixed batch 1, 16 seeded input samples and
 torch's outputs.
 Run: /usr/bin/python3 tools/gen_fixtures/export_transformer.py   (deterministic: fixed seeds)
 """
@@ -52,9 +54,10 @@ def main():
         y = torch.stack([model(s) for s in x])
     np.save(os.path.join(OUT, "transformer_block_input.npy"), x.reshape(16, T, C).numpy())
     np.save(os.path.join(OUT, "transformer_block_op13_output.npy"), y.reshape(16, CLASSES).numpy())
-    path = os.path.join(OUT, "transformer_block_op13.onnx")
-    torch.onnx.export(model, x[0], path, opset_version=13, input_names=["input"], output_names=["output"])
-    print("wrote", path, file=sys.stderr)
+    for opset in (13, 17):  # opset 17: each LayerNorm is one LayerNormalization node
+        path = os.path.join(OUT, "transformer_block_op%d.onnx" % opset)
+        torch.onnx.export(model, x[0], path, opset_version=opset, input_names=["input"], output_names=["output"])
+        print("wrote", path, file=sys.stderr)
 
 
 if __name__ == "__main__":
