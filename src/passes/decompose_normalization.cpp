@@ -95,12 +95,7 @@ PassResult DecomposeNormalizationPass::run(Graph& graph, PassContext&) {
     if (beta) graph.add_op("Add", graph.unique_name(name + "/Bias"), {scaled, beta}, {y});
     ++result.rewrites;
   }
-  if (result.rewrites) {
-    graph.topo_sort();
-    graph.remove_dead();
-  }
-  result.changed = result.rewrites > 0;
-  return result;
+  return finish_rewrites(graph, result);
 }
 
 }  // namespace edgequant

@@ -127,12 +127,7 @@ PassResult FoldBatchNormPass::run(Graph& graph, PassContext&) {
     graph.add_op("Add", graph.unique_name(name + "/Add"), {mid, tv}, {y});
     ++result.rewrites;
   }
-  if (result.rewrites) {
-    graph.topo_sort();
-    graph.remove_dead();
-  }
-  result.changed = result.rewrites > 0;
-  return result;
+  return finish_rewrites(graph, result);
 }
 
 }  // namespace edgequant

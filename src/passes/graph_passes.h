@@ -4,6 +4,17 @@
 
 namespace edgequant {
 
+// After local rewrites that appended ops: producers first again and unused values gone; `changed`
+// set from the rewrite count.
+inline PassResult finish_rewrites(Graph& graph, PassResult result) {
+  if (result.rewrites) {
+    graph.topo_sort();
+    graph.remove_dead();
+  }
+  result.changed = result.rewrites > 0;
+  return result;
+}
+
 // Identity and inference-time Dropout forward their input (unless they feed a graph output).
 class RemoveIdentityPass : public GraphPass {
  public:

@@ -48,6 +48,20 @@ void add_sub(const KernelArgs& args, int sign) {
     y.ints[size_t(i)] = saturate_to(a.ints[size_t(ia)] + sign * b.ints[size_t(ib)] + (sign > 0 ? -z : z), y.dtype);
   });
 }
+// Float tensors or float-scale grids: y = f(a, b) on real values, rounded once (no chip formula
+// to follow). Returns false when every tensor is integer on a power-of-two grid.
+template <class F>
+bool computed_on_reals(const KernelArgs& args, F f) {
+  const IntTensor& a = args.in(0);
+  const IntTensor& b = args.in(1);
+  IntTensor& y = args.out();
+  if (!a.is_float() && !b.is_float() && !y.is_float() && a.is_pow2() && b.is_pow2() && y.is_pow2()) return false;
+  broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
+    store_real(y, i, f(real_value(a, ia), real_value(b, ib)), args.rounding());
+  });
+  return true;
+}
+
 // The float result of an ESP-DL float32 formula as an output code: rounded, then clipped to the
 // dtype (tool::truncate after tool::round).
 int64_t code_of(const KernelArgs& args, float v) {
@@ -140,13 +154,7 @@ EQ_RUNTIME_KERNEL(mod_kernel) {
   const IntTensor& a = args.in(0);
   const IntTensor& b = args.in(1);
   IntTensor& y = args.out();
-  auto fmod_or_zero = [](double x, double d) { return d != 0 ? std::fmod(x, d) : 0.0; };
-  if (a.is_float() || b.is_float() || y.is_float() || !a.is_pow2() || !b.is_pow2() || !y.is_pow2()) {
-    broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
-      store_real(y, i, fmod_or_zero(real_value(a, ia), real_value(b, ib)), args.rounding());
-    });
-    return;
-  }
+  if (computed_on_reals(args, [](double x, double d) { return d != 0 ? std::fmod(x, d) : 0.0; })) return;
   float sa = std::ldexp(1.f, a.exponent()), sb = std::ldexp(1.f, b.exponent()),
         rescale = std::ldexp(1.f, -y.exponent());
   broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
@@ -161,12 +169,7 @@ EQ_RUNTIME_KERNEL(div_kernel) {
   const IntTensor& a = args.in(0);
   const IntTensor& b = args.in(1);
   IntTensor& y = args.out();
-  if (a.is_float() || b.is_float() || y.is_float() || !a.is_pow2() || !b.is_pow2() || !y.is_pow2()) {
-    broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
-      store_real(y, i, real_value(a, ia) / real_value(b, ib), args.rounding());
-    });
-    return;
-  }
+  if (computed_on_reals(args, [](double x, double d) { return x / d; })) return;
   DivForm form = espdl_div_form(a.shape, b.shape, broadcast_shape(args, a.shape, b.shape), y.dtype);
   float r = std::ldexp(1.f, a.exponent() - b.exponent() - y.exponent());
   int64_t lo = dtype_min(y.dtype), hi = dtype_max(y.dtype);
@@ -190,12 +193,7 @@ EQ_RUNTIME_KERNEL(pow_kernel) {
   const IntTensor& a = args.in(0);
   const IntTensor& b = args.in(1);
   IntTensor& y = args.out();
-  if (a.is_float() || b.is_float() || y.is_float() || !a.is_pow2() || !b.is_pow2() || !y.is_pow2()) {
-    broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
-      store_real(y, i, std::pow(real_value(a, ia), real_value(b, ib)), args.rounding());
-    });
-    return;
-  }
+  if (computed_on_reals(args, [](double x, double e) { return std::pow(x, e); })) return;
   float sa = std::ldexp(1.f, a.exponent()), sb = std::ldexp(1.f, b.exponent()),
         rescale = std::ldexp(1.f, -y.exponent());
   broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
