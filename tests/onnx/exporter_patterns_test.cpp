@@ -179,6 +179,16 @@ TEST(TorchExport, Opset17LayerNormDecomposesIntoOpsEspdlRuns) {
   expect_runs_as_torch(*g, "transformer_block");
 }
 
+TEST(TorchExport, ReductionsRunAsTorch) {
+  // tools/gen_fixtures/export_reductions.py: ReduceMax and ReduceMin (axes attributes),
+  // ReduceSum (axes input at opset 13), Log and ReduceMean after a Conv; fixed batch 1.
+  auto g = load_model(fixture("models/reductions_op13.onnx"));
+  std::map<std::string, int> count;
+  for (const auto& op : g->ops()) ++count[op->type];
+  for (const char* t : {"ReduceMax", "ReduceMin", "ReduceSum", "ReduceMean", "Log"}) EXPECT_EQ(count[t], 1) << t;
+  expect_runs_as_torch(*g, "reductions");
+}
+
 TEST(TorchExport, InstanceNormDecomposesIntoOpsEspdlRuns) {
   // tools/gen_fixtures/export_instance_norm.py: two InstanceNorm2d(affine) nodes; the
   // decompose-normalization pass (run by `prepare` for ESP targets) writes each as ReduceMean,

@@ -167,6 +167,12 @@ TEST(IntegerRuntimeDiv, EveryCodePairMatchesTheSimulation) {
   }
 }
 
+// ReduceMax/Min/Sum/Mean and Log after a Conv (tools/gen_fixtures/export_reductions.py).
+INSTANTIATE_TEST_SUITE_P(Reductions, IntegerRuntime,
+                         ::testing::Combine(::testing::Values(fixture_case("models/reductions_op13")),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
+
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
 class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
