@@ -104,8 +104,7 @@ EQ_RUNTIME_KERNEL(unary_kernel) {
                  : t == OpType::Sqrt  ? sqrtf(v)
                  : t == OpType::Log   ? logf(v)
                                       : static_cast<float>(f(v));
-    double q = round_value(static_cast<double>(temp * out_scale), args.rounding());
-    y.ints[size_t(i)] = saturate_to(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), y.dtype);
+    y.ints[size_t(i)] = float_to_code(temp * out_scale, y.dtype, args.rounding());
   }
 }
 

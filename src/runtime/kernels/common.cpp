@@ -49,6 +49,11 @@ std::vector<std::string> kernel_op_types() {
   return v;
 }
 
+int64_t float_to_code(float v, DType d, RoundingMode mode) {
+  double q = round_value(static_cast<double>(v), mode);
+  return saturate(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), dtype_min(d), dtype_max(d));
+}
+
 int64_t shift_round(int64_t v, int shift, RoundingMode mode) {
   if (shift <= 0) {
     if (shift < -62) return v == 0 ? 0 : (v > 0 ? INT64_MAX : INT64_MIN);

@@ -61,13 +61,6 @@ bool computed_on_reals(const KernelArgs& args, F f) {
   });
   return true;
 }
-
-// The float result of an ESP-DL float32 formula as an output code: rounded, then clipped to the
-// dtype (tool::truncate after tool::round).
-int64_t code_of(const KernelArgs& args, float v) {
-  double q = round_value(static_cast<double>(v), args.rounding());
-  return saturate_to(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), args.out().dtype);
-}
 }  // namespace
 
 ElemwiseRow espdl_elemwise_row(Shape a, Shape b, Shape out) {
@@ -141,8 +134,7 @@ EQ_RUNTIME_KERNEL(mul_kernel) {
   float scale = std::ldexp(1.f, a.exponent() + b.exponent() - y.exponent());
   broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
     float out = static_cast<float>(a.ints[size_t(ia)] * b.ints[size_t(ib)]) * scale;
-    y.ints[size_t(i)] =
-        saturate_to(static_cast<int64_t>(round_value(static_cast<double>(out), args.rounding())), y.dtype);
+    y.ints[size_t(i)] = float_to_code(out, y.dtype, args.rounding());
   });
 }
 
@@ -160,8 +152,7 @@ EQ_RUNTIME_KERNEL(mod_kernel) {
   broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
     float av = static_cast<float>(a.ints[size_t(ia)]) * sa, bv = static_cast<float>(b.ints[size_t(ib)]) * sb;
     float r = bv != 0.f ? std::fmod(av, bv) : 0.f;
-    y.ints[size_t(i)] =
-        saturate_to(static_cast<int64_t>(round_value(static_cast<double>(r * rescale), args.rounding())), y.dtype);
+    y.ints[size_t(i)] = float_to_code(r * rescale, y.dtype, args.rounding());
   });
 }
 
@@ -183,9 +174,9 @@ EQ_RUNTIME_KERNEL(div_kernel) {
     else if (qb == 0)
       q = qa > 0 ? hi : lo;
     else if (form == DivForm::ReciprocalProduct)
-      q = code_of(args, static_cast<float>(qa) * (r / static_cast<float>(qb)));
+      q = float_to_code(static_cast<float>(qa) * (r / static_cast<float>(qb)), y.dtype, args.rounding());
     else
-      q = code_of(args, static_cast<float>(qa) * r / static_cast<float>(qb));
+      q = float_to_code(static_cast<float>(qa) * r / static_cast<float>(qb), y.dtype, args.rounding());
   });
 }
 
@@ -198,7 +189,7 @@ EQ_RUNTIME_KERNEL(pow_kernel) {
         rescale = std::ldexp(1.f, -y.exponent());
   broadcast_binary(args, [&](int64_t i, int64_t ia, int64_t ib) {
     float base = static_cast<float>(a.ints[size_t(ia)]) * sa, e = static_cast<float>(b.ints[size_t(ib)]) * sb;
-    y.ints[size_t(i)] = code_of(args, powf(base, e) * rescale);
+    y.ints[size_t(i)] = float_to_code(powf(base, e) * rescale, y.dtype, args.rounding());
   });
 }
 

@@ -39,6 +39,9 @@ std::vector<std::string> kernel_op_types();
 
 // x * 2^-shift rounded with `mode` (shift <= 0: exact left shift), exact for every int64.
 int64_t shift_round(int64_t v, int shift, RoundingMode mode);
+// The float32 result of one of ESP-DL's float formulas as a code: tool::round, then
+// tool::truncate to the dtype (infinities saturate).
+int64_t float_to_code(float v, DType d, RoundingMode mode);
 // Saturates to the output tensor's dtype range.
 inline int64_t saturate_to(int64_t v, DType d) { return saturate(v, dtype_min(d), dtype_max(d)); }
 // Dequantized float of element i (codes * 2^e, or the float value).

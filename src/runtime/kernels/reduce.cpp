@@ -108,8 +108,7 @@ void reduce(const KernelArgs& args) {
       // (float)sum * 2^e_in / (float)count * 2^-e_out, each step a float32 operation.
       float v = static_cast<float>(a) * std::ldexp(1.f, x.exponent()) / static_cast<float>(count) *
                 std::ldexp(1.f, -y.exponent());
-      double q = round_value(static_cast<double>(v), args.rounding());
-      y.ints[size_t(o)] = saturate_to(static_cast<int64_t>(std::max(-9e18, std::min(9e18, q))), y.dtype);
+      y.ints[size_t(o)] = float_to_code(v, y.dtype, args.rounding());
     }
   }
 }
