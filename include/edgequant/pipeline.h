@@ -94,4 +94,35 @@ struct CheckReport {
 };
 CheckReport check(const QuantizeOptions& options);
 
+// `edgequant convert`: the modes that need no calibration, each an ONNX file ONNX Runtime runs
+// (docs/convert.md): dynamic-range quantization, float16, weight-only int8/int4.
+struct ConvertOptions {
+  std::string model;    // float ONNX file
+  std::string out_dir;  // writes model.<mode>.onnx and summary.txt
+  std::string mode;     // dynamic | float16 | weight-only
+  // dynamic, weight-only: the op types whose constant weights are quantized (empty: MatMul, Gemm, Conv)
+  std::vector<std::string> op_types;
+  bool full_range = false;    // dynamic: weights in [-127, 127] (default 7-bit, see docs/convert.md)
+  int weight_bits = 8;        // weight-only: 8 or 4
+  int64_t block_size = 0;     // weight-only: 0 = per output channel, else blocks along the reduction axis
+  std::string weight_scheme;  // weight-only: "" (symmetric at 8 bits, asymmetric at 4) | symmetric | asymmetric
+  bool float16_io = false;    // float16: float16 graph inputs and outputs (default float32 at the boundary)
+  std::vector<std::string> keep_float32;  // float16: op types or node names left in float32
+  // Optional: accuracy of the written file against the float model on this data.
+  std::string eval_data, setting_file;  // setting: preprocessing of eval_data
+  int64_t eval_limit = 0, batch_size = 32;
+};
+
+struct ConvertSummary {
+  std::string mode, file;                         // file: the written model
+  int64_t source_bytes = 0, converted_bytes = 0;  // file sizes
+  size_t converted_ops = 0, kept_ops = 0;
+  bool evaluated = false;
+  EvaluateReport accuracy;  // float model vs the written file (when eval_data is given)
+  std::vector<std::string> notes;
+};
+
+// Converts, writes, evaluates; prints the summary to `log`. Throws edgequant::Error.
+ConvertSummary convert(const ConvertOptions& options, std::ostream& log);
+
 }  // namespace edgequant

@@ -206,6 +206,12 @@ EvaluateReport evaluate_models(const Graph& g, const Graph& qg, const QuantPlan&
   exec::Executor qex(qg);
   LoweredModel lowered = quant::lower(qg, plan, target ? *target : load_target(plan.target_name), qex);
   quant::QuantSimulator sim(qg, plan, qex, &lowered);
+  return compare_models(
+      g, ex, [&sim](const std::vector<at::Tensor>& x) { return sim.run(x); }, data, batch_size, limit, scores);
+}
+
+EvaluateReport compare_models(const Graph& g, exec::Executor& ex, const ModelRun& run_other, const Dataset& data,
+                              int64_t batch_size, int64_t limit, SampleScores* scores) {
   int64_t n = limit > 0 ? std::min(limit, data.size()) : data.size();
   EvaluateReport r;
   quant::ModelBatch mb = quant::probe_model_batch(g, ex, data, 0);
@@ -238,7 +244,7 @@ EvaluateReport evaluate_models(const Graph& g, const Graph& qg, const QuantPlan&
   };
   while (stream.next(batch)) {
     int64_t bn = batch[0].size(0);
-    std::vector<at::Tensor> yf = ex.run(batch), yq = sim.run(batch);
+    std::vector<at::Tensor> yf = ex.run(batch), yq = run_other(batch);
     for (size_t i = 0; i < yf.size() && i < metrics.size(); ++i)
       if (at::isFloatingType(yf[i].scalar_type())) metrics[i].add(yf[i], yq[i]);
     if (scores) add_sample_scores(yf, yq, *scores);

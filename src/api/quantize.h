@@ -1,13 +1,17 @@
 // The PTQ pipeline behind the public API (edgequant/pipeline.h), exposing the QuantContext that
 // tests and benchmarks inspect. Everything runs the passes of passes/pipeline.h.
 #pragma once
+#include <ATen/core/Tensor.h>
+
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "edgequant/pipeline.h"
+#include "exec/executor.h"
 #include "passes/pipeline.h"
 
 namespace edgequant {
@@ -38,5 +42,12 @@ struct SampleScores {
 EvaluateReport evaluate_models(const Graph& graph, const Graph& quantized_graph, const QuantPlan& plan,
                                const Dataset& data, int64_t batch_size, int64_t limit = 0,
                                const Target* target = nullptr, SampleScores* scores = nullptr);
+
+// The same comparison for any second model: `run_other` maps a batch of the float graph's inputs
+// to its outputs (the simulation, a converted file's executor).
+using ModelRun = std::function<std::vector<at::Tensor>(const std::vector<at::Tensor>&)>;
+EvaluateReport compare_models(const Graph& graph, exec::Executor& executor, const ModelRun& run_other,
+                              const Dataset& data, int64_t batch_size, int64_t limit = 0,
+                              SampleScores* scores = nullptr);
 
 }  // namespace edgequant

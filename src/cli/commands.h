@@ -10,5 +10,6 @@ using Action = std::function<void()>;
 void add_model_commands(CLI::App& app, Action& action);
 void add_quantize_commands(CLI::App& app, Action& action);
 void add_tune_commands(CLI::App& app, Action& action);
+void add_convert_commands(CLI::App& app, Action& action);
 
 }  // namespace edgequant::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   edgequant::cli::add_model_commands(app, action);
   edgequant::cli::add_quantize_commands(app, action);
   edgequant::cli::add_tune_commands(app, action);
+  edgequant::cli::add_convert_commands(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -21,6 +21,31 @@
 namespace edgequant::exec {
 
 namespace {
+
+// ATen 1.13 has CPU float16 kernels for few ops (no conv, matmul, pooling, softmax): an op that
+// reads float16 computes in float32 and rounds its float16 outputs, as ONNX Runtime's CPU
+// provider does for the ops it has no float16 kernel for. Cast/CastLike convert by themselves.
+bool reads_float16(const Op& op) {
+  for (const Value* v : op.inputs)
+    if (v && v->dtype == DType::Float16) return true;
+  return false;
+}
+
+Kernel through_float32(const Op& op, Kernel k) {
+  if (op.type == "Cast" || op.type == "CastLike" || !reads_float16(op)) return k;
+  std::vector<bool> half_out;
+  for (const Value* v : op.outputs)
+    half_out.push_back(v && (v->dtype == DType::Float16 || v->dtype == DType::Undefined));
+  return [k = std::move(k), half_out](const Tensors& in) {
+    Tensors wide(in);
+    for (at::Tensor& t : wide)
+      if (t.defined() && t.scalar_type() == at::kHalf) t = t.to(at::kFloat);
+    Tensors out = k(wide);
+    for (size_t i = 0; i < out.size() && i < half_out.size(); ++i)
+      if (half_out[i] && out[i].defined() && out[i].scalar_type() == at::kFloat) out[i] = out[i].to(at::kHalf);
+    return out;
+  };
+}
 struct PreparedOp {
   const Op* op;
   Kernel kernel;
@@ -99,7 +124,7 @@ struct Executor::Impl {
 
   std::function<void(at::Tensor&)> inplace_kernel(const Op& op, int64_t opset) const {
     c10::optional<double> lo, hi;
-    if (!constant_clamp(op, opset, lo, hi)) return nullptr;
+    if (!constant_clamp(op, opset, lo, hi) || reads_float16(op)) return nullptr;
     if (op.is(OpType::Relu)) return [](at::Tensor& t) { t.relu_(); };
     c10::optional<at::Scalar> lo_s, hi_s;
     if (lo) lo_s = *lo;
@@ -132,7 +157,7 @@ struct Executor::Impl {
           ClampPostOp clamp{lo ? static_cast<float>(*lo) : std::numeric_limits<float>::lowest(),
                             hi ? static_cast<float>(*hi) : std::numeric_limits<float>::max()};
           fused_ops.push_back(PreparedOp{p.op,
-                                         make_conv_clamped(*p.op, clamp),
+                                         through_float32(*p.op, make_conv_clamped(*p.op, clamp)),
                                          nullptr,
                                          p.in_slots,
                                          act.out_slots,
@@ -238,7 +263,7 @@ Executor::Executor(const Graph& graph, ExecOptions options) : impl_(std::make_un
     if (!factory || !(op->domain.empty() || op->domain == "ai.onnx"))
       fail(ErrorCode::Unsupported, op->describe() + ": op type '" + (op->domain.empty() ? "" : op->domain + ".") +
                                        op->type + "' is not supported (opset " + std::to_string(graph.opset) + ")");
-    PreparedOp p{op.get(), factory(*op, graph.opset), nullptr, {}, {}, {}};
+    PreparedOp p{op.get(), through_float32(*op, factory(*op, graph.opset)), nullptr, {}, {}, {}};
     for (Value* v : op->inputs) p.in_slots.push_back(m.slot_of(v));
     for (Value* v : op->outputs) p.out_slots.push_back(m.slot_of(v));
     m.op_index[op.get()] = m.ops.size();

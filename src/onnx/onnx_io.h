@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ir/graph.h"
@@ -41,6 +42,10 @@ void graph_to_model(const Graph& graph, onnx::ModelProto& model);
 // TensorProto <-> Tensor (raw_data or typed fields; external data resolved against base_dir).
 Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& base_dir = "");
 void tensor_to_proto(const Tensor& tensor, onnx::TensorProto& proto);
+// Whether ONNX's schema of `type` (default domain, at `opset`, capped at libonnx's newest) lets
+// input (or output) `index` have element type `dtype`; nullopt when libonnx has no such schema.
+std::optional<bool> schema_allows(const std::string& type, int64_t opset, bool output, size_t index, DType dtype);
+
 // Reads a serialized TensorProto file (the conformance suite's input_N.pb / output_N.pb).
 Tensor read_tensor_pb(const std::string& path);
 

@@ -281,4 +281,38 @@ TEST(DeployCli, QdqAndTiFilesByTarget) {
   EXPECT_NE(yaml.find("first conv"), std::string::npos) << "the 3-channel first conv breaks the NPU rule: " << yaml;
 }
 
+// `convert`: the file and summary.txt written, the accuracy against float printed on labelled data.
+TEST(DeployCli, ConvertWritesTheFileAndItsAccuracy) {
+  std::string out = tmp("convert_wo");
+  fs::remove_all(out);
+  auto r = run_command(cli() + " convert " + fixture("fashion/fmnist_mobilenetv2.onnx") +
+                       " --mode weight-only --weight-bits 4 --block-size 32 --eval " +
+                       "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --limit 64 -o " + out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(fs::exists(out + "/model.weight-only.onnx"));
+  EXPECT_TRUE(fs::exists(out + "/summary.txt"));
+  for (const char* want : {"size: ", "opset raised to 21", "top-1: float ", "SQNR"})
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << " missing in: " << r.output;
+}
+
+// Settings it cannot honour and models it cannot upgrade: exit 2, one line, no model file.
+TEST(DeployCli, ConvertRefusesByName) {
+  struct Case {
+    std::string args, mention;
+  };
+  const std::string mnv2 = fixture("fashion/fmnist_mobilenetv2.onnx");
+  for (const Case& c :
+       {Case{mnv2 + " --mode fp8", "unknown conversion mode 'fp8'"},
+        Case{mnv2 + " --mode weight-only --weight-bits 3", "3 bits"},
+        Case{fixture("opsets/opset18_groupnorm.onnx") + " --mode weight-only --weight-bits 4", "GroupNormalization"}}) {
+    std::string out = tmp("convert_bad");
+    fs::remove_all(out);
+    auto r = run_command(cli() + " convert " + c.args + " -o " + out);
+    EXPECT_EQ(r.status, 2) << c.args << ": " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_NE(r.output.find(c.mention), std::string::npos) << r.output;
+    EXPECT_FALSE(fs::exists(out + "/model.weight-only.onnx")) << c.args;
+  }
+}
+
 }  // namespace
