@@ -42,7 +42,7 @@ class SyntheticImages : public Dataset {
  public:
   SyntheticImages(Shape shape, int64_t n) : shape_(std::move(shape)), n_(n) {}
   int64_t size() const override { return n_; }
-  Tensor sample(int64_t i) const override {
+  Tensor load(int64_t i) const override {
     at::Generator gen = at::detail::createCPUGenerator(static_cast<uint64_t>(i) + 1);
     at::Tensor t = at::randn(shape_, gen, at::kFloat);
     return Tensor::from_bytes(DType::Float32, shape_, t.data_ptr(), t.nbytes());

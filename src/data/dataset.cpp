@@ -94,7 +94,7 @@ class IdxDataset : public Dataset {
     }
   }
   int64_t size() const override { return n_; }
-  Tensor sample(int64_t i) const override {
+  Tensor load(int64_t i) const override {
     cv::Mat img(static_cast<int>(h_), static_cast<int>(w_), CV_32FC1);
     const auto* src = reinterpret_cast<const unsigned char*>(bytes_.data() + 16 + static_cast<size_t>(i) * h_ * w_);
     for (int64_t k = 0; k < h_ * w_; ++k) img.ptr<float>()[k] = static_cast<float>(src[k] * pp_.pixel_scale);
@@ -102,7 +102,7 @@ class IdxDataset : public Dataset {
   }
   std::string describe(int64_t i) const override { return "sample " + std::to_string(i) + " of " + path_; }
   bool has_labels() const override { return !labels_.empty(); }
-  int64_t label(int64_t i) const override { return labels_.empty() ? -1 : static_cast<unsigned char>(labels_[i]); }
+  int64_t load_label(int64_t i) const override { return labels_.empty() ? -1 : static_cast<unsigned char>(labels_[i]); }
 
  private:
   std::string path_, bytes_, labels_;
@@ -132,7 +132,7 @@ class ArrayDataset : public Dataset {
       fail(ErrorCode::InvalidInput, "labels count differs from samples");
   }
   int64_t size() const override { return static_cast<int64_t>(index_.size()); }
-  Tensor sample(int64_t i) const override {
+  Tensor load(int64_t i) const override {
     auto [a, k] = index_[i];
     size_t per = static_cast<size_t>(shape_numel(sample_shape_));
     Tensor t =
@@ -144,7 +144,7 @@ class ArrayDataset : public Dataset {
     return "sample " + std::to_string(i) + " (" + sources_[index_[i].first] + ")";
   }
   bool has_labels() const override { return !labels_.empty(); }
-  int64_t label(int64_t i) const override { return labels_.empty() ? -1 : labels_[i]; }
+  int64_t load_label(int64_t i) const override { return labels_.empty() ? -1 : labels_[i]; }
 
  private:
   static Tensor to_float(const Tensor& t, const std::string& source) {
@@ -184,8 +184,8 @@ class NamedInputsDataset : public Dataset {
     }
   }
   int64_t size() const override { return names_.empty() ? 0 : n_; }
-  Tensor sample(int64_t i) const override { return sample_inputs(i).at(0); }
-  std::vector<Tensor> sample_inputs(int64_t i) const override {
+  Tensor load(int64_t i) const override { return load_inputs(i).at(0); }
+  std::vector<Tensor> load_inputs(int64_t i) const override {
     std::vector<Tensor> out;
     for (size_t a = 0; a < per_sample_.size(); ++a) {
       const Tensor& t = per_sample_[a];
@@ -201,7 +201,7 @@ class NamedInputsDataset : public Dataset {
   std::vector<std::pair<std::string, Tensor>> shared_inputs() const override { return shared_; }
   std::string describe(int64_t i) const override { return "sample " + std::to_string(i) + " of " + path_; }
   bool has_labels() const override { return !labels_.empty(); }
-  int64_t label(int64_t i) const override { return labels_.empty() ? -1 : labels_[i]; }
+  int64_t load_label(int64_t i) const override { return labels_.empty() ? -1 : labels_[i]; }
 
  private:
   std::string path_;
@@ -269,7 +269,7 @@ class ImageDataset : public Dataset {
                const Preprocess& pp)
       : files_(std::move(files)), classes_(std::move(classes)), pp_(pp) {}
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
-  Tensor sample(int64_t i) const override {
+  Tensor load(int64_t i) const override {
     const std::string& path = files_[i].first;
     cv::Mat img = cv::imread(path, pp_.grayscale ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
     if (img.empty()) fail(ErrorCode::InvalidInput, describe(i) + ": cannot decode image");
@@ -294,7 +294,7 @@ class ImageDataset : public Dataset {
     return "sample " + std::to_string(i) + " (" + files_[i].first + ")";
   }
   bool has_labels() const override { return !classes_.empty(); }
-  int64_t label(int64_t i) const override { return files_[i].second; }
+  int64_t load_label(int64_t i) const override { return files_[i].second; }
   std::vector<std::string> class_names() const override { return classes_; }
 
  private:
@@ -311,6 +311,13 @@ std::vector<fs::path> sorted_entries(const fs::path& dir) {
 }
 
 }  // namespace
+
+int64_t Dataset::checked(int64_t index) const {
+  if (index < 0 || index >= size())
+    fail(ErrorCode::InvalidInput,
+         "sample " + std::to_string(index) + " requested; the data has " + std::to_string(size()) + " sample(s)");
+  return index;
+}
 
 std::unique_ptr<Dataset> open_dataset(const std::string& path, const Preprocess& pp,
                                       const std::vector<std::string>& model_inputs) {

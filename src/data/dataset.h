@@ -15,20 +15,30 @@ class Dataset {
  public:
   virtual ~Dataset() = default;
   virtual int64_t size() const = 0;
-  // Float32 sample; throws InvalidInput naming the sample for unreadable data or NaN/Inf.
-  virtual Tensor sample(int64_t index) const = 0;
+  // Float32 sample `index`; throws InvalidInput for an index outside [0, size()), unreadable data
+  // or NaN/Inf, naming the sample.
+  Tensor sample(int64_t index) const { return load(checked(index)); }
   virtual std::string describe(int64_t index) const = 0;  // "sample 3 (cat/001.jpg)"
   virtual bool has_labels() const { return false; }
-  virtual int64_t label(int64_t) const { return -1; }
+  int64_t label(int64_t index) const { return has_labels() ? load_label(checked(index)) : -1; }
   virtual std::vector<std::string> class_names() const { return {}; }
   // Models with several inputs: the input names each sample carries ({} = one unnamed input).
   virtual std::vector<std::string> input_names() const { return {}; }
   // Every per-sample input of sample `index`, in input_names() order, in its stored dtype
   // (non-float inputs such as int64 sample rates pass through).
-  virtual std::vector<Tensor> sample_inputs(int64_t index) const { return {sample(index)}; }
+  std::vector<Tensor> sample_inputs(int64_t index) const { return load_inputs(checked(index)); }
   // Inputs that are the same for every sample (a scalar sample rate, an initial state): fed
   // whole with every batch.
   virtual std::vector<std::pair<std::string, Tensor>> shared_inputs() const { return {}; }
+
+ protected:
+  // What each kind of data implements, for an index already checked against size().
+  virtual Tensor load(int64_t index) const = 0;
+  virtual std::vector<Tensor> load_inputs(int64_t index) const { return {load(index)}; }
+  virtual int64_t load_label(int64_t) const { return -1; }
+
+ private:
+  int64_t checked(int64_t index) const;
 };
 
 // `path`: FILE-images-idx3-ubyte[.gz] (labels from the matching labels-idx1 file), FILE.npy

@@ -7,6 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "data/npy.h"
+#include "edgequant/error.h"
 
 using namespace edgequant;
 namespace fs = std::filesystem;
@@ -76,3 +77,21 @@ TEST(NpzDataset, ArraysWithLabels) {
   EXPECT_FLOAT_EQ(ds->sample(1).data<float>()[1], 4.0f);
 }
 }  // namespace
+
+// An index outside the data is the caller's error, named, not a read past the array.
+TEST(Dataset, IndexOutsideTheDataIsRefusedByName) {
+  std::string path = (std::filesystem::temp_directory_path() / "eq_ds_index.npy").string();
+  write_npy(path, Tensor(DType::Float32, {2, 3}));
+  auto ds = open_dataset(path, {});
+  EXPECT_EQ(ds->sample(1).numel(), 3);
+  for (int64_t i : {int64_t(2), int64_t(-1), int64_t(1) << 40}) {
+    try {
+      ds->sample(i);
+      FAIL() << "sample " << i << " was read";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidInput);
+      EXPECT_NE(std::string(e.what()).find("the data has 2 sample(s)"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(ds->sample_inputs(2), Error);
+}
