@@ -2,16 +2,17 @@
 # `edgequant convert` on the Fashion-MNIST fixtures: per model and mode, the file size against the
 # float model's and the written file's top-1 and output SQNR against the float model on the
 # 10 000 test images (the file is read back and run as written). No timing.
-# Usage: bash bench/convert_table.sh [BUILD_DIR] [LIMIT]
+# Usage: bash bench/convert_table.sh [BUILD_DIR] [LIMIT] [MODELS]  (LIMIT 0: all 10 000; about 25 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 LIMIT=${2:-0}
+MODELS=${3:-fmnist_mobilenetv2 fmnist_mobilenet fmnist_resnet}
 DATA=/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 printf '%-20s %-34s %9s %9s %7s %7s %8s %9s\n' model mode float_B file_B size% top1_f top1_c "SQNR dB"
-for model in fmnist_mobilenetv2 fmnist_mobilenet fmnist_resnet; do
+for model in $MODELS; do
   while read -r label args; do
     # shellcheck disable=SC2086
     "$BUILD/edgequant" convert "tests/fixtures/fashion/$model.onnx" $args --eval "$DATA" --limit "$LIMIT" \

@@ -156,7 +156,18 @@ at::Tensor integer_conv(const Op& op, const WindowAttrs& a, const at::Tensor& x,
     xd = at::constant_pad_nd(xd, aten_pad_list(pads), 0);
     padding.assign(nd, 0);
   }
-  return at::convolution(xd, wd, at::Tensor(), strides, padding, dil, false, std::vector<int64_t>(nd, 0), a.group);
+  // Float32 is exact when no partial sum can reach 2^24 (every product and sum is then an integer
+  // float32 holds, in any order): oneDNN's float kernels instead of ATen's float64 ones.
+  const int64_t reduction = w.numel() / std::max<int64_t>(1, w.size(0));
+  const double bound = double(reduction) * xd.abs().max().item<double>() * wd.abs().max().item<double>();
+  const bool exact_in_float = bound < double(1 << 24);
+  if (exact_in_float) {
+    xd = xd.to(at::kFloat);
+    wd = wd.to(at::kFloat);
+  }
+  at::Tensor y =
+      at::convolution(xd, wd, at::Tensor(), strides, padding, dil, false, std::vector<int64_t>(nd, 0), a.group);
+  return exact_in_float ? y.to(at::kDouble) : y;
 }
 
 // round_half_even(acc * multiplier) + zp, saturated to the zero point's type (uint8 when absent).
@@ -209,6 +220,9 @@ at::Tensor integer_matmul(const Op& op, const at::Tensor& a, const at::Tensor& b
   if (a.dim() < 1 || b.dim() < 1) fail(ErrorCode::InvalidInput, op.describe() + ": MatMul inputs need rank >= 1");
   at::Tensor ad = a.to(at::kDouble) - along(a_zp, a.dim(), a.dim() - 2, op, "a_zero_point");
   at::Tensor bd = b.to(at::kDouble) - along(b_zp, b.dim(), b.dim() - 1, op, "b_zero_point");
+  // Exact in float32 below 2^24, as for integer_conv.
+  const double bound = double(a.size(-1)) * ad.abs().max().item<double>() * bd.abs().max().item<double>();
+  if (bound < double(1 << 24)) return at::matmul(ad.to(at::kFloat), bd.to(at::kFloat)).to(at::kDouble);
   return at::matmul(ad, bd);
 }
 }  // namespace
