@@ -63,6 +63,29 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
             "reshape so the reduced dimensions are adjacent");
     }
   }
+  // ESP-DL v3.3.9 (dl_module_depth_to_space.hpp, dl_module_space_to_depth.hpp) orders channels
+  // unlike ONNX in two of the three forms: its DCR DepthToSpace sends input channel c to output
+  // channel c % blocksize (ONNX: c % C_out), and its SpaceToDepth builds output channel
+  // c * b^2 + i * b + j (ONNX: (i * b + j) * C + c). Equal only in the cases let through here.
+  if (op.is(OpType::DepthToSpace) && op.attr_string("mode", "DCR") != "CRD") {
+    const Value* x = op.input(0);
+    const int64_t b = op.attr_int("blocksize", 0);
+    if (x && x->shape && x->shape->size() == 4 && b > 0 && (*x->shape)[1] / (b * b) != b)
+      add("ESP-DL's DCR DepthToSpace puts input channel c at output channel c % blocksize, row offset c / "
+          "blocksize^2: ONNX's order only when the output has blocksize channels (here " +
+              std::to_string((*x->shape)[1] / (b * b)) +
+              "; with more it writes outside the output, and ESP-DL's "
+              "own runtime crashes on the file)",
+          "export with mode=CRD (PyTorch's PixelShuffle) and reorder the producer's channels");
+  }
+  if (op.is(OpType::SpaceToDepth)) {
+    const Value* x = op.input(0);
+    if (x && x->shape && x->shape->size() == 4 && (*x->shape)[1] != 1)
+      add("ESP-DL's SpaceToDepth orders output channels c * b^2 + i * b + j, ONNX (i * b + j) * C + c: the same only "
+          "for one input channel (here " +
+              std::to_string((*x->shape)[1]) + ")",
+          "reorder the consumer's input channels, use a strided Conv, or quantize for a QDQ target");
+  }
   if (op.is(OpType::MatMul))
     for (size_t i = 0; i < 2; ++i)
       if (const Value* v = op.input(i); v && v->shape && v->shape->size() > 4)

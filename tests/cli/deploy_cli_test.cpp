@@ -79,6 +79,41 @@ TEST(CheckCli, ReductionPatternsEspdlCannotRunAreNamed) {
   EXPECT_NE(r.output.find("'odd_mean' (ReduceMean): ESP-DL's ReduceMean handles"), std::string::npos) << r.output;
 }
 
+TEST(CheckCli, DepthSpaceOrdersEspdlComputesOtherwiseAreNamed) {
+  // ESP-DL v3.3.9's DCR DepthToSpace is ONNX's only with blocksize output channels (4 here: it
+  // writes outside its output, and ESP-DL's runtime crashed on such a file), its SpaceToDepth only
+  // with one input channel (4 here: 63 of 64 outputs differed in ESP-DL's runtime). CRD passes.
+  ModelBuilder b;
+  b.input("x", {1, 16, 4, 4}).output("y", {1, 16, 4, 4});
+  onnx::NodeProto& d2s = b.node("DepthToSpace", {"x"}, {"z"}, "dcr");
+  for (auto [name, value] : {std::pair<std::string, std::string>{"mode", "DCR"}}) {
+    onnx::AttributeProto* a = d2s.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(value);
+  }
+  onnx::NodeProto& crd = b.node("DepthToSpace", {"x"}, {"w"}, "crd");
+  onnx::NodeProto& s2d = b.node("SpaceToDepth", {"z"}, {"y1"}, "s2d");
+  onnx::NodeProto& s2d_crd = b.node("SpaceToDepth", {"w"}, {"y2"}, "s2d_of_crd");
+  for (onnx::NodeProto* n : {&d2s, &crd, &s2d, &s2d_crd}) {
+    onnx::AttributeProto* a = n->add_attribute();
+    a->set_name("blocksize");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(2);
+  }
+  onnx::AttributeProto* m = crd.add_attribute();
+  m->set_name("mode");
+  m->set_type(onnx::AttributeProto::STRING);
+  m->set_s("CRD");
+  b.node("Add", {"y1", "y2"}, {"y"}, "sum");
+  auto r = run_command(cli() + " check " + b.save(tmp("depth_space_orders.onnx")) + " -t esp32s3");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("'dcr' (DepthToSpace): ESP-DL's DCR DepthToSpace puts input channel c"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("'s2d' (SpaceToDepth): ESP-DL's SpaceToDepth orders"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("'crd'"), std::string::npos) << r.output;
+}
+
 TEST(CheckCli, Opset18ResizeExtensionsBlockEspdlByName) {
   // The float executor runs antialias / axes / keep_aspect_ratio_policy (ORT fixture); ESP-DL has
   // none of them, so each such Resize is listed rather than exported with other semantics.

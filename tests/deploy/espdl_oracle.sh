@@ -39,6 +39,8 @@ CASES=(
   "models/transformer_block_op17.onnx $SRC/tests/fixtures/models/transformer_block_input.npy - c esp32p4"
   "models/reductions_op13.onnx $SRC/tests/fixtures/models/reductions_input.npy -"
   "models/reductions_op13.onnx $SRC/tests/fixtures/models/reductions_input.npy $S/int16.yaml"
+  "models/depth_space_op13.onnx $SRC/tests/fixtures/models/depth_space_input.npy -"
+  "models/depth_space_op13.onnx $SRC/tests/fixtures/models/depth_space_input.npy $S/int16.yaml"
   "models/instance_norm_op13.onnx $SRC/tests/fixtures/models/instance_norm_input.npy -"
   "models/instance_norm_op13.onnx $SRC/tests/fixtures/models/instance_norm_input.npy $S/int16.yaml"
 )

@@ -189,6 +189,17 @@ TEST(TorchExport, ReductionsRunAsTorch) {
   expect_runs_as_torch(*g, "reductions");
 }
 
+TEST(TorchExport, DepthSpaceRunsAsTorch) {
+  // tools/gen_fixtures/export_depth_space.py: PixelShuffle (DepthToSpace CRD), SpaceToDepth and
+  // DepthToSpace DCR, the last two from reshape/permute forwards that follow ONNX's definition.
+  auto g = load_model(fixture("models/depth_space_op13.onnx"));
+  std::map<std::string, int> count;
+  for (const auto& op : g->ops()) ++count[op->type];
+  EXPECT_EQ(count["DepthToSpace"], 2);
+  EXPECT_EQ(count["SpaceToDepth"], 1);
+  expect_runs_as_torch(*g, "depth_space");
+}
+
 TEST(TorchExport, InstanceNormDecomposesIntoOpsEspdlRuns) {
   // tools/gen_fixtures/export_instance_norm.py: two InstanceNorm2d(affine) nodes; the
   // decompose-normalization pass (run by `prepare` for ESP targets) writes each as ReduceMean,

@@ -173,6 +173,13 @@ INSTANTIATE_TEST_SUITE_P(Reductions, IntegerRuntime,
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 
+// PixelShuffle (DepthToSpace CRD), SpaceToDepth on one channel and DepthToSpace DCR with as many
+// output channels as the block size, between convolutions (tools/gen_fixtures/export_depth_space.py).
+INSTANTIATE_TEST_SUITE_P(DepthSpace, IntegerRuntime,
+                         ::testing::Combine(::testing::Values(fixture_case("models/depth_space_op13")),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
+
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
 class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 

@@ -1,6 +1,6 @@
 // Data movement: codes are copied, never rescaled (ESP-DL handles no exponent here, so the output
 // must share the input's exponent and dtype). Reshape, Flatten, (Un)Squeeze, Identity, Transpose,
-// Concat, Slice, Gather.
+// Concat, Slice, Gather, DepthToSpace, SpaceToDepth.
 #include <algorithm>
 #include <numeric>
 
@@ -133,6 +133,52 @@ EQ_RUNTIME_KERNEL(transpose_kernel) {
     return src;
   });
 }
+
+namespace {
+// Channels-last [N, H, W, C] <-> [N, H*b, W*b, C/b^2] in ONNX's channel orders: DCR (DepthToSpace's
+// default, SpaceToDepth's only) takes depth (i * b + j) * C' + c to pixel (i, j) of channel c;
+// CRD takes c * b^2 + i * b + j. `to_space`: DepthToSpace. ESP-DL's DCR DepthToSpace and its
+// SpaceToDepth order channels otherwise (check refuses the cases where that shows).
+void space_depth(const KernelArgs& args, bool to_space) {
+  const IntTensor& x = args.in(0);
+  check_same_grid(args, x);
+  if (x.shape.size() != 4) args.fail_node("needs a 4-D input, got " + shape_str(x.shape));
+  const int64_t b = args.node.attr_int("blocksize", 0);
+  const bool crd = to_space && args.node.attr_string("mode", "DCR") == "CRD";
+  const int64_t n = x.shape[0];
+  // The pixel side: [n, hs, ws, cs]; the depth side: [n, hs / b, ws / b, cs * b * b].
+  const int64_t hs = to_space ? x.shape[1] * b : x.shape[1], ws = to_space ? x.shape[2] * b : x.shape[2];
+  const int64_t cs = to_space ? (b > 0 ? x.shape[3] / (b * b) : 0) : x.shape[3];
+  if (b < 1 || (to_space && x.shape[3] % (b * b) != 0) || (!to_space && (hs % b != 0 || ws % b != 0)))
+    args.fail_node("blocksize " + std::to_string(b) + " does not fit " + shape_str(x.shape));
+  const int64_t hd = hs / b, wd = ws / b, cd = cs * b * b;
+  // Flat index on the depth side of pixel (nn, oh, ow, c).
+  auto depth_index = [&](int64_t nn, int64_t oh, int64_t ow, int64_t c) {
+    const int64_t i = oh % b, j = ow % b;
+    const int64_t ch = crd ? c * b * b + i * b + j : (i * b + j) * cs + c;
+    return ((nn * hd + oh / b) * wd + ow / b) * cd + ch;
+  };
+  IntTensor& y = args.out();
+  y.shape = to_space ? Shape{n, hs, ws, cs} : Shape{n, hd, wd, cd};
+  if (to_space) {
+    gather_elements(args, x, y.numel(), [&](int64_t k) {
+      const int64_t c = k % cs, ow = k / cs % ws, oh = k / (cs * ws) % hs, nn = k / (cs * ws * hs);
+      return depth_index(nn, oh, ow, c);
+    });
+  } else {
+    // Output element k (depth side) comes from the pixel whose depth index is k.
+    std::vector<int64_t> src(size_t(y.numel()));
+    for (int64_t k = 0; k < x.numel(); ++k) {
+      const int64_t c = k % cs, ow = k / cs % ws, oh = k / (cs * ws) % hs, nn = k / (cs * ws * hs);
+      src[size_t(depth_index(nn, oh, ow, c))] = k;
+    }
+    gather_elements(args, x, y.numel(), [&](int64_t k) { return src[size_t(k)]; });
+  }
+}
+}  // namespace
+
+EQ_RUNTIME_KERNEL(depth_to_space_kernel) { space_depth(args, true); }
+EQ_RUNTIME_KERNEL(space_to_depth_kernel) { space_depth(args, false); }
 
 EQ_RUNTIME_KERNEL(concat_kernel) {
   const IntTensor& first = args.in(0);
