@@ -45,6 +45,19 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
       add("auto_pad is not supported", "export the model with explicit pads");
     if (op.attr_int("ceil_mode", 0) != 0) add("ceil_mode=1 is not supported", "pad explicitly and use ceil_mode=0");
   }
+  // ESP-DL's Conv knows group 1 and depthwise only: any other group count runs as depthwise
+  // (dl_module_conv.hpp takes the output channels from the input then), with other shapes.
+  if (op.is(OpType::Conv) && op.attr_int("group", 1) != 1) {
+    const Value* x = op.input(0);
+    const Value* w = op.input(1);
+    const int64_t g = op.attr_int("group", 1);
+    if (x && x->shape && x->shape->size() >= 3 && w && w->shape && w->shape->size() >= 3 &&
+        ((*w->shape)[1] != 1 || (*w->shape)[0] != g || (*x->shape)[1] != g))
+      add("ESP-DL's Conv runs group 1 or depthwise (group = input channels = output channels); this one has group " +
+              std::to_string(g) + ", " + std::to_string((*x->shape)[1]) + " input and " +
+              std::to_string((*w->shape)[0]) + " output channels",
+          "split it into " + std::to_string(g) + " Convs and a Concat, or train it with group 1");
+  }
   if (op.is(OpType::Mod) && op.attr_int("fmod", 0) != 1)
     add("ESP-DL's Mod computes C's fmod (the dividend's sign) whatever fmod says; the model asks fmod=0 (the "
         "divisor's sign)",

@@ -69,4 +69,13 @@ class DecomposeNormalizationPass : public GraphPass {
   PassResult run(Graph& graph, PassContext& context) override;
 };
 
+// ConvTranspose becomes InsertZeros + a stride-1 Conv (ESP-DL's form; `prepare` runs it for
+// integer targets whose runtime has no ConvTranspose).
+class DecomposeConvTransposePass : public GraphPass {
+ public:
+  const char* name() const override { return "decompose-conv-transpose"; }
+  using GraphPass::run;
+  PassResult run(Graph& graph, PassContext& context) override;
+};
+
 }  // namespace edgequant

@@ -114,6 +114,31 @@ TEST(CheckCli, DepthSpaceOrdersEspdlComputesOtherwiseAreNamed) {
   EXPECT_EQ(r.output.find("'crd'"), std::string::npos) << r.output;
 }
 
+TEST(CheckCli, GroupedConvOtherThanDepthwiseIsNamed) {
+  // ESP-DL's Conv runs any group != 1 as depthwise (it takes the output channels from the input):
+  // 2 groups of 2 -> 3 channels would run with other shapes; a depthwise Conv passes.
+  ModelBuilder b;
+  b.input("x", {1, 4, 6, 6}).output("y", {1, 4, 6, 6});
+  b.initializer("W", {6, 2, 3, 3}, std::vector<float>(6 * 2 * 9, 0.25f))
+      .initializer("D", {6, 1, 3, 3}, std::vector<float>(6 * 9, 0.5f))
+      .initializer("P", {4, 6, 1, 1}, std::vector<float>(24, 0.125f));
+  for (auto [name, w, in, out] :
+       {std::tuple<const char*, const char*, const char*, const char*>{"grouped", "W", "x", "g"},
+        {"depthwise", "D", "g", "d"}}) {
+    auto& n = b.node("Conv", {in, w}, {out}, name);
+    ModelBuilder::attr_ints(n, "pads", {1, 1, 1, 1});
+    auto* a = n.add_attribute();
+    a->set_name("group");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(std::string(name) == "grouped" ? 2 : 6);
+  }
+  b.node("Conv", {"d", "P"}, {"y"}, "pointwise");
+  auto r = run_command(cli() + " check " + b.save(tmp("grouped_conv.onnx")) + " -t esp32s3");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("'grouped' (Conv): ESP-DL's Conv runs group 1 or depthwise"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("'depthwise'"), std::string::npos) << r.output;
+}
+
 TEST(CheckCli, Opset18ResizeExtensionsBlockEspdlByName) {
   // The float executor runs antialias / axes / keep_aspect_ratio_policy (ORT fixture); ESP-DL has
   // none of them, so each such Resize is listed rather than exported with other semantics.

@@ -12,6 +12,7 @@
 #include "exec/kernel.h"
 #include "ir/op_traits.h"
 #include "onnx/onnx_io.h"
+#include "passes/graph_passes.h"
 #include "passes/pass.h"
 #include "test_util.h"
 
@@ -187,6 +188,22 @@ TEST(TorchExport, ReductionsRunAsTorch) {
   for (const auto& op : g->ops()) ++count[op->type];
   for (const char* t : {"ReduceMax", "ReduceMin", "ReduceSum", "ReduceMean", "Log"}) EXPECT_EQ(count[t], 1) << t;
   expect_runs_as_torch(*g, "reductions");
+}
+
+TEST(TorchExport, ConvTransposeDecomposesIntoOpsEspdlRuns) {
+  // tools/gen_fixtures/export_conv_transpose.py: two ConvTranspose2d (one depthwise, with
+  // output_padding); `prepare` writes each as InsertZeros + Conv for ESP targets. Before and
+  // after, outputs equal torch's.
+  auto g = load_model(fixture("models/conv_transpose_op13.onnx"));
+  expect_runs_as_torch(*g, "conv_transpose");
+  PassContext pc;
+  DecomposeConvTransposePass().run(*g, pc);
+  std::map<std::string, int> count;
+  for (const auto& op : g->ops()) ++count[op->type];
+  EXPECT_EQ(count["ConvTranspose"], 0);
+  EXPECT_EQ(count["InsertZeros"], 2);
+  EXPECT_EQ(count["Conv"], 4);
+  expect_runs_as_torch(*g, "conv_transpose");
 }
 
 TEST(TorchExport, DepthSpaceRunsAsTorch) {

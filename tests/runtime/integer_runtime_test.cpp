@@ -180,6 +180,13 @@ INSTANTIATE_TEST_SUITE_P(DepthSpace, IntegerRuntime,
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 
+// ConvTranspose2d (plain and depthwise with output_padding) as InsertZeros + Conv
+// (tools/gen_fixtures/export_conv_transpose.py; the decomposition runs in `prepare`).
+INSTANTIATE_TEST_SUITE_P(ConvTranspose, IntegerRuntime,
+                         ::testing::Combine(::testing::Values(fixture_case("models/conv_transpose_op13")),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
+
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
 class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 

@@ -522,6 +522,36 @@ KERNEL_CASE(Gather, RowsWithNegativeIndex) {
   p.in("x", i8(0, {3, 2}, {1, 2, 3, 4, 5, 6})).constant("idx", i64({2, 0, -1}));
   expect_codes(p.run("Gather", {"x", "idx"}, DType::Int8, 0), {3, 2}, {5, 6, 1, 2, 5, 6});
 }
+KERNEL_CASE(DepthToSpace, CrdOnePixel) {
+  // NHWC [1,1,1,8] = 0..7, blocksize 2, CRD: channel c*4 + i*2 + j goes to pixel (i, j) of
+  // channel c; output [1,2,2,2] in (h, w, c) order.
+  OneNode p;
+  p.in("x", i8(0, {1, 1, 1, 8}, {0, 1, 2, 3, 4, 5, 6, 7}));
+  expect_codes(p.run("DepthToSpace", {"x"}, DType::Int8, 0, {{"blocksize", int64_t(2)}, {"mode", std::string("CRD")}}),
+               {1, 2, 2, 2}, {0, 4, 1, 5, 2, 6, 3, 7});
+}
+KERNEL_CASE(DepthToSpace, DcrTwoPixels) {
+  // NHWC [1,1,2,4]: pixels (10..13) and (20..23), blocksize 2, DCR, one output channel: depth
+  // i*2 + j of pixel w goes to (i, 2w + j): rows [10,11,20,21] and [12,13,22,23].
+  OneNode p;
+  p.in("x", i8(0, {1, 1, 2, 4}, {10, 11, 12, 13, 20, 21, 22, 23}));
+  expect_codes(p.run("DepthToSpace", {"x"}, DType::Int8, 0, {{"blocksize", int64_t(2)}}), {1, 2, 4, 1},
+               {10, 11, 20, 21, 12, 13, 22, 23});
+}
+KERNEL_CASE(SpaceToDepth, TwoBlocks) {
+  // NHWC [1,2,4,1] = 10h + w; blocksize 2: block w' gathers (i, 2w' + j) into depth i*2 + j.
+  OneNode p;
+  p.in("x", i8(0, {1, 2, 4, 1}, {0, 1, 2, 3, 10, 11, 12, 13}));
+  expect_codes(p.run("SpaceToDepth", {"x"}, DType::Int8, 0, {{"blocksize", int64_t(2)}}), {1, 1, 2, 4},
+               {0, 1, 10, 11, 2, 3, 12, 13});
+}
+KERNEL_CASE(InsertZeros, StrideAndOutputPadding) {
+  // NHWC [1,2,2,1] = [[1,2],[3,4]], stride 2, output_padding [1, 0]: 2 + 1 + 1 = 4 rows, 3 columns.
+  OneNode p;
+  p.in("x", i8(-3, {1, 2, 2, 1}, {1, 2, 3, 4}));
+  expect_codes(p.run("InsertZeros", {"x"}, DType::Int8, -3, {{"stride", V{2, 2}}, {"output_padding", V{1, 0}}}),
+               {1, 4, 3, 1}, {1, 0, 2, 0, 0, 0, 3, 0, 4, 0, 0, 0});
+}
 
 // ---- resize.cpp
 KERNEL_CASE(Resize, NearestAsymmetricFloor) {

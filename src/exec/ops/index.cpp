@@ -66,6 +66,37 @@ Kernel make_depth_to_space(const Op& op, int64_t) {
   };
 }
 
+// ESP-DL's InsertZeros (ConvTranspose = InsertZeros + Conv): stride - 1 zeros between
+// neighbours along each spatial dim, then output_padding zeros at its end; NC... layout.
+Kernel make_insert_zeros(const Op& op, int64_t) {
+  std::vector<int64_t> stride = op.attr_ints("stride"), extra = op.attr_ints("output_padding");
+  for (int64_t s : stride)
+    if (s < 1) unsupported(op, "stride " + std::to_string(s));
+  for (int64_t e : extra)
+    if (e < 0) unsupported(op, "output_padding " + std::to_string(e));
+  std::string where = op.describe();
+  return [stride, extra, where](const Tensors& in) -> Tensors {
+    const at::Tensor& x = in[0];
+    const int64_t nd = x.dim() - 2;
+    if (nd < 1 || (stride.size() != 1 && int64_t(stride.size()) != nd) ||
+        (extra.size() > 1 && int64_t(extra.size()) != nd))
+      fail(ErrorCode::InvalidInput,
+           where + ": stride/output_padding do not match input rank " + std::to_string(x.dim()));
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    std::vector<at::indexing::TensorIndex> index = {at::indexing::Slice(), at::indexing::Slice()};
+    for (int64_t d = 0; d < nd; ++d) {
+      const int64_t s = stride.size() == 1 ? stride[0] : stride[size_t(d)];
+      const int64_t e = extra.empty() ? 0 : extra.size() == 1 ? extra[0] : extra[size_t(d)];
+      const int64_t len = x.size(2 + d);
+      shape[size_t(2 + d)] = len + (s - 1) * (len - 1) + e;
+      index.push_back(at::indexing::Slice(0, (len - 1) * s + 1, s));
+    }
+    at::Tensor y = at::zeros(shape, x.options());
+    y.index_put_(index, x);
+    return {y};
+  };
+}
+
 Kernel make_space_to_depth(const Op& op, int64_t) {
   int64_t b = op.attr_int("blocksize", 0);
   if (b <= 0) unsupported(op, "blocksize " + std::to_string(b));

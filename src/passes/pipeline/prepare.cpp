@@ -20,6 +20,8 @@ PassResult PreparePass::run(QuantContext& ctx) {
     pass.skip_layer_norm = runs_whole("LayerNormalization");
     PassContext pc;
     pass.run(*ctx.graph, pc);
+    if (!runs_whole("ConvTranspose") && runtime_ops.count("InsertZeros"))
+      DecomposeConvTransposePass().run(*ctx.graph, pc);
   }
   PassResult r;
   r.changed = ctx.graph->ops().size() != before;

@@ -1,6 +1,6 @@
 // Data movement: codes are copied, never rescaled (ESP-DL handles no exponent here, so the output
 // must share the input's exponent and dtype). Reshape, Flatten, (Un)Squeeze, Identity, Transpose,
-// Concat, Slice, Gather, DepthToSpace, SpaceToDepth.
+// Concat, Slice, Gather, DepthToSpace, SpaceToDepth, InsertZeros.
 #include <algorithm>
 #include <numeric>
 
@@ -179,6 +179,42 @@ void space_depth(const KernelArgs& args, bool to_space) {
 
 EQ_RUNTIME_KERNEL(depth_to_space_kernel) { space_depth(args, true); }
 EQ_RUNTIME_KERNEL(space_to_depth_kernel) { space_depth(args, false); }
+
+// InsertZeros on channels-last [N, spatial..., C] (ESP-DL's dl_module_insert_zeros.hpp): input
+// pixel p lands at p * stride; everything else, output_padding included, is code 0.
+EQ_RUNTIME_KERNEL(insert_zeros_kernel) {
+  const IntTensor& x = args.in(0);
+  check_same_grid(args, x);
+  const int64_t rank = int64_t(x.shape.size()), nd = rank - 2;
+  std::vector<int64_t> stride = args.node.attr_ints("stride"), extra = args.node.attr_ints("output_padding");
+  if (nd < 1 || (stride.size() != 1 && int64_t(stride.size()) != nd) ||
+      (extra.size() > 1 && int64_t(extra.size()) != nd))
+    args.fail_node("stride/output_padding do not match input " + shape_str(x.shape));
+  IntTensor& y = args.out();
+  y.shape = x.shape;
+  std::vector<int64_t> s(static_cast<size_t>(nd));
+  for (int64_t d = 0; d < nd; ++d) {
+    s[size_t(d)] = stride.size() == 1 ? stride[0] : stride[size_t(d)];
+    const int64_t e = extra.empty() ? 0 : extra.size() == 1 ? extra[0] : extra[size_t(d)];
+    if (s[size_t(d)] < 1 || e < 0) args.fail_node("stride < 1 or output_padding < 0");
+    const int64_t len = x.shape[size_t(1 + d)];
+    y.shape[size_t(1 + d)] = len + (s[size_t(d)] - 1) * (len - 1) + e;
+  }
+  std::vector<int64_t> xs = strides_of(x.shape), ys = strides_of(y.shape);
+  if (x.is_float())
+    y.floats.assign(size_t(y.numel()), 0.f);
+  else
+    y.ints.assign(size_t(y.numel()), 0);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    int64_t dst = (i / xs[0]) * ys[0] + i % x.shape[size_t(rank - 1)];
+    for (int64_t d = 0; d < nd; ++d)
+      dst += (i / xs[size_t(1 + d)]) % x.shape[size_t(1 + d)] * s[size_t(d)] * ys[size_t(1 + d)];
+    if (x.is_float())
+      y.floats[size_t(dst)] = x.floats[size_t(i)];
+    else
+      y.ints[size_t(dst)] = x.ints[size_t(i)];
+  }
+}
 
 EQ_RUNTIME_KERNEL(concat_kernel) {
   const IntTensor& first = args.in(0);
