@@ -99,6 +99,25 @@ void check_espdl(const Op& op, const QuantPlan& plan, const Target& t, std::vect
               std::to_string((*x->shape)[1]) + ")",
           "reorder the consumer's input channels, use a strided Conv, or quantize for a QDQ target");
   }
+  if (op.is(OpType::Pad)) {
+    const std::string mode = op.attr_string("mode", "constant");
+    const Value* pads = op.input(1);
+    const Value* value = op.input(2);
+    if (mode != "constant" && mode != "reflect" && mode != "edge")
+      add("ESP-DL's Pad has modes constant, reflect and edge, not " + mode, "export with reflect or edge padding");
+    if ((pads && !pads->is_constant()) || (op.input(3)))
+      add("the pads are computed at run time or limited to axes; ESP-DL reads all pads as a constant",
+          "export constant pads for every axis");
+    else if (pads && pads->is_constant())
+      for (int64_t p : pads->data->to_int64s())
+        if (p < 0) {
+          add("negative pads (cropping) are not supported here", "crop with a Slice");
+          break;
+        }
+    if (value && (!value->is_constant() || value->data->to_doubles().size() != 1 || value->data->to_doubles()[0] != 0))
+      add("a constant Pad value other than 0 is not supported here (ESP-DL pads with a code of the output grid)",
+          "pad with zeros, or quantize for a QDQ target");
+  }
   if (op.is(OpType::MatMul))
     for (size_t i = 0; i < 2; ++i)
       if (const Value* v = op.input(i); v && v->shape && v->shape->size() > 4)

@@ -277,6 +277,25 @@ struct Builder {
     return out;
   }
 
+  // A Pad's constant value as ESP-DL reads it: one code of the output's dtype and exponent.
+  std::string pad_value_code(const Op& op, const ValueInfo& out) {
+    const Value* v = op.inputs[2];
+    if (!v->is_constant() || v->data->numel() != 1)
+      fail(ErrorCode::Unsupported, op.describe() + ": its constant value is not one constant");
+    IntTensor t;
+    t.dtype = out.dtype;
+    t.exponents = {out.exponent};
+    t.shape = {1};
+    const double code = std::ldexp(v->data->to_doubles()[0], -out.exponent);
+    t.ints = {saturate(int64_t(std::llround(code)), runtime::dtype_min(out.dtype), runtime::dtype_max(out.dtype))};
+    if (double(t.ints[0]) != code)
+      fail(ErrorCode::Unsupported,
+           op.describe() + ": its constant value is not on the output grid 2^" + std::to_string(out.exponent));
+    std::string name = v->name + "_code";
+    p.initializers[name] = std::move(t);
+    return name;
+  }
+
   std::string data_input(const Op& op, size_t i, bool op_is_int, const ValueInfo* out_grid) {
     const Value* v = op.inputs[i];
     if (v->is_constant() || (v->producer && static_ops.count(v->producer))) return constant(v);
@@ -352,6 +371,7 @@ struct Builder {
       bool data = !op.inputs[i]->is_constant() && !(op.inputs[i]->producer && static_ops.count(op.inputs[i]->producer));
       n.inputs.push_back(data ? data_input(op, i, is_int, &out_info)
                               : (is_int ? constant_on_grid(op, i, &out_info) : constant(op.inputs[i])));
+      if (is_int && i == 2 && op.is(OpType::Pad)) n.inputs.back() = pad_value_code(op, out_info);
     }
     for (size_t i = 1; i < op.outputs.size(); ++i) {
       const Value* extra = op.outputs[i];

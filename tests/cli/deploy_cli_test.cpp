@@ -139,6 +139,23 @@ TEST(CheckCli, GroupedConvOtherThanDepthwiseIsNamed) {
   EXPECT_EQ(r.output.find("'depthwise'"), std::string::npos) << r.output;
 }
 
+TEST(CheckCli, PadsEspdlCannotTakeAreNamed) {
+  // ESP-DL pads constant/reflect/edge with constant pads; here the constant value must be 0 and
+  // no pad negative (a crop).
+  ModelBuilder b;
+  b.input("x", {1, 2, 4, 4}).output("y", {1, 2, 5, 6});
+  b.initializer_i64("crop", {8}, {0, 0, 0, 1, 0, 0, -1, 1}).initializer_i64("pads", {8}, {0, 0, 1, 1, 0, 0, 0, 1});
+  b.initializer("half", {}, {0.5f});
+  b.node("Pad", {"x", "crop"}, {"c"}, "crop_pad");
+  b.node("Pad", {"x", "pads", "half"}, {"h"}, "half_pad");
+  b.node("Add", {"c", "h"}, {"y"}, "sum");
+  auto r = run_command(cli() + " check " + b.save(tmp("bad_pads.onnx")) + " -t esp32s3");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("'crop_pad' (Pad): negative pads (cropping) are not supported"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("'half_pad' (Pad): a constant Pad value other than 0"), std::string::npos) << r.output;
+}
+
 TEST(CheckCli, Opset18ResizeExtensionsBlockEspdlByName) {
   // The float executor runs antialias / axes / keep_aspect_ratio_policy (ORT fixture); ESP-DL has
   // none of them, so each such Resize is listed rather than exported with other semantics.

@@ -43,6 +43,8 @@ CASES=(
   "models/depth_space_op13.onnx $SRC/tests/fixtures/models/depth_space_input.npy $S/int16.yaml"
   "models/conv_transpose_op13.onnx $SRC/tests/fixtures/models/conv_transpose_input.npy -"
   "models/conv_transpose_op13.onnx $SRC/tests/fixtures/models/conv_transpose_input.npy $S/int16.yaml"
+  "models/pads_op13.onnx $SRC/tests/fixtures/models/pads_input.npy -"
+  "models/pads_op13.onnx $SRC/tests/fixtures/models/pads_input.npy $S/int16.yaml"
   "models/instance_norm_op13.onnx $SRC/tests/fixtures/models/instance_norm_input.npy -"
   "models/instance_norm_op13.onnx $SRC/tests/fixtures/models/instance_norm_input.npy $S/int16.yaml"
 )

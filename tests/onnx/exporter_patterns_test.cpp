@@ -206,6 +206,17 @@ TEST(TorchExport, ConvTransposeDecomposesIntoOpsEspdlRuns) {
   expect_runs_as_torch(*g, "conv_transpose");
 }
 
+TEST(TorchExport, PadsRunAsTorch) {
+  // tools/gen_fixtures/export_pads.py: reflect and replicate (edge) Pads before Convs stay Pads
+  // (only zero pads fold into a Conv), the zero Pad before a MaxPool too.
+  auto g = load_model(fixture("models/pads_op13.onnx"));
+  std::map<std::string, int> modes;
+  for (const auto& op : g->ops())
+    if (op->is(OpType::Pad)) ++modes[op->attr_string("mode", "constant")];
+  EXPECT_EQ(modes, (std::map<std::string, int>{{"constant", 1}, {"edge", 1}, {"reflect", 1}}));
+  expect_runs_as_torch(*g, "pads");
+}
+
 TEST(TorchExport, DepthSpaceRunsAsTorch) {
   // tools/gen_fixtures/export_depth_space.py: PixelShuffle (DepthToSpace CRD), SpaceToDepth and
   // DepthToSpace DCR, the last two from reshape/permute forwards that follow ONNX's definition.

@@ -187,6 +187,12 @@ INSTANTIATE_TEST_SUITE_P(ConvTranspose, IntegerRuntime,
                                             ::testing::Values("esp32p4", "esp32s3", "c")),
                          CaseName());
 
+// Reflect, edge (uneven) and zero Pads before Convs and a MaxPool (tools/gen_fixtures/export_pads.py).
+INSTANTIATE_TEST_SUITE_P(Pads, IntegerRuntime,
+                         ::testing::Combine(::testing::Values(fixture_case("models/pads_op13")),
+                                            ::testing::Values("esp32p4", "esp32s3", "c")),
+                         CaseName());
+
 // int16 activations and weights (ESP-DL's S16 layers): int64 accumulators and 40/64-bit biases.
 class IntegerRuntime16 : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 

@@ -552,6 +552,18 @@ KERNEL_CASE(InsertZeros, StrideAndOutputPadding) {
   expect_codes(p.run("InsertZeros", {"x"}, DType::Int8, -3, {{"stride", V{2, 2}}, {"output_padding", V{1, 0}}}),
                {1, 4, 3, 1}, {1, 0, 2, 0, 0, 0, 3, 0, 4, 0, 0, 0});
 }
+KERNEL_CASE(Pad, ReflectEdgeConstant) {
+  // [[1,2,3],[4,5,6]], pads: rows (0 before, 1 after), columns (2 before, 1 after).
+  // reflect mirrors without the edge: row 2 -> row 0, columns -2, -1 -> 2, 1 and 3 -> 1.
+  auto run = [](const std::string& mode) {
+    OneNode p;
+    p.in("x", i8(-2, {2, 3}, {1, 2, 3, 4, 5, 6})).constant("pads", i64({0, 2, 1, 1}));
+    return p.run("Pad", {"x", "pads"}, DType::Int8, -2, {{"mode", mode}});
+  };
+  expect_codes(run("reflect"), {3, 6}, {3, 2, 1, 2, 3, 2, 6, 5, 4, 5, 6, 5, 3, 2, 1, 2, 3, 2});
+  expect_codes(run("edge"), {3, 6}, {1, 1, 1, 2, 3, 3, 4, 4, 4, 5, 6, 6, 4, 4, 4, 5, 6, 6});
+  expect_codes(run("constant"), {3, 6}, {0, 0, 1, 2, 3, 0, 0, 0, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0});
+}
 
 // ---- resize.cpp
 KERNEL_CASE(Resize, NearestAsymmetricFloor) {

@@ -1,6 +1,6 @@
 // Data movement: codes are copied, never rescaled (ESP-DL handles no exponent here, so the output
 // must share the input's exponent and dtype). Reshape, Flatten, (Un)Squeeze, Identity, Transpose,
-// Concat, Slice, Gather, DepthToSpace, SpaceToDepth, InsertZeros.
+// Concat, Slice, Gather, DepthToSpace, SpaceToDepth, InsertZeros, Pad.
 #include <algorithm>
 #include <numeric>
 
@@ -213,6 +213,58 @@ EQ_RUNTIME_KERNEL(insert_zeros_kernel) {
       y.floats[size_t(dst)] = x.floats[size_t(i)];
     else
       y.ints[size_t(dst)] = x.ints[size_t(i)];
+  }
+}
+
+// Pad (ESP-DL's TensorBase::pad, ONNX's semantics): pads [begin..., end...] from input 1 (opset
+// 11+) or the attribute, mode constant (code 0: `check` lets only a zero value through), reflect
+// (mirrored without the edge) or edge; in the source layout.
+EQ_RUNTIME_KERNEL(pad_kernel) {
+  const IntTensor& x = args.in(0);
+  check_same_grid(args, x);
+  const int64_t rank = int64_t(x.shape.size());
+  std::vector<int64_t> pads =
+      args.inputs.size() > 1 && args.inputs[1] ? ints_input(args, 1) : args.node.attr_ints("pads");
+  if (args.inputs.size() > 3 && args.inputs[3]) args.fail_node("Pad with axes is not supported");
+  if (int64_t(pads.size()) != 2 * rank)
+    args.fail_node(std::to_string(pads.size()) + " pads for input " + shape_str(x.shape));
+  const std::string mode = args.node.attr_string("mode", "constant");
+  if (mode != "constant" && mode != "reflect" && mode != "edge") args.fail_node("mode '" + mode + "'");
+  IntTensor& y = args.out();
+  y.shape = x.shape;
+  for (int64_t d = 0; d < rank; ++d) {
+    const int64_t b = pads[size_t(d)], e = pads[size_t(rank + d)], n = x.shape[size_t(d)];
+    if (b < 0 || e < 0) args.fail_node("negative pads (cropping) are not supported");
+    if (mode == "reflect" && (b >= n || e >= n)) args.fail_node("reflect pads must be below the dimension");
+    y.shape[size_t(d)] = n + b + e;
+  }
+  std::vector<int64_t> xs = strides_of(x.shape), ys = strides_of(y.shape);
+  const int64_t total = y.numel();
+  if (x.is_float())
+    y.floats.assign(size_t(total), 0.f);
+  else
+    y.ints.assign(size_t(total), 0);
+  for (int64_t k = 0; k < total; ++k) {
+    int64_t src = 0;
+    bool inside = true;
+    for (int64_t d = 0; d < rank && inside; ++d) {
+      const int64_t n = x.shape[size_t(d)];
+      int64_t i = k / ys[size_t(d)] % y.shape[size_t(d)] - pads[size_t(d)];
+      if (i < 0 || i >= n) {
+        if (mode == "constant")
+          inside = false;
+        else if (mode == "edge")
+          i = i < 0 ? 0 : n - 1;
+        else
+          i = i < 0 ? -i : 2 * (n - 1) - i;
+      }
+      src += i * xs[size_t(d)];
+    }
+    if (!inside) continue;
+    if (x.is_float())
+      y.floats[size_t(k)] = x.floats[size_t(src)];
+    else
+      y.ints[size_t(k)] = x.ints[size_t(src)];
   }
 }
 
