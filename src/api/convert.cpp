@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdio>
 #include <fstream>
 #include <iomanip>
 #include <sstream>
@@ -63,6 +64,9 @@ std::string summary_text(const ConvertSummary& r) {
 ConvertSummary convert(const ConvertOptions& o, std::ostream& log) {
   deploy::ConvertSettings settings = settings_of(o);
   if (o.out_dir.empty()) fail(ErrorCode::InvalidInput, "convert: no output directory");
+  // The evaluation data is read first: a bad path fails before anything is written.
+  Setting s = o.setting_file.empty() ? Setting{} : load_setting(o.setting_file);
+  std::unique_ptr<Dataset> ds = o.eval_data.empty() ? nullptr : open_dataset(o.eval_data, s.preprocess);
   auto g = load_model(o.model);
   auto converted = g->clone();
   deploy::ConvertResult cr;
@@ -84,26 +88,27 @@ ConvertSummary convert(const ConvertOptions& o, std::ostream& log) {
   export_onnx(*converted, r.file);
   r.source_bytes = int64_t(file_size(o.model));
   r.converted_bytes = int64_t(file_size(r.file));
-  if (!o.eval_data.empty()) {
-    // What ships is the written file: it is read back and run as it is.
-    auto written = load_model(r.file, false);
-    Setting s = o.setting_file.empty() ? Setting{} : load_setting(o.setting_file);
-    auto ds = open_dataset(o.eval_data, s.preprocess);
-    exec::Executor ex(*g), cex(*written);
-    std::vector<bool> half_in;
-    for (const Value* v : written->inputs) half_in.push_back(v->dtype == DType::Float16);
-    auto run = [&](const std::vector<at::Tensor>& x) {
-      std::vector<at::Tensor> in(x);
-      for (size_t i = 0; i < in.size() && i < half_in.size(); ++i)
-        if (half_in[i]) in[i] = in[i].to(at::kHalf);
-      std::vector<at::Tensor> y = cex.run(in);
-      for (at::Tensor& t : y)
-        if (t.scalar_type() == at::kHalf) t = t.to(at::kFloat);
-      return y;
-    };
-    r.accuracy = compare_models(*g, ex, run, *ds, o.batch_size, o.eval_limit);
-    r.evaluated = true;
-  }
+  if (ds) try {
+      // What ships is the written file: it is read back and run as it is.
+      auto written = load_model(r.file, false);
+      exec::Executor ex(*g), cex(*written);
+      std::vector<bool> half_in;
+      for (const Value* v : written->inputs) half_in.push_back(v->dtype == DType::Float16);
+      auto run = [&](const std::vector<at::Tensor>& x) {
+        std::vector<at::Tensor> in(x);
+        for (size_t i = 0; i < in.size() && i < half_in.size(); ++i)
+          if (half_in[i]) in[i] = in[i].to(at::kHalf);
+        std::vector<at::Tensor> y = cex.run(in);
+        for (at::Tensor& t : y)
+          if (t.scalar_type() == at::kHalf) t = t.to(at::kFloat);
+        return y;
+      };
+      r.accuracy = compare_models(*g, ex, run, *ds, o.batch_size, o.eval_limit);
+      r.evaluated = true;
+    } catch (...) {
+      std::remove(r.file.c_str());  // no file without the evaluation that was asked for
+      throw;
+    }
   std::string text = summary_text(r);
   write_file_atomic(o.out_dir + "/summary.txt", text);
   log << text;

@@ -381,14 +381,16 @@ TEST(DeployCli, ConvertRefusesByName) {
   for (const Case& c :
        {Case{mnv2 + " --mode fp8", "unknown conversion mode 'fp8'"},
         Case{mnv2 + " --mode weight-only --weight-bits 3", "3 bits"},
-        Case{fixture("opsets/opset18_groupnorm.onnx") + " --mode weight-only --weight-bits 4", "GroupNormalization"}}) {
+        Case{fixture("opsets/opset18_groupnorm.onnx") + " --mode weight-only --weight-bits 4", "GroupNormalization"},
+        Case{mnv2 + " --mode float16 --eval " + tmp("no_such_data.npy"), "no_such_data.npy"}}) {
     std::string out = tmp("convert_bad");
     fs::remove_all(out);
     auto r = run_command(cli() + " convert " + c.args + " -o " + out);
     EXPECT_EQ(r.status, 2) << c.args << ": " << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
     EXPECT_NE(r.output.find(c.mention), std::string::npos) << r.output;
-    EXPECT_FALSE(fs::exists(out + "/model.weight-only.onnx")) << c.args;
+    for (const char* f : {"/model.weight-only.onnx", "/model.float16.onnx", "/summary.txt"})
+      EXPECT_FALSE(fs::exists(out + f)) << c.args << ": " << f;
   }
 }
 
