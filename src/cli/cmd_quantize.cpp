@@ -20,7 +20,8 @@ void add_quantize_commands(CLI::App& app, Action& action) {
                  "minmax | percentile | kl | mse | auto (default: the target's)");
   qc->add_option("--setting,-s", q.setting_file, "setting file (YAML or JSON), see docs/settings.md");
   qc->add_option("--out,-o", q.out_dir, "output directory")->required();
-  qc->add_option("--format,-f", q.format, "deployable file: auto (the target's) | espdl | qdq | ti-onnx | none");
+  qc->add_option("--format,-f", q.format,
+                 "deployable file: auto (the target's) | espdl | qdq | ti-onnx | tflite | none");
   qc->add_flag("--no-export-test-values", q.no_test_values, ".espdl without embedded test inputs/outputs");
   qc->add_flag("--export-test-values", q.always_test_values,
                ".espdl with test inputs/outputs whatever their size (default: only when they take <= 16 KiB)");
@@ -55,7 +56,7 @@ void add_quantize_commands(CLI::App& app, Action& action) {
                  "scales stop training after this epoch (0: never)");
   tc->add_option("--limit", t.qat.limit, "training samples per epoch (default all)");
   tc->add_option("--val-limit", t.qat.val_limit, "validation samples (default all)");
-  tc->add_option("--format,-f", t.format, "deployable file: auto | espdl | qdq | ti-onnx | none");
+  tc->add_option("--format,-f", t.format, "deployable file: auto | espdl | qdq | ti-onnx | tflite | none");
   tc->add_flag("--resume", t.qat.resume, "continue from OUT/checkpoints (same model, target and setting)");
   tc->callback([&action] {
     action = [] {

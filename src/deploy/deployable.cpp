@@ -37,6 +37,8 @@ const char* format_extension(ExportFormat f) {
     case ExportFormat::Qdq:
     case ExportFormat::TiOnnx:
       return ".onnx";
+    case ExportFormat::Tflite:
+      return ".tflite";
     default:
       return "";
   }

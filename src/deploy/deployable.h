@@ -1,5 +1,5 @@
 // The deployable outputs of a quantized graph, by format (`quantize --format`): `.espdl` with its
-// `.info` dump and `.json` tensor table, ONNX QDQ (qdq.h), TI integer ONNX.
+// `.info` dump and `.json` tensor table, ONNX QDQ (qdq.h), TI integer ONNX, `.tflite` (tflite.h).
 #pragma once
 #include <ATen/core/Tensor.h>
 
@@ -15,7 +15,7 @@
 
 namespace edgequant::deploy {
 
-// Auto -> the target's `export_format` (espdl on esp32*/c, qdq on ort-int8/tflite-int8, ti-onnx
+// Auto -> the target's `export_format` (espdl on esp32*/c, qdq on ort-int8, tflite on tflite-int8, ti-onnx
 // on ti-npu; qdq for TI plans with float-scale sub-8-bit weights). Explicit formats stay.
 ExportFormat resolve_format(ExportFormat requested, const Target& target, const QuantPlan* plan = nullptr);
 const char* format_extension(ExportFormat f);  // ".espdl", ".onnx" ("" for None)

@@ -29,6 +29,7 @@ struct ExportJob {
   int64_t streaming_frames = 0;         // > 0: also the streaming form, this many frames per run
   std::string calib_method;             // the calibrator's name (TI's quantization_config.yaml)
   std::string dir;                      // output directory (exists)
+  TfliteIo tflite_io = TfliteIo::Int8;  // .tflite inputs and outputs
 };
 
 class Exporter {
@@ -51,5 +52,6 @@ const Exporter* find_exporter(ExportFormat format);
 const Exporter& espdl_exporter();
 const Exporter& qdq_exporter();
 const Exporter& ti_onnx_exporter();
+const Exporter& tflite_exporter();
 
 }  // namespace edgequant::deploy

@@ -123,7 +123,8 @@ ExportFormat parse_export_format(const std::string& s) {
   if (s == "espdl") return ExportFormat::Espdl;
   if (s == "qdq") return ExportFormat::Qdq;
   if (s == "ti-onnx") return ExportFormat::TiOnnx;
-  fail(kCode, "export format must be auto, none, espdl, qdq or ti-onnx, not '" + s + "'");
+  if (s == "tflite") return ExportFormat::Tflite;
+  fail(kCode, "export format must be auto, none, espdl, qdq, ti-onnx or tflite, not '" + s + "'");
 }
 
 const char* export_format_name(ExportFormat f) {
@@ -138,6 +139,8 @@ const char* export_format_name(ExportFormat f) {
       return "qdq";
     case ExportFormat::TiOnnx:
       return "ti-onnx";
+    case ExportFormat::Tflite:
+      return "tflite";
   }
   return "?";
 }
@@ -221,7 +224,10 @@ Setting load_setting(const std::string& path) {
     s.batch_size = get_or(root, "batch_size", s.batch_size, "setting", kCode);
     if (s.calib_steps < 1 || s.batch_size < 1) fail(kCode, "calib_steps and batch_size must be positive");
     if (const YAML::Node& e = root["export"]) {
-      check_keys(e, {"format", "test_values", "streaming"}, "export", kCode);
+      check_keys(e, {"format", "test_values", "streaming", "tflite_io"}, "export", kCode);
+      std::string io = get_or<std::string>(e, "tflite_io", "int8", "export", kCode);
+      if (io != "int8" && io != "float32") fail(kCode, "export: tflite_io must be int8 or float32, not '" + io + "'");
+      s.export_setting.tflite_io = io == "int8" ? TfliteIo::Int8 : TfliteIo::Float32;
       if (const YAML::Node& st = e["streaming"]) {
         check_keys(st, {"frames"}, "export: streaming", kCode);
         s.export_setting.streaming_frames = get_or<int64_t>(st, "frames", 0, "export: streaming", kCode);

@@ -15,11 +15,12 @@ enum class Alignment { AlignToOutput, AlignToLarge, None };
 
 // The deployable file `quantize` writes beside its reports.
 enum class ExportFormat {
-  Auto,    // the target's: espdl on ESP-DL targets, qdq on ONNX Runtime / TFLite targets, ti-onnx on TI
+  Auto,    // the target's: espdl on ESP-DL targets, qdq on ONNX Runtime, tflite on TFLite, ti-onnx on TI
   None,    // reports only
   Espdl,   // ESP-DL's .espdl (power-of-two targets)
   Qdq,     // ONNX QuantizeLinear/DequantizeLinear
   TiOnnx,  // TI's integer ONNX (BNORM sequence)
+  Tflite,  // TFLite's .tflite FlatBuffer (TFLite Micro)
 };
 ExportFormat parse_export_format(const std::string& s);  // throws InvalidSetting
 const char* export_format_name(ExportFormat f);
@@ -30,12 +31,17 @@ const char* export_format_name(ExportFormat f);
 enum class TestValues { Auto, Always, Never };
 constexpr size_t kTestValuesCapBytes = 16 * 1024;
 
+// `.tflite` inputs and outputs: int8 codes (TFLite Micro's usual full-integer model), or float32
+// with a QUANTIZE after each input and a DEQUANTIZE before each output.
+enum class TfliteIo { Int8, Float32 };
+
 struct ExportSetting {
   ExportFormat format = ExportFormat::Auto;
   TestValues test_values = TestValues::Auto;
   // > 0: also the streaming form of a temporal model ([N, C, T] sequences), this many frames per
   // run (.espdl: model_streaming.espdl beside model.espdl; deploy/streaming.h).
   int64_t streaming_frames = 0;
+  TfliteIo tflite_io = TfliteIo::Int8;
 };
 
 struct AnalysisSetting {

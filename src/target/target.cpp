@@ -190,8 +190,9 @@ Target load_target(const std::string& name_or_path) {
     t.fused_activations = string_set(root["fused_activations"]);
     t.lut_activations = string_set(root["lut_activations"]);
     t.export_format = get_or<std::string>(root, "export_format", t.export_format, "target", kCode);
-    if (t.export_format != "espdl" && t.export_format != "qdq" && t.export_format != "ti-onnx")
-      fail(kCode, "export_format must be espdl, qdq or ti-onnx, not '" + t.export_format + "'");
+    if (t.export_format != "espdl" && t.export_format != "qdq" && t.export_format != "ti-onnx" &&
+        t.export_format != "tflite")
+      fail(kCode, "export_format must be espdl, qdq, ti-onnx or tflite, not '" + t.export_format + "'");
     t.runtime_ops = string_set(root["runtime_ops"]);
     t.int8_only_ops = string_set(root["int8_only_ops"]);
     if (const YAML::Node& cr = root["channel_rules"]) {

@@ -90,7 +90,8 @@ std::string write_deployable(QuantContext& ctx) {
                         tv == TestValues::Auto ? kTestValuesCapBytes : 0,
                         ctx.setting().export_setting.streaming_frames,
                         calib_algorithm_name(ctx.calibration_report.algorithm),
-                        ctx.out_dir};
+                        ctx.out_dir,
+                        ctx.setting().export_setting.tflite_io};
   deploy::Deployed d = exporter->write(job);
   std::ostringstream s;
   s << "deployable: " << d.path << " (" << d.bytes << " bytes; float ONNX " << float_bytes << " bytes)\n";
