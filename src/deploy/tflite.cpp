@@ -300,11 +300,96 @@ struct Writer {
            tfl::CreatePool2DOptions(fb, padding, int(strides[1]), int(strides[0]), int(k[1]), int(k[0])).Union());
   }
 
+  // TFLite's int8 LOGISTIC, TANH and SOFTMAX write one fixed grid (the target's
+  // fixed_output_grids quantize them there).
+  void fixed_grid_op(const IntNode& n, tfl::BuiltinOperator code, double scale, int64_t zero_point) {
+    const ValueInfo& o = p.value(n.outputs[0]);
+    if (o.dtype != DType::Int8 || o.scale != scale || o.zero_point != zero_point)
+      return refuse(n, "TFLite's int8 kernel writes scale " + std::to_string(scale) + ", zero point " +
+                           std::to_string(zero_point) + " (the target's fixed_output_grids); this output has others");
+    int x = tensor(n.inputs[0]);
+    if (code == tfl::BuiltinOperator_SOFTMAX)
+      return add_op(code, 2, {x}, {tensor(n.outputs[0])}, tfl::BuiltinOptions_SoftmaxOptions,
+                    tfl::CreateSoftmaxOptions(fb, 1.0f).Union());
+    add_op(code, 2, {x}, {tensor(n.outputs[0])});
+  }
+
+  // ONNX Resize of H and W in TFLite's two resize kernels: nearest with asymmetric coordinates and
+  // floor (PyTorch's nearest), linear with half_pixel or align_corners; the input's grid kept.
+  void resize(const IntNode& n) {
+    const ValueInfo& in = p.value(n.inputs[0]);
+    const ValueInfo& o = p.value(n.outputs[0]);
+    if (in.shape.size() != 4 || o.shape.size() != 4 || in.shape[0] != o.shape[0] || in.shape[3] != o.shape[3])
+      return refuse(n, "only the spatial axes of a 4-D tensor are resized by TFLite");
+    if (o.dtype != in.dtype || o.scale != in.scale || o.zero_point != in.zero_point || o.exponent != in.exponent)
+      return refuse(n, "TFLite's resize keeps the input's scale and zero point; this output has others");
+    std::string mode = n.attr_string("mode", "nearest"),
+                ctm = n.attr_string("coordinate_transformation_mode",
+                                    n.is(OpType::Upsample) ? "asymmetric" : "half_pixel"),
+                nearest = n.attr_string("nearest_mode", "round_prefer_floor");
+    int size = int32_constant(n.name + "_size", {2}, {o.shape[1], o.shape[2]});
+    int x = tensor(n.inputs[0]);
+    if (mode == "nearest" && ctm == "asymmetric" && nearest == "floor")
+      return add_op(tfl::BuiltinOperator_RESIZE_NEAREST_NEIGHBOR, 3, {x, size}, {tensor(n.outputs[0])},
+                    tfl::BuiltinOptions_ResizeNearestNeighborOptions,
+                    tfl::CreateResizeNearestNeighborOptions(fb, false, false).Union());
+    if (mode == "linear" && (ctm == "half_pixel" || ctm == "pytorch_half_pixel" || ctm == "align_corners")) {
+      if (ctm == "pytorch_half_pixel" && (o.shape[1] == 1 || o.shape[2] == 1))
+        return refuse(n, "pytorch_half_pixel to a size-1 axis (TFLite's half_pixel differs there)");
+      return add_op(tfl::BuiltinOperator_RESIZE_BILINEAR, 3, {x, size}, {tensor(n.outputs[0])},
+                    tfl::BuiltinOptions_ResizeBilinearOptions,
+                    tfl::CreateResizeBilinearOptions(fb, ctm == "align_corners", ctm != "align_corners").Union());
+    }
+    refuse(n, mode + " resize with " + ctm + " coordinates" +
+                  (mode == "nearest" ? " and nearest_mode " + nearest : "") +
+                  " (TFLite: nearest asymmetric/floor, linear half_pixel or align_corners)");
+  }
+
+  // The int64 constant of input `i` (empty when absent).
+  std::vector<int64_t> ints_of(const IntNode& n, size_t i) const {
+    const IntTensor* t = i < n.inputs.size() && !n.inputs[i].empty() ? p.initializer(n.inputs[i]) : nullptr;
+    return t ? t->ints : std::vector<int64_t>{};
+  }
+
+  // ONNX Slice with constant starts/ends/axes and unit steps as TFLite's SLICE (begin, size).
+  void slice(const IntNode& n) {
+    const Shape& s = p.value(n.inputs[0]).shape;
+    std::vector<int64_t> starts = ints_of(n, 1), ends = ints_of(n, 2), axes = ints_of(n, 3), steps = ints_of(n, 4);
+    if (starts.empty() || starts.size() != ends.size()) return refuse(n, "starts and ends must be constants");
+    if (axes.empty())
+      for (size_t k = 0; k < starts.size(); ++k) axes.push_back(int64_t(k));
+    std::vector<int64_t> begin(s.size(), 0), size(s.begin(), s.end());
+    for (size_t k = 0; k < starts.size() && k < axes.size(); ++k) {
+      if (!steps.empty() && steps[k] != 1)
+        return refuse(n, "steps other than 1 (TFLite's STRIDED_SLICE is not written)");
+      int64_t a = axes[k] < 0 ? axes[k] + int64_t(s.size()) : axes[k];
+      if (a < 0 || a >= int64_t(s.size())) return refuse(n, "axis out of range");
+      int64_t dim = s[size_t(a)];
+      auto clampi = [&](int64_t v) { return std::max<int64_t>(0, std::min(dim, v < 0 ? v + dim : v)); };
+      int64_t b = clampi(starts[k]), e = clampi(ends[k]);
+      begin[size_t(a)] = b;
+      size[size_t(a)] = std::max<int64_t>(0, e - b);
+    }
+    int r = int64_t(s.size());
+    int bt = int32_constant(n.name + "_begin", {r}, begin), st = int32_constant(n.name + "_size", {r}, size);
+    add_op(tfl::BuiltinOperator_SLICE, 2, {tensor(n.inputs[0]), bt, st}, {tensor(n.outputs[0])},
+           tfl::BuiltinOptions_SliceOptions, tfl::CreateSliceOptions(fb).Union());
+  }
+
   void node(const IntNode& n) {
     auto out = [&] { return tensor(n.outputs[0]); };
-    for (const std::string& v : n.outputs)
-      if (p.value(v).dtype == DType::Float32) return refuse(n, "float output (TFLite Micro's int8 kernels only)");
+    // Float tails (a classifier's Softmax, which stays float): DEQUANTIZE, then TFLite's float32
+    // kernels, as the program computes them; no other op computes in float here.
+    bool float_out = p.value(n.outputs[0]).dtype == DType::Float32;
+    if (float_out && !n.is(OpType::DequantizeLinear) && !n.is(OpType::Softmax) && !n.is(OpType::LogSoftmax) &&
+        !n.is(OpType::Reshape) && !n.is(OpType::Flatten) && !n.is(OpType::Transpose))
+      return refuse(n, "float output: only a float Softmax tail is written (TFLite Micro's int8 kernels)");
     switch (op_type_of(n.op_type)) {
+      case OpType::DequantizeLinear:
+        return add_op(tfl::BuiltinOperator_DEQUANTIZE, 2, {tensor(n.inputs[0])}, {out()});
+      case OpType::LogSoftmax:
+        if (!float_out) return refuse(n, "integer LogSoftmax");
+        [[fallthrough]];
       case OpType::Conv:
         return conv(n);
       case OpType::Gemm:
@@ -333,6 +418,37 @@ struct Writer {
                  tfl::CreateMulOptions(fb).Union());
         return;
       }
+      case OpType::Sigmoid:
+        return fixed_grid_op(n, tfl::BuiltinOperator_LOGISTIC, 1.0 / 256, -128);
+      case OpType::Tanh:
+        return fixed_grid_op(n, tfl::BuiltinOperator_TANH, 1.0 / 128, 0);
+      case OpType::Softmax: {
+        int64_t rank = int64_t(p.value(n.inputs[0]).shape.size()), axis = n.attr_int("axis", -1);
+        if (axis != -1 && axis != rank - 1) return refuse(n, "TFLite's SOFTMAX normalises the last axis only");
+        if (n.is(OpType::LogSoftmax))
+          return add_op(tfl::BuiltinOperator_LOG_SOFTMAX, 1, {tensor(n.inputs[0])}, {out()},
+                        tfl::BuiltinOptions_LogSoftmaxOptions, tfl::CreateLogSoftmaxOptions(fb).Union());
+        if (float_out)
+          return add_op(tfl::BuiltinOperator_SOFTMAX, 1, {tensor(n.inputs[0])}, {out()},
+                        tfl::BuiltinOptions_SoftmaxOptions, tfl::CreateSoftmaxOptions(fb, 1.0f).Union());
+        return fixed_grid_op(n, tfl::BuiltinOperator_SOFTMAX, 1.0 / 256, -128);
+      }
+      case OpType::Slice:
+        return slice(n);
+      case OpType::ReduceMean: {
+        const Shape& s = p.value(n.inputs[0]).shape;
+        std::vector<int64_t> axes = ints_of(n, 1);
+        if (axes.empty())
+          for (size_t d = 0; d < s.size(); ++d) axes.push_back(int64_t(d));
+        for (int64_t& a : axes) a = a < 0 ? a + int64_t(s.size()) : a;
+        int at = int32_constant(n.name + "_axes", {int64_t(axes.size())}, axes);
+        return add_op(tfl::BuiltinOperator_MEAN, 2, {tensor(n.inputs[0]), at}, {out()},
+                      tfl::BuiltinOptions_ReducerOptions,
+                      tfl::CreateReducerOptions(fb, n.attr_int("keepdims", 1) != 0).Union());
+      }
+      case OpType::Resize:
+      case OpType::Upsample:
+        return resize(n);
       case OpType::Relu:
         return add_op(tfl::BuiltinOperator_RELU, 2, {tensor(n.inputs[0])}, {out()});
       case OpType::Clip: {
@@ -409,7 +525,8 @@ struct Writer {
         add_op(tfl::BuiltinOperator_QUANTIZE, 1, {in.back()}, {index[v]}, tfl::BuiltinOptions_QuantizeOptions,
                tfl::CreateQuantizeOptions(fb).Union());
       }
-      for (const std::string& v : p.outputs) out.push_back(float_twin(v));
+      for (const std::string& v : p.outputs)
+        out.push_back(p.value(v).dtype == DType::Float32 ? tensor(v) : float_twin(v));
     }
     for (const IntNode& n : p.nodes) node(n);
     if (!problems.empty()) {
@@ -419,7 +536,8 @@ struct Writer {
     }
     if (float_io) {
       for (size_t k = 0; k < p.outputs.size(); ++k)
-        add_op(tfl::BuiltinOperator_DEQUANTIZE, 2, {index.at(p.outputs[k])}, {out[k]});
+        if (index.at(p.outputs[k]) != out[k])
+          add_op(tfl::BuiltinOperator_DEQUANTIZE, 2, {index.at(p.outputs[k])}, {out[k]});
     } else {
       for (const std::string& v : p.inputs) in.push_back(tensor(v));
       for (const std::string& v : p.outputs) out.push_back(tensor(v));
@@ -444,8 +562,10 @@ std::string tflite_bytes(const IntGraph& program, bool float_io) { return Writer
 
 std::vector<std::string> tflite_refusals(const Op& op) {
   static const std::set<std::string> written = {
-      "Conv", "Gemm", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Add",       "Sub",   "Mul",
-      "Relu", "Clip", "Reshape", "Flatten",     "Squeeze",           "Unsqueeze",     "Transpose", "Concat"};
+      "Conv",      "Gemm",    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Add",       "Sub",
+      "Mul",       "Relu",    "Clip",    "Reshape",     "Flatten",           "Squeeze",       "Unsqueeze", "Transpose",
+      "Concat",    "Sigmoid", "Tanh",    "Softmax",     "LogSoftmax",        "Resize",        "Upsample",  "Slice",
+      "ReduceMean"};
   std::vector<std::string> out;
   if (!written.count(op.type)) out.push_back("the .tflite writer has no TFLite builtin operator for " + op.type);
   if (op.is(OpType::Conv)) {

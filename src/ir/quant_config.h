@@ -47,7 +47,7 @@ enum class RangeSource {
   KL,
   MSE,           // an observer (the calibrator's name)
   AlignToLarge,  // the union of an aligned op's input ranges
-  Custom,        // fixed by the setting (custom_scales)
+  Custom,        // fixed by the setting (custom_scales) or the target (fixed_output_grids)
   Trained,       // written back by a training pass (TQT, LSQ)
 };
 const char* range_source_name(RangeSource s);

@@ -158,6 +158,25 @@ Observations observe_activations(const Graph& g, exec::Executor& ex, const Quant
 
 namespace {
 
+// The target's input_grid_ops: the output on its input's grid, pinned (custom_scale) so that
+// training moves neither apart from the other's calibration. In graph order, so chains follow.
+void tie_input_grids(const Graph& g, const Target& t, QuantPlan& plan) {
+  if (t.input_grid_ops.empty()) return;
+  for (const auto& op : g.ops()) {
+    if (!t.input_grid_ops.count(op->type) || op->outputs.empty() || !op->outputs[0]) continue;
+    QuantConfig* oc = plan.find(op->outputs[0]->name);
+    const QuantConfig* ic = plan.input_config(*op, 0);
+    if (!oc || oc->state != QuantState::Quantized || !ic || !ic->has_scale() || ic->bits != oc->bits ||
+        ic->scales.size() != 1)
+      continue;
+    oc->scales = ic->scales;
+    oc->zero_points = ic->zero_points;
+    oc->range_min = ic->range_min;
+    oc->range_max = ic->range_max;
+    oc->custom_scale = true;
+  }
+}
+
 // Scales of the observed tensors (each tensor's `chosen` config, else `algo`'s range), then the
 // tensors whose scales follow from them: Align-to-Large outputs, mixed-precision boundary grids,
 // passives and biases.
@@ -212,6 +231,7 @@ void apply_observed(const Graph& g, QuantPlan& plan, const Target& t, const Sett
       set_scale_from_ranges(*r.grid, {{src->range_min, src->range_max}}, rule);
     r.grid->source = range_source_of(grid_algo);
   }
+  tie_input_grids(g, t, plan);
   // Passives copy their master's scale so the plan file is self-describing; biases s_in * s_w.
   refresh_derived_scales(plan, g);
 }

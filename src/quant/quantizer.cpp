@@ -239,6 +239,20 @@ void align_inputs(const Setting& s, const Op* op, QuantPlan& plan) {
   }
 }
 
+// The target's fixed output grids (TFLite's LOGISTIC/TANH/SOFTMAX) on 8-bit outputs of those ops.
+void apply_fixed_grids(const Graph& g, const Target& t, QuantPlan& plan) {
+  for (const auto& op : g.ops()) {
+    auto it = t.fixed_output_grids.find(op->type);
+    if (it == t.fixed_output_grids.end() || op->outputs.empty() || !op->outputs[0]) continue;
+    QuantConfig* c = plan.find(op->outputs[0]->name);
+    if (!c || c->state != QuantState::Quantized || c->bits != 8 || !c->is_signed) continue;
+    c->scales = {it->second.scale};
+    c->zero_points = {it->second.zero_point};
+    c->custom_scale = true;
+    c->source = RangeSource::Custom;
+  }
+}
+
 // Custom scales ("focused logits"): by op name (its first output) or value name.
 void apply_custom_scales(const Graph& g, const Target& t, const Setting& s, QuantPlan& plan) {
   for (const auto& [name, scale] : s.custom_scales) {
@@ -330,6 +344,7 @@ QuantPlan assign_quant_configs(const Graph& g, const Target& t, const Setting& s
     assign_data_constants(t, op, bits, plan);
     align_inputs(s, op, plan);
   }
+  apply_fixed_grids(g, t, plan);
   apply_custom_scales(g, t, s, plan);
   add_width_boundaries(g, t, plan);
   check_channel_rules(g, t, plan);

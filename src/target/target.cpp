@@ -136,12 +136,33 @@ Target load_target(const std::string& name_or_path) {
   bool based = false;
   YAML::Node root = load_with_base(path, 0, &based);
   try {
-    check_keys(root, {"name",           "description",       "scale",           "sub8bit_weight_scale",
-                      "rounding",       "requant_rounding",  "activation",      "conv_weight",
-                      "gemm_weight",    "matmul_weight",     "bias_bits",       "accumulator_bits",
-                      "int16_lut_step", "allowed_bits",      "default_calib",   "pow2_rule",
-                      "float_ops",      "fused_activations", "lut_activations", "channel_rules",
-                      "export_format",  "runtime_ops",       "int8_only_ops",   "espdl_filter_blocks"},
+    check_keys(root,
+               {"name",
+                "description",
+                "scale",
+                "sub8bit_weight_scale",
+                "rounding",
+                "requant_rounding",
+                "activation",
+                "conv_weight",
+                "gemm_weight",
+                "matmul_weight",
+                "bias_bits",
+                "accumulator_bits",
+                "int16_lut_step",
+                "allowed_bits",
+                "default_calib",
+                "pow2_rule",
+                "float_ops",
+                "fused_activations",
+                "lut_activations",
+                "channel_rules",
+                "export_format",
+                "runtime_ops",
+                "int8_only_ops",
+                "espdl_filter_blocks",
+                "fixed_output_grids",
+                "input_grid_ops"},
                "target", kCode);
     Target t;
     t.file = path;
@@ -163,6 +184,16 @@ Target load_target(const std::string& name_or_path) {
     t.conv_weight = parse_spec(root["conv_weight"], "conv_weight", TensorSpec{});
     t.gemm_weight = parse_spec(root["gemm_weight"], "gemm_weight", t.conv_weight);
     t.matmul_weight = parse_spec(root["matmul_weight"], "matmul_weight", t.gemm_weight);
+    if (const YAML::Node& fg = root["fixed_output_grids"])
+      for (const auto& kv : fg) {
+        check_keys(kv.second, {"scale", "zero_point"}, "target: fixed_output_grids", kCode);
+        Target::FixedGrid grid{kv.second["scale"].as<double>(0), kv.second["zero_point"].as<int64_t>(0)};
+        if (!(grid.scale > 0) || grid.zero_point < -128 || grid.zero_point > 127)
+          fail(kCode,
+               "fixed_output_grids: " + kv.first.as<std::string>() + " needs a positive scale and an int8 zero_point");
+        t.fixed_output_grids[kv.first.as<std::string>()] = grid;
+      }
+    t.input_grid_ops = string_set(root["input_grid_ops"]);
     if (root["bias_bits"])
       for (const auto& kv : root["bias_bits"]) t.bias_bits[kv.first.as<int>()] = kv.second.as<int>();
     if (root["espdl_filter_blocks"])

@@ -49,6 +49,16 @@ struct Target {
   std::set<std::string> runtime_ops;       // op types the chip's runtime loads (empty: any ONNX op)
   std::set<std::string> int8_only_ops;     // op types without a 16-bit kernel on the chip
   std::map<int, int> espdl_filter_blocks;  // weight bits -> b of ESP-DL's (N/b)HWCb filter layout; empty: plain
+  // 8-bit outputs of these op types on a fixed grid, not calibrated (TFLite's LOGISTIC, TANH and
+  // SOFTMAX kernels require scale 1/256 or 1/128 and their zero points).
+  struct FixedGrid {
+    double scale = 0;
+    int64_t zero_point = 0;
+  };
+  std::map<std::string, FixedGrid> fixed_output_grids;
+  // Op types whose output takes its input's grid after calibration (TFLite's AVERAGE_POOL_2D and
+  // RESIZE_BILINEAR keep the input's scale and zero point).
+  std::set<std::string> input_grid_ops;
 
   int bias_bits_for(int weight_bits) const;
   int accumulator_bits_for(int activation_bits) const;

@@ -1,6 +1,7 @@
 // ReduceMean, ReduceSum, ReduceMax and ReduceMin as ESP-DL computes them (dl_module_reduce_*.hpp):
 // the codes summed exactly (int32/int64), then Mean: round(float(sum) 2^e_in / count 2^-e_out) in
-// float32 steps, Sum: shift_and_round(sum, e_out - e_in); Max/Min move codes (one grid).
+// float32 steps, Sum: shift_and_round(sum, e_out - e_in); Max/Min move codes (one grid). Float-scale
+// grids (TFLite): the real sum (sum - count zp_in) s_in, averaged, on the output grid.
 // Axes from input 1 (opset 18, ESP-DL's parameter) or the `axes` attribute (opset 13).
 #include <cmath>
 
@@ -97,6 +98,22 @@ void reduce(const KernelArgs& args) {
       continue;
     }
     int64_t a = acc[size_t(o)];
+    if (!x.is_pow2() || !y.is_pow2()) {
+      // Float-scale grids (TFLite's MEAN/SUM): the real sum (or extreme) from the codes and zero
+      // point, then the output's grid; extremes keep their codes (same grid, checked above).
+      if (extreme && !y.is_float()) {
+        y.ints[size_t(o)] = a;
+        continue;
+      }
+      double real = double(a - (extreme ? 1 : count) * x.zero_point()) * x.scale();
+      if (t == OpType::ReduceMean && count) real /= double(count);
+      if (y.is_float())
+        store_real(y, o, real, args.rounding());
+      else
+        y.ints[size_t(o)] = saturate_to(
+            static_cast<int64_t>(round_value(real / y.scale(), args.rounding()) + double(y.zero_point())), y.dtype);
+      continue;
+    }
     if (y.is_float()) {
       double v = double(a) * std::ldexp(1.0, x.exponent());
       store_real(y, o, t == OpType::ReduceMean && count ? v / double(count) : v, args.rounding());
@@ -114,11 +131,6 @@ void reduce(const KernelArgs& args) {
 }
 }  // namespace
 
-EQ_RUNTIME_KERNEL(reduce_kernel) {
-  const IntTensor& x = args.in(0);
-  if (!x.is_float() && !x.is_pow2()) args.fail_node("integer reductions need power-of-two grids");
-  if (!args.out().is_float() && !args.out().is_pow2()) args.fail_node("integer reductions need power-of-two grids");
-  reduce(args);
-}
+EQ_RUNTIME_KERNEL(reduce_kernel) { reduce(args); }
 
 }  // namespace edgequant::runtime
