@@ -556,9 +556,74 @@ struct Writer {
   }
 };
 
+// 1-D windows ([N, W, C] channels-last, as the program runs temporal models) as TFLite's 2-D
+// ones with H = 1: a Reshape to [N, 1, W, C], the node with 2-D attributes and [O, I, 1, k]
+// weights, a Reshape back.
+void lift_1d(IntGraph& p) {
+  std::vector<IntNode> nodes;
+  for (IntNode& n : p.nodes) {
+    bool window = n.is(OpType::Conv) || n.is(OpType::MaxPool) || n.is(OpType::AveragePool) ||
+                  n.is(OpType::GlobalAveragePool) || n.is(OpType::GlobalMaxPool);
+    if (!window || n.inputs.empty() || p.value(n.inputs[0]).shape.size() != 3) {
+      nodes.push_back(std::move(n));
+      continue;
+    }
+    auto lifted = [&](const std::string& v) {
+      ValueInfo vi = p.value(v);
+      vi.shape.insert(vi.shape.begin() + 1, 1);
+      vi.perm.clear();
+      std::string name = v + "_2d";
+      p.values[name] = vi;
+      return name;
+    };
+    IntNode in_reshape, out_reshape;
+    in_reshape.name = n.name + "_to_2d";
+    in_reshape.op_type = "Reshape";
+    in_reshape.inputs = {n.inputs[0]};
+    in_reshape.outputs = {lifted(n.inputs[0])};
+    n.inputs[0] = in_reshape.outputs[0];
+    out_reshape.name = n.name + "_to_1d";
+    out_reshape.op_type = "Reshape";
+    out_reshape.inputs = {lifted(n.outputs[0])};
+    out_reshape.outputs = {n.outputs[0]};
+    n.outputs[0] = out_reshape.inputs[0];
+    auto widen = [&](const std::string& key, int64_t h, size_t width) {
+      std::vector<int64_t> v = n.attr_ints(key);
+      if (v.size() == width) {
+        std::vector<int64_t> w;
+        if (width == 1)
+          w = {h, v[0]};
+        else
+          w = {h, v[0], h, v[1]};  // pads [l, r] -> [0, l, 0, r]
+        n.attrs[key] = w;
+      }
+    };
+    widen("kernel_shape", 1, 1);
+    widen("strides", 1, 1);
+    widen("dilations", 1, 1);
+    widen("pads", 0, 2);
+    if (n.is(OpType::Conv) && n.inputs.size() > 1)
+      if (const IntTensor* w = p.initializer(n.inputs[1]); w && w->shape.size() == 3) {
+        IntTensor w2 = *w;
+        w2.shape = {w->shape[0], w->shape[1], 1, w->shape[2]};
+        std::string name = n.inputs[1] + "_2d";
+        p.initializers[name] = std::move(w2);
+        n.inputs[1] = name;
+      }
+    nodes.push_back(std::move(in_reshape));
+    nodes.push_back(std::move(n));
+    nodes.push_back(std::move(out_reshape));
+  }
+  p.nodes = std::move(nodes);
+}
+
 }  // namespace
 
-std::string tflite_bytes(const IntGraph& program, bool float_io) { return Writer(program).finish(float_io); }
+std::string tflite_bytes(const IntGraph& program, bool float_io) {
+  IntGraph p = program;
+  lift_1d(p);
+  return Writer(p).finish(float_io);
+}
 
 std::vector<std::string> tflite_refusals(const Op& op) {
   static const std::set<std::string> written = {
@@ -570,9 +635,10 @@ std::vector<std::string> tflite_refusals(const Op& op) {
   if (!written.count(op.type)) out.push_back("the .tflite writer has no TFLite builtin operator for " + op.type);
   if (op.is(OpType::Conv)) {
     const Value* w = op.input(1);
-    if (w && w->shape && w->shape->size() != 4) out.push_back("only 2-D convolutions (TFLite's CONV_2D)");
+    if (w && w->shape && w->shape->size() != 4 && w->shape->size() != 3)
+      out.push_back("only 1-D and 2-D convolutions (TFLite's CONV_2D)");
     int64_t group = op.attr_int("group", 1);
-    if (group != 1 && w && w->shape && w->shape->size() == 4 && (*w->shape)[1] != 1)
+    if (group != 1 && w && w->shape && w->shape->size() >= 3 && (*w->shape)[1] != 1)
       out.push_back("grouped convolution (TFLite has group 1 and depthwise)");
   }
   if ((op.is(OpType::MaxPool) || op.is(OpType::AveragePool)) && op.attr_int("ceil_mode", 0) != 0)

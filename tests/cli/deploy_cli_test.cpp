@@ -358,6 +358,35 @@ TEST(DeployCli, QdqAndTiFilesByTarget) {
   EXPECT_NE(yaml.find("first conv"), std::string::npos) << "the 3-channel first conv breaks the NPU rule: " << yaml;
 }
 
+// tflite-int8 writes TFLite's own file by default; what the writer cannot express is refused by
+// `check` before calibration, by node, and nothing is written.
+TEST(DeployCli, TfliteByDefaultForTfliteInt8AndRefusalsBeforeWork) {
+  std::string out = tmp("resnet_tflite");
+  fs::remove_all(out);
+  auto q = run_command(cli() + " quantize " + kModel + " -t tflite-int8 -c " + kData +
+                       " --calib-steps 1 --batch-size 2 -o " + out);
+  ASSERT_EQ(q.status, 0) << q.output;
+  EXPECT_NE(q.output.find("model.tflite"), std::string::npos) << q.output;
+  std::ifstream f(out + "/model.tflite", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), {});
+  ASSERT_GT(bytes.size(), 8u);
+  EXPECT_EQ(bytes.substr(4, 4), "TFL3") << "TFLite's file identifier";
+  EXPECT_FALSE(fs::exists(out + "/model.qdq.onnx"));
+
+  std::string refused = tmp("convt_tflite");
+  fs::remove_all(refused);
+  auto r = run_command(cli() + " quantize " + fixture("models/conv_transpose_op13.onnx") + " -t tflite-int8 -c " +
+                       fixture("models/conv_transpose_input.npy") + " --calib-steps 1 --batch-size 2 -o " + refused);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("pass 'check'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'/up1/ConvTranspose' (ConvTranspose)"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(refused));
+  auto c = run_command(cli() + " check " + fixture("models/fmod_op13.onnx") + " -t tflite-int8");
+  EXPECT_EQ(c.status, 2) << c.output;
+  EXPECT_NE(c.output.find("'/Mod' (Mod): the .tflite writer has no TFLite builtin operator for Mod"), std::string::npos)
+      << c.output;
+}
+
 // `convert`: the file and summary.txt written, the accuracy against float printed on labelled data.
 TEST(DeployCli, ConvertWritesTheFileAndItsAccuracy) {
   std::string out = tmp("convert_wo");

@@ -25,6 +25,7 @@
 #include "core/files.h"
 #include "data/npy.h"
 #include "deploy/integer_program.h"
+#include "deploy/tflite_generated.h"
 #include "fixture_cases.h"
 #include "ort_reference.h"
 #include "runtime/interpreter.h"
@@ -158,6 +159,50 @@ Agreement run_in_litert(QuantContext& ctx, int samples, const std::string& dir) 
   return a;
 }
 
+// int8 ends (TFLite Micro's usual file) against float32 ends (what LiteRT.js can feed): the same
+// body, the graph inputs and outputs int8 tensors on the program's grids, no QUANTIZE/DEQUANTIZE.
+TEST(TfliteWriter, Int8EndsAreTheProgramsGridsAndFloatEndsAddOneConversionEach) {
+  auto ctx = calibrated(fixture_case("models/resnet_style_op13"), "tflite-int8", 4);
+  runtime::IntGraph prog =
+      deploy::build_integer_program(*ctx->graph, ctx->plan, *ctx->lowered, ctx->target, ctx->executor());
+  std::string int8 = deploy::tflite_bytes(prog, false), f32 = deploy::tflite_bytes(prog, true);
+  for (const std::string* b : {&int8, &f32}) {
+    flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(b->data()), b->size());
+    ASSERT_TRUE(tflite::VerifyModelBuffer(v));
+  }
+  const tflite::SubGraph* a = tflite::GetModel(int8.data())->subgraphs()->Get(0);
+  const tflite::SubGraph* b = tflite::GetModel(f32.data())->subgraphs()->Get(0);
+  EXPECT_EQ(b->operators()->size(), a->operators()->size() + prog.inputs.size() + prog.outputs.size());
+  auto ends = [&](const tflite::SubGraph* g, const flatbuffers::Vector<int32_t>* idx,
+                  const std::vector<std::string>& names, tflite::TensorType type) {
+    ASSERT_EQ(idx->size(), names.size());
+    for (size_t k = 0; k < names.size(); ++k) {
+      const tflite::Tensor* t = g->tensors()->Get(idx->Get(k));
+      EXPECT_EQ(t->name()->str(), names[k]);
+      EXPECT_EQ(t->type(), type) << names[k];
+      const runtime::ValueInfo& vi = prog.value(names[k]);
+      Shape s(t->shape()->begin(), t->shape()->end());
+      EXPECT_EQ(s, vi.shape) << names[k];
+      if (type == tflite::TensorType_INT8) {
+        ASSERT_TRUE(t->quantization() && t->quantization()->scale());
+        EXPECT_FLOAT_EQ(t->quantization()->scale()->Get(0), float(vi.scale)) << names[k];
+        EXPECT_EQ(t->quantization()->zero_point()->Get(0), vi.zero_point) << names[k];
+      }
+    }
+  };
+  ends(a, a->inputs(), prog.inputs, tflite::TensorType_INT8);
+  ends(a, a->outputs(), prog.outputs, tflite::TensorType_INT8);
+  ends(b, b->inputs(), prog.inputs, tflite::TensorType_FLOAT32);
+  ends(b, b->outputs(), prog.outputs, tflite::TensorType_FLOAT32);
+  auto code = [](const std::string& bytes, const tflite::Operator* op) {
+    return tflite::GetModel(bytes.data())->operator_codes()->Get(op->opcode_index())->builtin_code();
+  };
+  EXPECT_EQ(code(f32, b->operators()->Get(0)), tflite::BuiltinOperator_QUANTIZE);
+  EXPECT_EQ(code(f32, b->operators()->Get(b->operators()->size() - 1)), tflite::BuiltinOperator_DEQUANTIZE);
+  EXPECT_NE(code(int8, a->operators()->Get(0)), tflite::BuiltinOperator_QUANTIZE);
+  EXPECT_NE(code(int8, a->operators()->Get(a->operators()->size() - 1)), tflite::BuiltinOperator_DEQUANTIZE);
+}
+
 class TfliteInLiteRt : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
 TEST_P(TfliteInLiteRt, EveryTensorMatchesTheIntegerRuntime) {
@@ -181,16 +226,15 @@ TEST_P(TfliteInLiteRt, EveryTensorMatchesTheIntegerRuntime) {
   std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, TfliteInLiteRt,
-                         ::testing::Combine(::testing::Values(fixture_case("fashion/fmnist_mobilenet"),
-                                                              fixture_case("fashion/fmnist_resnet"),
-                                                              fixture_case("fashion/fmnist_mobilenetv2"),
-                                                              fixture_case("models/mobilenetv2_style_op13"),
-                                                              fixture_case("models/resnet_style_op13"),
-                                                              fixture_case("models/batchnorm_op13"),
-                                                              fixture_case("models/detection_head_op13"),
-                                                              fixture_case("models/windows_op13")),
-                                            ::testing::Values("tflite-int8")),
-                         CaseName());
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, TfliteInLiteRt,
+    ::testing::Combine(
+        ::testing::Values(fixture_case("fashion/fmnist_mobilenet"), fixture_case("fashion/fmnist_resnet"),
+                          fixture_case("fashion/fmnist_mobilenetv2"), fixture_case("models/mobilenetv2_style_op13"),
+                          fixture_case("models/resnet_style_op13"), fixture_case("models/batchnorm_op13"),
+                          fixture_case("models/detection_head_op13"), fixture_case("models/windows_op13"),
+                          fixture_case("models/temporal_conv_op13"), fixture_case("models/causal_tcn_op13")),
+        ::testing::Values("tflite-int8")),
+    CaseName());
 
 }  // namespace

@@ -72,7 +72,12 @@ class IntegerRuntime : public ::testing::TestWithParam<std::tuple<FixtureCase, s
 // bits and the simulation rounds its float32 product: near a tie they can land on either side,
 // and an output reading such an activation can move by one more code. Whether a near-tie occurs
 // depends on the calibrated scales, which follow the float activations' last bits on each CPU
-// (seen: 0 elements differ with oneDNN's AVX2, AVX and SSE4.1 kernels, ONEDNN_MAX_CPU_ISA).
+// (seen: 0 elements differ with oneDNN's AVX2, AVX and SSE4.1 kernels, ONEDNN_MAX_CPU_ISA). On
+// tflite-int8 the detection head's bilinear Resize keeps its input's grid (TFLite requires it):
+// its 1/4-3/4 weights put many results exactly on a tie, which the runtime's and ATen's float32
+// arithmetic break either way (seen: 375 of 69120 elements, max 2 codes). The LSB figure is
+// measured on dequantized float32 values: near 1 on a 1/256 grid that adds ~2e-5 LSB.
+
 class IntegerRuntimeFloatScale : public ::testing::TestWithParam<std::tuple<FixtureCase, std::string>> {};
 
 TEST_P(IntegerRuntimeFloatScale, WithinOneLsbOfTheSimulation) {
@@ -81,7 +86,7 @@ TEST_P(IntegerRuntimeFloatScale, WithinOneLsbOfTheSimulation) {
   QuantContext& ctx = *owned;
   Diff d = compare_with_simulation(ctx, 4);
   EXPECT_GT(d.total, 0);
-  EXPECT_LE(d.max_lsb, 2.0 + 1e-6) << c.model << " on " << target;
+  EXPECT_LE(d.max_lsb, 2.0 + 1e-4) << c.model << " on " << target;
   std::printf("%s %s: %lld of %lld elements differ, max %g LSB\n", c.model.c_str(), target.c_str(),
               (long long)d.differing, (long long)d.total, d.max_lsb);
 }
