@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs every Debian package (and the one npm package) EdgeQuant's build, tests, benchmarks
+# Installs every Debian package (and the two npm packages) EdgeQuant's build, tests, benchmarks
 # and fixture scripts need. Idempotent: re-running only checks that everything is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +29,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Node.js runs ONNX Runtime (npm onnxruntime-node) in the exporter tests. The machine's Node.js
+# Node.js runs ONNX Runtime (npm onnxruntime-node) and LiteRT (npm @litertjs/core, TFLite's
+# runtime as WebAssembly) in the exporter tests. The machine's Node.js
 # is used when present; Debian's otherwise.
 if ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get update -qq
@@ -37,8 +38,8 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 # onnxruntime-node ships its CPU binaries in the package; ONNXRUNTIME_NODE_INSTALL=skip stops its
 # install script from downloading anything else. Versions pinned by package-lock.json.
-if [ ! -f node_modules/onnxruntime-node/package.json ]; then
-  echo "install-deps: npm ci (onnxruntime-node)"
+if [ ! -f node_modules/onnxruntime-node/package.json ] || [ ! -f node_modules/@litertjs/core/package.json ]; then
+  echo "install-deps: npm ci (onnxruntime-node, @litertjs/core)"
   ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
 fi
 

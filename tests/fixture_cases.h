@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -11,7 +12,10 @@
 
 #include "api/load.h"
 #include "data/dataset.h"
+#include "deploy/integer_program.h"
 #include "passes/pipeline.h"
+#include "quant/simulator.h"
+#include "runtime/interpreter.h"
 #include "target/target.h"
 #include "test_util.h"
 
@@ -56,6 +60,33 @@ inline std::unique_ptr<QuantContext> calibrated(const FixtureCase& c, const std:
   ctx->calibration = {data, 0, std::min<int64_t>(data->size(), samples), "fixture"};
   run_pipeline(*ctx, {"prepare", "assign", "calibrate", "lower"});
   return ctx;
+}
+
+// The first `samples` calibration samples of a calibrated context, one at a time (batch 1), each
+// with the simulation's outputs and the program's input: the sample moved to the program's layout
+// and quantized, as run_program takes it.
+inline void for_each_program_sample(
+    QuantContext& ctx, const runtime::IntGraph& prog, int samples,
+    const std::function<void(const runtime::TensorMap& input, const std::vector<at::Tensor>& simulated)>& fn) {
+  quant::QuantSimulator& sim = ctx.simulator();
+  quant::BatchStream stream = ctx.batches(ctx.calibration);
+  at::Tensor x;
+  at::NoGradGuard no_grad;
+  int seen = 0;
+  while (seen < samples && stream.next(x)) {
+    for (int64_t b = 0; b < x.size(0) && seen < samples; ++b, ++seen) {
+      at::Tensor xi = x.slice(0, b, b + 1).contiguous();
+      std::vector<at::Tensor> want = sim.run({xi});
+      const std::string& in_name = prog.inputs[0];
+      std::vector<float> xv(xi.data_ptr<float>(), xi.data_ptr<float>() + xi.numel());
+      Shape ps;
+      std::vector<float> xp =
+          deploy::to_program_layout(prog, in_name, xv, Shape(xi.sizes().begin(), xi.sizes().end()), &ps);
+      runtime::TensorMap in;
+      in[in_name] = runtime::quantize_for_input(prog, in_name, xp, ps);
+      fn(in, want);
+    }
+  }
 }
 
 // Test names: the model file's stem, and the target with '-' as '_'.

@@ -97,65 +97,53 @@ Agreement run_in_litert(QuantContext& ctx, int samples, const std::string& dir) 
   Lineage lin = lineage(prog);
   std::string model = dir + "/model.tflite";
   write_file_atomic(model, deploy::tflite_bytes(prog, true));
-  quant::QuantSimulator& sim = ctx.simulator();
-  quant::BatchStream stream = ctx.batches(ctx.calibration);
-  at::Tensor x;
   Agreement a;
-  at::NoGradGuard no_grad;
-  int seen = 0;
-  while (seen < samples && stream.next(x)) {
-    for (int64_t b = 0; b < x.size(0) && seen < samples; ++b, ++seen) {
-      at::Tensor xi = x.slice(0, b, b + 1).contiguous();
-      std::vector<at::Tensor> want = sim.run({xi});
-      const std::string& in_name = prog.inputs[0];
-      std::vector<float> xv(xi.data_ptr<float>(), xi.data_ptr<float>() + xi.numel());
-      Shape ps;
-      std::vector<float> xp =
-          deploy::to_program_layout(prog, in_name, xv, Shape(xi.sizes().begin(), xi.sizes().end()), &ps);
-      runtime::TensorMap in;
-      in[in_name] = runtime::quantize_for_input(prog, in_name, xp, ps);
-      runtime::TensorMap out = runtime::run_program(prog, in);
-      write_dequantized(dir + "/in.npy", in[in_name]);
-      CommandResult r = run_command("node " + std::string(EQ_SOURCE_DIR) + "/tools/tflite_run.js " + model + " " + dir +
-                                    "/litert " + dir + "/in.npy");
-      if (r.status != 0) {
-        ADD_FAILURE() << "LiteRT failed on " << model << ": " << r.output;
-        return a;
+  bool failed = false;
+  for_each_program_sample(ctx, prog, samples, [&](const runtime::TensorMap& in, const std::vector<at::Tensor>& want) {
+    if (failed) return;
+    const std::string& in_name = prog.inputs[0];
+    runtime::TensorMap out = runtime::run_program(prog, in);
+    write_dequantized(dir + "/in.npy", in.at(in_name));
+    CommandResult r = run_command("node " + std::string(EQ_SOURCE_DIR) + "/tools/tflite_run.js " + model + " " + dir +
+                                  "/litert " + dir + "/in.npy");
+    if (r.status != 0) {
+      ADD_FAILURE() << "LiteRT failed on " << model << ": " << r.output;
+      failed = true;
+      return;
+    }
+    for (size_t o = 0; o < prog.outputs.size(); ++o) {
+      const std::string& name = prog.outputs[o];
+      const runtime::IntTensor& got = out.at(name);
+      Tensor lite = read_npy(dir + "/litert." + std::to_string(o) + ".npy");
+      EXPECT_EQ(size_t(lite.numel()), got.is_float() ? got.floats.size() : got.ints.size()) << name;
+      if (got.is_float()) {
+        auto from = lin.dequantized_from.find(name);
+        EXPECT_TRUE(from != lin.dequantized_from.end()) << name << ": a float output not from a DequantizeLinear";
+        if (from == lin.dequantized_from.end()) continue;
+        double allowed = 0.5 * (lin.after_requant.count(from->second) ? 2 : 1) * prog.value(from->second).scale;
+        for (size_t i = 0; i < got.floats.size() && i < size_t(lite.numel()); ++i) {
+          double d = std::fabs(double(lite.data<float>()[i]) - double(got.floats[i]));
+          a.float_ratio = std::max(a.float_ratio, d / (allowed + 1e-6));
+          ++a.float_total;
+        }
+        continue;
       }
-      for (size_t o = 0; o < prog.outputs.size(); ++o) {
-        const std::string& name = prog.outputs[o];
-        const runtime::IntTensor& got = out.at(name);
-        Tensor lite = read_npy(dir + "/litert." + std::to_string(o) + ".npy");
-        EXPECT_EQ(size_t(lite.numel()), got.is_float() ? got.floats.size() : got.ints.size()) << name;
-        if (got.is_float()) {
-          auto from = lin.dequantized_from.find(name);
-          EXPECT_TRUE(from != lin.dequantized_from.end()) << name << ": a float output not from a DequantizeLinear";
-          if (from == lin.dequantized_from.end()) continue;
-          double allowed = 0.5 * (lin.after_requant.count(from->second) ? 2 : 1) * prog.value(from->second).scale;
-          for (size_t i = 0; i < got.floats.size() && i < size_t(lite.numel()); ++i) {
-            double d = std::fabs(double(lite.data<float>()[i]) - double(got.floats[i]));
-            a.float_ratio = std::max(a.float_ratio, d / (allowed + 1e-6));
-            ++a.float_total;
-          }
-          continue;
-        }
-        std::vector<int64_t> codes;
-        for (int64_t i = 0; i < lite.numel(); ++i)
-          codes.push_back(std::llround(double(lite.data<float>()[i]) / got.scale()) + got.zero_point());
-        Codes& bucket = o < model_outputs ? a.outputs : lin.after_requant.count(name) ? a.after_requant : a.clean;
-        for (size_t i = 0; i < codes.size() && i < got.ints.size(); ++i) bucket.add(got.ints[i], codes[i]);
-        if (o >= model_outputs) continue;
-        // The simulation in the program's layout, on the output's grid.
-        at::Tensor w = want[o].contiguous().to(at::kFloat);
-        std::vector<float> wv(w.data_ptr<float>(), w.data_ptr<float>() + w.numel());
-        std::vector<float> wp = deploy::to_program_layout(prog, name, wv, Shape(w.sizes().begin(), w.sizes().end()));
-        for (size_t i = 0; i < codes.size() && i < wp.size(); ++i) {
-          double real = double(codes[i] - got.zero_point()) * got.scale();
-          a.max_simulation = std::max(a.max_simulation, std::fabs(real - double(wp[i])) / got.scale());
-        }
+      std::vector<int64_t> codes;
+      for (int64_t i = 0; i < lite.numel(); ++i)
+        codes.push_back(std::llround(double(lite.data<float>()[i]) / got.scale()) + got.zero_point());
+      Codes& bucket = o < model_outputs ? a.outputs : lin.after_requant.count(name) ? a.after_requant : a.clean;
+      for (size_t i = 0; i < codes.size() && i < got.ints.size(); ++i) bucket.add(got.ints[i], codes[i]);
+      if (o >= model_outputs) continue;
+      // The simulation in the program's layout, on the output's grid.
+      at::Tensor w = want[o].contiguous().to(at::kFloat);
+      std::vector<float> wv(w.data_ptr<float>(), w.data_ptr<float>() + w.numel());
+      std::vector<float> wp = deploy::to_program_layout(prog, name, wv, Shape(w.sizes().begin(), w.sizes().end()));
+      for (size_t i = 0; i < codes.size() && i < wp.size(); ++i) {
+        double real = double(codes[i] - got.zero_point()) * got.scale();
+        a.max_simulation = std::max(a.max_simulation, std::fabs(real - double(wp[i])) / got.scale());
       }
     }
-  }
+  });
   return a;
 }
 

@@ -29,39 +29,23 @@ struct Diff {
 Diff compare_with_simulation(QuantContext& ctx, int samples) {
   runtime::IntGraph prog =
       deploy::build_integer_program(*ctx.graph, ctx.plan, *ctx.lowered, ctx.target, ctx.executor());
-  quant::QuantSimulator& sim = ctx.simulator();
-  quant::BatchStream stream = ctx.batches(ctx.calibration);
-  at::Tensor x;
   Diff d;
-  at::NoGradGuard no_grad;
-  int seen = 0;
-  while (seen < samples && stream.next(x)) {
-    for (int64_t b = 0; b < x.size(0) && seen < samples; ++b, ++seen) {
-      at::Tensor xi = x.slice(0, b, b + 1).contiguous();
-      std::vector<at::Tensor> want = sim.run({xi});
-      const std::string& in_name = prog.inputs[0];
-      std::vector<float> xv(xi.data_ptr<float>(), xi.data_ptr<float>() + xi.numel());
-      Shape ps;
-      std::vector<float> xp =
-          deploy::to_program_layout(prog, in_name, xv, Shape(xi.sizes().begin(), xi.sizes().end()), &ps);
-      runtime::TensorMap in;
-      in[in_name] = runtime::quantize_for_input(prog, in_name, xp, ps);
-      runtime::TensorMap out = runtime::run_program(prog, in);
-      for (size_t o = 0; o < prog.outputs.size(); ++o) {
-        const runtime::IntTensor& got = out.at(prog.outputs[o]);
-        std::vector<float> gv = deploy::to_source_layout(prog, prog.outputs[o], got);
-        at::Tensor w = want[o].contiguous().to(at::kFloat);
-        EXPECT_EQ(int64_t(gv.size()), w.numel());
-        double lsb = got.is_float() ? 1.0 : got.scale();
-        for (int64_t i = 0; i < w.numel() && i < int64_t(gv.size()); ++i) {
-          double diff = std::fabs(double(gv[size_t(i)]) - double(w.data_ptr<float>()[i])) / lsb;
-          d.max_lsb = std::max(d.max_lsb, diff);
-          d.differing += diff > 1e-3 ? 1 : 0;  // float-scale grids dequantize with float32 rounding
-          ++d.total;
-        }
+  for_each_program_sample(ctx, prog, samples, [&](const runtime::TensorMap& in, const std::vector<at::Tensor>& want) {
+    runtime::TensorMap out = runtime::run_program(prog, in);
+    for (size_t o = 0; o < prog.outputs.size(); ++o) {
+      const runtime::IntTensor& got = out.at(prog.outputs[o]);
+      std::vector<float> gv = deploy::to_source_layout(prog, prog.outputs[o], got);
+      at::Tensor w = want[o].contiguous().to(at::kFloat);
+      EXPECT_EQ(int64_t(gv.size()), w.numel());
+      double lsb = got.is_float() ? 1.0 : got.scale();
+      for (int64_t i = 0; i < w.numel() && i < int64_t(gv.size()); ++i) {
+        double diff = std::fabs(double(gv[size_t(i)]) - double(w.data_ptr<float>()[i])) / lsb;
+        d.max_lsb = std::max(d.max_lsb, diff);
+        d.differing += diff > 1e-3 ? 1 : 0;  // float-scale grids dequantize with float32 rounding
+        ++d.total;
       }
     }
-  }
+  });
   return d;
 }
 
