@@ -384,6 +384,13 @@ struct Writer {
     if (float_out && !n.is(OpType::DequantizeLinear) && !n.is(OpType::Softmax) && !n.is(OpType::LogSoftmax) &&
         !n.is(OpType::Reshape) && !n.is(OpType::Flatten) && !n.is(OpType::Transpose))
       return refuse(n, "float output: only a float Softmax tail is written (TFLite Micro's int8 kernels)");
+    if (!float_out && p.value(n.outputs[0]).dtype != DType::Int8)
+      return refuse(n, std::string(dtype_name(p.value(n.outputs[0]).dtype)) +
+                           " output: TFLite Micro's kernels take int8 activations (16x8 is not written)");
+    if ((n.is(OpType::Conv) || n.is(OpType::Gemm)) && n.inputs.size() > 1)
+      if (const IntTensor* w = p.initializer(n.inputs[1]); w && (w->dtype != DType::Int8 || w->bits != 0))
+        return refuse(n, std::to_string(w->bits ? w->bits : int(dtype_size(w->dtype) * 8)) +
+                             "-bit weights: TFLite's CONV_2D and FULLY_CONNECTED take int8");
     switch (op_type_of(n.op_type)) {
       case OpType::DequantizeLinear:
         return add_op(tfl::BuiltinOperator_DEQUANTIZE, 2, {tensor(n.inputs[0])}, {out()});
@@ -651,9 +658,20 @@ namespace {
 class TfliteExporter : public Exporter {
  public:
   ExportFormat format() const override { return ExportFormat::Tflite; }
-  void check_op(const Op& op, const QuantPlan&, const Target&, std::vector<Finding>& out) const override {
+  void check_op(const Op& op, const QuantPlan& plan, const Target&, std::vector<Finding>& out) const override {
     for (const std::string& r : tflite_refusals(op))
       out.push_back({op.name, op.type, r, "--format qdq (ONNX Runtime), or replace it in the model"});
+    // The widths the plan gives (before calibration): int8 activations and weights only.
+    for (const Value* v :
+         {op.outputs.empty() ? nullptr : op.outputs[0], is_compute_op(op.type) ? op.input(1) : nullptr})
+      if (const QuantConfig* c = v ? plan.effective(v->name) : nullptr)
+        if (c->state != QuantState::Float && c->bits != 8) {
+          out.push_back({op.name, op.type,
+                         std::to_string(c->bits) + "-bit " + (v == op.input(1) ? "weights" : "output") +
+                             ": the .tflite writer takes int8 activations and weights (TFLite Micro's int8 kernels)",
+                         "8-bit activation_bits/weight_bits for this op, or --format qdq"});
+          break;
+        }
   }
   Deployed write(const ExportJob& j) const override {
     Deployed d;

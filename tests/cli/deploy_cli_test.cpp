@@ -381,6 +381,12 @@ TEST(DeployCli, TfliteByDefaultForTfliteInt8AndRefusalsBeforeWork) {
   EXPECT_NE(r.output.find("pass 'check'"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("'/up1/ConvTranspose' (ConvTranspose)"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(refused));
+  // 16-bit layers: TFLite Micro's kernels are int8 (16x8 is not written).
+  auto wide = run_command(cli() + " quantize " + kModel + " -t tflite-int8 -c " + kData + " -s " +
+                          fixture("settings/int16.yaml") + " --calib-steps 1 --batch-size 2 -o " + refused);
+  EXPECT_EQ(wide.status, 2) << wide.output;
+  EXPECT_NE(wide.output.find("'/stem/stem.0/Conv' (Conv): 16-bit output"), std::string::npos) << wide.output;
+  EXPECT_FALSE(fs::exists(refused));
   auto c = run_command(cli() + " check " + fixture("models/fmod_op13.onnx") + " -t tflite-int8");
   EXPECT_EQ(c.status, 2) << c.output;
   EXPECT_NE(c.output.find("'/Mod' (Mod): the .tflite writer has no TFLite builtin operator for Mod"), std::string::npos)
