@@ -442,6 +442,20 @@ struct Writer {
       }
       case OpType::Slice:
         return slice(n);
+      case OpType::Gather: {
+        // Constant indices (a channel split or shuffle), int32 as TFLite's GATHER reads them.
+        const IntTensor* idx = n.inputs.size() > 1 ? p.initializer(n.inputs[1]) : nullptr;
+        if (!idx || idx->is_float()) return refuse(n, "indices must be a constant");
+        int64_t rank = int64_t(p.value(n.inputs[0]).shape.size()), axis = n.attr_int("axis", 0);
+        axis = axis < 0 ? axis + rank : axis;
+        if (axis < 0 || axis >= rank) return refuse(n, "axis out of range");
+        std::vector<int64_t> indices = idx->ints;
+        int64_t dim = p.value(n.inputs[0]).shape[size_t(axis)];
+        for (int64_t& i : indices) i = i < 0 ? i + dim : i;
+        int it = int32_constant(n.name + "_indices", idx->shape, indices);
+        return add_op(tfl::BuiltinOperator_GATHER, 2, {tensor(n.inputs[0]), it}, {out()},
+                      tfl::BuiltinOptions_GatherOptions, tfl::CreateGatherOptions(fb, int(axis)).Union());
+      }
       case OpType::ReduceMean: {
         const Shape& s = p.value(n.inputs[0]).shape;
         std::vector<int64_t> axes = ints_of(n, 1);
@@ -634,10 +648,10 @@ std::string tflite_bytes(const IntGraph& program, bool float_io) {
 
 std::vector<std::string> tflite_refusals(const Op& op) {
   static const std::set<std::string> written = {
-      "Conv",      "Gemm",    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Add",       "Sub",
-      "Mul",       "Relu",    "Clip",    "Reshape",     "Flatten",           "Squeeze",       "Unsqueeze", "Transpose",
-      "Concat",    "Sigmoid", "Tanh",    "Softmax",     "LogSoftmax",        "Resize",        "Upsample",  "Slice",
-      "ReduceMean"};
+      "Conv",       "Gemm",    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Add",       "Sub",
+      "Mul",        "Relu",    "Clip",    "Reshape",     "Flatten",           "Squeeze",       "Unsqueeze", "Transpose",
+      "Concat",     "Sigmoid", "Tanh",    "Softmax",     "LogSoftmax",        "Resize",        "Upsample",  "Slice",
+      "ReduceMean", "Gather"};
   std::vector<std::string> out;
   if (!written.count(op.type)) out.push_back("the .tflite writer has no TFLite builtin operator for " + op.type);
   if (op.is(OpType::Conv)) {

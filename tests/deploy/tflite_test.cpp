@@ -221,7 +221,9 @@ INSTANTIATE_TEST_SUITE_P(
                           fixture_case("fashion/fmnist_mobilenetv2"), fixture_case("models/mobilenetv2_style_op13"),
                           fixture_case("models/resnet_style_op13"), fixture_case("models/batchnorm_op13"),
                           fixture_case("models/detection_head_op13"), fixture_case("models/windows_op13"),
-                          fixture_case("models/temporal_conv_op13"), fixture_case("models/causal_tcn_op13")),
+                          fixture_case("models/temporal_conv_op13"), fixture_case("models/causal_tcn_op13"),
+                          // a channel split by Gather, fixed batch 1
+                          FixtureCase{"fixed_batch/detector_b1.onnx", fixture("fixed_batch/detector_input.npy")}),
         ::testing::Values("tflite-int8")),
     CaseName());
 

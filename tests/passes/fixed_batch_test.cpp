@@ -168,7 +168,7 @@ TEST_P(FixedBatchTargets, DefaultsQuantizeAndExport) {
   ASSERT_TRUE(ctx->report.has_value());
   EXPECT_LT(ctx->report->output_noise_ratio, 1e-3) << log.str();
   bool deployable = false;
-  for (const char* f : {"model.espdl", "model.qdq.onnx", "model.ti.onnx"})
+  for (const char* f : {"model.espdl", "model.qdq.onnx", "model.ti.onnx", "model.tflite"})
     deployable = deployable || fs::exists(out + "/" + f);
   EXPECT_TRUE(deployable) << log.str();
 }
