@@ -143,7 +143,7 @@ std::vector<std::string> pipeline_for(const Setting& s) {
   p.push_back("calibrate");
   // Optimisation passes in their documented order (README: equalization -> calibration ->
   // bias correction -> TQT/AdaRound).
-  if (s.mixed_precision.auto_promote > 0) p.push_back("mixed-precision");
+  if (s.mixed_precision.auto_promote > 0 || s.mixed_precision.method != BitSearch::Off) p.push_back("mixed-precision");
   if (s.bias_correction_enabled()) p.push_back("bias-correction");
   if (s.tqt_optimization) p.push_back("tqt");
   if (s.lsq_optimization) p.push_back("lsq");

@@ -65,6 +65,66 @@ QatLoss parse_qat_loss(const std::string& s) {
   fail(kCode, "qat_setting.loss must be ce, distill or both, not '" + s + "'");
 }
 
+const char* bit_search_name(BitSearch b) {
+  switch (b) {
+    case BitSearch::Off:
+      return "off";
+    case BitSearch::Hessian:
+      return "hessian";
+    case BitSearch::Measured:
+      return "measured";
+  }
+  return "?";
+}
+
+namespace {
+void read_mixed_precision(const YAML::Node& m, MixedPrecisionSetting& mp) {
+  const char* w = "mixed_precision";
+  check_keys(m, {"auto_promote", "to", "method", "budget", "widths", "hessian_probes"}, w, kCode);
+  mp.auto_promote = get_or(m, "auto_promote", 0, w, kCode);
+  mp.to = get_or<std::string>(m, "to", "int16", w, kCode);
+  if (mp.auto_promote < 0) fail(kCode, "mixed_precision.auto_promote must be >= 0");
+  if (mp.to != "int16" && mp.to != "float")
+    fail(kCode, "mixed_precision.to must be int16 or float, not '" + mp.to + "'");
+  std::string method = get_or<std::string>(m, "method", "off", w, kCode);
+  if (method == "hessian")
+    mp.method = BitSearch::Hessian;
+  else if (method == "measured")
+    mp.method = BitSearch::Measured;
+  else if (method != "off")
+    fail(kCode, "mixed_precision.method must be hessian, measured or off, not '" + method + "'");
+  mp.hessian_probes = get_or(m, "hessian_probes", mp.hessian_probes, w, kCode);
+  if (mp.hessian_probes < 2) fail(kCode, "mixed_precision.hessian_probes must be >= 2");
+  if (const YAML::Node& ws = m["widths"]) {
+    if (!ws.IsSequence()) fail(kCode, "mixed_precision.widths must be a list such as [2, 4, 8] (or float)");
+    for (const auto& x : ws) {
+      std::string v = x.as<std::string>();
+      if (v == "float")
+        mp.widths.push_back(0);
+      else if (v == "2" || v == "4" || v == "8" || v == "16")
+        mp.widths.push_back(std::stoi(v));
+      else
+        fail(kCode, "mixed_precision.widths: '" + v + "' is not 2, 4, 8, 16 or float");
+    }
+  }
+  if (const YAML::Node& b = m["budget"]) {
+    check_keys(b, {"param_bytes", "avg_weight_bits"}, "mixed_precision.budget", kCode);
+    mp.budget_param_bytes = get_or<int64_t>(b, "param_bytes", 0, "mixed_precision.budget", kCode);
+    mp.budget_avg_weight_bits = get_or(b, "avg_weight_bits", 0.0, "mixed_precision.budget", kCode);
+    if ((mp.budget_param_bytes > 0) == (mp.budget_avg_weight_bits > 0))
+      fail(kCode, "mixed_precision.budget needs exactly one of param_bytes or avg_weight_bits, above 0");
+  }
+  if (mp.method != BitSearch::Off) {
+    if (mp.auto_promote > 0)
+      fail(kCode, "mixed_precision: auto_promote and method are two ways to choose widths; give one");
+    if (!m["budget"])
+      fail(kCode, "mixed_precision.method " + method + " needs a budget: {param_bytes: N} or {avg_weight_bits: X}");
+  } else if (m["budget"] || m["widths"]) {
+    fail(kCode, "mixed_precision.budget/widths need a method: hessian or measured");
+  }
+}
+}  // namespace
+
 const char* qat_loss_name(QatLoss l) {
   switch (l) {
     case QatLoss::CrossEntropy:
@@ -258,14 +318,7 @@ Setting load_setting(const std::string& path) {
       s.validation.holdout = get_or(v, "holdout", s.validation.holdout, "validation", kCode);
       if (!(s.validation.holdout > 0 && s.validation.holdout < 1)) fail(kCode, "validation.holdout must be in (0, 1)");
     }
-    if (const YAML::Node& m = root["mixed_precision"]) {
-      check_keys(m, {"auto_promote", "to"}, "mixed_precision", kCode);
-      s.mixed_precision.auto_promote = get_or(m, "auto_promote", 0, "mixed_precision", kCode);
-      s.mixed_precision.to = get_or<std::string>(m, "to", "int16", "mixed_precision", kCode);
-      if (s.mixed_precision.auto_promote < 0) fail(kCode, "mixed_precision.auto_promote must be >= 0");
-      if (s.mixed_precision.to != "int16" && s.mixed_precision.to != "float")
-        fail(kCode, "mixed_precision.to must be int16 or float, not '" + s.mixed_precision.to + "'");
-    }
+    if (const YAML::Node& m = root["mixed_precision"]) read_mixed_precision(m, s.mixed_precision);
     s.layer_split = get_or(root, "layer_split", false, "setting", kCode);
     if (const YAML::Node& l = root["layer_split_setting"]) {
       check_keys(l, {"interested_layers", "value_threshold"}, "layer_split_setting", kCode);

@@ -146,10 +146,24 @@ QatLoss parse_qat_loss(const std::string& s);
 const char* qat_loss_name(QatLoss l);
 
 // Mixed precision beyond the hand-written dispatching_table: promote the ops with the worst
-// layerwise error to a wider type.
+// layerwise error to a wider type (auto_promote), or search a width per layer under a budget.
+enum class BitSearch {
+  Off,
+  Hessian,   // tr(H_i)/n_i * |Q_w(W_i) - W_i|^2 (Hutchinson on the task or distillation loss)
+  Measured,  // the layerwise output error of each layer at each width
+};
+const char* bit_search_name(BitSearch b);
 struct MixedPrecisionSetting {
   int auto_promote = 0;      // K: the K units with the worst layerwise error (0 = off)
   std::string to = "int16";  // int16 | float
+  BitSearch method = BitSearch::Off;
+  // The budget (exactly one with a method): bytes of every quantized parameter on the chip
+  // (weights packed at their width, biases at the target's bias width), or the mean weight width
+  // of the searched layers.
+  int64_t budget_param_bytes = 0;
+  double budget_avg_weight_bits = 0;
+  std::vector<int> widths;  // candidate weight widths, 0 = float; empty: the target's
+  int hessian_probes = 16;  // Hutchinson probes (sensitivities are measured on the validation samples)
 };
 
 struct Setting {
@@ -176,7 +190,8 @@ struct Setting {
   BiasCorrectionSetting bias_correction_setting;
   bool bias_correction_enabled() const {
     if (bias_correction) return *bias_correction;
-    return weight_bits > 0 && weight_bits < 8 && !tqt_optimization && !lsq_optimization && !blockwise_reconstruction;
+    bool sub8 = (weight_bits > 0 && weight_bits < 8) || mixed_precision.method != BitSearch::Off;
+    return sub8 && !tqt_optimization && !lsq_optimization && !blockwise_reconstruction;
   }
   bool tqt_optimization = false;
   TqtSetting tqt;

@@ -274,5 +274,27 @@ TEST(SettingFile, BadRecoverySettingsNameTheKey) {
             std::string::npos);
   EXPECT_NE(message("eq_bad4.yaml", "mixed_precision: {auto_promote: 1, to: int4}\n").find("int16 or float"),
             std::string::npos);
+  // The width search: one budget, a method to go with it, widths that exist.
+  auto mp = [&](const std::string& f, const std::string& body) {
+    return message(f, "mixed_precision: " + body + "\n");
+  };
+  EXPECT_NE(mp("mp1.yaml", "{method: hawq, budget: {avg_weight_bits: 4}}").find("hessian, measured or off"),
+            std::string::npos);
+  EXPECT_NE(mp("mp2.yaml", "{method: hessian, budget: {avg_weight_bits: 4, param_bytes: 9}}").find("exactly one"),
+            std::string::npos);
+  EXPECT_NE(mp("mp3.yaml", "{method: hessian, budget: {}}").find("exactly one"), std::string::npos);
+  EXPECT_NE(mp("mp4.yaml", "{method: measured, widths: [3, 8], budget: {avg_weight_bits: 4}}").find("'3' is not"),
+            std::string::npos);
+  EXPECT_NE(mp("mp5.yaml", "{method: measured}").find("needs a budget"), std::string::npos);
+  EXPECT_NE(mp("mp6.yaml", "{budget: {avg_weight_bits: 4}}").find("need a method"), std::string::npos);
+  EXPECT_NE(mp("mp7.yaml", "{auto_promote: 2, method: hessian, budget: {avg_weight_bits: 4}}").find("give one"),
+            std::string::npos);
+  EXPECT_NE(mp("mp8.yaml", "{method: hessian, budget: {avg_bits: 4}}").find("avg_bits"), std::string::npos);
+  Setting ok = load_setting(write_setting(
+      "mp_ok.yaml", "mixed_precision: {method: measured, widths: [2, float, 8], budget: {param_bytes: 5000}}\n"));
+  EXPECT_EQ(ok.mixed_precision.method, BitSearch::Measured);
+  EXPECT_EQ(ok.mixed_precision.widths, (std::vector<int>{2, 0, 8}));
+  EXPECT_EQ(ok.mixed_precision.budget_param_bytes, 5000);
+  EXPECT_EQ(ok.mixed_precision.budget_avg_weight_bits, 0);
 }
 }  // namespace
