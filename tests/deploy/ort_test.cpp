@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <sstream>
 
 #include "api/load.h"
@@ -206,6 +208,51 @@ TEST(QatInOnnxRuntime, TiIntegerOnnxOfAQatModelComputesTheIntegerRuntimesCodes) 
 TEST(QatInOnnxRuntime, QdqOfAFloatScaleQatModelIsWithinTheBoundOfTheSimulation) {
   auto ctx = trained("ort-int8", "");
   expect_qdq_within_one_lsb_of_simulation(*ctx, "fmnist_resnet QAT ort-int8");
+}
+
+// ti-npu below 8 bits writes QDQ (float weight scales): a 2-bit QAT result in ONNX Runtime.
+TEST(QatInOnnxRuntime, QdqOfATwoBitTiNpuQatModelIsWithinTheBoundOfTheSimulation) {
+  std::string dir = scratch_dir("qat_w2");
+  {
+    std::ofstream f(dir + "/w2.yaml");
+    f << "weight_bits: 2\n";
+  }
+  auto ctx = trained("ti-npu", dir + "/w2.yaml");
+  const QuantConfig* w = ctx->plan.find(ctx->graph->find_op("/fc/Gemm")->input(1)->name);
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->bits, 2);
+  expect_qdq_within_one_lsb_of_simulation(*ctx, "fmnist_resnet QAT ti-npu W2");
+}
+
+// Widths chosen per unit by the bit-width search (2/4/8-bit weights on ti-npu) in ONNX Runtime:
+// the QDQ file of the mixed plan within the bound of the simulation. (16-bit units, ESP's other
+// width, have no opset-13 QDQ form; their .espdl is the deployable.)
+std::unique_ptr<QuantContext> width_searched(const std::string& target, const std::string& mixed) {
+  std::string dir = scratch_dir("width_search");
+  std::string setting = dir + "/s.yaml";
+  {
+    std::ofstream f(setting);
+    f << "calib_steps: 4\nbatch_size: 32\nanalysis: {samples: 64}\nmixed_precision: " << mixed << "\n";
+  }
+  QuantizeOptions o;
+  o.model = fixture("fashion/fmnist_resnet.onnx");
+  o.target = target;
+  o.calib = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+  o.setting_file = setting;
+  std::ostringstream log;
+  auto ctx = run_quantize(o, log);
+  EXPECT_NE(log.str().find("mixed-precision: budget"), std::string::npos) << log.str();
+  std::set<int> widths;
+  for (const auto& op : ctx->graph->ops())
+    if (op->is(OpType::Conv) || op->is(OpType::Gemm))
+      if (const QuantConfig* c = ctx->plan.find(op->input(1)->name)) widths.insert(c->bits);
+  EXPECT_GE(widths.size(), 2u) << "not a mixed plan";
+  return ctx;
+}
+
+TEST(WidthSearchInOnnxRuntime, MixedTwoFourEightBitWeightsOnTiNpu) {
+  auto ctx = width_searched("ti-npu", "{method: hessian, hessian_probes: 4, budget: {avg_weight_bits: 3}}");
+  expect_qdq_within_one_lsb_of_simulation(*ctx, "fmnist_resnet ti-npu mixed 2/4/8");
 }
 
 }  // namespace
