@@ -23,9 +23,6 @@ setting() {  # name body
 setting w2 'weight_bits: 2'
 setting w4 'weight_bits: 4'
 setting w8 'weight_bits: 8'
-for m in hessian measured; do
-  for b in 3 4 6; do setting "$m$b" "mixed_precision: {method: $m, budget: {avg_weight_bits: $b}}"; done
-done
 printf '%-22s %6s %9s %7s  %-20s %6s\n' row "bits" "param B" "PTQ" "QAT (float/fq/int)" "s"
 row() {  # key label
   local key=$1 label=$2 t0 t1
@@ -61,5 +58,8 @@ row w2 "uniform W2"
 row w4 "uniform W4"
 row w8 "uniform W8"
 for m in hessian measured; do
-  for b in 3 4 6; do row "$m$b" "$m avg $b"; done
+  for b in 3 4 6; do
+    setting "$m$b" "mixed_precision: {method: $m, budget: {avg_weight_bits: $b}}"
+    row "$m$b" "$m avg $b"
+  done
 done
