@@ -209,7 +209,6 @@ class WidthSearch {
     calibrate_plan(ctx_);
     ctx_.invalidate(kDataKept);  // the simulator and lowered form were of the previous plan
     if (!measured) {
-      fixed_bytes_ = 0;
       std::set<std::string> searched;
       for (SearchUnit& u : units_) {
         searched.insert(u.weight->name);
